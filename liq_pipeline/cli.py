@@ -1,0 +1,136 @@
+"""The `liq` command. Each subcommand is thin: it reads settings, calls library code, prints.
+
+A user mistake (bad setting, bad option) ends with one line on stderr and exit code 2, never a stack trace.
+Heavy modules (polars, web3, dagster) are imported inside the commands so that `liq --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="liq",
+    help="liq-pipeline: find Aave V3 borrowers about to become liquidatable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        for line in str(error).splitlines():
+            err.print(f"[bold red]config error:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _startup(ctx: typer.Context) -> None:
+    """Validate settings before any command runs: a bad value stops start-up with one clear line."""
+    ctx.obj = settings_or_exit()
+
+
+@app.command()
+def config(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show the effective settings (secrets masked)."""
+    settings: Settings = ctx.obj
+    values = json.loads(settings.model_dump_json())
+    for secret in ("rpc_url", "redis_url"):
+        if values.get(secret):
+            values[secret] = "**********"
+    values = {key.upper(): value for key, value in values.items()}
+    if as_json:
+        print(json.dumps(values, indent=2))
+        return
+    for key, value in values.items():
+        out.print(f"{key}={'' if value is None else value}", highlight=False)
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option("--users", min=1, help="Synthetic borrowers to evaluate.")] = 1_000_000,
+    scenarios: Annotated[int, typer.Option("--scenarios", min=1, max=3, help="baseline, adverse, extreme.")] = 3,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs; the median is reported.")] = 5,
+    loop_sample: Annotated[int, typer.Option(help="Users timed in the plain Python loop.")] = 20_000,
+    exact_sample: Annotated[int, typer.Option(help="Random users checked on the exact path.")] = 20_000,
+    version: Annotated[str, typer.Option(help="Protocol rounding rules, 3.0 to 3.7.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Benchmark the engine against a dense numpy kernel and a plain Python loop, in this process."""
+    from .bench.engine_bench import run_bench
+    from .config import PROTOCOL_VERSIONS
+
+    settings: Settings = ctx.obj
+    chosen = version or settings.aave_protocol_version
+    if chosen not in PROTOCOL_VERSIONS:
+        raise fail(f"--version {chosen!r} is not valid: expected one of {', '.join(PROTOCOL_VERSIONS)}")
+    if as_json:
+        result = run_bench(users, scenarios, repeats, loop_sample, exact_sample, chosen)
+        print(json.dumps(result))
+        return
+    with err.status("benchmarking") as status:
+        result = run_bench(users, scenarios, repeats, loop_sample, exact_sample, chosen, status.update)
+    for key, value in result.items():
+        out.print(f"{key:>22}  {value}", highlight=False)
+
+
+@app.command()
+def harness(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option("--users", min=1, help="Borrowers in the generated market.")] = 2_000,
+    top: Annotated[int, typer.Option("--top", min=0, help="Candidates to print per scenario.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the candidates as JSON lines.")] = False,
+) -> None:
+    """Evaluate a generated sample market and print the predictive candidates (the old bot's dev:predictive)."""
+    from .harness import run_harness
+
+    run_harness(ctx.obj, users=users, top=top, as_json=as_json, console=out)
+
+
+def _register_optional_groups() -> None:
+    """Command groups of other domains, registered when their module is present."""
+    from pathlib import Path
+
+    if (Path(__file__).parent / "devnet" / "cli.py").exists():
+        from .devnet.cli import app as devnet_app
+
+        app.add_typer(devnet_app, name="devnet")
+
+
+_register_optional_groups()
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Every setting of liq-pipeline, its default and its validation, in one place.
+
+Settings come from the environment and from a `.env` file in the working directory (the environment wins).
+`.env.example` mirrors this file; `liq_pipeline_tests/unit/test_config.py` proves the two never drift.
+
+A bad value never surfaces as a stack trace: `load_settings()` raises `SettingsError`, whose message is one line
+per bad variable naming the variable, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SCENARIO_NAMES = ("baseline", "adverse", "extreme")
+PROTOCOL_VERSIONS = ("3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_BOOL_ALLOWED = "one of true/false, 1/0, yes/no, on/off (any case)"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used. The message is meant for the user, one line per problem."""
+
+
+def parse_bool(value: Any) -> bool:
+    """Strict boolean: the old bot read the string "false" as true; here only known spellings pass."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected {_BOOL_ALLOWED}")
+
+
+def _strict_bool(value: Any) -> bool:
+    return parse_bool(value)
+
+
+def _int_in(value: Any, low: int, high: int | None, what: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
+        raise ValueError(f"expected {what}")
+    number = int(text)
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"expected {what}")
+    return number
+
+
+def _float_in(value: Any, low: float, high: float, what: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected {what}") from None
+    if not (low <= number <= high):
+        raise ValueError(f"expected {what}")
+    return number
+
+
+class Settings(BaseSettings):
+    """The settings model. Field names are the environment variable names in lower case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- general -------------------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: Path = Path("data")
+
+    # --- chain -----------------------------------------------------------------------------------------------
+    # The RPC URL often carries an API key: kept secret, never printed (SecretStr masks it in reprs and logs).
+    rpc_url: SecretStr | None = None
+    chain_id: int | None = None
+    aave_addresses_provider: str | None = None
+    aave_protocol_version: str = "3.0"
+
+    # --- predictive engine -------------------------------------------------------------------------------------
+    predictive_enabled: Annotated[bool, NoDecode] = False
+    predictive_hf_buffer_bps: int = 40
+    predictive_horizon_sec: int = 180
+    predictive_scenarios: Annotated[tuple[str, ...], NoDecode] = SCENARIO_NAMES
+    predictive_max_users_per_tick: int = 800
+    predictive_adverse_shock_bps: int = 100
+    predictive_extreme_shock_bps: int = 200
+    predictive_adverse_sigmas: float = 1.0
+    predictive_extreme_sigmas: float = 2.0
+    predictive_volatility_scaling: Annotated[bool, NoDecode] = False
+    predictive_price_window: int = 60
+    predictive_ema_span: int = 20
+    stable_asset_symbols: Annotated[tuple[str, ...], NoDecode] = (
+        "USDC",
+        "USDBC",
+        "USDT",
+        "DAI",
+        "GHO",
+        "EURC",
+        "USDS",
+        "LUSD",
+        "CRVUSD",
+        "PYUSD",
+    )
+
+    # --- redis --------------------------------------------------------------------------------------------
+    redis_url: SecretStr | None = None
+    redis_enable_pipelining: Annotated[bool, NoDecode] = True
+    redis_max_pipeline: int = 500
+    borrowers_index_mode: Literal["memory", "redis"] = "memory"
+
+    # --- validators: each names what is allowed, in words a user understands ---------------------------------
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> str:
+        text = str(value).strip().upper()
+        if text not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return text
+
+    @field_validator("borrowers_index_mode", mode="before")
+    @classmethod
+    def _index_mode(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in ("memory", "redis"):
+            raise ValueError("expected memory or redis")
+        return text
+
+    @field_validator("predictive_enabled", "predictive_volatility_scaling", "redis_enable_pipelining", mode="before")
+    @classmethod
+    def _bools(cls, value: Any) -> bool:
+        return _strict_bool(value)
+
+    @field_validator("predictive_hf_buffer_bps", mode="before")
+    @classmethod
+    def _buffer(cls, value: Any) -> int:
+        return _int_in(value, 0, 10_000, "a whole number of basis points from 0 to 10000")
+
+    @field_validator("predictive_adverse_shock_bps", "predictive_extreme_shock_bps", mode="before")
+    @classmethod
+    def _shock(cls, value: Any) -> int:
+        return _int_in(value, 0, 9_999, "a whole number of basis points from 0 to 9999")
+
+    @field_validator("predictive_adverse_sigmas", "predictive_extreme_sigmas", mode="before")
+    @classmethod
+    def _sigmas(cls, value: Any) -> float:
+        return _float_in(value, 0.0, 10.0, "a number of standard deviations from 0 to 10")
+
+    @field_validator("predictive_horizon_sec", mode="before")
+    @classmethod
+    def _horizon(cls, value: Any) -> int:
+        return _int_in(value, 1, 86_400 * 30, "a whole number of seconds from 1 to 2592000")
+
+    @field_validator("predictive_max_users_per_tick", mode="before")
+    @classmethod
+    def _max_users(cls, value: Any) -> int:
+        return _int_in(value, 0, None, "a whole number >= 0 (0 means no cap)")
+
+    @field_validator("predictive_price_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> int:
+        return _int_in(value, 3, 100_000, "a whole number of observations from 3 to 100000")
+
+    @field_validator("predictive_ema_span", mode="before")
+    @classmethod
+    def _ema(cls, value: Any) -> int:
+        return _int_in(value, 1, 100_000, "a whole number of observations from 1 to 100000")
+
+    @field_validator("redis_max_pipeline", mode="before")
+    @classmethod
+    def _pipeline(cls, value: Any) -> int:
+        return _int_in(value, 1, 100_000, "a whole number of commands from 1 to 100000")
+
+    @field_validator("chain_id", mode="before")
+    @classmethod
+    def _chain_id(cls, value: Any) -> int | None:
+        if value is None or str(value).strip() == "":
+            return None
+        return _int_in(value, 1, 2**63 - 1, "a positive whole number (8453 for Base), or empty to ask the node")
+
+    @field_validator("predictive_scenarios", mode="before")
+    @classmethod
+    def _scenarios(cls, value: Any) -> tuple[str, ...]:
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        names = tuple(str(item).strip().lower() for item in items if str(item).strip())
+        unknown = [name for name in names if name not in SCENARIO_NAMES]
+        if unknown or not names:
+            raise ValueError(f"expected a comma-separated list of {', '.join(SCENARIO_NAMES)}")
+        return tuple(dict.fromkeys(names))
+
+    @field_validator("stable_asset_symbols", mode="before")
+    @classmethod
+    def _stables(cls, value: Any) -> tuple[str, ...]:
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        return tuple(str(item).strip().upper() for item in items if str(item).strip())
+
+    @field_validator("aave_addresses_provider", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip()
+        if not _ADDRESS_RE.match(text):
+            raise ValueError("expected a 0x-prefixed 20-byte hex address (42 characters)")
+        from eth_utils import is_checksum_address, to_checksum_address
+
+        mixed = text[2:] != text[2:].lower() and text[2:] != text[2:].upper()
+        if mixed and not is_checksum_address(text):
+            raise ValueError("expected an address with a valid EIP-55 checksum (or all lower case)")
+        return to_checksum_address(text)
+
+    @field_validator("aave_protocol_version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        text = str(value).strip().lower().removeprefix("v")
+        if text.count(".") == 2:  # "3.0.1" names a patch release of 3.0
+            text = text.rsplit(".", 1)[0]
+        if text not in PROTOCOL_VERSIONS:
+            raise ValueError(f"expected an Aave protocol version from 3.0 to 3.7 ({', '.join(PROTOCOL_VERSIONS)})")
+        return text
+
+    @field_validator("rpc_url", mode="before")
+    @classmethod
+    def _rpc(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
+        if text == "":
+            return None
+        if not re.match(r"^(https?|wss?)://[^\s/]+", text):
+            raise ValueError("expected an http(s):// or ws(s):// URL")
+        return text
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
+        if text == "":
+            return None
+        if not re.match(r"^(rediss?://[^\s]*|unix://\S+)$", text):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL, or empty for the embedded server")
+        return text
+
+    # --- derived values --------------------------------------------------------------------------------------
+    @cached_property
+    def hf_buffer(self) -> float:
+        """The buffer above HF = 1 at which a projected user becomes a candidate, as a fraction."""
+        return self.predictive_hf_buffer_bps / 10_000
+
+    @property
+    def protocol_version(self) -> tuple[int, int]:
+        major, minor = self.aave_protocol_version.split(".")
+        return int(major), int(minor)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "'**********'"
+    text = str(value)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+# Variables whose value must never be echoed back, even when wrong.
+_SECRET_FIELDS = {"rpc_url", "redis_url"}
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per bad variable: VARIABLE='value' is not valid: expected ..."""
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item.get("loc") else "?"
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        shown = "(hidden)" if field in _SECRET_FIELDS else _describe(item.get("input"))
+        lines.append(f"{field.upper()}={shown} is not valid: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise SettingsError with a user-facing message on bad input."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(format_validation_error(error)) from None
+
+
+def settings_fields() -> dict[str, Any]:
+    """Every setting by its environment variable name, with its default (used by the drift test and docs)."""
+    return {name.upper(): info.default for name, info in Settings.model_fields.items()}
+
+
+__all__ = [
+    "LOG_LEVELS",
+    "PROTOCOL_VERSIONS",
+    "SCENARIO_NAMES",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "parse_bool",
+    "settings_fields",
+]
