@@ -111,6 +111,52 @@ def harness(
     run_harness(ctx.obj, users=users, top=top, as_json=as_json, console=out)
 
 
+@app.command()
+def scan(
+    ctx: typer.Context,
+    from_block: Annotated[int, typer.Option("--from-block", min=0, help="First block whose events name borrowers.")],
+    to_block: Annotated[
+        int | None, typer.Option("--to-block", min=0, help="Last block; state is read here. Default: latest.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per user.")] = False,
+    out_path: Annotated[str | None, typer.Option("--out", help="Write the rows to this Parquet file.")] = None,
+) -> None:
+    """Discover borrowers in a block range and print their exact HF (needs RPC_URL, AAVE_ADDRESSES_PROVIDER)."""
+    from pathlib import Path
+
+    from .chain.discovery import ReaderError
+    from .chain.rpc import NodeUnavailable
+    from .scan import ScanInputError
+    from .scan import scan as run_scan
+
+    settings: Settings = ctx.obj
+    if out_path is not None and not out_path.endswith(".parquet"):
+        raise fail(f"--out {out_path!r} is not valid: expected a file name ending in .parquet")
+    try:
+        if as_json:
+            result = run_scan(settings, from_block, to_block)
+        else:
+            with err.status("scanning") as status:
+                result = run_scan(settings, from_block, to_block, status.update)
+    except (ScanInputError, ReaderError, NodeUnavailable) as error:
+        raise fail(str(error)) from None
+    rows = result.rows
+    if out_path is not None:
+        from .lake.files import write_parquet_atomic
+
+        write_parquet_atomic(rows, Path(out_path))
+        err.print(f"wrote {rows.height} users to {out_path}", highlight=False)
+    if as_json:
+        for row in rows.iter_rows(named=True):
+            print(json.dumps(row))
+    elif out_path is None:
+        out.print(
+            f"{rows.height} borrowers at block {result.state.block}; {int(rows['liquidatable'].sum())} liquidatable",
+            highlight=False,
+        )
+        out.print(rows.head(20))
+
+
 def _register_optional_groups() -> None:
     """Command groups of other domains, registered when their module is present."""
     from pathlib import Path

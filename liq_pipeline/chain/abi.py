@@ -1,0 +1,110 @@
+"""The Aave V3 interfaces the reader uses, encoded and decoded with eth-abi and cached selectors.
+
+`abi/aave_v3.json` holds the entries the reader needs, taken from @aave/core-v3 1.19.3's compiled interfaces
+(IPool, IPoolAddressesProvider, IAaveOracle, IAToken, IVariableDebtToken), plus Chainlink's AnswerUpdated, ERC20
+metadata and the V3.2+ e-mode getters. Building calls through web3's contract layer costs ~0.9 ms each; a cached
+selector plus eth_abi costs microseconds, which matters when reading 10,000 users.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
+
+
+@cache
+def interfaces() -> dict[str, list[dict[str, Any]]]:
+    return json.loads(files("liq_pipeline.chain").joinpath("abi/aave_v3.json").read_text())
+
+
+def _type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return param["type"]
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    selector: bytes
+
+    def calldata(self, *args: Any) -> str:
+        return "0x" + (self.selector + encode(list(self.inputs), list(args))).hex()
+
+    def decode(self, result: str) -> tuple[Any, ...]:
+        raw = bytes.fromhex(result[2:] if result.startswith("0x") else result)
+        return decode(list(self.outputs), raw)
+
+    def request(self, to: str, *args: Any, block: int | str = "latest") -> tuple[str, list[Any]]:
+        """An eth_call request for RpcClient.batch."""
+        tag = hex(block) if isinstance(block, int) else block
+        return "eth_call", [{"to": to, "data": self.calldata(*args)}, tag]
+
+
+@cache
+def function(contract: str, name: str) -> Function:
+    for entry in interfaces()[contract]:
+        if entry.get("type") == "function" and entry["name"] == name:
+            inputs = tuple(_type(p) for p in entry["inputs"])
+            outputs = tuple(_type(p) for p in entry["outputs"])
+            selector = keccak(text=f"{name}({','.join(inputs)})")[:4]
+            return Function(name, inputs, outputs, selector)
+    raise KeyError(f"{contract}.{name} is not in the reader's ABI")
+
+
+@dataclass(frozen=True)
+class Event:
+    contract: str
+    name: str
+    topic: str
+    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
+    data: tuple[tuple[str, str], ...]  # (name, type) in data order
+
+    def decode(self, log: dict[str, Any]) -> dict[str, Any]:
+        """Named fields of one log; addresses checksummed. Raises ValueError when the log does not fit."""
+        topics = log["topics"][1:]
+        if len(topics) != len(self.indexed):
+            raise ValueError(f"{self.name}: expected {len(self.indexed)} indexed topics, got {len(topics)}")
+        out: dict[str, Any] = {}
+        for (name, kind), topic in zip(self.indexed, topics, strict=True):
+            raw = bytes.fromhex(topic[2:] if topic.startswith("0x") else topic)
+            out[name] = decode([kind], raw)[0]
+        raw_data = bytes.fromhex(log["data"][2:])
+        for (name, _kind), value in zip(self.data, decode([k for _n, k in self.data], raw_data), strict=True):
+            out[name] = value
+        for name, kind in (*self.indexed, *self.data):
+            if kind == "address":
+                out[name] = to_checksum_address(out[name])
+        return out
+
+
+@cache
+def events(contract: str) -> dict[str, Event]:
+    """Events of one interface by topic0."""
+    found = {}
+    for entry in interfaces()[contract]:
+        if entry.get("type") != "event":
+            continue
+        kinds = [_type(p) for p in entry["inputs"]]
+        signature = f"{entry['name']}({','.join(kinds)})"
+        topic = "0x" + keccak(text=signature).hex()
+        indexed = tuple((p["name"], _type(p)) for p in entry["inputs"] if p["indexed"])
+        data = tuple((p["name"], _type(p)) for p in entry["inputs"] if not p["indexed"])
+        found[topic] = Event(contract, entry["name"], topic, indexed, data)
+    return found
+
+
+def event_topic(contract: str, name: str) -> str:
+    for topic, event in events(contract).items():
+        if event.name == name:
+            return topic
+    raise KeyError(f"{contract}.{name} is not in the reader's ABI")

@@ -1,0 +1,246 @@
+"""Discover an Aave V3 market from its PoolAddressesProvider alone, and read its reserves at a block.
+
+Everything the engine needs is read from the chain, nothing is configured by hand: the pool, the oracle, the data
+provider, each reserve's configuration bitmap (decimals, LTV, threshold, bonus, protocol fee, e-mode category,
+flags), its token addresses, indices, rates and last update, the oracle prices and the e-mode categories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from eth_abi.exceptions import DecodingError
+from eth_utils import to_checksum_address
+
+from ..risk.market import EModeCategory, MarketState, ReserveState
+from ..risk.versions import ProtocolRules
+from .abi import function
+from .rpc import RpcClient, RpcError
+
+ZERO = "0x0000000000000000000000000000000000000000"
+MAX_EMODE_PROBE = 32  # V3.2+ has no list of categories: probe ids 1..32 (Base uses a handful)
+
+
+class ReaderError(RuntimeError):
+    """The chain answered something the reader cannot use; the message names the block and the address."""
+
+
+def _bits(word: int, start: int, width: int) -> int:
+    return (word >> start) & ((1 << width) - 1)
+
+
+@dataclass(frozen=True)
+class ReserveConfig:
+    """ReserveConfiguration.sol bit layout (V3.0-3.7)."""
+
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    decimals: int
+    active: bool
+    frozen: bool
+    borrowing_enabled: bool
+    paused: bool
+    reserve_factor: int
+    liquidation_protocol_fee: int
+    emode_category: int  # meaningful up to V3.1
+
+    @classmethod
+    def decode(cls, word: int) -> ReserveConfig:
+        return cls(
+            ltv=_bits(word, 0, 16),
+            liquidation_threshold=_bits(word, 16, 16),
+            liquidation_bonus=_bits(word, 32, 16),
+            decimals=_bits(word, 48, 8),
+            active=bool(_bits(word, 56, 1)),
+            frozen=bool(_bits(word, 57, 1)),
+            borrowing_enabled=bool(_bits(word, 58, 1)),
+            paused=bool(_bits(word, 60, 1)),
+            reserve_factor=_bits(word, 64, 16),
+            liquidation_protocol_fee=_bits(word, 152, 16),
+            emode_category=_bits(word, 168, 8),
+        )
+
+
+@dataclass(frozen=True)
+class ReserveInfo:
+    reserve_id: int
+    asset: str
+    symbol: str
+    a_token: str
+    variable_debt_token: str
+    stable_debt_token: str
+    config: ReserveConfig
+
+
+@dataclass(frozen=True)
+class Market:
+    """Addresses and static configuration of one Aave V3 market (as of the block it was read at)."""
+
+    chain_id: int
+    addresses_provider: str
+    pool: str
+    oracle: str
+    data_provider: str
+    base_currency_unit: int
+    reserves: tuple[ReserveInfo, ...]
+    emode_categories: dict[int, EModeCategory] = field(default_factory=dict)
+
+    @property
+    def by_asset(self) -> dict[str, ReserveInfo]:
+        return {r.asset: r for r in self.reserves}
+
+    @property
+    def by_id(self) -> dict[int, ReserveInfo]:
+        return {r.reserve_id: r for r in self.reserves}
+
+    def token_addresses(self) -> list[str]:
+        tokens = []
+        for r in self.reserves:
+            tokens += [r.a_token, r.variable_debt_token]
+        return tokens
+
+
+def _one(rpc: RpcClient, contract: str, name: str, to: str, *args, block: int) -> tuple:
+    fn = function(contract, name)
+    method, params = fn.request(to, *args, block=block)
+    result = rpc.call(method, *params)
+    try:
+        return fn.decode(result)
+    except (DecodingError, ValueError) as error:
+        raise ReaderError(f"{contract}.{name} at {to} (block {block}) returned undecodable data: {error}") from None
+
+
+def discover_market(
+    rpc: RpcClient, addresses_provider: str, block: int, rules: ProtocolRules, symbols: bool = True
+) -> Market:
+    provider = to_checksum_address(addresses_provider)
+    code = rpc.call("eth_getCode", provider, hex(block))
+    if code in ("0x", "0x0", None):
+        raise ReaderError(f"no contract at AAVE_ADDRESSES_PROVIDER {provider} (block {block})")
+    chain_id = int(rpc.call("eth_chainId"), 16)
+    (pool,) = _one(rpc, "PoolAddressesProvider", "getPool", provider, block=block)
+    (oracle,) = _one(rpc, "PoolAddressesProvider", "getPriceOracle", provider, block=block)
+    (data_provider,) = _one(rpc, "PoolAddressesProvider", "getPoolDataProvider", provider, block=block)
+    pool, oracle = to_checksum_address(pool), to_checksum_address(oracle)
+    (assets,) = _one(rpc, "Pool", "getReservesList", pool, block=block)
+    assets = [to_checksum_address(a) for a in assets]
+    (unit,) = _one(rpc, "AaveOracle", "BASE_CURRENCY_UNIT", oracle, block=block)
+
+    reserve_data = function("Pool", "getReserveData")
+    symbol_fn = function("ERC20", "symbol")
+    requests = [reserve_data.request(pool, asset, block=block) for asset in assets]
+    if symbols:
+        requests += [symbol_fn.request(asset, block=block) for asset in assets]
+    answers = rpc.batch(requests, raise_on_error=False)
+    reserves = []
+    for i, asset in enumerate(assets):
+        answer = answers[i]
+        if isinstance(answer, RpcError):
+            raise ReaderError(f"Pool.getReserveData({asset}) failed at block {block}: {answer}")
+        data = reserve_data.decode(answer)[0]
+        symbol = asset[:10]
+        if symbols and not isinstance(answers[len(assets) + i], RpcError):
+            # some tokens (MKR) return bytes32: keep the address prefix then
+            with contextlib.suppress(DecodingError, ValueError):
+                symbol = symbol_fn.decode(answers[len(assets) + i])[0]
+        reserves.append(
+            ReserveInfo(
+                reserve_id=int(data[7]),
+                asset=asset,
+                symbol=symbol,
+                a_token=to_checksum_address(data[8]),
+                stable_debt_token=to_checksum_address(data[9]),
+                variable_debt_token=to_checksum_address(data[10]),
+                config=ReserveConfig.decode(int(data[0][0])),
+            )
+        )
+    categories = _emode_categories(rpc, pool, oracle, reserves, block, rules)
+    return Market(
+        chain_id, provider, pool, oracle, to_checksum_address(data_provider), int(unit), tuple(reserves), categories
+    )
+
+
+def _emode_categories(
+    rpc: RpcClient, pool: str, oracle: str, reserves: list[ReserveInfo], block: int, rules: ProtocolRules
+) -> dict[int, EModeCategory]:
+    out: dict[int, EModeCategory] = {}
+    if rules.emode_price_source:  # V3.0-3.1: categories named by the reserves' configuration
+        ids = sorted({r.config.emode_category for r in reserves if r.config.emode_category})
+        fn = function("Pool", "getEModeCategoryData")
+        for category_id, answer in zip(ids, rpc.batch([fn.request(pool, i, block=block) for i in ids]), strict=True):
+            ltv, lt, bonus, source, label = fn.decode(answer)[0]
+            price = 0
+            if int(source, 16) != 0:
+                # the category's price source is priced through the oracle, as the Pool does
+                (price,) = _one(rpc, "AaveOracle", "getAssetPrice", oracle, source, block=block)
+            bitmap = sum(1 << r.reserve_id for r in reserves if r.config.emode_category == category_id)
+            out[category_id] = EModeCategory(category_id, ltv, lt, bonus, int(price), bitmap, label)
+        return out
+    config = function("PoolV32", "getEModeCategoryCollateralConfig")
+    bitmap_fn = function("PoolV32", "getEModeCategoryCollateralBitmap")
+    ids = range(1, MAX_EMODE_PROBE + 1)
+    answers = rpc.batch(
+        [config.request(pool, i, block=block) for i in ids] + [bitmap_fn.request(pool, i, block=block) for i in ids],
+        raise_on_error=False,
+    )
+    for i in ids:
+        answer, bitmap_answer = answers[i - 1], answers[MAX_EMODE_PROBE + i - 1]
+        if isinstance(answer, RpcError) or isinstance(bitmap_answer, RpcError):
+            raise ReaderError(
+                f"e-mode category {i} of pool {pool} unreadable at block {block}: is AAVE_PROTOCOL_VERSION right?"
+            )
+        ltv, lt, bonus = config.decode(answer)[0]
+        if lt:
+            out[i] = EModeCategory(i, ltv, lt, bonus, 0, int(bitmap_fn.decode(bitmap_answer)[0]))
+    return out
+
+
+def read_market_state(
+    rpc: RpcClient, market: Market, block: int, rules: ProtocolRules, stable_symbols: tuple[str, ...] = ()
+) -> MarketState:
+    """Indices, rates, last updates and oracle prices of every reserve at `block`, with the block's timestamp."""
+    header = rpc.call("eth_getBlockByNumber", hex(block), False)
+    if header is None:
+        raise ReaderError(f"block {block} does not exist on the node yet")
+    timestamp = int(header["timestamp"], 16)
+    reserve_data = function("Pool", "getReserveData")
+    prices_fn = function("AaveOracle", "getAssetsPrices")
+    assets = [r.asset for r in market.reserves]
+    answers = rpc.batch(
+        [reserve_data.request(market.pool, a, block=block) for a in assets]
+        + [prices_fn.request(market.oracle, assets, block=block)],
+        raise_on_error=False,
+    )
+    if isinstance(answers[-1], RpcError):
+        raise ReaderError(f"AaveOracle.getAssetsPrices failed at block {block}: {answers[-1]}")
+    (prices,) = prices_fn.decode(answers[-1])
+    stable = {s.upper() for s in stable_symbols}
+    states = []
+    for info, answer, price in zip(market.reserves, answers[:-1], prices, strict=True):
+        if isinstance(answer, RpcError):
+            raise ReaderError(f"Pool.getReserveData({info.asset}) failed at block {block}: {answer}")
+        data = reserve_data.decode(answer)[0]
+        config = ReserveConfig.decode(int(data[0][0]))
+        states.append(
+            ReserveState(
+                reserve_id=info.reserve_id,
+                asset=info.asset,
+                symbol=info.symbol,
+                decimals=config.decimals,
+                ltv=config.ltv,
+                liquidation_threshold=config.liquidation_threshold,
+                liquidation_bonus=config.liquidation_bonus,
+                liquidation_protocol_fee=config.liquidation_protocol_fee,
+                liquidity_index=int(data[1]),
+                liquidity_rate=int(data[2]),
+                variable_borrow_index=int(data[3]),
+                variable_borrow_rate=int(data[4]),
+                last_update_timestamp=int(data[6]),
+                price=int(price),
+                emode_category=config.emode_category if rules.emode_price_source else 0,
+                is_stable=info.symbol.upper() in stable,
+            )
+        )
+    return MarketState(block, timestamp, rules, tuple(states), dict(market.emode_categories), market.base_currency_unit)

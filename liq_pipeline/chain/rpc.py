@@ -1,0 +1,171 @@
+"""JSON-RPC over HTTP: single calls and chunked batches, retried with backoff on transient faults.
+
+Batches work on every node (Multicall3 does not exist on a bare anvil). A node's answer that is an error for one
+entry of a batch is returned as an `RpcError` in that entry's place, so callers can name the block and address.
+The endpoint URL usually carries an API key: only its scheme and host ever appear in messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+log = logging.getLogger(__name__)
+
+Request = tuple[str, Sequence[Any]]
+
+# Node limits: anvil refuses bodies over 2 MB by default; hosted nodes cap batch entries (often 100-1000).
+MAX_BATCH_ENTRIES = 500
+MAX_BATCH_BYTES = 1_500_000
+# JSON-RPC error codes that mean "try again later" rather than "your request is wrong".
+TRANSIENT_CODES = {-32005, -32603, 429}
+TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port] only: paths and query strings of hosted RPC URLs carry API keys."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+
+
+class RpcError(RuntimeError):
+    """The node answered with a JSON-RPC error (a revert, a bad parameter)."""
+
+    def __init__(self, method: str, error: dict[str, Any]):
+        self.method = method
+        self.code = error.get("code")
+        self.data = error.get("data")
+        super().__init__(f"{method}: {error.get('message', error)}")
+
+
+class NodeUnavailable(RuntimeError):
+    """The node could not be reached or kept failing after every retry."""
+
+
+class RpcClient:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.25,
+        max_batch: int = MAX_BATCH_ENTRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.url = url
+        self.label = redact_url(url)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_batch = max_batch
+        self._sleep = sleep
+        self._ids = itertools.count(1)
+        self._session = requests.Session()
+        self._session.headers["Content-Type"] = "application/json"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _post(self, body: bytes) -> Any:
+        """POST with retries on connection errors, timeouts and transient HTTP statuses."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            problem = ""
+            try:
+                response = self._session.post(self.url, data=body, timeout=self.timeout)
+                if response.status_code == 200:
+                    return response.json()
+                problem = f"HTTP {response.status_code}"
+                if response.status_code not in TRANSIENT_HTTP:
+                    raise NodeUnavailable(f"{self.label} answered {problem}: {response.text[:200]}")
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = type(error).__name__
+            except ValueError:
+                problem = "an answer that is not JSON"
+            if attempt < self.retries:
+                log.debug("rpc %s: %s, retrying in %.2fs", self.label, problem, delay)
+                self._sleep(delay)
+                delay *= 2
+        raise NodeUnavailable(f"no usable answer from {self.label} after {self.retries + 1} attempts ({problem})")
+
+    def call(self, method: str, *params: Any) -> Any:
+        result = self.batch([(method, params)], raise_on_error=False)[0]
+        if isinstance(result, RpcError):
+            raise result
+        return result
+
+    def batch(self, requests_: Iterable[Request], *, raise_on_error: bool = True) -> list[Any]:
+        """Results in request order, in chunks under the node's limits. Entries that fail transiently are retried;
+        with raise_on_error=False a failed entry yields its RpcError instead of raising."""
+        items = list(requests_)
+        results: list[Any] = [None] * len(items)
+        pending = list(range(len(items)))
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            retry: list[int] = []
+            for chunk in self._chunks(items, pending):
+                for index, outcome in self._send(items, chunk):
+                    if isinstance(outcome, RpcError) and outcome.code in TRANSIENT_CODES and attempt < self.retries:
+                        retry.append(index)
+                    results[index] = outcome
+            if not retry:
+                break
+            self._sleep(delay)
+            delay *= 2
+            pending = retry
+        if raise_on_error:
+            for outcome in results:
+                if isinstance(outcome, RpcError):
+                    raise outcome
+        return results
+
+    def _chunks(self, items: list[Request], indices: list[int]) -> Iterable[list[int]]:
+        chunk: list[int] = []
+        size = 0
+        for index in indices:
+            method, params = items[index]
+            entry = len(json.dumps(params)) + len(method) + 64
+            if chunk and (len(chunk) >= self.max_batch or size + entry > MAX_BATCH_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(index)
+            size += entry
+        if chunk:
+            yield chunk
+
+    def _send(self, items: list[Request], chunk: list[int]) -> list[tuple[int, Any]]:
+        ids = {next(self._ids): index for index in chunk}
+        payload = [
+            {"jsonrpc": "2.0", "id": rid, "method": items[index][0], "params": list(items[index][1])}
+            for rid, index in ids.items()
+        ]
+        answers = self._post(json.dumps(payload).encode())
+        if isinstance(answers, dict):  # some nodes answer a whole failed batch with one error object
+            error = answers.get("error", {"message": "malformed batch answer"})
+            return [(index, RpcError(items[index][0], error)) for index in chunk]
+        out = []
+        seen = set()
+        for answer in answers:
+            index = ids.get(answer.get("id"))
+            if index is None:
+                continue
+            seen.add(index)
+            method = items[index][0]
+            out.append((index, RpcError(method, answer["error"]) if "error" in answer else answer.get("result")))
+        for index in chunk:
+            if index not in seen:
+                out.append((index, RpcError(items[index][0], {"code": -32603, "message": "no answer in batch"})))
+        return out

@@ -1,0 +1,136 @@
+"""The JSON-RPC client against a real local HTTP server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from liq_pipeline.chain.rpc import NodeUnavailable, RpcClient, RpcError, redact_url
+
+
+class FlakyNode:
+    """Fails the first `fail_http` POSTs with HTTP 503 and answers the first `fail_entries` batch entries with a
+    transient -32005 error; then echoes each request's method as its result."""
+
+    def __init__(self, fail_http: int = 0, fail_entries: int = 0, garbage: bool = False):
+        self.fail_http = fail_http
+        self.fail_entries = fail_entries
+        self.garbage = garbage
+        self.posts = 0
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                node.posts += 1
+                if node.fail_http > 0:
+                    node.fail_http -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                answers = []
+                for entry in body if isinstance(body, list) else [body]:
+                    if entry["method"] == "revert":
+                        answers.append({"jsonrpc": "2.0", "id": entry["id"], "error": {"code": 3, "message": "no"}})
+                    elif node.fail_entries > 0:
+                        node.fail_entries -= 1
+                        answers.append(
+                            {"jsonrpc": "2.0", "id": entry["id"], "error": {"code": -32005, "message": "limit"}}
+                        )
+                    else:
+                        answers.append({"jsonrpc": "2.0", "id": entry["id"], "result": entry["method"]})
+                payload = b"<html>oops" if node.garbage else json.dumps(answers).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v2/SECRETKEY"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def node_factory():
+    nodes = []
+
+    def make(**kwargs):
+        node = FlakyNode(**kwargs)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+
+
+def _client(url: str, **kwargs) -> RpcClient:
+    return RpcClient(url, backoff=0.001, **kwargs)
+
+
+def test_batches_keep_request_order_across_chunks(node_factory):
+    node = node_factory()
+    with _client(node.url, max_batch=7) as rpc:
+        methods = [f"m{i}" for i in range(50)]
+        assert rpc.batch([(m, []) for m in methods]) == methods
+    assert node.posts == 8  # ceil(50 / 7)
+
+
+def test_transient_http_errors_are_retried(node_factory):
+    node = node_factory(fail_http=3)
+    with _client(node.url) as rpc:
+        assert rpc.call("eth_chainId") == "eth_chainId"
+
+
+def test_transient_entry_errors_are_retried_entry_by_entry(node_factory):
+    node = node_factory(fail_entries=2)
+    with _client(node.url) as rpc:
+        assert rpc.batch([("a", []), ("b", []), ("c", [])]) == ["a", "b", "c"]
+
+
+def test_a_revert_is_returned_in_place_not_retried(node_factory):
+    node = node_factory()
+    with _client(node.url) as rpc:
+        out = rpc.batch([("a", []), ("revert", []), ("c", [])], raise_on_error=False)
+        assert out[0] == "a" and out[2] == "c"
+        assert isinstance(out[1], RpcError) and out[1].code == 3
+        with pytest.raises(RpcError):
+            rpc.batch([("revert", [])])
+
+
+def test_giving_up_names_the_host_but_never_the_key(node_factory):
+    node = node_factory(fail_http=100)
+    with _client(node.url, retries=2) as rpc, pytest.raises(NodeUnavailable) as caught:
+        rpc.call("eth_chainId")
+    assert "127.0.0.1" in str(caught.value)
+    assert "SECRETKEY" not in str(caught.value)
+    assert node.posts == 3
+
+
+def test_garbage_answers_are_an_error_not_a_crash(node_factory):
+    node = node_factory(garbage=True)
+    with _client(node.url, retries=1) as rpc, pytest.raises(NodeUnavailable, match="not JSON"):
+        rpc.call("eth_chainId")
+
+
+def test_nothing_listening():
+    with _client("http://127.0.0.1:9/x?key=SECRET", retries=1) as rpc, pytest.raises(NodeUnavailable) as caught:
+        rpc.call("eth_chainId")
+    assert "SECRET" not in str(caught.value)
+
+
+def test_redact_url():
+    assert redact_url("https://base-mainnet.g.alchemy.com/v2/abc123") == "https://base-mainnet.g.alchemy.com"
+    assert redact_url("http://user:pw@127.0.0.1:8545/") == "http://127.0.0.1:8545"
