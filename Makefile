@@ -27,7 +27,7 @@ $(PY_STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 $(NODE_STAMP): $(PY_STAMP) $(wildcard package.json package-lock.json)
-	@if [ -f package-lock.json ]; then PATH="$(abspath $(BIN)):$$PATH" $(BIN)/npm ci --no-audit --no-fund --loglevel=error; fi
+	@if [ -f package-lock.json ]; then PATH="$(abspath $(BIN)):$$PATH" $(BIN)/npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; fi
 	@mkdir -p node_modules && touch $@
 
 setup: $(PY_STAMP) $(NODE_STAMP)

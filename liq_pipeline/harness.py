@@ -9,27 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Settings
-from .risk.engine import EngineParams, evaluate, trends_from_window
+from .evaluation.params import engine_params
+from .risk.engine import evaluate, trends_from_window
 from .risk.price_window import price_window_stats
-from .risk.scenarios import default_specs
 from .risk.versions import rules_for
 from .synthetic import sample_market_state, sample_positions, sample_price_history
-
-
-def engine_params(settings: Settings) -> EngineParams:
-    specs = default_specs(
-        list(settings.predictive_scenarios),
-        settings.predictive_adverse_shock_bps,
-        settings.predictive_extreme_shock_bps,
-        settings.predictive_adverse_sigmas,
-        settings.predictive_extreme_sigmas,
-    )
-    return EngineParams(
-        scenarios=specs,
-        horizon_sec=settings.predictive_horizon_sec,
-        hf_buffer_bps=settings.predictive_hf_buffer_bps,
-        volatility_scaling=settings.predictive_volatility_scaling,
-    )
 
 
 def run_harness(settings: Settings, users: int, top: int, as_json: bool, console: Console) -> None:

@@ -86,6 +86,9 @@ class Market:
     base_currency_unit: int
     reserves: tuple[ReserveInfo, ...]
     emode_categories: dict[int, EModeCategory] = field(default_factory=dict)
+    # AaveOracle source per asset: the feed whose Chainlink AnswerUpdated events announce new prices. On live
+    # chains a source is often a proxy that emits nothing; prices are read from the oracle every block anyway.
+    price_sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def by_asset(self) -> dict[str, ReserveInfo]:
@@ -157,8 +160,27 @@ def discover_market(
             )
         )
     categories = _emode_categories(rpc, pool, oracle, reserves, block, rules)
+    source_fn = function("AaveOracle", "getSourceOfAsset")
+    sources = {}
+    for asset, answer in zip(
+        assets,
+        rpc.batch([source_fn.request(oracle, a, block=block) for a in assets], raise_on_error=False),
+        strict=True,
+    ):
+        if not isinstance(answer, RpcError):
+            source = to_checksum_address(source_fn.decode(answer)[0])
+            if source != ZERO:
+                sources[asset] = source
     return Market(
-        chain_id, provider, pool, oracle, to_checksum_address(data_provider), int(unit), tuple(reserves), categories
+        chain_id,
+        provider,
+        pool,
+        oracle,
+        to_checksum_address(data_provider),
+        int(unit),
+        tuple(reserves),
+        categories,
+        sources,
     )
 
 

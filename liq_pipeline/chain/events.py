@@ -150,8 +150,9 @@ def fetch_events(
     chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
     progress: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
-    """Every Pool, token, oracle and (given) price-feed event in [from_block, to_block]."""
-    feed_list = list(feeds)
+    """Every Pool, token, oracle and price-feed event in [from_block, to_block]. Feeds default to the oracle's
+    sources of the market's assets."""
+    feed_list = list(feeds) or list(market.price_sources.values())
     addresses = [market.pool, market.oracle, *market.token_addresses(), *feed_list]
     topics = list(_topic_map(market))
     logs = fetch_logs(rpc, addresses, topics, from_block, to_block, chunk_blocks, progress)

@@ -1,0 +1,337 @@
+"""What a test or the simulator does to a running devnet: prices, time, liquidations, ground-truth reads.
+
+Every writing helper here mines its own block (manual mining, timestamp = previous + BLOCK_TIME) and checks the
+outcome, so callers never race anvil's background automining. Bulk variants return `Tx` lists for the caller to
+batch (the simulator puts a whole block's activity in one batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from eth_utils import keccak, to_checksum_address
+
+from .abi import call_data, decode_result, selector
+from .accounts import GAS_MONEY, LIQUIDATOR
+from .anvil import BLOCK_TIME
+from .errors import DevnetError
+from .market import Market
+from .rpc import Rpc
+from .txs import Chain, Executed, Tx
+
+MAX_UINT = 2**256 - 1
+ANSWER_UPDATED_TOPIC = "0x" + keccak(text="AnswerUpdated(int256,uint256,uint256)").hex()
+LIQUIDATION_CALL_TOPIC = (
+    "0x" + keccak(text="LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
+)
+
+_ACCOUNT_DATA = "getUserAccountData(address)"
+_USER_RESERVE = "getUserReserveData(address,address)"  # 9 static words: balances, rates, timestamp, flag
+
+
+class UserAccountData(NamedTuple):
+    """Pool.getUserAccountData: base-currency amounts (USD, 8 decimals), bps, and the health factor in wad."""
+
+    total_collateral_base: int
+    total_debt_base: int
+    available_borrows_base: int
+    current_liquidation_threshold: int
+    ltv: int
+    health_factor: int
+
+    @property
+    def hf(self) -> float:
+        return self.health_factor / 1e18
+
+
+def _rpc_of(client: Any) -> Rpc:
+    """Accept our Rpc or a web3 instance over HTTP (tests hold both)."""
+    if isinstance(client, Rpc):
+        return client
+    uri = getattr(getattr(client, "provider", None), "endpoint_uri", None)
+    if not uri:
+        raise TypeError("expected an Rpc or a Web3 with an HTTP provider")
+    cached = getattr(client, "_liq_devnet_rpc", None)
+    if cached is None or cached.url != str(uri):
+        cached = Rpc(str(uri))
+        client._liq_devnet_rpc = cached
+    return cached
+
+
+def _block_tag(block: int | str) -> str:
+    return hex(block) if isinstance(block, int) else block
+
+
+def _address_call(signature: str, address: str) -> str:
+    """Calldata of a one-address function, by hand: eth-abi costs ~40 us per call, a scan makes thousands."""
+    return selector(signature) + "0" * 24 + address.lower().removeprefix("0x")
+
+
+def _words(answer: str, count: int) -> list[int]:
+    """The first `count` 32-byte words of an eth_call answer, as integers (static return types only)."""
+    body = answer.removeprefix("0x")
+    if len(body) < 64 * count:
+        raise ValueError(f"short eth_call answer ({len(body) // 2} bytes, {count} words expected)")
+    return [int(body[64 * k : 64 * (k + 1)], 16) for k in range(count)]
+
+
+def account_data(client: Any, pool: str, users: Sequence[str], block: int | str = "latest") -> list[UserAccountData]:
+    """getUserAccountData for many users in one JSON-RPC batch of eth_call (chunked), in `users` order."""
+    rpc, tag = _rpc_of(client), _block_tag(block)
+    answers = rpc.batch([("eth_call", [{"to": pool, "data": _address_call(_ACCOUNT_DATA, u)}, tag]) for u in users])
+    return [UserAccountData(*_words(a, 6)) for a in answers]
+
+
+def user_emodes(client: Any, pool: str, users: Sequence[str], block: int | str = "latest") -> list[int]:
+    rpc, tag = _rpc_of(client), _block_tag(block)
+    answers = rpc.batch(
+        [("eth_call", [{"to": pool, "data": _address_call("getUserEMode(address)", u)}, tag]) for u in users]
+    )
+    return [int(a, 16) for a in answers]
+
+
+def user_configurations(client: Any, pool: str, users: Sequence[str], block: int | str = "latest") -> list[int]:
+    """The user configuration bitmaps: bit 2*id = borrowing reserve id, bit 2*id+1 = using it as collateral."""
+    rpc, tag = _rpc_of(client), _block_tag(block)
+    data = [_address_call("getUserConfiguration(address)", u) for u in users]
+    answers = rpc.batch([("eth_call", [{"to": pool, "data": d}, tag]) for d in data])
+    return [int(a, 16) for a in answers]
+
+
+@dataclass(frozen=True)
+class UserReserve:
+    symbol: str
+    a_token_balance: int
+    variable_debt: int
+    stable_debt: int
+    collateral_enabled: bool
+
+
+def user_reserves(
+    client: Any, market: Market, users: Sequence[str], block: int | str = "latest"
+) -> list[dict[str, UserReserve]]:
+    """AaveProtocolDataProvider.getUserReserveData for every (user, reserve), one batch."""
+    rpc, tag = _rpc_of(client), _block_tag(block)
+    requests = [
+        ("eth_call", [{"to": market.data_provider, "data": call_data(_USER_RESERVE, r.asset, u)}, tag])
+        for u in users
+        for r in market.reserves
+    ]
+    answers = iter(rpc.batch(requests))
+    out = []
+    for _ in users:
+        legs = {}
+        for r in market.reserves:
+            values = _words(next(answers), 9)
+            legs[r.symbol] = UserReserve(r.symbol, values[0], values[2], values[1], bool(values[8]))
+        out.append(legs)
+    return out
+
+
+def oracle_prices(client: Any, market: Market, block: int | str = "latest") -> dict[str, int]:
+    """AaveOracle prices (what the Pool uses), by symbol, 8-decimal USD."""
+    assets = [r.asset for r in market.reserves]
+    data = call_data("getAssetsPrices(address[])", assets)
+    answer = _rpc_of(client).call("eth_call", {"to": market.oracle, "data": data}, _block_tag(block))
+    (prices,) = decode_result(["uint256[]"], answer)
+    return {r.symbol: int(p) for r, p in zip(market.reserves, prices, strict=True)}
+
+
+# --- prices --------------------------------------------------------------------------------------------------
+
+
+def price_txs(market: Market, prices: Mapping[str, int]) -> list[Tx]:
+    """setAnswer on each symbol's feed (8-decimal USD); each emits Chainlink's AnswerUpdated."""
+    reserves = market.by_symbol
+    return [
+        Tx(market.admin, reserves[s].aggregator, call_data("setAnswer(int256)", int(p)), label=f"price {s}")
+        for s, p in prices.items()
+    ]
+
+
+def set_prices(rpc: Rpc, market: Market, prices: Mapping[str, int]) -> Executed:
+    """New feed answers in one mined block. AaveOracle.getAssetPrice reads them from that block on."""
+    chain = Chain(rpc)
+    with chain.manual_mining():
+        return chain.execute(price_txs(market, prices), timestamp=chain.latest_timestamp() + BLOCK_TIME)
+
+
+def set_price(rpc: Rpc, market: Market, symbol: str, price: int) -> Executed:
+    return set_prices(rpc, market, {symbol: price})
+
+
+# --- time ----------------------------------------------------------------------------------------------------
+
+
+def advance_time(rpc: Rpc, seconds: int) -> int:
+    """One block `seconds` after the latest (interest accrues by timestamp). Returns the new timestamp.
+
+    The devnet keeps anvil's block-timestamp interval at 2 s, under which evm_increaseTime is ignored: the jump
+    goes through evm_setNextBlockTimestamp instead.
+    """
+    chain = Chain(rpc)
+    target = chain.latest_timestamp() + max(1, int(seconds))
+    chain.mine(target)
+    return target
+
+
+def mine_blocks(rpc: Rpc, count: int, block_time: int = BLOCK_TIME) -> int:
+    """`count` empty blocks `block_time` seconds apart (Base makes one every 2 s). Returns the last number."""
+    chain = Chain(rpc)
+    timestamp = chain.latest_timestamp()
+    for _ in range(count):
+        timestamp += block_time
+        chain.mine(timestamp)
+    return chain.block_number()
+
+
+# --- liquidations --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiquidationPick:
+    user: str
+    collateral: str  # symbol
+    debt: str  # symbol
+    debt_amount: int  # the user's whole variable + stable debt in that asset, token units
+
+
+def pick_liquidations(
+    client: Any, market: Market, users: Sequence[str], prices: Mapping[str, int], block: int | str = "latest"
+) -> list[LiquidationPick]:
+    """For each user, the largest enabled collateral and the largest debt by value (what a simple bot takes)."""
+    picks = []
+    reserves = market.by_symbol
+    for user, legs in zip(users, user_reserves(client, market, users, block), strict=True):
+
+        def value(symbol: str, amount: int) -> int:
+            return amount * prices[symbol] // 10 ** reserves[symbol].decimals
+
+        collaterals = [
+            (value(s, leg.a_token_balance), s)
+            for s, leg in legs.items()
+            if leg.collateral_enabled and leg.a_token_balance and reserves[s].liquidation_threshold
+        ]
+        debts = [
+            (value(s, leg.variable_debt + leg.stable_debt), s, leg.variable_debt + leg.stable_debt)
+            for s, leg in legs.items()
+            if leg.variable_debt + leg.stable_debt
+        ]
+        if collaterals and debts:
+            _, collateral = max(collaterals)
+            _, debt, amount = max(debts)
+            picks.append(LiquidationPick(user, collateral, debt, amount))
+    return picks
+
+
+def liquidation_txs(market: Market, liquidator: str, picks: Sequence[LiquidationPick]) -> list[Tx]:
+    """Mint the liquidator enough of each debt asset, approve the Pool, then liquidationCall(..., max uint)."""
+    reserves, pool = market.by_symbol, market.pool
+    need: dict[str, int] = {}
+    for pick in picks:
+        need[pick.debt] = need.get(pick.debt, 0) + pick.debt_amount
+    txs = []
+    for symbol, amount in need.items():
+        asset = reserves[symbol].asset
+        txs.append(
+            Tx(
+                liquidator,
+                asset,
+                call_data("mint(address,uint256)", liquidator, amount * 2 + 1),
+                label=f"liquidator mint {symbol}",
+            )
+        )
+        txs.append(
+            Tx(
+                liquidator,
+                asset,
+                call_data("approve(address,uint256)", pool, MAX_UINT),
+                label=f"liquidator approve {symbol}",
+            )
+        )
+    for pick in picks:
+        data = call_data(
+            "liquidationCall(address,address,address,uint256,bool)",
+            reserves[pick.collateral].asset,
+            reserves[pick.debt].asset,
+            pick.user,
+            MAX_UINT,  # "as much as the close factor allows"
+            False,
+        )
+        txs.append(Tx(liquidator, pool, data, label=f"liquidationCall {pick.user}"))
+    return txs
+
+
+@dataclass(frozen=True)
+class LiquidationEvent:
+    collateral_asset: str
+    debt_asset: str
+    user: str
+    debt_to_cover: int
+    liquidated_collateral_amount: int
+    liquidator: str
+    receive_a_token: bool
+    block: int
+    transaction_hash: str
+
+
+def liquidation_events(logs: Sequence[dict[str, Any]], pool: str) -> list[LiquidationEvent]:
+    """LiquidationCall events of the Pool proxy among raw logs."""
+    out = []
+    for log in logs:
+        if log["address"].lower() != pool.lower() or not log["topics"] or log["topics"][0] != LIQUIDATION_CALL_TOPIC:
+            continue
+        collateral, debt, user = (to_checksum_address("0x" + t[-40:]) for t in log["topics"][1:4])
+        covered, amount, liquidator, receive = decode_result(["uint256", "uint256", "address", "bool"], log["data"])
+        out.append(
+            LiquidationEvent(
+                collateral,
+                debt,
+                user,
+                covered,
+                amount,
+                to_checksum_address(liquidator),
+                receive,
+                int(log["blockNumber"], 16),
+                log["transactionHash"],
+            )
+        )
+    return out
+
+
+def liquidate(
+    rpc: Rpc,
+    market: Market,
+    user: str,
+    *,
+    liquidator: str = LIQUIDATOR,
+    collateral: str | None = None,
+    debt: str | None = None,
+) -> LiquidationEvent:
+    """Liquidate `user` with debtToCover = max uint, in its own block. Raises TxFailed if the Pool refuses
+    (health factor >= 1, nothing to seize)."""
+    prices = oracle_prices(rpc, market)
+    picks = pick_liquidations(rpc, market, [user], prices)
+    if not picks:
+        raise DevnetError(f"{user} has no enabled collateral or no debt to liquidate")
+    pick = picks[0]
+    if collateral or debt:
+        amount = pick.debt_amount if not debt else _debt_of(rpc, market, user, debt)
+        pick = LiquidationPick(user, collateral or pick.collateral, debt or pick.debt, amount)
+    chain = Chain(rpc)
+    chain.set_balances([liquidator], GAS_MONEY)
+    with chain.manual_mining():
+        done = chain.execute(
+            liquidation_txs(market, liquidator, [pick]), timestamp=chain.latest_timestamp() + BLOCK_TIME
+        )
+    events = liquidation_events(done.logs, market.pool)
+    if len(events) != 1:  # a successful liquidationCall emits exactly one LiquidationCall
+        raise DevnetError(f"liquidation of {user} emitted {len(events)} LiquidationCall events")
+    return events[0]
+
+
+def _debt_of(rpc: Rpc, market: Market, user: str, symbol: str) -> int:
+    leg = user_reserves(rpc, market, [user])[0][symbol]
+    return leg.variable_debt + leg.stable_debt

@@ -1,0 +1,108 @@
+"""The devnet as a whole: bring it up (from the state cache or fresh), find the running one, take it down.
+
+Files in <DATA_DIR>/devnet: anvil.json (pid file), anvil.log, market.json, borrowers.json, cache/, build/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import anvil, state_cache
+from .borrowers import BorrowerRecord
+from .deploy import deploy_market
+from .errors import DevnetError
+from .market import Market, load_market
+from .paths import borrowers_json_path, check_packages, devnet_dir, market_json_path
+from .rpc import Rpc
+from .seed import seed as seed_borrowers
+
+
+@dataclass
+class UpResult:
+    node: anvil.AnvilNode
+    market: Market
+    market_path: Path
+    borrowers: int
+    from_cache: bool
+    cache_built: bool
+    seconds: float
+
+
+def up(
+    data_dir: Path | str,
+    *,
+    port: int | None = None,
+    borrowers: int = 0,
+    seed: int = 0,
+    use_cache: bool = True,
+    prune_history: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> UpResult:
+    """Start a detached devnet with a deployed (and optionally seeded) market; write market.json."""
+    started = time.perf_counter()
+    preflight(data_dir, port)
+    log_path = devnet_dir(data_dir) / "anvil.log"
+    built = False
+    if use_cache:
+        entry, built = state_cache.ensure(data_dir, borrowers, seed, progress)
+        node, market = state_cache.start_from(
+            entry, port=port, detach=True, prune_history=prune_history, log_path=log_path
+        )
+        anvil.write_pid_file(data_dir, node)  # from here on `liq devnet down` can stop it
+        shutil.copyfile(entry.borrowers_path, borrowers_json_path(data_dir))
+    else:
+        node = anvil.start(port, detach=True, prune_history=prune_history, log_path=log_path)
+        anvil.write_pid_file(data_dir, node)
+        try:
+            with Rpc(node.url) as rpc:
+                rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
+                market = deploy_market(rpc, data_dir)
+                record = BorrowerRecord()
+                if borrowers:
+                    result = seed_borrowers(rpc, market, borrowers, seed)
+                    record.add(seed, 0, result.users, result.blocks[1])
+                record.save(borrowers_json_path(data_dir))
+        except BaseException:
+            anvil.stop_recorded(data_dir)
+            raise
+    path = market.save(market_json_path(data_dir))
+    return UpResult(node, market, path, borrowers, use_cache, built, time.perf_counter() - started)
+
+
+def preflight(data_dir: Path | str, port: int | None) -> None:
+    """The mistakes `up` can report before doing anything: packages, a devnet already running, a busy port."""
+    check_packages()
+    anvil.anvil_binary()
+    running = anvil.running_node(data_dir)
+    if running is not None:
+        raise DevnetError(f"a devnet already runs at {running.url} (pid {running.pid}): `liq devnet down` first")
+    if port is not None and not anvil.port_is_free(port):
+        raise DevnetError(f"port {port} on {anvil.HOST} is busy: stop what uses it or choose another --port")
+
+
+def down(data_dir: Path | str) -> anvil.AnvilNode | None:
+    """Stop the devnet recorded in the pid file. None when none was running."""
+    return anvil.stop_recorded(data_dir)
+
+
+def attach(data_dir: Path | str) -> tuple[Rpc, Market]:
+    """The running devnet of this data dir: an RPC client and its market. DevnetError when none runs."""
+    node = anvil.running_node(data_dir)
+    if node is None:
+        raise DevnetError(f"no devnet is running for data dir {Path(data_dir)}: start one with `liq devnet up`")
+    market = load_market(market_json_path(data_dir))
+    rpc = Rpc(node.url)
+    try:
+        chain_id = int(rpc.call("eth_chainId"), 16)
+        code = rpc.call("eth_getCode", market.pool, "latest")
+    except DevnetError:
+        rpc.close()
+        raise
+    if chain_id != market.chain_id or code in ("0x", ""):
+        rpc.close()
+        raise DevnetError(f"the node at {node.url} does not hold the market of {market_json_path(data_dir)}")
+    return rpc, market

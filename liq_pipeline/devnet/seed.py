@@ -1,0 +1,350 @@
+"""Borrowers with varied portfolios, created fast and deterministically for a seed.
+
+Variety: 1-4 collaterals and 1-2 debts over 18/8/6-decimal assets; ~20 % in the stablecoin e-mode; ~12 % with a
+supplied asset they turned off as collateral; ~8 % dust and ~5 % whales; ~4 % whose collateral another address
+supplied for them (supply onBehalfOf); some borrow an asset they also supply. Health factors are drawn from just
+above 1 (1.0001) to very safe (8).
+
+Speed: calldata is encoded with eth-abi and cached selectors, transactions go out as JSON-RPC batches with
+explicit nonces and gas, and each chunk of users is one manually mined block (see txs.py).
+
+HF targets below LT/LTV (1.02-1.3 here) cannot be reached by borrowing: the Pool caps new debt at the LTV. While
+seeding, each reserve's (and the e-mode category's) LTV is raised to its liquidation threshold and restored
+afterwards, in the same admin transactions a risk steward would send; users end up between LTV and threshold,
+as after a price move. The configuration events are on chain like any other.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .abi import call_data
+from .accounts import GAS_MONEY, LIQUIDITY_PROVIDER, borrower_address
+from .actions import oracle_prices
+from .anvil import BLOCK_TIME
+from .market import Market, ReserveInfo
+from .rpc import Rpc
+from .spec import RAY, spec_by_symbol
+from .txs import Chain, Tx
+
+MAX_UINT = 2**256 - 1
+VARIABLE = 2  # interest rate mode
+
+# (weight, low, high): health factor bands a borrower is placed in.
+HF_BANDS = ((0.12, 1.0001, 1.01), (0.25, 1.01, 1.15), (0.33, 1.15, 2.0), (0.30, 2.0, 8.0))
+# (weight, kind, low USD, high USD) of total collateral value, log-uniform inside a band.
+SIZE_BANDS = ((0.08, "dust", 1.0, 50.0), (0.87, "normal", 500.0, 250_000.0), (0.05, "large", 1_000_000.0, 20_000_000.0))
+EMODE_SHARE = 0.20
+DISABLED_COLLATERAL_SHARE = 0.12
+SPONSORED_SHARE = 0.04
+SAME_ASSET_DEBT_SHARE = 0.08
+CHUNK_USERS = 250  # one mined block per chunk: ~2,500 transactions
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    user: str
+    kind: str
+    target_hf: float
+    emode: int
+    collaterals: tuple[tuple[str, int], ...]  # (symbol, amount in token units), enabled as collateral
+    disabled: tuple[tuple[str, int], ...]  # supplied, then turned off as collateral
+    debts: tuple[tuple[str, int], ...]  # variable debt, token units
+    sponsored: bool  # collateral supplied by the liquidity provider on the user's behalf
+
+
+@dataclass
+class SeedResult:
+    users: list[str]
+    portfolios: list[Portfolio]
+    blocks: tuple[int, int]
+    seconds: float = 0.0
+    transactions: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def per_second(self) -> float:
+        return len(self.users) / self.seconds if self.seconds else 0.0
+
+
+def _pick(rng: random.Random, bands):
+    x, acc = rng.random(), 0.0
+    for band in bands:
+        acc += band[0]
+        if x < acc:
+            return band
+    return bands[-1]
+
+
+def _units(usd: float, reserve: ReserveInfo, price: int) -> int:
+    """Token units worth `usd` at an 8-decimal price, rounded down."""
+    return int(usd * 10**8) * 10**reserve.decimals // price
+
+
+def plan_portfolios(
+    market: Market,
+    prices: dict[str, int],
+    n: int,
+    seed: int,
+    start_index: int = 0,
+    *,
+    namespace: str = "borrower",
+    within_ltv: bool = False,
+) -> list[Portfolio]:
+    """The borrowers to create: a pure function of the arguments.
+
+    within_ltv: keep each debt under the configured LTVs (the simulator's newcomers borrow against the real
+    LTVs; `seed` raises them to the thresholds while it works, see the module docstring)."""
+    rng = random.Random(f"liq-devnet-seed:{namespace}:{seed}:{start_index}")
+    reserves = market.by_symbol
+    symbols = [r.symbol for r in market.reserves]
+    emode = market.emode_categories[0] if market.emode_categories else None
+    emode_symbols = [r.symbol for r in market.reserves if emode and r.emode_category == emode.category_id]
+    plans: list[Portfolio] = []
+    for index in range(start_index, start_index + n):
+        user = borrower_address(seed, index, namespace)
+        _, kind, low, high = _pick(rng, SIZE_BANDS)
+        total_usd = math.exp(rng.uniform(math.log(low), math.log(high)))
+        _, hf_low, hf_high = _pick(rng, HF_BANDS)
+        target_hf = rng.uniform(hf_low, hf_high)
+        in_emode = bool(emode_symbols) and rng.random() < EMODE_SHARE
+
+        count = rng.choices((1, 2, 3, 4), weights=(0.4, 0.3, 0.2, 0.1))[0]
+        if in_emode:
+            pool = [rng.choice(emode_symbols)]
+            pool += rng.sample([s for s in symbols if s not in pool], k=min(count - 1, len(symbols) - 1))
+        else:
+            pool = rng.sample(symbols, k=count)
+        weights = [rng.random() + 0.1 for _ in pool]
+        collaterals = []
+        for symbol, weight in zip(pool, weights, strict=True):
+            amount = _units(total_usd * weight / sum(weights), reserves[symbol], prices[symbol])
+            if amount > 0:
+                collaterals.append((symbol, amount))
+        if not collaterals:
+            collaterals = [(pool[0], max(1, _units(total_usd, reserves[pool[0]], prices[pool[0]])))]
+
+        # Debt = sum(collateral x threshold) / target HF, split over 1-2 assets.
+        threshold_usd = ltv_usd = 0.0
+        for symbol, amount in collaterals:
+            reserve = reserves[symbol]
+            boosted = in_emode and reserve.emode_category
+            lt = emode.liquidation_threshold if boosted else reserve.liquidation_threshold
+            ltv = emode.ltv if boosted else reserve.ltv
+            usd = amount * prices[symbol] / 10**reserve.decimals / 1e8
+            threshold_usd += usd * lt / 1e4
+            ltv_usd += usd * ltv / 1e4
+        if within_ltv:
+            target_hf = max(target_hf, threshold_usd / ltv_usd * 1.01)  # 1 % room for the price moving
+        debt_usd = threshold_usd / target_hf
+        held = {s for s, _ in collaterals}
+        candidates = emode_symbols if in_emode else symbols
+        fresh = [s for s in candidates if s not in held]
+        debt_count = min(rng.choices((1, 2), weights=(0.7, 0.3))[0], len(candidates))
+        if fresh and rng.random() >= SAME_ASSET_DEBT_SHARE:
+            debt_symbols = rng.sample(fresh, k=min(debt_count, len(fresh)))
+        else:
+            debt_symbols = rng.sample(candidates, k=debt_count)
+        shares = [rng.random() + 0.2 for _ in debt_symbols]
+        debts = []
+        for symbol, share in zip(debt_symbols, shares, strict=True):
+            amount = _units(debt_usd * share / sum(shares), reserves[symbol], prices[symbol])
+            if amount > 0:
+                debts.append((symbol, amount))
+
+        disabled = []
+        spare = [s for s in symbols if s not in held and s not in {d for d, _ in debts}]
+        if spare and rng.random() < DISABLED_COLLATERAL_SHARE:
+            symbol = rng.choice(spare)
+            amount = _units(total_usd * rng.uniform(0.05, 0.5), reserves[symbol], prices[symbol])
+            if amount > 0:
+                disabled.append((symbol, amount))
+
+        plans.append(
+            Portfolio(
+                user=user,
+                kind=kind,
+                target_hf=target_hf,
+                emode=emode.category_id if in_emode else 0,
+                collaterals=tuple(collaterals),
+                disabled=tuple(disabled),
+                debts=tuple(debts),
+                sponsored=rng.random() < SPONSORED_SHARE,
+            )
+        )
+    return plans
+
+
+def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
+    reserves, pool, user = market.by_symbol, market.pool, plan.user
+    txs: list[Tx] = []
+    own_supplies = [] if plan.sponsored else list(plan.collaterals)
+    for symbol, amount in [*own_supplies, *plan.disabled]:
+        asset = reserves[symbol].asset
+        txs.append(Tx(user, asset, call_data("mint(address,uint256)", user, amount), label=f"mint {symbol}"))
+        txs.append(Tx(user, asset, call_data("approve(address,uint256)", pool, MAX_UINT), label=f"approve {symbol}"))
+        txs.append(
+            Tx(
+                user,
+                pool,
+                call_data("supply(address,uint256,address,uint16)", asset, amount, user, 0),
+                label=f"supply {symbol}",
+            )
+        )
+    for symbol, _ in plan.disabled:
+        txs.append(
+            Tx(
+                user,
+                pool,
+                call_data("setUserUseReserveAsCollateral(address,bool)", reserves[symbol].asset, False),
+                label=f"collateral off {symbol}",
+            )
+        )
+    if plan.emode:
+        txs.append(Tx(user, pool, call_data("setUserEMode(uint8)", plan.emode), label="setUserEMode"))
+    for symbol, amount in plan.debts:
+        txs.append(
+            Tx(
+                user,
+                pool,
+                call_data(
+                    "borrow(address,uint256,uint256,uint16,address)", reserves[symbol].asset, amount, VARIABLE, 0, user
+                ),
+                label=f"borrow {symbol}",
+            )
+        )
+    return txs
+
+
+def liquidity_txs(market: Market, plans: list[Portfolio]) -> list[Tx]:
+    """The liquidity provider covers every planned borrow on its own (so no borrower depends on another's
+    supply inside one block) and supplies the sponsored users' collateral on their behalf.
+
+    It supplies enough that a reserve's utilization from these borrows stays under ~80 % of its optimal usage:
+    with a single whale borrowing most of a thin reserve, rates would otherwise sit on slope 2 (100 %+ a year)."""
+    reserves, pool, lp = market.by_symbol, market.pool, LIQUIDITY_PROVIDER
+    specs = spec_by_symbol()
+    borrowed: dict[str, int] = {}
+    for plan in plans:
+        for symbol, amount in plan.debts:
+            borrowed[symbol] = borrowed.get(symbol, 0) + amount
+    liquidity = {}
+    for symbol, amount in borrowed.items():
+        optimal = specs[symbol].strategy.optimal_usage / RAY if symbol in specs else 0.5
+        liquidity[symbol] = int(amount / (0.8 * optimal)) + 1
+    sponsored = [(plan.user, s, a) for plan in plans if plan.sponsored for s, a in plan.collaterals]
+    need = dict(liquidity)
+    for _, symbol, amount in sponsored:
+        need[symbol] = need.get(symbol, 0) + amount
+    txs: list[Tx] = []
+    for symbol, amount in need.items():
+        asset = reserves[symbol].asset
+        txs.append(Tx(lp, asset, call_data("mint(address,uint256)", lp, amount), label=f"lp mint {symbol}"))
+        txs.append(Tx(lp, asset, call_data("approve(address,uint256)", pool, MAX_UINT), label=f"lp approve {symbol}"))
+    supply = "supply(address,uint256,address,uint16)"
+    for symbol, amount in liquidity.items():
+        asset = reserves[symbol].asset
+        txs.append(Tx(lp, pool, call_data(supply, asset, amount, lp, 0), label=f"lp supply {symbol}"))
+    for user, symbol, amount in sponsored:
+        asset = reserves[symbol].asset
+        label = f"supply {symbol} on behalf of {user}"
+        txs.append(Tx(lp, pool, call_data(supply, asset, amount, user, 0), label=label))
+    return txs
+
+
+def ltv_txs(market: Market, raised: bool) -> list[Tx]:
+    """Admin transactions that set every LTV to its threshold (raised) or back to its configured value."""
+    admin, configurator = market.admin, market.pool_configurator
+    txs = []
+    for r in market.reserves:
+        ltv = r.liquidation_threshold if raised else r.ltv
+        txs.append(
+            Tx(
+                admin,
+                configurator,
+                call_data(
+                    "configureReserveAsCollateral(address,uint256,uint256,uint256)",
+                    r.asset,
+                    ltv,
+                    r.liquidation_threshold,
+                    r.liquidation_bonus,
+                ),
+                label=f"ltv {r.symbol}",
+            )
+        )
+    for e in market.emode_categories:
+        ltv = e.liquidation_threshold if raised else e.ltv
+        txs.append(
+            Tx(
+                admin,
+                configurator,
+                call_data(
+                    "setEModeCategory(uint8,uint16,uint16,uint16,address,string)",
+                    e.category_id,
+                    ltv,
+                    e.liquidation_threshold,
+                    e.liquidation_bonus,
+                    e.price_source,
+                    e.label,
+                ),
+                label=f"emode ltv {e.category_id}",
+            )
+        )
+    return txs
+
+
+def seed(
+    rpc: Rpc,
+    market: Market,
+    n_borrowers: int,
+    seed: int = 0,
+    *,
+    start_index: int = 0,
+    chunk_users: int = CHUNK_USERS,
+    progress: Callable[[int], None] | None = None,
+) -> SeedResult:
+    """Create `n_borrowers` borrowers (addresses borrower_address(seed, start_index + i)).
+
+    Each chunk is one block, 2 s after the previous one. `progress(k)` is called after each chunk with the
+    number of users created in it.
+    """
+    started = time.perf_counter()
+    chain = Chain(rpc)
+    plans = plan_portfolios(market, oracle_prices(rpc, market), n_borrowers, seed, start_index)
+    first_block = chain.block_number() + 1
+    sent = 0
+    with chain.manual_mining():
+        chain.nonces.prefetch([market.admin, LIQUIDITY_PROVIDER])
+        chain.set_balances([LIQUIDITY_PROVIDER], GAS_MONEY)
+        timestamp = chain.latest_timestamp()
+
+        def run(txs: list[Tx]) -> None:
+            nonlocal timestamp, sent
+            timestamp += BLOCK_TIME
+            chain.execute(txs, timestamp=timestamp)
+            sent += len(txs)
+
+        run(ltv_txs(market, raised=True) + liquidity_txs(market, plans))
+        try:
+            for begin in range(0, len(plans), chunk_users):
+                part = plans[begin : begin + chunk_users]
+                users = [plan.user for plan in part]
+                chain.set_balances(users, GAS_MONEY)
+                chain.nonces.prefetch(users)  # one batch; a reused address keeps its nonce
+                run([tx for plan in part for tx in borrower_txs(market, plan)])
+                if progress:
+                    progress(len(part))
+        finally:
+            run(ltv_txs(market, raised=False))
+    users = [plan.user for plan in plans]
+    return SeedResult(
+        users=users,
+        portfolios=plans,
+        blocks=(first_block, chain.block_number()),
+        seconds=time.perf_counter() - started,
+        transactions=sent,
+    )

@@ -1,0 +1,80 @@
+"""Compile the devnet's own Solidity (the price feed) with npm `solc` (solcjs) run by the venv's Node.
+
+Nothing binary is downloaded or committed: the source lives in contracts/, the compiler is pinned in
+package.json, and the output is cached in <DATA_DIR>/devnet/build under a hash of source, compiler and settings,
+so it is compiled once (~0.1-1 s) and reproducibly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DevnetError
+from .paths import SOLC_VERSION, devnet_dir, node_binary, node_modules, package_version
+
+CONTRACTS_DIR = Path(__file__).parent / "contracts"
+_SETTINGS: dict[str, Any] = {
+    "optimizer": {"enabled": True, "runs": 200},
+    "evmVersion": "cancun",
+    "metadata": {"bytecodeHash": "none"},  # bytecode independent of file paths and comments' IPFS hash
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+}
+# solcjs's compile() takes and returns standard JSON as strings.
+_DRIVER = """
+const solc = require(process.argv[1]);
+let input = '';
+process.stdin.on('data', (chunk) => (input += chunk));
+process.stdin.on('end', () => process.stdout.write(solc.compile(input)));
+"""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str  # 0x-prefixed creation code
+
+
+def compile_contract(name: str, data_dir: Path | str) -> Compiled:
+    """contracts/<name>.sol compiled, from the cache when source, compiler and settings are unchanged."""
+    source_path = CONTRACTS_DIR / f"{name}.sol"
+    source = source_path.read_text()
+    version = package_version("solc")
+    if version != SOLC_VERSION:
+        raise DevnetError(f"npm solc {version} is installed, {SOLC_VERSION} expected: run `make setup`")
+    key = hashlib.sha256(json.dumps([source, version, _SETTINGS], sort_keys=True).encode()).hexdigest()[:16]
+    cache_path = devnet_dir(data_dir) / "build" / f"{name}.{key}.json"
+    if cache_path.is_file():
+        cached = json.loads(cache_path.read_text())
+        return Compiled(name=name, abi=cached["abi"], bytecode=cached["bytecode"])
+
+    standard_input = {"language": "Solidity", "sources": {f"{name}.sol": {"content": source}}, "settings": _SETTINGS}
+    try:
+        done = subprocess.run(
+            [str(node_binary()), "-e", _DRIVER, str(node_modules() / "solc")],
+            input=json.dumps(standard_input),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except OSError as error:
+        raise DevnetError(f"could not run node to compile {name}.sol: {error}") from None
+    if done.returncode != 0:
+        raise DevnetError(f"solcjs failed on {name}.sol: {done.stderr.strip()[:300]}")
+    output = json.loads(done.stdout)
+    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise DevnetError(f"{name}.sol does not compile: {errors[0].get('formattedMessage', errors[0])}")
+    contract = output["contracts"][f"{name}.sol"][name]
+    compiled = Compiled(name=name, abi=contract["abi"], bytecode="0x" + contract["evm"]["bytecode"]["object"])
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"abi": compiled.abi, "bytecode": compiled.bytecode, "solc": version}))
+    tmp.replace(cache_path)  # atomic: a parallel run never reads half a file
+    return compiled

@@ -1,0 +1,23 @@
+"""The engine's parameters from the settings: one mapping for the harness, Dagster and the watcher."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..risk.engine import EngineParams
+from ..risk.scenarios import default_specs
+
+
+def engine_params(settings: Settings) -> EngineParams:
+    specs = default_specs(
+        list(settings.predictive_scenarios),
+        settings.predictive_adverse_shock_bps,
+        settings.predictive_extreme_shock_bps,
+        settings.predictive_adverse_sigmas,
+        settings.predictive_extreme_sigmas,
+    )
+    return EngineParams(
+        scenarios=specs,
+        horizon_sec=settings.predictive_horizon_sec,
+        hf_buffer_bps=settings.predictive_hf_buffer_bps,
+        volatility_scaling=settings.predictive_volatility_scaling,
+    )

@@ -1,0 +1,164 @@
+"""Keep a market's positions current block by block, and evaluate them: the engine's chain-facing driver.
+
+Shared by the Dagster evaluation job and the long-lived watcher. `bootstrap` reads every borrower the events name
+since a starting block; `advance` reads the events of the new blocks, re-reads only the users they touched (the
+dirty users) at the new block, and merges them; `evaluate` reads the reserves and prices at the block, extends
+the price window, and runs the engine over every user in every scenario.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..chain.discovery import Market, discover_market, read_market_state
+from ..chain.events import EVENT_SCHEMA, borrowers_from_events, fetch_events
+from ..chain.positions import read_positions
+from ..chain.rpc import RpcClient
+from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
+from ..risk.health import PositionBook, build_book
+from ..risk.market import MarketState
+from ..risk.price_window import price_window_stats
+from ..risk.versions import ProtocolRules
+
+
+@dataclass
+class BlockDelta:
+    """What happened on chain in (from_block, to_block]."""
+
+    from_block: int
+    to_block: int
+    events: pl.DataFrame
+    touched_users: list[str]
+    price_updates: int
+    liquidations: pl.DataFrame
+
+
+@dataclass
+class EvaluationRecord:
+    """One evaluated block, for the latency KPI and the lake."""
+
+    block: int
+    block_timestamp: int
+    seen_at: float  # wall clock when the block was first observed
+    written_at: float  # wall clock when candidates were ready
+    users: int
+    candidates: dict[str, int]
+    exact_redecided: int
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.written_at - self.seen_at) * 1000.0
+
+
+@dataclass
+class Tracker:
+    rpc: RpcClient
+    market: Market
+    rules: ProtocolRules
+    positions: pl.DataFrame
+    block: int
+    stable_symbols: tuple[str, ...] = ()
+    price_window: int = 60
+    ema_span: int = 20
+    prices: dict[str, deque] = field(default_factory=dict)
+    _book: PositionBook | None = None
+    _state: MarketState | None = None
+
+    @classmethod
+    def bootstrap(
+        cls,
+        rpc: RpcClient,
+        addresses_provider: str,
+        rules: ProtocolRules,
+        from_block: int,
+        at_block: int,
+        stable_symbols: Iterable[str] = (),
+        known_users: Iterable[str] = (),
+        price_window: int = 60,
+        ema_span: int = 20,
+    ) -> Tracker:
+        market = discover_market(rpc, addresses_provider, at_block, rules)
+        events = fetch_events(rpc, market, from_block, at_block)
+        users = sorted(set(borrowers_from_events(events)) | set(known_users))
+        positions = read_positions(rpc, market, users, at_block, rules)
+        return cls(rpc, market, rules, positions, at_block, tuple(stable_symbols), price_window, ema_span)
+
+    @property
+    def users(self) -> int:
+        return self.positions.height
+
+    def advance(self, to_block: int) -> BlockDelta:
+        """Bring positions to `to_block`: only users named by the new blocks' events are re-read."""
+        if to_block <= self.block:
+            nothing = pl.DataFrame(schema=EVENT_SCHEMA)
+            return BlockDelta(self.block, self.block, nothing, [], 0, nothing)
+        events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
+        touched = borrowers_from_events(events)
+        if touched:
+            fresh = read_positions(self.rpc, self.market, touched, to_block, self.rules)
+            kept = self.positions.filter(~pl.col("user").is_in(touched))
+            self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
+            self._book = None
+        delta = BlockDelta(
+            self.block,
+            to_block,
+            events,
+            touched,
+            int((events["event"] == "AnswerUpdated").sum()),
+            events.filter(pl.col("event") == "LiquidationCall"),
+        )
+        self.block = to_block
+        self._state = None
+        return delta
+
+    def market_state(self) -> MarketState:
+        if self._state is None or self._state.block != self.block:
+            self._state = read_market_state(self.rpc, self.market, self.block, self.rules, self.stable_symbols)
+            self._observe_prices(self._state)
+        return self._state
+
+    def _observe_prices(self, state: MarketState) -> None:
+        for reserve in state.reserves:
+            window = self.prices.setdefault(reserve.symbol, deque(maxlen=self.price_window + 1))
+            if not window or window[-1][0] < state.timestamp:
+                window.append((state.timestamp, reserve.price))
+
+    def trends(self) -> dict[int, AssetTrend]:
+        rows = [(symbol, ts, float(price)) for symbol, window in self.prices.items() for ts, price in window]
+        if not rows:
+            return {}
+        observations = pl.DataFrame(
+            rows, schema={"asset": pl.String, "timestamp": pl.Int64, "price": pl.Float64}, orient="row"
+        )
+        stats = price_window_stats(observations, self.price_window, self.ema_span)
+        ids = {r.symbol: r.reserve_id for r in self.market.reserves}
+        out = {}
+        for row in stats.iter_rows(named=True):
+            if row["asset"] in ids:
+                out[ids[row["asset"]]] = AssetTrend(row["drift_per_sec"] or 0.0, row["volatility_per_sqrt_sec"])
+        return out
+
+    def book(self, state: MarketState) -> PositionBook:
+        if self._book is None:
+            self._book = build_book(self.positions, state)
+        return self._book
+
+    def evaluate(self, params: EngineParams, seen_at: float | None = None) -> tuple[Evaluation, EvaluationRecord]:
+        seen = time.time() if seen_at is None else seen_at
+        state = self.market_state()
+        result = evaluate(self.book(state), state, params, self.trends())
+        record = EvaluationRecord(
+            block=self.block,
+            block_timestamp=state.timestamp,
+            seen_at=seen,
+            written_at=time.time(),
+            users=self.users,
+            candidates=result.candidates_per_scenario(),
+            exact_redecided=result.exact_redecided,
+        )
+        return result, record
