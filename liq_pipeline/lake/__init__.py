@@ -1,0 +1,9 @@
+"""The Parquet lake: one file per dataset per block range (see docs/lake.md).
+
+    partitions.py   block-range keys `{start:012d}-{end:012d}`, finished ranges, ranges covering [a, b]
+    store.py        Lake(root): paths, atomic idempotent writes, listing, scans, missing ranges
+    datasets/       one module per dataset: SCHEMA, SPEC and build_<dataset>(rpc, market, rules, start, end, ...)
+    backfill.py     the chain datasets of one range in dependency order
+
+Nothing is imported here: a Dagster run process imports only what its asset needs.
+"""
