@@ -58,7 +58,7 @@ def config(
     """Show the effective settings (secrets masked)."""
     settings: Settings = ctx.obj
     values = json.loads(settings.model_dump_json())
-    for secret in ("rpc_url", "redis_url"):
+    for secret in ("rpc_url", "redis_url", "alert_webhook_url"):
         if values.get(secret):
             values[secret] = "**********"
     values = {key.upper(): value for key, value in values.items()}

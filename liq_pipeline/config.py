@@ -115,6 +115,17 @@ class Settings(BaseSettings):
         "PYUSD",
     )
 
+    # --- platform: lake, Dagster, checks, alerts -------------------------------------------------------------
+    start_block: int = 0
+    lake_range_blocks: int = 1_000
+    confirmations: int = 10
+    kpi_miss_rate_max: float = 0.10
+    kpi_latency_p95_ms: int = 15_000
+    hf_check_sample: int = 200
+    alert_webhook_url: SecretStr | None = None
+    dagster_port: int = 3000
+    run_retention_days: int = 7
+
     # --- redis --------------------------------------------------------------------------------------------
     redis_url: SecretStr | None = None
     redis_enable_pipelining: Annotated[bool, NoDecode] = True
@@ -181,7 +192,59 @@ class Settings(BaseSettings):
     @field_validator("redis_max_pipeline", mode="before")
     @classmethod
     def _pipeline(cls, value: Any) -> int:
-        return _int_in(value, 1, 100_000, "a whole number of commands from 1 to 100000")
+        return _int_in(value, 1, 100_000, "a whole number of entries per round trip from 1 to 100000")
+
+    @field_validator("start_block", mode="before")
+    @classmethod
+    def _start_block(cls, value: Any) -> int:
+        return _int_in(value, 0, None, "a block number >= 0")
+
+    @field_validator("lake_range_blocks", mode="before")
+    @classmethod
+    def _range_blocks(cls, value: Any) -> int:
+        return _int_in(value, 10, 1_000_000, "a whole number of blocks from 10 to 1000000")
+
+    @field_validator("confirmations", mode="before")
+    @classmethod
+    def _confirmations(cls, value: Any) -> int:
+        return _int_in(value, 0, 10_000, "a whole number of blocks from 0 to 10000")
+
+    @field_validator("kpi_miss_rate_max", mode="before")
+    @classmethod
+    def _miss_rate(cls, value: Any) -> float:
+        return _float_in(value, 0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)")
+
+    @field_validator("kpi_latency_p95_ms", mode="before")
+    @classmethod
+    def _latency(cls, value: Any) -> int:
+        return _int_in(value, 1, 3_600_000, "a whole number of milliseconds from 1 to 3600000")
+
+    @field_validator("hf_check_sample", mode="before")
+    @classmethod
+    def _sample(cls, value: Any) -> int:
+        return _int_in(value, 1, 100_000, "a whole number of users from 1 to 100000")
+
+    @field_validator("dagster_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> int:
+        return _int_in(value, 1, 65_535, "a TCP port from 1 to 65535")
+
+    @field_validator("run_retention_days", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> int:
+        return _int_in(value, 1, 3_650, "a whole number of days from 1 to 3650")
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _webhook(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
+        if text == "":
+            return None
+        if not re.match(r"^https?://[^\s/]+", text):
+            raise ValueError("expected an http(s):// URL, or empty for no webhook")
+        return text
 
     @field_validator("chain_id", mode="before")
     @classmethod
@@ -275,7 +338,7 @@ def _describe(value: Any) -> str:
 
 
 # Variables whose value must never be echoed back, even when wrong.
-_SECRET_FIELDS = {"rpc_url", "redis_url"}
+_SECRET_FIELDS = {"rpc_url", "redis_url", "alert_webhook_url"}
 
 
 def format_validation_error(error: ValidationError) -> str:

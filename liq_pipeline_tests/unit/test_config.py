@@ -93,7 +93,7 @@ def test_unknown_boolean_spellings_are_refused(text):
         ("AAVE_PROTOCOL_VERSION", "3.8", "3.0 to 3.7"),
         ("PREDICTIVE_MAX_USERS_PER_TICK", "-1", ">= 0"),
         ("PREDICTIVE_HORIZON_SEC", "0", "seconds"),
-        ("REDIS_MAX_PIPELINE", "0", "commands"),
+        ("REDIS_MAX_PIPELINE", "0", "entries per round trip"),
         ("BORROWERS_INDEX_MODE", "disk", "memory or redis"),
         ("LOG_LEVEL", "LOUD", "DEBUG"),
         ("CHAIN_ID", "base", "8453"),
