@@ -33,7 +33,7 @@ $(NODE_STAMP): $(PY_STAMP) $(wildcard package.json package-lock.json)
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 dev: setup
-	$(BIN)/liq harness
+	$(BIN)/liq dev
 
 lint: setup
 	$(BIN)/ruff check .

@@ -112,6 +112,73 @@ def harness(
 
 
 @app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Latest chain block, last evaluated block, lake partitions, candidates per scenario, KPIs, Redis reachable."""
+    from .status import platform_status
+
+    result = platform_status(ctx.obj)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    out.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    from_block: Annotated[int, typer.Option("--from-block", min=0, help="First block of the history to build.")],
+    to_block: Annotated[int, typer.Option("--to-block", min=0, help="Last block (must be final).")],
+) -> None:
+    """Materialize the lake's datasets over a historical block range, with progress (recorded in Dagster)."""
+    import os
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .chain.rpc import NodeUnavailable
+    from .defs.backfill import backfill as run_backfill
+
+    settings: Settings = ctx.obj
+    if to_block < from_block:
+        raise fail(f"--to-block {to_block} is before --from-block {from_block}")
+    home = Path(settings.data_dir).absolute() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task("backfill", total=None)
+
+            def report(key: str, done: int, total: int) -> None:
+                progress.update(task, description=f"range {key}", completed=done, total=total)
+
+            result = run_backfill(from_block, to_block, progress=report)
+    except (ValueError, NodeUnavailable) as error:
+        raise fail(str(error)) from None
+    for key, message in result.failed.items():
+        err.print(f"[bold red]failed:[/] {key}: {message}", highlight=False)
+    out.print(f"{len(result.ranges) - len(result.failed)} of {len(result.ranges)} ranges materialized", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def dev(
+    ctx: typer.Context,
+    borrowers: Annotated[int, typer.Option(min=0, help="Borrowers seeded on the devnet.")] = 2_000,
+    block_time: Annotated[int, typer.Option(min=1, help="Seconds between simulated blocks (Base: 2).")] = 2,
+) -> None:
+    """The whole platform locally: devnet + simulator, embedded Redis, Dagster UI. Ctrl-C stops it all."""
+    from .dev import run_dev
+
+    code = run_dev(ctx.obj, borrowers, block_time, lambda line: out.print(line, highlight=False))
+    raise typer.Exit(code)
+
+
+@app.command()
 def scan(
     ctx: typer.Context,
     from_block: Annotated[int, typer.Option("--from-block", min=0, help="First block whose events name borrowers.")],

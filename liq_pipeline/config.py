@@ -117,6 +117,7 @@ class Settings(BaseSettings):
 
     # --- platform: lake, Dagster, checks, alerts -------------------------------------------------------------
     start_block: int = 0
+    state_history_from_block: int = 0
     lake_range_blocks: int = 1_000
     confirmations: int = 10
     kpi_miss_rate_max: float = 0.10
@@ -194,7 +195,7 @@ class Settings(BaseSettings):
     def _pipeline(cls, value: Any) -> int:
         return _int_in(value, 1, 100_000, "a whole number of entries per round trip from 1 to 100000")
 
-    @field_validator("start_block", mode="before")
+    @field_validator("start_block", "state_history_from_block", mode="before")
     @classmethod
     def _start_block(cls, value: Any) -> int:
         return _int_in(value, 0, None, "a block number >= 0")

@@ -205,9 +205,12 @@ def simulate(
     vol_scale: Annotated[float, typer.Option(min=0.0, help="Multiplier of the assets' annual volatility.")] = 10.0,
     shock_probability: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance of a shock per block.")] = 0.004,
     arrivals: Annotated[float, typer.Option(min=0.0, help="Mean new borrowers per block.")] = 0.5,
+    realtime: Annotated[bool, typer.Option(help="Pace blocks on the wall clock: one every --block-time s.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Run a living market on the devnet: price walk and shocks, interest, arrivals, repays, a competitor."""
+    import time
+
     from . import lifecycle
     from .borrowers import BorrowerRecord
     from .paths import borrowers_json_path
@@ -225,8 +228,12 @@ def simulate(
     with rpc, _progress() as progress:
         task = progress.add_task("simulating", total=blocks)
 
-        def tick(_: int, partial: Any) -> None:
+        started = time.monotonic()
+
+        def tick(index: int, partial: Any) -> None:
             progress.update(task, advance=1, description=f"simulating ({partial.liquidations} liquidations)")
+            if realtime:  # like a live chain: the next block only when its time has come
+                time.sleep(max(0.0, started + index * block_time - time.monotonic()))
 
         result = run(rpc, market, config, record.users, first_arrival_index=first, on_block=tick)
     record.add(seed, first, result.new_users, result.blocks[1], namespace="arrival")

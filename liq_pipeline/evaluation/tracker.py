@@ -99,22 +99,28 @@ class Tracker:
             return BlockDelta(self.block, self.block, nothing, [], 0, nothing)
         events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
         touched = borrowers_from_events(events)
-        if touched:
-            fresh = read_positions(self.rpc, self.market, touched, to_block, self.rules)
-            kept = self.positions.filter(~pl.col("user").is_in(touched))
-            self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
-            self._book = None
+        previous = self.block
+        self.block = to_block
+        self._state = None
+        self.refresh_users(touched)
         delta = BlockDelta(
-            self.block,
+            previous,
             to_block,
             events,
             touched,
             int((events["event"] == "AnswerUpdated").sum()),
             events.filter(pl.col("event") == "LiquidationCall"),
         )
-        self.block = to_block
-        self._state = None
         return delta
+
+    def refresh_users(self, users: list[str]) -> None:
+        """Re-read `users` at the current block (dirty users a crashed run left unacknowledged)."""
+        if not users:
+            return
+        fresh = read_positions(self.rpc, self.market, users, self.block, self.rules)
+        kept = self.positions.filter(~pl.col("user").is_in(users))
+        self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
+        self._book = None
 
     def market_state(self) -> MarketState:
         if self._state is None or self._state.block != self.block:

@@ -1,0 +1,25 @@
+"""`defs`: everything Dagster loads. Thin: every asset, check and sensor calls library code.
+
+One folder per domain under liq_pipeline/defs/ (predictive, lake, alerts, maintenance), merged here.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .defs.alerts.sensors import check_warning_alerts, run_failure_alerts
+from .defs.lake.assets import ALL_LAKE_ASSETS, lake_ranges_job
+from .defs.lake.schedules import backfill_finished_ranges
+from .defs.maintenance.schedules import prune_runs_job, prune_runs_schedule
+from .defs.predictive.assets import liquidation_candidates, predictive_evaluation_job
+from .defs.predictive.sensors import new_block_sensor
+from .defs.resources import RESOURCES
+
+defs = dg.Definitions(
+    assets=[*ALL_LAKE_ASSETS, liquidation_candidates],
+    jobs=[predictive_evaluation_job, lake_ranges_job, prune_runs_job],
+    sensors=[new_block_sensor, run_failure_alerts, check_warning_alerts],
+    schedules=[backfill_finished_ranges, prune_runs_schedule],
+    resources=RESOURCES,
+    executor=dg.in_process_executor,  # measured: multiprocess adds ~3 s per run on 2 cores
+)

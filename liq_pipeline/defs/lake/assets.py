@@ -1,0 +1,215 @@
+"""The lake's datasets as Dagster assets, one partition per finished block range (built by liq_pipeline.lake).
+
+Each asset builds its whole frame in memory, then writes it atomically: a failing build leaves no file and keeps
+the previous one. Metadata on every materialization: rows, users, blocks, duration.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads these signatures' annotations at load time.
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from ..partitions import block_range_of, block_ranges
+from ..resources import ChainResource, LakeResource
+
+GROUP = "lake"
+
+
+def _metadata(frame: pl.DataFrame, start: int, end: int, began: float, path) -> dict:
+    users = frame["user"].drop_nulls().n_unique() if "user" in frame.columns else 0
+    return {
+        "rows": frame.height,
+        "users": users,
+        "blocks": end - start + 1,
+        "first_block": start,
+        "last_block": end,
+        "duration_s": round(time.perf_counter() - began, 3),
+        "path": dg.MetadataValue.path(str(path)),
+    }
+
+
+def _build(
+    context, chain: ChainResource, lake_resource: LakeResource, dataset: str, build
+) -> tuple[pl.DataFrame, dict]:
+    """Build the partition's frame, write it atomically; the frame and the materialization metadata."""
+    from ...chain.discovery import ReaderError
+    from ...lake.errors import LakeError
+    from ...lake.partitions import BlockRange
+
+    began = time.perf_counter()
+    start, end = block_range_of(context)
+    lake = lake_resource.lake()
+    with chain.client() as rpc:
+        head = int(rpc.call("eth_blockNumber"), 16)
+        if end > head:
+            raise dg.Failure(f"{dataset}: range {context.partition_key} ends at {end}, the chain is at {head}")
+        market, rules = chain.market(rpc, end)
+        try:
+            frame = build(rpc, market, rules, start, end, lake)
+        except (ReaderError, LakeError, ValueError) as error:
+            raise dg.Failure(f"{dataset} {context.partition_key}: {error}") from None
+    block_range = BlockRange(start, end)
+    lake.write(dataset, block_range, frame)
+    return frame, _metadata(frame, start, end, began, lake.path(dataset, block_range))
+
+
+def _events_of(store, start: int, end: int):
+    """This range's pool_events when already in the lake (saves an eth_getLogs pass), else None."""
+    from ...lake.partitions import BlockRange
+
+    block_range = BlockRange(start, end)
+    return store.read("pool_events", block_range) if store.exists("pool_events", block_range) else None
+
+
+@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"},
+          description="Decoded Pool, token, oracle and price-feed events of the range.")  # fmt: skip
+def pool_events(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource) -> dg.MaterializeResult:
+    from ...lake.datasets.pool_events import build_pool_events
+
+    _frame, metadata = _build(
+        context, chain, lake, "pool_events", lambda rpc, m, r, s, e, _lake: build_pool_events(rpc, m, r, s, e)
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"}, deps=[pool_events],
+          description="Per reserve: indices, rates, timestamps and configuration at the range's end, and every "
+          "ReserveDataUpdated in the range.")  # fmt: skip
+def reserve_indices(
+    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    from ...lake.datasets.reserve_indices import build_reserve_indices
+
+    def build(rpc, market, rules, start, end, store):
+        return build_reserve_indices(rpc, market, rules, start, end, events=_events_of(store, start, end))
+
+    _frame, metadata = _build(context, chain, lake, "reserve_indices", build)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name=GROUP,
+    kinds={"parquet"},
+    description="AaveOracle price of every asset at every block of the range, and the price-feed updates.",
+    check_specs=[dg.AssetCheckSpec("block_continuity", asset="price_histories", blocking=True,
+                                   description="Every block of the range present: count = max - min + 1")],
+)  # fmt: skip
+def price_histories(
+    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    from ...lake.datasets.price_histories import ORACLE, build_price_histories
+
+    # Per-block state reads need a node that still holds the state of those blocks (STATE_HISTORY_FROM_BLOCK).
+    history_from = chain.settings().state_history_from_block
+
+    def build(rpc, market, rules, start, end, _lake):
+        first = max(start, history_from)
+        if first > end:  # the whole range predates the node's state history
+            from ...lake.datasets.price_histories import SCHEMA
+
+            return pl.DataFrame(schema=SCHEMA)
+        return build_price_histories(rpc, market, rules, first, end)
+
+    frame, metadata = _build(context, chain, lake, "price_histories", build)
+    start, end = block_range_of(context)
+    first = max(start, history_from)
+    if first > end:
+        check = dg.AssetCheckResult(
+            check_name="block_continuity",
+            passed=True,
+            metadata={"note": f"range predates STATE_HISTORY_FROM_BLOCK={history_from}: no per-block state"},
+        )
+    else:
+        check = block_continuity(frame.filter(pl.col("source") == ORACLE)["block_number"], first, end)
+    metadata["state_history_from"] = first
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckResult:
+    """No missing block: distinct blocks = max - min + 1, spanning exactly [start, end]."""
+    distinct = blocks.unique()
+    low, high = (int(distinct.min()), int(distinct.max())) if distinct.len() else (None, None)
+    passed = distinct.len() == end - start + 1 and low == start and high == end
+    missing = sorted(set(range(start, end + 1)) - set(distinct.to_list()))[:20]
+    return dg.AssetCheckResult(
+        check_name="block_continuity",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"blocks": distinct.len(), "expected": end - start + 1, "min": low, "max": high,
+                  "missing": ", ".join(map(str, missing))},
+    )  # fmt: skip
+
+
+@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"}, deps=[pool_events],
+          description="Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, "
+          "for every borrower known up to the range's end.")  # fmt: skip
+def borrower_snapshots(
+    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    from ...lake.datasets.borrower_snapshots import build_borrower_snapshots, known_users_before
+
+    first_block = chain.settings().start_block
+
+    def build(rpc, market, rules, start, end, store):
+        known = known_users_before(store, start, first_block)
+        events = _events_of(store, start, end)
+        return build_borrower_snapshots(rpc, market, rules, start, end, known_users=known, events=events)
+
+    _frame, metadata = _build(context, chain, lake, "borrower_snapshots", build)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name=GROUP,
+    kinds={"parquet"},
+    deps=[pool_events, "liquidation_candidates"],
+    description="Each on-chain LiquidationCall joined with what the platform predicted before it.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "miss_rate",
+            asset="liquidation_outcomes",
+            description="Share of liquidations not flagged >= 1 block before, vs KPI_MISS_RATE_MAX",
+        )
+    ],
+)
+def liquidation_outcomes(
+    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    from ...lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
+
+    settings = chain.settings()
+    lookback = settings.lake_range_blocks
+
+    def build(rpc, market, rules, start, end, store):
+        candidates = store.scan("liquidation_candidates", max(0, start - lookback), end)
+        return build_liquidation_outcomes(
+            rpc, market, rules, start, end, candidates=candidates, events=_events_of(store, start, end),
+            lookback_blocks=lookback,
+        )  # fmt: skip
+
+    outcomes, metadata = _build(context, chain, lake, "liquidation_outcomes", build)
+    rate = miss_rate(outcomes)
+    passed = rate is None or rate <= settings.kpi_miss_rate_max
+    check = dg.AssetCheckResult(
+        check_name="miss_rate",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"miss_rate": -1.0 if rate is None else rate, "liquidations": outcomes.height,
+                  "limit": settings.kpi_miss_rate_max},
+    )  # fmt: skip
+    metadata["miss_rate"] = -1.0 if rate is None else rate
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+CHAIN_ASSETS = [pool_events, reserve_indices, price_histories, borrower_snapshots]
+ALL_LAKE_ASSETS = [*CHAIN_ASSETS, liquidation_outcomes]
+
+lake_ranges_job = dg.define_asset_job(
+    "lake_ranges",
+    selection=[a.key for a in ALL_LAKE_ASSETS],
+    description="Materialize the lake's datasets of one finished block range (scheduled backfills, manual).",
+)

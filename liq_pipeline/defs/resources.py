@@ -1,0 +1,63 @@
+"""Resources: the chain, the lake and Redis, each built from the settings (environment / .env) of the run.
+
+Dagster runs are fresh processes: nothing is shared in memory between them; Redis and the lake carry the state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ..config import Settings, load_settings
+
+
+class ChainResource(dg.ConfigurableResource):
+    """RPC_URL + AAVE_ADDRESSES_PROVIDER + AAVE_PROTOCOL_VERSION from the settings."""
+
+    def settings(self) -> Settings:
+        return load_settings()
+
+    def client(self):
+        from ..chain.rpc import RpcClient
+
+        settings = self.settings()
+        if settings.rpc_url is None:
+            raise dg.Failure("RPC_URL is not set: the platform needs a node (make dev sets the devnet's)")
+        return RpcClient(settings.rpc_url.get_secret_value())
+
+    def head(self) -> int:
+        with self.client() as rpc:
+            return int(rpc.call("eth_blockNumber"), 16)
+
+    def market(self, rpc, block: int):
+        from ..chain.discovery import discover_market
+        from ..risk.versions import rules_for
+
+        settings = self.settings()
+        if settings.aave_addresses_provider is None:
+            raise dg.Failure("AAVE_ADDRESSES_PROVIDER is not set")
+        rules = rules_for(settings.aave_protocol_version)
+        return discover_market(rpc, settings.aave_addresses_provider, block, rules), rules
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The Parquet lake under DATA_DIR/lake, ranges of LAKE_RANGE_BLOCKS."""
+
+    def lake(self):
+        from ..lake.store import Lake
+
+        settings = load_settings()
+        return Lake(Path(settings.data_dir) / "lake", settings.lake_range_blocks)
+
+
+class RedisResource(dg.ConfigurableResource):
+    """REDIS_URL, or the embedded server under DATA_DIR/redis."""
+
+    def market_cache(self, chain_id: int, pool: str):
+        from ..cache import open_market_cache
+
+        return open_market_cache(load_settings(), chain_id, pool)
+
+
+RESOURCES = {"chain": ChainResource(), "lake": LakeResource(), "redis": RedisResource()}

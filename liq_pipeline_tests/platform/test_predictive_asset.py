@@ -1,0 +1,116 @@
+"""liquidation_candidates and the new-block sensor, in-process, on the real market."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from liq_pipeline.cache import open_market_cache
+from liq_pipeline.cache.kpis import get_kpis
+from liq_pipeline.cache.positions import get_positions, put_positions
+from liq_pipeline.config import load_settings
+from liq_pipeline.definitions import defs
+from liq_pipeline.defs.partitions import BLOCK_RANGES
+from liq_pipeline.defs.predictive.assets import liquidation_candidates
+from liq_pipeline.defs.predictive.sensors import new_block_sensor
+from liq_pipeline.defs.resources import RESOURCES
+from liq_pipeline.devnet import actions
+from liq_pipeline.lake.partitions import range_of
+
+pytestmark = pytest.mark.integration
+
+
+def _head(chain) -> int:
+    return int(chain.rpc.call("eth_blockNumber"), 16)
+
+
+def _evaluate(instance, block: int, from_block: int | None = None, raise_on_error: bool = True):
+    key = range_of(block, 100).key
+    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
+    config = {"block": block, "from_block": block if from_block is None else from_block}
+    return dg.materialize(
+        [liquidation_candidates],
+        partition_key=key,
+        instance=instance,
+        resources=RESOURCES,
+        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": config}}),
+        raise_on_error=raise_on_error,
+    )
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env, instance):
+    head = _head(chain)
+    result = _evaluate(instance, head)
+    assert result.success
+    assert _checks(result) == {"hf_agreement": True, "latency_p95": True}
+    metadata = result.asset_materializations_for_node("liquidation_candidates")[0].metadata
+    assert metadata["block"].value == head and metadata["users"].value >= len(chain.users)
+    assert metadata["bootstrapped"].value is True
+
+    settings = load_settings()
+    market_cache = open_market_cache(settings, 31337, chain.market.pool)
+    candidates = market_cache.read_candidates()
+    assert candidates is not None and candidates.height == metadata["rows"].value
+    assert get_kpis(market_cache.cache)["last_evaluated_block"].value == head
+    lake_file = list((platform_env / "lake" / "liquidation_candidates").glob("*.parquet"))
+    assert len(lake_file) == 1 and pl.read_parquet(lake_file[0])["block"].unique().to_list() == [head]
+
+    # a price shock: the next run re-reads only what changed and finds more candidates
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 85 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    second = _evaluate(instance, _head(chain), head + 1)
+    meta = second.asset_materializations_for_node("liquidation_candidates")[0].metadata
+    assert second.success and meta["bootstrapped"].value is False
+    assert meta["candidates_baseline"].value > metadata["candidates_baseline"].value
+
+
+def test_hf_agreement_fails_the_run_when_the_engine_is_wrong(chain, platform_env, instance):
+    head = _head(chain)
+    assert _evaluate(instance, head).success
+    # corrupt the cached state: forget the debt of the users nearest to liquidation (a stale or broken cache)
+    settings = load_settings()
+    market_cache = open_market_cache(settings, 31337, chain.market.pool)
+    snapshot = get_positions(market_cache.cache)
+    debt_columns = [c for c in snapshot.frame.columns if c.startswith("debt_")]
+    broken = snapshot.frame.with_columns([pl.lit(0, pl.Int128).alias(c) for c in debt_columns])
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 80 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    new_head = _head(chain)
+    market_cache.cache.client.delete(market_cache.cache.keys.positions)
+    put_positions(market_cache.cache, new_head - 1, broken)
+    result = _evaluate(instance, new_head, raise_on_error=False)
+    assert not result.success  # blocking ERROR check
+    assert _checks(result)["hf_agreement"] is False
+
+
+def test_sensor_adds_ranges_and_requests_the_newest_block(chain, platform_env, instance):
+    actions.mine_blocks(chain.rpc, 3)
+    head = _head(chain)
+    with dg.build_sensor_context(instance=instance, cursor=str(head - 3), resources=RESOURCES) as context:
+        result = new_block_sensor(context)
+    assert [r.run_key for r in result.run_requests] == [f"evaluate-{head}"]
+    request = result.run_requests[0]
+    assert request.partition_key == range_of(head, 100).key
+    config = request.run_config["ops"]["liquidation_candidates"]["config"]
+    assert (config["block"], config["from_block"]) == (head, head - 2)
+    added = result.dynamic_partitions_requests[0].partition_keys
+    assert range_of(head, 100).key in added
+    assert result.cursor == str(head)
+
+
+def test_sensor_coalesces_while_a_run_is_in_flight(chain, platform_env, instance):
+    head = _head(chain)
+    instance.add_dynamic_partitions(BLOCK_RANGES, [range_of(head, 100).key])
+    job = defs.resolve_job_def("predictive_evaluation")
+    instance.create_run_for_job(
+        job, run_config=None, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": range_of(head, 100).key}
+    )
+    actions.mine_blocks(chain.rpc, 2)
+    with dg.build_sensor_context(instance=instance, cursor=str(head), resources=RESOURCES) as context:
+        result = new_block_sensor(context)
+    assert result.run_requests == [] and result.cursor == str(head)
