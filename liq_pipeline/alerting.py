@@ -35,8 +35,9 @@ def raise_alert(settings: Settings, alert: AlertEvent, cache=None) -> dict[str, 
     if cache is not None:
         from .cache.alerts import Alert
 
+        stream_severity = {"ERROR": "critical", "WARN": "warning"}.get(alert.severity, "info")
         try:
-            result = cache.append_alert(Alert(alert.kind, alert.message, alert.severity, alert.at, alert.details))
+            result = cache.append_alert(Alert(alert.kind, alert.message, stream_severity, alert.at, alert.details))
             outcome["redis"] = str(result)
         except Exception as error:  # a sink failing must not stop the others
             outcome["redis"] = f"failed: {type(error).__name__}"
