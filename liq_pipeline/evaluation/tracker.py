@@ -25,6 +25,8 @@ from ..risk.market import MarketState
 from ..risk.price_window import price_window_stats
 from ..risk.versions import ProtocolRules
 
+TREND_EVERY = 10  # blocks between recomputations of drift and volatility
+
 
 @dataclass
 class BlockDelta:
@@ -68,6 +70,8 @@ class Tracker:
     prices: dict[str, deque] = field(default_factory=dict)
     _book: PositionBook | None = None
     _state: MarketState | None = None
+    _trends: dict[int, AssetTrend] | None = None
+    _trends_block: int = -1
 
     @classmethod
     def bootstrap(
@@ -135,6 +139,15 @@ class Tracker:
                 window.append((state.timestamp, reserve.price))
 
     def trends(self) -> dict[int, AssetTrend]:
+        """Drift and volatility per reserve from the price windows. They move slowly: recomputed every
+        TREND_EVERY blocks (a polars pass costs ~10 ms, most of a watcher's per-block budget)."""
+        if self._trends is not None and self.block - self._trends_block < TREND_EVERY:
+            return self._trends
+        self._trends = self._compute_trends()
+        self._trends_block = self.block
+        return self._trends
+
+    def _compute_trends(self) -> dict[int, AssetTrend]:
         rows = [(symbol, ts, float(price)) for symbol, window in self.prices.items() for ts, price in window]
         if not rows:
             return {}

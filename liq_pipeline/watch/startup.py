@@ -1,0 +1,45 @@
+"""Build a watcher from the settings: the latest state in Redis when there is one, else a bootstrap from events."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from ..cache import open_market_cache
+from ..chain.discovery import discover_market
+from ..chain.rpc import RpcClient
+from ..config import Settings
+from ..evaluation.params import engine_params
+from ..evaluation.tracker import Tracker
+from ..risk.versions import rules_for
+from .watcher import Watcher
+
+log = logging.getLogger("liq_pipeline.watch")
+
+
+def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher:
+    if settings.rpc_url is None or settings.aave_addresses_provider is None:
+        raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set for `liq watch`")
+    rules = rules_for(settings.aave_protocol_version)
+    rpc = RpcClient(settings.rpc_url.get_secret_value())
+    head = int(rpc.call("eth_blockNumber"), 16)
+    market = discover_market(rpc, settings.aave_addresses_provider, head, rules)
+    cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
+    snapshot = cache.get_positions() if cache is not None else None
+    if snapshot is not None and snapshot.block <= head:
+        log.info("starting from Redis: %d users at block %d (head %d)", snapshot.frame.height, snapshot.block, head)
+        tracker = Tracker(
+            rpc, market, rules, snapshot.frame, snapshot.block, settings.stable_asset_symbols,
+            settings.predictive_price_window, settings.predictive_ema_span,
+        )  # fmt: skip
+        windows = cache.get_price_windows()
+        if windows is not None:
+            for asset, timestamp, price in windows.sort("asset", "timestamp").iter_rows():
+                tracker.prices.setdefault(asset, deque(maxlen=tracker.price_window + 1)).append((timestamp, price))
+    else:
+        log.info("no state in Redis: reading borrowers from events since block %d", settings.start_block)
+        tracker = Tracker.bootstrap(
+            rpc, settings.aave_addresses_provider, rules, settings.start_block, head, settings.stable_asset_symbols,
+            price_window=settings.predictive_price_window, ema_span=settings.predictive_ema_span,
+        )  # fmt: skip
+    return Watcher(rpc, tracker, engine_params(settings), cache)

@@ -1,0 +1,297 @@
+"""`liq watch`: the long-lived hot path. Follows every block, refreshes what it touched, re-evaluates, writes.
+
+A Dagster run costs seconds before user code runs; a liquidation bot needs tens of milliseconds. The watcher keeps
+everything in memory (the Tracker: positions, price windows), starts from the latest state in Redis (no rescan on
+restart), catches up missed blocks in order, then follows the head:
+- per block: the block's events (Pool, tokens, oracle, price feeds) -> re-read the touched users at that block ->
+  reserve indices and prices at that block -> the engine over every user in every scenario -> candidates,
+  positions, price windows and KPIs to Redis -> one record per block appended to the Redis Stream `blocks`
+  (block, timestamp, seen, written, users, candidates per scenario), which Dagster reads for the latency KPI;
+- reorgs: a new block whose parent hash is not the hash held at that height means the chain reorganized: the
+  watcher walks back to the common ancestor, re-reads every user the orphaned blocks touched at the ancestor,
+  forgets those blocks, and re-follows the new branch (its candidates replace the orphaned ones);
+- faults: an unreachable node or Redis is logged once per outage, retried with backoff, never fatal; the block the
+  fault interrupted is processed again once it clears, so no block is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
+from ..evaluation.tracker import Tracker
+from ..risk.engine import EngineParams
+
+log = logging.getLogger("liq_pipeline.watch")
+
+POSITIONS_EVERY = 20  # blocks between snapshots of the whole positions frame in Redis (45 ms at 100k users); a
+# restart resumes from the snapshot's block and re-follows the blocks after it, so nothing is lost
+HASH_MEMORY = 256  # block hashes kept for reorg detection (Base reorgs are a few blocks deep at most)
+CATCH_UP_EVALUATE_ALL = 200  # a gap up to this many blocks is evaluated block by block; longer: advanced at once
+
+
+@dataclass
+class BlockRecord:
+    block: int
+    block_hash: str
+    block_timestamp: int
+    seen_at: float
+    written_at: float
+    users: int
+    touched: int
+    candidates: dict[str, int]
+    exact_redecided: int
+    reorg_depth: int = 0
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.written_at - self.seen_at) * 1000.0
+
+    def to_fields(self) -> dict[str, str]:
+        fields = {
+            "block": str(self.block),
+            "hash": self.block_hash,
+            "timestamp": str(self.block_timestamp),
+            "seen_at": f"{self.seen_at:.6f}",
+            "written_at": f"{self.written_at:.6f}",
+            "latency_ms": f"{self.latency_ms:.3f}",
+            "users": str(self.users),
+            "touched": str(self.touched),
+            "exact_redecided": str(self.exact_redecided),
+            "reorg_depth": str(self.reorg_depth),
+        }
+        fields.update({f"candidates_{k}": str(v) for k, v in self.candidates.items()})
+        return fields
+
+
+@dataclass
+class WatchStats:
+    records: list[BlockRecord] = field(default_factory=list)
+    reorgs: int = 0
+    node_outages: int = 0
+
+    def latencies_ms(self) -> list[float]:
+        return [r.latency_ms for r in self.records]
+
+
+class Watcher:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        tracker: Tracker,
+        params: EngineParams,
+        cache=None,  # a ResilientCache, or None (tests, benchmarks without Redis)
+        poll_interval: float = 0.02,
+        max_backoff: float = 5.0,
+        on_block: Callable[[BlockRecord], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.rpc = rpc
+        self.tracker = tracker
+        self.params = params
+        self.cache = cache
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.on_block = on_block
+        self.clock = clock
+        self.sleep = sleep
+        self.hashes: OrderedDict[int, str] = OrderedDict()
+        self.touched_at: dict[int, list[str]] = {}  # per processed block, the users it touched (reorg rollback)
+        self.stats = WatchStats()
+        self._node_down = False
+        self._stop = False
+
+    # --- chain access -----------------------------------------------------------------------------------------------
+    def _header(self, number: int) -> dict | None:
+        return self.rpc.call("eth_getBlockByNumber", hex(number), False)
+
+    def head(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def remember(self, number: int, block_hash: str) -> None:
+        self.hashes[number] = block_hash
+        while len(self.hashes) > HASH_MEMORY:
+            oldest = next(iter(self.hashes))
+            self.hashes.pop(oldest)
+            self.touched_at.pop(oldest, None)
+
+    # --- reorgs -----------------------------------------------------------------------------------------------------
+    def _common_ancestor(self, number: int) -> int:
+        """Highest block <= number whose hash on the node equals the one we hold."""
+        height = number
+        while height in self.hashes:
+            header = self._header(height)
+            if header is not None and header["hash"] == self.hashes[height]:
+                return height
+            height -= 1
+        if not self.hashes:
+            return number
+        raise RuntimeError(f"reorg deeper than the {HASH_MEMORY} blocks the watcher remembers (from {number})")
+
+    def rollback(self, ancestor: int) -> int:
+        """Forget blocks after `ancestor`: re-read every user they touched AT the ancestor. Returns the depth."""
+        orphaned = [n for n in self.hashes if n > ancestor]
+        users = sorted({u for n in orphaned for u in self.touched_at.get(n, [])})
+        for number in orphaned:
+            self.hashes.pop(number, None)
+            self.touched_at.pop(number, None)
+        self.tracker.block = ancestor
+        self.tracker._state = None
+        self.tracker.refresh_users(users)
+        self.stats.reorgs += 1
+        log.warning("reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor", len(orphaned), ancestor,
+                    len(users))  # fmt: skip
+        return len(orphaned)
+
+    # --- one block ---------------------------------------------------------------------------------------------------
+    def process(self, number: int, seen_at: float | None = None) -> BlockRecord:
+        """Advance to `number` (which must follow the tracker's block), evaluate, write, record."""
+        seen = self.clock() if seen_at is None else seen_at
+        header = self._header(number)
+        if header is None:
+            raise NodeUnavailable(f"block {number} is not on the node (yet)")
+        depth = 0
+        parent = self.hashes.get(number - 1)
+        if parent is not None and header["parentHash"] != parent:
+            depth = self.rollback(self._common_ancestor(number - 1))
+            return self._replay_to(number, seen, depth)
+        previous = self.tracker.block
+        try:
+            delta = self.tracker.advance(number)
+            result, _record = self.tracker.evaluate(self.params, seen_at=seen)
+        except BaseException:
+            # not processed: the next attempt re-reads (previous, number] from the start, so no block is lost
+            self.tracker.block = previous
+            self.tracker._state = None
+            raise
+        self.touched_at[number] = delta.touched_users
+        self.remember(number, header["hash"])
+        record = BlockRecord(
+            block=number,
+            block_hash=header["hash"],
+            block_timestamp=int(header["timestamp"], 16),
+            seen_at=seen,
+            written_at=0.0,
+            users=self.tracker.users,
+            touched=len(delta.touched_users),
+            candidates=result.candidates_per_scenario(),
+            exact_redecided=result.exact_redecided,
+            reorg_depth=depth,
+        )
+        self._write(number, result, record)
+        return record
+
+    def _replay_to(self, number: int, seen: float, depth: int) -> BlockRecord:
+        record = None
+        for height in range(self.tracker.block + 1, number + 1):
+            record = self.process(height, seen)
+        record.reorg_depth = depth
+        return record
+
+    def _write(self, number: int, result, record: BlockRecord) -> None:
+        if self.cache is not None:
+            self.cache.write_candidates(number, result.candidates)
+            if number % POSITIONS_EVERY == 0 or record.reorg_depth:
+                self.cache.put_positions(number, self.tracker.positions)
+            self.cache.set_kpis(
+                {
+                    "watcher_last_block": number,
+                    "watcher_users": record.users,
+                    **{f"watcher_candidates_{k}": v for k, v in record.candidates.items()},
+                }
+            )
+        record.written_at = self.clock()
+        if self.cache is not None:
+            self._append_record(record)
+            if number % 50 == 0:  # price windows change slowly; a restart rebuilds them from the oracle anyway
+                self.cache.put_price_windows(number, _observations(self.tracker))
+        self.stats.records.append(record)
+        if self.on_block:
+            self.on_block(record)
+
+    def _append_record(self, record: BlockRecord) -> None:
+        import redis
+
+        if not self.cache.reachable:
+            return
+        try:
+            key = self.cache.cache.keys.key("blocks")
+            self.cache.cache.client.xadd(key, record.to_fields(), maxlen=100_000, approximate=True)
+        except redis.RedisError:  # the resilient cache logs the outage once; the record is only a measurement
+            pass
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Process every block between the tracker's block and the head, in order. Returns how many."""
+        head = self.head()
+        gap = head - self.tracker.block
+        if gap < 0:
+            return 0
+        if gap == 0:
+            # no new block, but the block we hold may have been replaced at the same height (a reorg that did not
+            # lengthen the chain): compare hashes
+            held = self.hashes.get(head)
+            header = self._header(head) if held is not None else None
+            if header is None or header["hash"] == held:
+                return 0
+            depth = self.rollback(self._common_ancestor(head))
+            self._replay_to(head, self.clock(), depth)
+            return depth
+        if gap > CATCH_UP_EVALUATE_ALL:
+            log.info("catching up %d blocks: advancing to %d, then following", gap, head - 1)
+            self.tracker.advance(head - 1)
+            header = self._header(head - 1)
+            self.remember(head - 1, header["hash"])
+        done = 0
+        for number in range(self.tracker.block + 1, head + 1):
+            self.process(number)
+            done += 1
+        return done
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def checkpoint(self) -> None:
+        """Snapshot the positions now (on shutdown): a restart then resumes from here."""
+        if self.cache is not None and self.hashes:
+            self.cache.put_positions(self.tracker.block, self.tracker.positions)
+
+    def run(self, max_blocks: int | None = None, deadline: float | None = None) -> WatchStats:
+        """Follow the chain until stopped, `max_blocks` processed, or `deadline` (monotonic) passed."""
+        backoff = self.poll_interval
+        processed = 0
+        while not self._stop:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            if max_blocks is not None and processed >= max_blocks:
+                break
+            try:
+                done = self.step()
+                if self._node_down:
+                    log.warning("node reachable again: following from block %d", self.tracker.block)
+                    self._node_down = False
+                backoff = self.poll_interval
+                processed += done
+                if done == 0:
+                    self.sleep(self.poll_interval)
+            except (NodeUnavailable, RpcError, OSError) as error:
+                if not self._node_down:
+                    log.warning("node unreachable (%s): retrying with backoff up to %.0fs", error, self.max_backoff)
+                    self._node_down = True
+                    self.stats.node_outages += 1
+                self.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+        self.checkpoint()
+        return self.stats
+
+
+def _observations(tracker: Tracker) -> pl.DataFrame:
+    rows = [(asset, ts, float(price)) for asset, window in tracker.prices.items() for ts, price in window]
+    return pl.DataFrame(rows, schema={"asset": pl.String, "timestamp": pl.Int64, "price": pl.Float64}, orient="row")

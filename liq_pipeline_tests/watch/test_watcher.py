@@ -1,0 +1,124 @@
+"""The watcher on the real market: every block once and in order, reorgs, node and Redis outages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from liq_pipeline.cache import open_market_cache
+from liq_pipeline.cache.server import EmbeddedRedis
+from liq_pipeline.chain.positions import read_positions
+from liq_pipeline.config import load_settings
+from liq_pipeline.devnet import actions
+from liq_pipeline.risk.versions import rules_for
+
+from .conftest import TcpProxy, make_watcher
+
+pytestmark = pytest.mark.integration
+
+
+def _head(chain) -> int:
+    return int(chain.rpc.call("eth_blockNumber"), 16)
+
+
+def _assert_state_equals_fresh_scan(watcher) -> None:
+    fresh = read_positions(watcher.rpc, watcher.tracker.market, watcher.tracker.positions["user"].to_list(),
+                           watcher.tracker.block, rules_for("3.0"))  # fmt: skip
+    assert_frame_equal(watcher.tracker.positions, fresh.select(watcher.tracker.positions.columns))
+
+
+def test_follows_every_block_in_order(chain, watcher):
+    start = watcher.tracker.block
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    for step in range(1, 4):
+        actions.set_prices(chain.rpc, chain.market, {"WETH": prices["WETH"] * (100 - 3 * step) // 100})
+    actions.mine_blocks(chain.rpc, 2)
+    watcher.run(max_blocks=_head(chain) - start, deadline=time.monotonic() + 60)
+    blocks = [r.block for r in watcher.stats.records]
+    assert blocks == list(range(start + 1, _head(chain) + 1))
+    assert all(r.written_at >= r.seen_at for r in watcher.stats.records)
+    _assert_state_equals_fresh_scan(watcher)
+
+
+def test_a_reorg_rolls_back_to_the_common_ancestor(chain, watcher):
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    watcher.step()
+    victims = watcher.stats.records[-1]
+    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
+    before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
+    actions.liquidate(chain.rpc, chain.market, victim)
+    watcher.step()
+    assert not watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim).equals(before)
+
+    chain.rpc.call("anvil_reorg", 1, [])  # the block with the liquidation is replaced by an empty one
+    watcher.step()
+    assert watcher.stats.reorgs == 1
+    assert watcher.stats.records[-1].reorg_depth == 1
+    after = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
+    assert after.equals(before)  # the orphaned liquidation is forgotten
+    _assert_state_equals_fresh_scan(watcher)
+    assert victims.block < watcher.stats.records[-1].block
+
+
+def test_survives_the_node_going_away_and_misses_no_block(chain, caplog):
+    proxy = TcpProxy(int(chain.node.url.rsplit(":", 1)[1]))
+    watcher = make_watcher(proxy.url, chain.market.addresses_provider)
+    start = watcher.tracker.block
+    stop_at = time.monotonic() + 60
+    thread = threading.Thread(target=watcher.run, kwargs={"deadline": stop_at}, daemon=True)
+    caplog.set_level(logging.WARNING, logger="liq_pipeline.watch")
+    try:
+        thread.start()
+        actions.mine_blocks(chain.rpc, 2)
+        time.sleep(0.5)
+        proxy.cut()
+        actions.mine_blocks(chain.rpc, 3)  # the chain goes on while the watcher cannot see it
+        time.sleep(1.0)
+        proxy.restore()
+        actions.mine_blocks(chain.rpc, 1)
+        target = _head(chain)
+        while time.monotonic() < stop_at and watcher.tracker.block < target:
+            time.sleep(0.05)
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+        watcher.rpc.close()
+        proxy.close()
+    blocks = [r.block for r in watcher.stats.records]
+    assert blocks == list(range(start + 1, target + 1))  # each block once, in order, none lost
+    assert watcher.stats.node_outages == 1
+    outage_logs = [r for r in caplog.records if "node unreachable" in r.getMessage()]
+    assert len(outage_logs) == 1  # logged once per outage, not per retry
+
+
+def test_keeps_going_when_redis_goes_away(chain, tmp_path, monkeypatch):
+    server = EmbeddedRedis(tmp_path / "r")
+    monkeypatch.setenv("REDIS_URL", server.ensure_running().url)
+    cache = open_market_cache(load_settings(), 31337, chain.market.pool)
+    watcher = make_watcher(chain.node.url, chain.market.addresses_provider, cache=cache)
+    try:
+        actions.mine_blocks(chain.rpc, 1)
+        watcher.step()
+        assert cache.read_candidates() is not None
+        server.stop()
+        actions.mine_blocks(chain.rpc, 2)
+        assert watcher.step() == 2  # computing goes on without Redis
+        server.ensure_running()
+        time.sleep(cache.retry_interval + 0.1)  # the cache probes a lost Redis once per retry interval
+        actions.mine_blocks(chain.rpc, 1)
+        watcher.step()
+        assert cache.reachable
+        from liq_pipeline.cache.candidates import candidates_block
+
+        assert candidates_block(cache.cache) == watcher.tracker.block  # caught up
+        watcher.checkpoint()
+        assert cache.get_positions().block == watcher.tracker.block
+    finally:
+        watcher.rpc.close()
+        server.stop()
