@@ -106,3 +106,26 @@ def candidates_block(cache: MarketCache) -> int | None:
     """The block of the live candidate set (None before the first write)."""
     value = cache.client.hget(cache.keys.candidates_meta, "block")
     return None if value is None else int(value)
+
+
+def write_candidate_changes(cache: MarketCache, block: int, upserts: pl.DataFrame, removed: list[str]) -> bool:
+    """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows), remove `removed`
+    (members `user:scenario`), in one MULTI/EXEC with the block's meta, so readers see the previous block's set or
+    this one. The watcher's path: between two blocks a few candidates change, rewriting thousands (~50 ms for
+    4.5k) would eat its budget. False when a newer block is already live."""
+    keys = cache.keys
+    commands: list[tuple] = []
+    if upserts.height:
+        members = [candidate_member(u, s).encode() for u, s in zip(upserts["user"], upserts["scenario"], strict=True)]
+        scores = score_bytes(upserts["eta_sec"])
+        details = [pack(row) for row in upserts.to_dicts()]
+        for part in chunked(range(len(members)), cache.options.max_pipeline):
+            zadd, hset = ["ZADD", keys.candidates_zset], ["HSET", keys.candidates_details]
+            for i in part:
+                zadd += [scores[i], members[i]]
+                hset += [members[i], details[i]]
+            commands += [tuple(zadd), tuple(hset)]
+    for part in chunked(removed, cache.options.max_pipeline):
+        commands += [("ZREM", keys.candidates_zset, *part), ("HDEL", keys.candidates_details, *part)]
+    commands.append(("HSET", keys.candidates_meta, "block", block, "updated_at", f"{cache.clock():.3f}"))
+    return commit_if_not_older(cache, keys.candidates_meta, block, commands)

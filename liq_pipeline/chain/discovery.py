@@ -219,28 +219,34 @@ def _emode_categories(
     return out
 
 
-def read_market_state(
-    rpc: RpcClient, market: Market, block: int, rules: ProtocolRules, stable_symbols: tuple[str, ...] = ()
+def market_state_requests(market: Market, block: int) -> list:
+    """The batch that reads the market at `block`: the header, every reserve's data, the oracle prices."""
+    reserve_data = function("Pool", "getReserveData")
+    prices_fn = function("AaveOracle", "getAssetsPrices")
+    assets = [r.asset for r in market.reserves]
+    return [
+        ("eth_getBlockByNumber", [hex(block), False]),
+        *[reserve_data.request(market.pool, a, block=block) for a in assets],
+        prices_fn.request(market.oracle, assets, block=block),
+    ]
+
+
+def market_state_from_answers(
+    market: Market, block: int, rules: ProtocolRules, answers: list, stable_symbols: tuple[str, ...] = ()
 ) -> MarketState:
-    """Indices, rates, last updates and oracle prices of every reserve at `block`, with the block's timestamp."""
-    header = rpc.call("eth_getBlockByNumber", hex(block), False)
-    if header is None:
+    """Decode the answers to market_state_requests (same order)."""
+    header = answers[0]
+    if header is None or isinstance(header, RpcError):
         raise ReaderError(f"block {block} does not exist on the node yet")
     timestamp = int(header["timestamp"], 16)
     reserve_data = function("Pool", "getReserveData")
     prices_fn = function("AaveOracle", "getAssetsPrices")
-    assets = [r.asset for r in market.reserves]
-    answers = rpc.batch(
-        [reserve_data.request(market.pool, a, block=block) for a in assets]
-        + [prices_fn.request(market.oracle, assets, block=block)],
-        raise_on_error=False,
-    )
     if isinstance(answers[-1], RpcError):
         raise ReaderError(f"AaveOracle.getAssetsPrices failed at block {block}: {answers[-1]}")
     (prices,) = prices_fn.decode(answers[-1])
     stable = {s.upper() for s in stable_symbols}
     states = []
-    for info, answer, price in zip(market.reserves, answers[:-1], prices, strict=True):
+    for info, answer, price in zip(market.reserves, answers[1:-1], prices, strict=True):
         if isinstance(answer, RpcError):
             raise ReaderError(f"Pool.getReserveData({info.asset}) failed at block {block}: {answer}")
         data = reserve_data.decode(answer)[0]
@@ -266,3 +272,11 @@ def read_market_state(
             )
         )
     return MarketState(block, timestamp, rules, tuple(states), dict(market.emode_categories), market.base_currency_unit)
+
+
+def read_market_state(
+    rpc: RpcClient, market: Market, block: int, rules: ProtocolRules, stable_symbols: tuple[str, ...] = ()
+) -> MarketState:
+    """Indices, rates, last updates and oracle prices of every reserve at `block`, with the block's timestamp."""
+    answers = rpc.batch(market_state_requests(market, block), raise_on_error=False)
+    return market_state_from_answers(market, block, rules, answers, stable_symbols)

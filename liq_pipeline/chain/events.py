@@ -159,6 +159,18 @@ def fetch_events(
     return decode_logs(market, logs, feed_list)
 
 
+def logs_request(market: Market, from_block: int, to_block: int) -> tuple[str, list]:
+    """One eth_getLogs request for every event fetch_events reads (for a few blocks: the watcher's batch)."""
+    feeds = list(market.price_sources.values())
+    query = {
+        "fromBlock": hex(from_block),
+        "toBlock": hex(to_block),
+        "address": [market.pool, market.oracle, *market.token_addresses(), *feeds],
+        "topics": [list(_topic_map(market))],
+    }
+    return "eth_getLogs", [query]
+
+
 def borrowers_from_events(frame: pl.DataFrame) -> list[str]:
     """Distinct position owners named by the events (zero address excluded), sorted."""
     zero = "0x0000000000000000000000000000000000000000"

@@ -15,10 +15,17 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..chain.discovery import Market, discover_market, read_market_state
-from ..chain.events import EVENT_SCHEMA, borrowers_from_events, fetch_events
+from ..chain.discovery import (
+    Market,
+    ReaderError,
+    discover_market,
+    market_state_from_answers,
+    market_state_requests,
+    read_market_state,
+)
+from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fetch_events, logs_request
 from ..chain.positions import read_positions
-from ..chain.rpc import RpcClient
+from ..chain.rpc import RpcClient, RpcError
 from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
 from ..risk.health import PositionBook, build_book
 from ..risk.market import MarketState
@@ -26,6 +33,7 @@ from ..risk.price_window import price_window_stats
 from ..risk.versions import ProtocolRules
 
 TREND_EVERY = 10  # blocks between recomputations of drift and volatility
+FAST_PATH_BLOCKS = 20  # up to this many new blocks: logs and market state in a single JSON-RPC batch
 
 
 @dataclass
@@ -101,11 +109,26 @@ class Tracker:
         if to_block <= self.block:
             nothing = pl.DataFrame(schema=EVENT_SCHEMA)
             return BlockDelta(self.block, self.block, nothing, [], 0, nothing)
-        events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
+        if to_block - self.block <= FAST_PATH_BLOCKS:
+            # one round trip: the new blocks' logs and the market at `to_block` (header, reserves, prices)
+            answers = self.rpc.batch(
+                [logs_request(self.market, self.block + 1, to_block), *market_state_requests(self.market, to_block)],
+                raise_on_error=False,
+            )
+            if isinstance(answers[0], RpcError):
+                raise ReaderError(f"eth_getLogs {self.block + 1}-{to_block} failed: {answers[0]}")
+            events = decode_logs(self.market, answers[0], self.market.price_sources.values())
+            state = market_state_from_answers(self.market, to_block, self.rules, answers[1:], self.stable_symbols)
+        else:
+            events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
+            state = None
         touched = borrowers_from_events(events)
         previous = self.block
         self.block = to_block
         self._state = None
+        if state is not None:
+            self._state = state
+            self._observe_prices(state)
         self.refresh_users(touched)
         delta = BlockDelta(
             previous,
@@ -138,10 +161,10 @@ class Tracker:
             if not window or window[-1][0] < state.timestamp:
                 window.append((state.timestamp, reserve.price))
 
-    def trends(self) -> dict[int, AssetTrend]:
+    def trends(self, force: bool = False) -> dict[int, AssetTrend]:
         """Drift and volatility per reserve from the price windows. They move slowly: recomputed every
         TREND_EVERY blocks (a polars pass costs ~10 ms, most of a watcher's per-block budget)."""
-        if self._trends is not None and self.block - self._trends_block < TREND_EVERY:
+        if not force and self._trends is not None and self.block - self._trends_block < TREND_EVERY:
             return self._trends
         self._trends = self._compute_trends()
         self._trends_block = self.block

@@ -98,10 +98,13 @@ def evaluate(
     shocked = [_named(scenario_prices(spec, market, scaling), spec.name) for spec in params.scenarios]
     # A zero-shock scenario (baseline) has the current prices: its HF is the current HF, computed once.
     distinct = [current] + [p for p in shocked if not _same(p, current)]
+    computed = {p.name for p in distinct}
     growth = [
         expr
         for prices in shocked
-        for expr in growth_and_sigma_exprs(market, prices, book, drift, volatility, prices.name)
+        for expr in growth_and_sigma_exprs(
+            market, prices, book, drift, volatility, prices.name, prices.name if prices.name in computed else CURRENT
+        )
     ]
     decided, exact_count = evaluate_health(book, market, distinct, growth)
 

@@ -277,14 +277,13 @@ def evaluate_health(
 ) -> tuple[pl.DataFrame, int]:
     """One pass over the book: `hf_{s}` for every scenario (exactly decided), `exact_{s}`, and any extra
     expressions evaluated over the same frame (projections). Returns the frame and the exact evaluation count."""
-    stage1: list[pl.Expr] = [pl.col("user"), pl.col("^_lt_.*$"), pl.col("_exact_only")]
-    stage1 += block_slack_exprs(market, book)
+    stage1: list[pl.Expr] = [*block_slack_exprs(market, book)]
     stage2: list[pl.Expr] = [pl.col("user")]
     for s in scenarios:
         stage1 += sum_exprs(market, s, book, s.name)
         stage2 += hf_float_exprs(market, s.name)
-    extra_names = [e.meta.output_name() for e in extra]
-    evaluated = book.floats.lazy().select(*stage1, *extra).select(*stage2, *extra_names).collect()
+    # extra expressions (projections) see the book's columns and stage 1's sums
+    evaluated = book.floats.lazy().with_columns(*stage1).select(*stage2, *extra).collect()
     decided, count = redecide_exactly(evaluated, book, market, scenarios)
     return decided.drop([f"band_{s.name}" for s in scenarios]), count
 

@@ -27,6 +27,7 @@ import polars as pl
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
 from ..risk.engine import EngineParams
+from .candidates import CandidateWriter
 
 log = logging.getLogger("liq_pipeline.watch")
 
@@ -48,6 +49,7 @@ class BlockRecord:
     candidates: dict[str, int]
     exact_redecided: int
     reorg_depth: int = 0
+    phases_ms: dict[str, float] = field(default_factory=dict)  # read, evaluate, write
 
     @property
     def latency_ms(self) -> float:
@@ -105,6 +107,7 @@ class Watcher:
         self.hashes: OrderedDict[int, str] = OrderedDict()
         self.touched_at: dict[int, list[str]] = {}  # per processed block, the users it touched (reorg rollback)
         self.stats = WatchStats()
+        self.candidates = CandidateWriter(cache) if cache is not None else None
         self._node_down = False
         self._stop = False
 
@@ -164,8 +167,11 @@ class Watcher:
             return self._replay_to(number, seen, depth)
         previous = self.tracker.block
         try:
+            began = time.perf_counter()
             delta = self.tracker.advance(number)
+            read_done = time.perf_counter()
             result, _record = self.tracker.evaluate(self.params, seen_at=seen)
+            evaluated = time.perf_counter()
         except BaseException:
             # not processed: the next attempt re-reads (previous, number] from the start, so no block is lost
             self.tracker.block = previous
@@ -184,8 +190,10 @@ class Watcher:
             candidates=result.candidates_per_scenario(),
             exact_redecided=result.exact_redecided,
             reorg_depth=depth,
+            phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
         )
         self._write(number, result, record)
+        record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
         return record
 
     def _replay_to(self, number: int, seen: float, depth: int) -> BlockRecord:
@@ -197,7 +205,9 @@ class Watcher:
 
     def _write(self, number: int, result, record: BlockRecord) -> None:
         if self.cache is not None:
-            self.cache.write_candidates(number, result.candidates)
+            if record.reorg_depth:
+                self.candidates.reset()  # the orphaned blocks' candidates go with a full rewrite
+            self.candidates.write(number, result.candidates)
             if number % POSITIONS_EVERY == 0 or record.reorg_depth:
                 self.cache.put_positions(number, self.tracker.positions)
             self.cache.set_kpis(

@@ -71,7 +71,7 @@ def test_price_window_grows_with_evaluated_blocks(chain, tracker):
         delta = tracker.advance(int(tracker.rpc.call("eth_blockNumber"), 16))
         assert delta.price_updates == 1  # the feed's AnswerUpdated, found through the oracle's sources
         tracker.evaluate(PARAMS)
-    trends = tracker.trends()
+    trends = tracker.trends(force=True)
     weth = next(r.reserve_id for r in tracker.market.reserves if r.symbol == "WETH")
     assert trends[weth].drift_per_sec < 0
     assert trends[weth].volatility_per_sqrt_sec is not None
