@@ -4,7 +4,8 @@
 2. the embedded Redis (unless REDIS_URL points at a server);
 3. the simulator, a block every 2 s like Base: prices move, interest accrues, borrowers come and go, a competitor
    liquidates;
-4. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
+4. the watcher (`liq watch`): every block, candidates written to Redis in tens of milliseconds;
+5. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
 Every child is started in its own process group and stopped by it; the devnet and Redis are stopped last.
 """
 
@@ -95,6 +96,9 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
                 log_path=logs / "simulator.log",
             )
         )  # fmt: skip
+        supervisor.start(
+            Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
+        )  # the sub-second path: every block, candidates in Redis within tens of milliseconds
         ui = f"http://127.0.0.1:{settings.dagster_port}"
         say(f"starting dagster dev on {ui} (about 5 s)")
         supervisor.start(
@@ -111,6 +115,7 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say("")
         say(f"  Dagster UI     {ui}  (assets, partitions, checks, runs; the new-block sensor is on)")
         say(f"  chain (anvil)  {devnet.node.url}  market: {devnet.market_path}")
+        say(f"  watcher        every block -> Redis candidates; log {logs / 'watcher.log'}")
         say(f"  Redis          {'embedded, ' + str(data_dir / 'redis') if embedded else 'REDIS_URL'}")
         say(f"  lake           {data_dir / 'lake'}")
         say(f"  logs           {logs}")

@@ -220,6 +220,9 @@ def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
     return txs
 
 
+SETUP_TXS_PER_BLOCK = 250
+
+
 def liquidity_txs(market: Market, plans: list[Portfolio]) -> list[Tx]:
     """The liquidity provider covers every planned borrow on its own (so no borrower depends on another's
     supply inside one block) and supplies the sponsored users' collateral on their behalf.
@@ -328,7 +331,11 @@ def seed(
             chain.execute(txs, timestamp=timestamp)
             sent += len(txs)
 
-        run(ltv_txs(market, raised=True) + liquidity_txs(market, plans))
+        # One sender's transactions, in nonce order; explicit 3M gas each counts against the 1G block gas limit,
+        # so at most ~300 fit in a block (100k borrowers need thousands of sponsored supplies): chunk them.
+        setup = ltv_txs(market, raised=True) + liquidity_txs(market, plans)
+        for begin in range(0, len(setup), SETUP_TXS_PER_BLOCK):
+            run(setup[begin : begin + SETUP_TXS_PER_BLOCK])
         try:
             for begin in range(0, len(plans), chunk_users):
                 part = plans[begin : begin + chunk_users]

@@ -45,7 +45,7 @@ def run_bench_watch(
     started = time.perf_counter()
     entry, built = state_cache.ensure(data_dir, borrowers, seed)
     prepare_s = time.perf_counter() - started
-    node, market = state_cache.start_from(entry, prune_history=False)
+    node, market = state_cache.start_from(entry, prune_history=True)  # the watcher reads at the head only
     redis = EmbeddedRedis(data_dir / "redis")
     devnet = Rpc(node.url)
     rpc = RpcClient(node.url)
