@@ -153,13 +153,30 @@ def watch(
             record.latency_ms, counts,
         )  # fmt: skip
 
+    from .metrics import BlockMetrics, serve_metrics
+
     watcher.on_block = report
+    watcher.metrics = BlockMetrics()
+    server = serve_metrics(watcher.metrics.registry, port=settings.metrics_port, host=settings.metrics_host)
+    logging.getLogger("liq_pipeline.watch").info("metrics on %s", server.url)
     try:
         watcher.run(max_blocks=max_blocks or None)
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop()
         watcher.rpc.close()
+
+
+@app.command()
+def exporter(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default EXPORTER_PORT).")] = None,
+) -> None:
+    """Serve the KPIs that Dagster runs write to Redis as Prometheus metrics (127.0.0.1 by default)."""
+    from .metrics.exporter import run_exporter
+
+    raise typer.Exit(run_exporter(ctx.obj, port))
 
 
 @app.command("bench-watch")

@@ -122,9 +122,13 @@ class Settings(BaseSettings):
     confirmations: int = 10
     kpi_miss_rate_max: float = 0.10
     kpi_latency_p95_ms: int = 15_000
+    kpi_watcher_p99_ms: int = 50
     hf_check_sample: int = 200
     alert_webhook_url: SecretStr | None = None
     dagster_port: int = 3000
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    exporter_port: int = 9465
     run_retention_days: int = 7
 
     # --- redis --------------------------------------------------------------------------------------------
@@ -215,7 +219,7 @@ class Settings(BaseSettings):
     def _miss_rate(cls, value: Any) -> float:
         return _float_in(value, 0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)")
 
-    @field_validator("kpi_latency_p95_ms", mode="before")
+    @field_validator("kpi_latency_p95_ms", "kpi_watcher_p99_ms", mode="before")
     @classmethod
     def _latency(cls, value: Any) -> int:
         return _int_in(value, 1, 3_600_000, "a whole number of milliseconds from 1 to 3600000")
@@ -225,7 +229,15 @@ class Settings(BaseSettings):
     def _sample(cls, value: Any) -> int:
         return _int_in(value, 1, 100_000, "a whole number of users from 1 to 100000")
 
-    @field_validator("dagster_port", mode="before")
+    @field_validator("metrics_host", mode="before")
+    @classmethod
+    def _metrics_host(cls, value: Any) -> str:
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9A-Za-z.:\-\[\]]+", text):
+            raise ValueError("expected a host name or IP address to bind (127.0.0.1 keeps it local)")
+        return text
+
+    @field_validator("dagster_port", "metrics_port", "exporter_port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> int:
         return _int_in(value, 1, 65_535, "a TCP port from 1 to 65535")

@@ -4,7 +4,8 @@
 2. the embedded Redis (unless REDIS_URL points at a server);
 3. the simulator, a block every 2 s like Base: prices move, interest accrues, borrowers come and go, a competitor
    liquidates;
-4. the watcher (`liq watch`): every block, candidates written to Redis in tens of milliseconds;
+4. the watcher (`liq watch`): every block, candidates written to Redis in tens of milliseconds, /metrics;
+   and the KPI exporter (`liq exporter`) for what Dagster runs compute;
 5. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
 Every child is started in its own process group and stopped by it; the devnet and Redis are stopped last.
 """
@@ -99,6 +100,7 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         supervisor.start(
             Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
         )  # the sub-second path: every block, candidates in Redis within tens of milliseconds
+        supervisor.start(Child("exporter", [_bin("liq"), "exporter"], env=env, log_path=logs / "exporter.log"))
         ui = f"http://127.0.0.1:{settings.dagster_port}"
         say(f"starting dagster dev on {ui} (about 5 s)")
         supervisor.start(
@@ -116,6 +118,11 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say(f"  Dagster UI     {ui}  (assets, partitions, checks, runs; the new-block sensor is on)")
         say(f"  chain (anvil)  {devnet.node.url}  market: {devnet.market_path}")
         say(f"  watcher        every block -> Redis candidates; log {logs / 'watcher.log'}")
+        host = settings.metrics_host
+        say(
+            f"  metrics        watcher http://{host}:{settings.metrics_port}/metrics, "
+            f"KPI exporter http://{host}:{settings.exporter_port}/metrics (ops/prometheus/prometheus.yml)"
+        )
         say(f"  Redis          {'embedded, ' + str(data_dir / 'redis') if embedded else 'REDIS_URL'}")
         say(f"  lake           {data_dir / 'lake'}")
         say(f"  logs           {logs}")

@@ -172,6 +172,15 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         clock = time.perf_counter()
         hf_check = check_hf_agreement(rpc, tracker, result, settings.hf_check_sample, seed=block)
         seconds["hf_check"] = time.perf_counter() - clock
+        # check outcomes as KPIs: the exporter turns them into liq_asset_check_passed for the alert rules
+        from ..metrics.exporter import check_kpi_name
+
+        cache.set_kpis(
+            {
+                check_kpi_name("liquidation_candidates", "hf_agreement"): int(hf_check.flips == 0),
+                check_kpi_name("liquidation_candidates", "latency_p95"): int(p95 <= settings.kpi_latency_p95_ms),
+            }
+        )
     return EvaluationOutcome(
         block=block,
         from_block=from_block,

@@ -92,6 +92,7 @@ class Watcher:
         poll_interval: float = 0.02,
         max_backoff: float = 5.0,
         on_block: Callable[[BlockRecord], None] | None = None,
+        metrics=None,  # a liq_pipeline.metrics.BlockMetrics, or None
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -102,12 +103,15 @@ class Watcher:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.on_block = on_block
+        self.metrics = metrics
         self.clock = clock
         self.sleep = sleep
         self.hashes: OrderedDict[int, str] = OrderedDict()
         self.touched_at: dict[int, list[str]] = {}  # per processed block, the users it touched (reorg rollback)
         self.stats = WatchStats()
         self.candidates = CandidateWriter(cache) if cache is not None else None
+        self._flagged: dict[str, set[str]] = {}  # users each scenario has flagged (for confirmed crossings)
+        self._liquidatable_before: set[str] = set()
         self._node_down = False
         self._stop = False
 
@@ -223,8 +227,34 @@ class Watcher:
             if number % 50 == 0:  # price windows change slowly; a restart rebuilds them from the oracle anyway
                 self.cache.put_price_windows(number, _observations(self.tracker))
         self.stats.records.append(record)
+        if self.metrics is not None:
+            self.metrics.observe(
+                block=number,
+                latency_s=record.latency_ms / 1000.0,
+                users=record.users,
+                batch_seconds=record.phases_ms.get("evaluate", 0.0) / 1000.0,
+                candidates_per_scenario=record.candidates,
+                crossings_confirmed_per_scenario=self._confirmed_crossings(number, result),
+                hf_values=result.users["hf_current"],
+                behind=0,
+            )
+            if self.cache is not None:
+                self.metrics.redis_up(self.cache.reachable)
         if self.on_block:
             self.on_block(record)
+
+    def _confirmed_crossings(self, number: int, result) -> dict[str, int]:
+        """Per scenario, users now liquidatable whom that scenario flagged in an earlier block (a predicted
+        crossing that happened). Each user counts once, at the block it crosses."""
+        now = set(result.users.filter(result.users["hf_current"] < 1.0)["user"].to_list())
+        crossed = now - self._liquidatable_before
+        self._liquidatable_before = now
+        confirmed = {}
+        for scenario, flagged in self._flagged.items():
+            confirmed[scenario] = len(crossed & flagged)
+        for scenario, frame in result.candidates.group_by("scenario"):
+            self._flagged.setdefault(scenario[0], set()).update(frame["user"].to_list())
+        return confirmed
 
     def _append_record(self, record: BlockRecord) -> None:
         import redis
@@ -292,6 +322,8 @@ class Watcher:
                 if done == 0:
                     self.sleep(self.poll_interval)
             except (NodeUnavailable, RpcError, OSError) as error:
+                if self.metrics is not None:
+                    self.metrics.rpc_error("connection" if isinstance(error, NodeUnavailable | OSError) else "rpc")
                 if not self._node_down:
                     log.warning("node unreachable (%s): retrying with backoff up to %.0fs", error, self.max_backoff)
                     self._node_down = True

@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from ..partitions import block_range_of, block_ranges
-from ..resources import ChainResource, LakeResource
+from ..resources import ChainResource, LakeResource, RedisResource
 
 GROUP = "lake"
 
@@ -53,6 +53,20 @@ def _build(
     block_range = BlockRange(start, end)
     lake.write(dataset, block_range, frame)
     return frame, _metadata(frame, start, end, began, lake.path(dataset, block_range))
+
+
+def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **kpis) -> None:
+    """A check's outcome (and related KPIs) into Redis for the exporter; a Redis outage must not fail the run."""
+    from ...cache import open_market_cache
+    from ...metrics.exporter import check_kpi_name
+
+    try:
+        with chain.client() as rpc:
+            market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
+        cache = open_market_cache(chain.settings(), market.chain_id, market.pool)
+        cache.set_kpis({check_kpi_name(asset, check): int(passed), **kpis})
+    except Exception:  # the check result itself is recorded by Dagster either way
+        return
 
 
 def _events_of(store, start: int, end: int):
@@ -125,6 +139,7 @@ def price_histories(
     else:
         check = block_continuity(frame.filter(pl.col("source") == ORACLE)["block_number"], first, end)
     metadata["state_history_from"] = first
+    _record_check(chain, "price_histories", "block_continuity", check.passed)
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
@@ -202,11 +217,63 @@ def liquidation_outcomes(
                   "limit": settings.kpi_miss_rate_max},
     )  # fmt: skip
     metadata["miss_rate"] = -1.0 if rate is None else rate
+    _record_check(
+        chain, "liquidation_outcomes", "miss_rate", passed, **({"miss_rate": rate} if rate is not None else {})
+    )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 CHAIN_ASSETS = [pool_events, reserve_indices, price_histories, borrower_snapshots]
-ALL_LAKE_ASSETS = [*CHAIN_ASSETS, liquidation_outcomes]
+
+
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name="predictive",
+    kinds={"parquet", "redis"},
+    description="The watcher's per-block records (Redis Stream `blocks`) of the range: latency, users, candidates.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "watcher_latency_p99",
+            asset="watcher_blocks",
+            description="p99 of block seen -> candidates written within KPI_WATCHER_P99_MS, no block skipped",
+        )
+    ],
+)
+def watcher_blocks(
+    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource, redis: RedisResource
+) -> dg.MaterializeResult:
+    from ...lake.datasets.watcher_blocks import build_watcher_blocks
+    from ...lake.partitions import BlockRange
+
+    began = time.perf_counter()
+    settings = chain.settings()
+    start, end = block_range_of(context)
+    with chain.client() as rpc:
+        market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
+    cache = redis.market_cache(market.chain_id, market.pool)
+    if not cache.reachable:
+        raise dg.Failure("Redis is unreachable: the watcher's records live there")
+    raw = cache.cache.client.xrange(cache.cache.keys.key("blocks"))
+    entries = [{k.decode(): v.decode() for k, v in fields.items()} for _id, fields in raw]
+    frame = build_watcher_blocks(entries, start, end)
+    store = lake.lake()
+    block_range = BlockRange(start, end)
+    store.write("watcher_blocks", block_range, frame)
+    metadata = _metadata(frame, start, end, began, store.path("watcher_blocks", block_range))
+    latencies = frame["latency_ms"]
+    p99 = float(latencies.quantile(0.99)) if frame.height else 0.0
+    covered = frame.height == 0 or frame.height == int(frame["block"].max()) - int(frame["block"].min()) + 1
+    check = dg.AssetCheckResult(
+        check_name="watcher_latency_p99",
+        passed=covered and p99 <= settings.kpi_watcher_p99_ms,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"p50_ms": float(latencies.median()) if frame.height else 0.0, "p99_ms": p99,
+                  "limit_ms": settings.kpi_watcher_p99_ms, "blocks": frame.height, "contiguous": covered},
+    )  # fmt: skip
+    return dg.MaterializeResult(metadata={**metadata, "p99_ms": p99}, check_results=[check])
+
+
+ALL_LAKE_ASSETS = [*CHAIN_ASSETS, liquidation_outcomes, watcher_blocks]
 
 lake_ranges_job = dg.define_asset_job(
     "lake_ranges",

@@ -3,6 +3,7 @@
 pool_events -> reserve_indices, borrower_snapshots (known users), liquidation_outcomes
 price_histories (independent)
 liquidation_candidates (engine output) -> liquidation_outcomes
+watcher_blocks (the watcher's per-block records, from Redis)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from . import (
     pool_events,
     price_histories,
     reserve_indices,
+    watcher_blocks,
 )
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -26,6 +28,7 @@ DATASETS: dict[str, DatasetSpec] = {
         borrower_snapshots,
         liquidation_candidates,
         liquidation_outcomes,
+        watcher_blocks,
     )
 }
 
