@@ -199,6 +199,26 @@ def bench_watch(
 
 
 @app.command()
+def demo(
+    ctx: typer.Context,
+    blocks: Annotated[int, typer.Option(min=1, help="Blocks of simulated market.")] = 300,
+    borrowers: Annotated[int, typer.Option(min=1, help="Seeded borrowers.")] = 2_000,
+    dagster_every: Annotated[int, typer.Option(min=0, help="A Dagster evaluation every N blocks (0: none).")] = 25,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The whole system headless on a simulated market with shocks and a competitor, then one summary."""
+    from .demo import run_demo
+
+    if as_json:
+        print(json.dumps(run_demo(ctx.obj, blocks, borrowers, dagster_every)))
+        return
+    with err.status("running the demo") as status:
+        result = run_demo(ctx.obj, blocks, borrowers, dagster_every, say=status.update)
+    for key, value in result.items():
+        out.print(f"{key:>34}  {value}", highlight=False)
+
+
+@app.command()
 def backfill(
     ctx: typer.Context,
     from_block: Annotated[int, typer.Option("--from-block", min=0, help="First block of the history to build.")],

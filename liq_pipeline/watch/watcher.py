@@ -110,6 +110,7 @@ class Watcher:
         self.touched_at: dict[int, list[str]] = {}  # per processed block, the users it touched (reorg rollback)
         self.stats = WatchStats()
         self.candidates = CandidateWriter(cache) if cache is not None else None
+        self.last_result = None  # the engine's Evaluation of the last processed block
         self._flagged: dict[str, set[str]] = {}  # users each scenario has flagged (for confirmed crossings)
         self._liquidatable_before: set[str] = set()
         self._node_down = False
@@ -182,6 +183,7 @@ class Watcher:
             self.tracker._state = None
             raise
         self.touched_at[number] = delta.touched_users
+        self.last_result = result
         self.remember(number, header["hash"])
         record = BlockRecord(
             block=number,
