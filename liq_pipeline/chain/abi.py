@@ -38,6 +38,8 @@ class Function:
     selector: bytes
 
     def calldata(self, *args: Any) -> str:
+        if self.inputs == ("address",):  # the common case (balances, user data): by hand, eth_abi costs ~40 us
+            return "0x" + self.selector.hex() + "0" * 24 + args[0].lower().removeprefix("0x")
         return "0x" + (self.selector + encode(list(self.inputs), list(args))).hex()
 
     def decode(self, result: str) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ class ChainAccountData:
     health_factor: int
 
 
-def user_account_data(rpc: RpcClient, pool: str, users: Sequence[str], block: int) -> dict[str, ChainAccountData]:
+def user_account_data(rpc: RpcClient, pool: str, users: Sequence[str], block: int | str) -> dict[str, ChainAccountData]:
     fn = function("Pool", "getUserAccountData")
     answers = rpc.batch([fn.request(pool, user, block=block) for user in users], raise_on_error=False)
     out = {}

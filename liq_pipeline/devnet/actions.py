@@ -8,11 +8,12 @@ batch (the simulator puts a whole block's activity in one batch).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, NamedTuple
 
 from eth_utils import keccak, to_checksum_address
 
+from ..chain.ground_truth import user_account_data
 from .abi import call_data, decode_result, selector
 from .accounts import GAS_MONEY, LIQUIDATOR
 from .anvil import BLOCK_TIME
@@ -27,7 +28,6 @@ LIQUIDATION_CALL_TOPIC = (
     "0x" + keccak(text="LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
 )
 
-_ACCOUNT_DATA = "getUserAccountData(address)"
 _USER_RESERVE = "getUserReserveData(address,address)"  # 9 static words: balances, rates, timestamp, flag
 
 
@@ -78,10 +78,10 @@ def _words(answer: str, count: int) -> list[int]:
 
 
 def account_data(client: Any, pool: str, users: Sequence[str], block: int | str = "latest") -> list[UserAccountData]:
-    """getUserAccountData for many users in one JSON-RPC batch of eth_call (chunked), in `users` order."""
-    rpc, tag = _rpc_of(client), _block_tag(block)
-    answers = rpc.batch([("eth_call", [{"to": pool, "data": _address_call(_ACCOUNT_DATA, u)}, tag]) for u in users])
-    return [UserAccountData(*_words(a, 6)) for a in answers]
+    """getUserAccountData for many users in one JSON-RPC batch of eth_call (chunked), in `users` order (the chain
+    reader's ground truth, in the devnet's shape)."""
+    truth = user_account_data(_rpc_of(client), pool, list(users), block)
+    return [UserAccountData(*astuple(truth[u])) for u in users]
 
 
 def user_emodes(client: Any, pool: str, users: Sequence[str], block: int | str = "latest") -> list[int]:
