@@ -3,30 +3,14 @@ arrive; materializations and check results are read back through the GraphQL API
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from liq_pipeline.cache.server import EmbeddedRedis
-from liq_pipeline.config import settings_fields
-from liq_pipeline.devnet import actions, lifecycle
-from liq_pipeline.devnet.rpc import Rpc
-from liq_pipeline.supervisor import Child, Supervisor
+from liq_pipeline.devnet import actions
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -46,51 +30,8 @@ CHECKS = """query($name: String!) { assetCheckExecutions(assetKey: {path: ["liqu
   checkName: $name, limit: 10) { runId status evaluation { success severity } } }"""
 
 
-@pytest.fixture
-def platform(tmp_path_factory):
-    data = tmp_path_factory.mktemp("e2e")
-    devnet = lifecycle.up(data, borrowers=200, seed=5)
-    redis = EmbeddedRedis(data / "redis")
-    port = _free_port()
-    home = data / "dagster"
-    home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
-    rpc = Rpc(devnet.node.url)
-    env = {k: v for k, v in os.environ.items() if k not in settings_fields()}
-    env.update(
-        RPC_URL=devnet.node.url,
-        AAVE_ADDRESSES_PROVIDER=devnet.market.addresses_provider,
-        DATA_DIR=str(data),
-        DAGSTER_HOME=str(home),
-        REDIS_URL=redis.ensure_running().url,
-        STATE_HISTORY_FROM_BLOCK=str(int(rpc.call("eth_blockNumber"), 16)),
-        LAKE_RANGE_BLOCKS="100",
-    )
-    supervisor = Supervisor(say=lambda _m: None)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/server_info", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        dagster = str(Path(sys.executable).parent / "dagster")
-        supervisor.start(
-            Child("dagster", [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-                  ready=ready, ready_timeout=180, env=env, log_path=data / "dagster.log")
-        )  # fmt: skip
-        yield url, rpc, devnet
-    finally:
-        supervisor.stop_all()
-        rpc.close()
-        lifecycle.down(data)
-        redis.stop()
-
-
 def test_sensor_launches_evaluations_visible_through_graphql(platform):
-    url, rpc, devnet = platform
+    url, rpc, devnet = platform.url, platform.rpc, platform.devnet  # the session's platform (conftest.py)
     prices = actions.oracle_prices(rpc, devnet.market)
     actions.set_prices(rpc, devnet.market, {s: p * 88 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
     deadline = time.monotonic() + 240
