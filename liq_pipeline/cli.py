@@ -7,7 +7,6 @@ Heavy modules (polars, web3, dagster) are imported inside the commands so that `
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -24,10 +23,6 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line."""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -330,11 +325,7 @@ _register_optional_groups()
 
 
 def main() -> None:
-    try:
-        app()
-    except UserError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ per bad variable naming the variable, the value given and what is allowed.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -330,17 +329,6 @@ class Settings(BaseSettings):
         if not re.match(r"^(rediss?://[^\s]*|unix://\S+)$", text):
             raise ValueError("expected a redis://, rediss:// or unix:// URL, or empty for the embedded server")
         return text
-
-    # --- derived values --------------------------------------------------------------------------------------
-    @cached_property
-    def hf_buffer(self) -> float:
-        """The buffer above HF = 1 at which a projected user becomes a candidate, as a fraction."""
-        return self.predictive_hf_buffer_bps / 10_000
-
-    @property
-    def protocol_version(self) -> tuple[int, int]:
-        major, minor = self.aave_protocol_version.split(".")
-        return int(major), int(minor)
 
 
 def _describe(value: Any) -> str:

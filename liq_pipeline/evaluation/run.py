@@ -132,6 +132,8 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
                 settings.predictive_price_window, settings.predictive_ema_span,
             )  # fmt: skip
             _restore_prices(tracker, cache.get_price_windows())
+            # no PREDICTIVE_MAX_USERS_PER_TICK here: a run is a fresh process and could not carry deferred users
+            # to the next one; the cap is the watcher's (its deferred users stay in memory, first in line)
             delta = tracker.advance(block)
             touched = list(delta.touched_users)
         seconds["refresh"] = time.perf_counter() - clock

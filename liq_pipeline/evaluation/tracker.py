@@ -8,6 +8,7 @@ the price window, and runs the engine over every user in every scenario.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ from ..risk.market import MarketState
 from ..risk.price_window import price_window_stats
 from ..risk.versions import ProtocolRules
 
+log = logging.getLogger(__name__)
+
 TREND_EVERY = 10  # blocks between recomputations of drift and volatility
 FAST_PATH_BLOCKS = 20  # up to this many new blocks: logs and market state in a single JSON-RPC batch
 
@@ -46,6 +49,7 @@ class BlockDelta:
     touched_users: list[str]
     price_updates: int
     liquidations: pl.DataFrame
+    deferred_users: int = 0  # touched users left for the next block by PREDICTIVE_MAX_USERS_PER_TICK
 
 
 @dataclass
@@ -76,6 +80,10 @@ class Tracker:
     price_window: int = 60
     ema_span: int = 20
     prices: dict[str, deque] = field(default_factory=dict)
+    # PREDICTIVE_MAX_USERS_PER_TICK: users re-read per block at most (0 = no cap). The rest wait for the next
+    # block, first in line; they are counted, never dropped (the old bot dropped them silently).
+    max_users_per_tick: int = 0
+    deferred: list[str] = field(default_factory=list)
     _book: PositionBook | None = None
     _state: MarketState | None = None
     _trends: dict[int, AssetTrend] | None = None
@@ -122,7 +130,11 @@ class Tracker:
         else:
             events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
             state = None
-        touched = borrowers_from_events(events)
+        touched = list(dict.fromkeys([*self.deferred, *borrowers_from_events(events)]))
+        self.deferred = []
+        if self.max_users_per_tick and len(touched) > self.max_users_per_tick:
+            touched, self.deferred = touched[: self.max_users_per_tick], touched[self.max_users_per_tick :]
+            log.warning("%d touched users over PREDICTIVE_MAX_USERS_PER_TICK: re-read next block", len(self.deferred))
         previous = self.block
         self.block = to_block
         self._state = None
@@ -137,6 +149,7 @@ class Tracker:
             touched,
             int((events["event"] == "AnswerUpdated").sum()),
             events.filter(pl.col("event") == "LiquidationCall"),
+            len(self.deferred),
         )
         return delta
 

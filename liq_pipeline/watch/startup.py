@@ -42,4 +42,5 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
             rpc, settings.aave_addresses_provider, rules, settings.start_block, head, settings.stable_asset_symbols,
             price_window=settings.predictive_price_window, ema_span=settings.predictive_ema_span,
         )  # fmt: skip
+    tracker.max_users_per_tick = settings.predictive_max_users_per_tick
     return Watcher(rpc, tracker, engine_params(settings), cache)

@@ -122,3 +122,20 @@ def test_keeps_going_when_redis_goes_away(chain, tmp_path, monkeypatch):
     finally:
         watcher.rpc.close()
         server.stop()
+
+
+def test_users_over_the_per_tick_cap_wait_for_the_next_block_not_dropped(chain, watcher):
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    watcher.step()
+    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+    victims = [u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18]
+    assert len(victims) >= 2
+    watcher.tracker.max_users_per_tick = 1
+    actions.liquidate(chain.rpc, chain.market, victims[0])  # touches the user and the treasury (protocol fee)
+    watcher.step()
+    assert len(watcher.tracker.deferred) >= 1  # over the cap: waiting, not dropped
+    actions.mine_blocks(chain.rpc, 3)
+    watcher.step()
+    assert watcher.tracker.deferred == []
+    _assert_state_equals_fresh_scan(watcher)
