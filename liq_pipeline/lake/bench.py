@@ -1,4 +1,5 @@
 """Seconds to build each dataset of one block range on a living devnet (not part of the test suite).
+from ..risk.versions import rules_for
 
     python -m liq_pipeline.lake.bench [--size 1000] [--data-dir DIR] [--quiet-chain] [--candidate-step 10]
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ..devnet.simulate import SimConfig, simulate
     from ..risk.engine import EngineParams
     from ..risk.scenarios import default_specs
+    from ..risk.versions import rules_for
     from .backfill import materialize_range
     from .datasets.borrower_snapshots import known_users_before
     from .datasets.liquidation_candidates import NAME as CANDIDATES
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["simulated"] = {"liquidations": sim.liquidations, "price_updates": sim.price_updates}
             actions.mine_blocks(devnet_rpc, max(0, target.end - int(rpc.call("eth_blockNumber"), 16)))
         report["chain_seconds"] = round(time.perf_counter() - began, 2)
-        rules = __import__("liq_pipeline.risk.versions", fromlist=["rules_for"]).rules_for(spec.protocol_version)
+        rules = rules_for(spec.protocol_version)
         market = discover_market(rpc, spec.addresses_provider, target.end, rules)
         lake = Lake(tempfile.mkdtemp(prefix="lake-bench-"), range_size=args.size)
         for block_range in ranges_covering(0, target.start - 1, args.size):
