@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SCENARIO_NAMES = ("baseline", "adverse", "extreme")
@@ -64,6 +64,36 @@ def _float_in(value: Any, low: float, high: float, what: str) -> float:
     if not (low <= number <= high):
         raise ValueError(f"expected {what}")
     return number
+
+
+# Numeric settings: field -> (lowest, highest or None, what is allowed, in the words of the error message).
+_BPS = "a whole number of basis points from 0 to {}"
+_INT_RULES: dict[str, tuple[int, int | None, str]] = {
+    "predictive_hf_buffer_bps": (0, 10_000, _BPS.format(10000)),
+    "predictive_adverse_shock_bps": (0, 9_999, _BPS.format(9999)),
+    "predictive_extreme_shock_bps": (0, 9_999, _BPS.format(9999)),
+    "predictive_horizon_sec": (1, 86_400 * 30, "a whole number of seconds from 1 to 2592000"),
+    "predictive_max_users_per_tick": (0, None, "a whole number >= 0 (0 means no cap)"),
+    "predictive_price_window": (3, 100_000, "a whole number of observations from 3 to 100000"),
+    "predictive_ema_span": (1, 100_000, "a whole number of observations from 1 to 100000"),
+    "redis_max_pipeline": (1, 100_000, "a whole number of entries per round trip from 1 to 100000"),
+    "start_block": (0, None, "a block number >= 0"),
+    "state_history_from_block": (0, None, "a block number >= 0"),
+    "lake_range_blocks": (10, 1_000_000, "a whole number of blocks from 10 to 1000000"),
+    "confirmations": (0, 10_000, "a whole number of blocks from 0 to 10000"),
+    "kpi_latency_p95_ms": (1, 3_600_000, "a whole number of milliseconds from 1 to 3600000"),
+    "kpi_watcher_p99_ms": (1, 3_600_000, "a whole number of milliseconds from 1 to 3600000"),
+    "hf_check_sample": (1, 100_000, "a whole number of users from 1 to 100000"),
+    "dagster_port": (1, 65_535, "a TCP port from 1 to 65535"),
+    "metrics_port": (1, 65_535, "a TCP port from 1 to 65535"),
+    "exporter_port": (1, 65_535, "a TCP port from 1 to 65535"),
+    "run_retention_days": (1, 3_650, "a whole number of days from 1 to 3650"),
+}
+_FLOAT_RULES: dict[str, tuple[float, float, str]] = {
+    "predictive_adverse_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
+    "predictive_extreme_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
+    "kpi_miss_rate_max": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
+}
 
 
 class Settings(BaseSettings):
@@ -158,75 +188,17 @@ class Settings(BaseSettings):
     def _bools(cls, value: Any) -> bool:
         return _strict_bool(value)
 
-    @field_validator("predictive_hf_buffer_bps", mode="before")
+    @field_validator(*_INT_RULES, mode="before")
     @classmethod
-    def _buffer(cls, value: Any) -> int:
-        return _int_in(value, 0, 10_000, "a whole number of basis points from 0 to 10000")
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> int:
+        low, high, what = _INT_RULES[info.field_name]
+        return _int_in(value, low, high, what)
 
-    @field_validator("predictive_adverse_shock_bps", "predictive_extreme_shock_bps", mode="before")
+    @field_validator(*_FLOAT_RULES, mode="before")
     @classmethod
-    def _shock(cls, value: Any) -> int:
-        return _int_in(value, 0, 9_999, "a whole number of basis points from 0 to 9999")
-
-    @field_validator("predictive_adverse_sigmas", "predictive_extreme_sigmas", mode="before")
-    @classmethod
-    def _sigmas(cls, value: Any) -> float:
-        return _float_in(value, 0.0, 10.0, "a number of standard deviations from 0 to 10")
-
-    @field_validator("predictive_horizon_sec", mode="before")
-    @classmethod
-    def _horizon(cls, value: Any) -> int:
-        return _int_in(value, 1, 86_400 * 30, "a whole number of seconds from 1 to 2592000")
-
-    @field_validator("predictive_max_users_per_tick", mode="before")
-    @classmethod
-    def _max_users(cls, value: Any) -> int:
-        return _int_in(value, 0, None, "a whole number >= 0 (0 means no cap)")
-
-    @field_validator("predictive_price_window", mode="before")
-    @classmethod
-    def _window(cls, value: Any) -> int:
-        return _int_in(value, 3, 100_000, "a whole number of observations from 3 to 100000")
-
-    @field_validator("predictive_ema_span", mode="before")
-    @classmethod
-    def _ema(cls, value: Any) -> int:
-        return _int_in(value, 1, 100_000, "a whole number of observations from 1 to 100000")
-
-    @field_validator("redis_max_pipeline", mode="before")
-    @classmethod
-    def _pipeline(cls, value: Any) -> int:
-        return _int_in(value, 1, 100_000, "a whole number of entries per round trip from 1 to 100000")
-
-    @field_validator("start_block", "state_history_from_block", mode="before")
-    @classmethod
-    def _start_block(cls, value: Any) -> int:
-        return _int_in(value, 0, None, "a block number >= 0")
-
-    @field_validator("lake_range_blocks", mode="before")
-    @classmethod
-    def _range_blocks(cls, value: Any) -> int:
-        return _int_in(value, 10, 1_000_000, "a whole number of blocks from 10 to 1000000")
-
-    @field_validator("confirmations", mode="before")
-    @classmethod
-    def _confirmations(cls, value: Any) -> int:
-        return _int_in(value, 0, 10_000, "a whole number of blocks from 0 to 10000")
-
-    @field_validator("kpi_miss_rate_max", mode="before")
-    @classmethod
-    def _miss_rate(cls, value: Any) -> float:
-        return _float_in(value, 0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)")
-
-    @field_validator("kpi_latency_p95_ms", "kpi_watcher_p99_ms", mode="before")
-    @classmethod
-    def _latency(cls, value: Any) -> int:
-        return _int_in(value, 1, 3_600_000, "a whole number of milliseconds from 1 to 3600000")
-
-    @field_validator("hf_check_sample", mode="before")
-    @classmethod
-    def _sample(cls, value: Any) -> int:
-        return _int_in(value, 1, 100_000, "a whole number of users from 1 to 100000")
+    def _numbers(cls, value: Any, info: ValidationInfo) -> float:
+        low, high, what = _FLOAT_RULES[info.field_name]
+        return _float_in(value, low, high, what)
 
     @field_validator("metrics_host", mode="before")
     @classmethod
@@ -235,16 +207,6 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[0-9A-Za-z.:\-\[\]]+", text):
             raise ValueError("expected a host name or IP address to bind (127.0.0.1 keeps it local)")
         return text
-
-    @field_validator("dagster_port", "metrics_port", "exporter_port", mode="before")
-    @classmethod
-    def _port(cls, value: Any) -> int:
-        return _int_in(value, 1, 65_535, "a TCP port from 1 to 65535")
-
-    @field_validator("run_retention_days", mode="before")
-    @classmethod
-    def _retention(cls, value: Any) -> int:
-        return _int_in(value, 1, 3_650, "a whole number of days from 1 to 3650")
 
     @field_validator("alert_webhook_url", mode="before")
     @classmethod

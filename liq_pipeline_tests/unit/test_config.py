@@ -161,3 +161,10 @@ def test_cli_config_masks_secrets(cli_env):
     assert result.returncode == 0, result.stderr
     assert "SECRETKEY123" not in result.stdout + result.stderr
     assert '"RPC_URL": "**********"' in result.stdout
+
+
+def test_every_numeric_setting_has_a_validation_rule():
+    from liq_pipeline.config import _FLOAT_RULES, _INT_RULES
+
+    numeric = {name for name, info in Settings.model_fields.items() if info.annotation in (int, float)}
+    assert numeric == set(_INT_RULES) | set(_FLOAT_RULES)
