@@ -79,9 +79,12 @@ def run_demo(
             "REDIS_URL": redis.ensure_running().url,
             "STATE_HISTORY_FROM_BLOCK": str(head),
             "LAKE_RANGE_BLOCKS": "100",
+            "PREDICTIVE_ENABLED": "true",
         }
         os.environ.update(env)  # the Dagster resources read the settings from the environment
-        own = settings.model_copy(update={"redis_url": SecretStr(env["REDIS_URL"]), "data_dir": workdir})
+        own = settings.model_copy(
+            update={"redis_url": SecretStr(env["REDIS_URL"]), "data_dir": workdir, "predictive_enabled": True}
+        )
         rules = rules_for(devnet.market.protocol_version)
         cache = open_market_cache(own, devnet.market.chain_id, devnet.market.pool)
         tracker = Tracker.bootstrap(rpc, devnet.market.addresses_provider, rules, 0, head, own.stable_asset_symbols)

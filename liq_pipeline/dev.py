@@ -54,6 +54,9 @@ def platform_env(
         "AAVE_PROTOCOL_VERSION": settings.aave_protocol_version,
         "DATA_DIR": str(Path(settings.data_dir).absolute()),
         "DAGSTER_HOME": str((Path(settings.data_dir) / "dagster").absolute()),
+        # make dev shows the whole platform: scenarios and projections on, the borrower index kept in Redis
+        "PREDICTIVE_ENABLED": "true",
+        "BORROWERS_INDEX_MODE": "redis",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url

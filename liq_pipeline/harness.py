@@ -22,7 +22,7 @@ def run_harness(settings: Settings, users: int, top: int, as_json: bool, console
     history = sample_price_history(market, observations=settings.predictive_price_window + 1)
     stats = price_window_stats(history, settings.predictive_price_window, settings.predictive_ema_span)
     trends = trends_from_window(stats, {r.symbol: r.reserve_id for r in market.reserves})
-    params = engine_params(settings)
+    params = engine_params(settings.model_copy(update={"predictive_enabled": True}))  # it is the predictive harness
 
     start = time.perf_counter()
     result = evaluate(positions, market, params, trends)

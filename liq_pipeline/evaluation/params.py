@@ -8,6 +8,16 @@ from ..risk.scenarios import default_specs
 
 
 def engine_params(settings: Settings) -> EngineParams:
+    """PREDICTIVE_ENABLED=false (the old bot's default) keeps only what is true now: the baseline scenario with no
+    look-ahead, i.e. candidates are the users already at or below HF = 1 + buffer. True adds the configured
+    scenarios and the projection over PREDICTIVE_HORIZON_SEC."""
+    if not settings.predictive_enabled:
+        return EngineParams(
+            scenarios=default_specs(["baseline"]),
+            horizon_sec=0.0,
+            hf_buffer_bps=settings.predictive_hf_buffer_bps,
+            volatility_scaling=False,
+        )
     specs = default_specs(
         list(settings.predictive_scenarios),
         settings.predictive_adverse_shock_bps,

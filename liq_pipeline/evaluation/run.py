@@ -152,7 +152,8 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         clock = time.perf_counter()
         outcome = cache.write_candidates(block, result.candidates)
         cache.put_positions(block, tracker.positions)
-        cache.replace_borrower_index(block, result.users.select("user", pl.col("hf_current").alias("hf")))
+        if settings.borrowers_index_mode == "redis":  # the old bot's BORROWERS_INDEX_MODE=redis: ZSET user -> HF
+            cache.replace_borrower_index(block, result.users.select("user", pl.col("hf_current").alias("hf")))
         cache.put_price_windows(block, _price_observations(tracker))
         lake_ranges = [r.key for r in append_candidates(lake_for(settings), result.candidates)]
         record.written_at = time.time()

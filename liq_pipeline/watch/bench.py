@@ -60,7 +60,8 @@ def run_bench_watch(
             settings.stable_asset_symbols,
         )  # fmt: skip
         bootstrap_s = time.perf_counter() - started
-        watcher = Watcher(rpc, tracker, engine_params(settings), cache)
+        predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
+        watcher = Watcher(rpc, tracker, engine_params(predictive), cache)
         watcher.step()  # warm-up: first evaluation, first writes
         rng = random.Random(seed)
         prices = actions.oracle_prices(devnet, market)

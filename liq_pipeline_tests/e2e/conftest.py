@@ -71,6 +71,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
             REDIS_URL=redis.ensure_running().url,
             STATE_HISTORY_FROM_BLOCK=str(int(rpc.call("eth_blockNumber"), 16)),
             LAKE_RANGE_BLOCKS="100",
+            PREDICTIVE_ENABLED="true",
         )
         dagster = str(Path(sys.executable).parent / "dagster")
         supervisor.start(

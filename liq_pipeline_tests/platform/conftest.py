@@ -34,6 +34,8 @@ def platform_env(chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("CONFIRMATIONS", "2")
     monkeypatch.setenv("HF_CHECK_SAMPLE", "1000")
     monkeypatch.setenv("STABLE_ASSET_SYMBOLS", "USDC,DAI")
+    monkeypatch.setenv("PREDICTIVE_ENABLED", "true")
+    monkeypatch.setenv("BORROWERS_INDEX_MODE", "redis")
     # the devnet was loaded from a state dump: blocks before the load have logs but no state
     monkeypatch.setenv("STATE_HISTORY_FROM_BLOCK", str(int(chain.rpc.call("eth_blockNumber"), 16)))
     yield data

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from liq_pipeline.cache import open_market_cache
+from liq_pipeline.cache.borrowers import borrower_count
 from liq_pipeline.cache.kpis import get_kpis
 from liq_pipeline.cache.positions import get_positions, put_positions
 from liq_pipeline.config import load_settings
@@ -57,6 +58,7 @@ def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env,
     candidates = market_cache.read_candidates()
     assert candidates is not None and candidates.height == metadata["rows"].value
     assert get_kpis(market_cache.cache)["last_evaluated_block"].value == head
+    assert borrower_count(market_cache.cache) == metadata["users"].value  # BORROWERS_INDEX_MODE=redis
     lake_file = list((platform_env / "lake" / "liquidation_candidates").glob("*.parquet"))
     assert len(lake_file) == 1 and pl.read_parquet(lake_file[0])["block"].unique().to_list() == [head]
 

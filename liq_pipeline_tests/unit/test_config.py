@@ -168,3 +168,13 @@ def test_every_numeric_setting_has_a_validation_rule():
 
     numeric = {name for name, info in Settings.model_fields.items() if info.annotation in (int, float)}
     assert numeric == set(_INT_RULES) | set(_FLOAT_RULES)
+
+
+def test_predictive_enabled_decides_the_engine_parameters(clean_env, monkeypatch):
+    from liq_pipeline.evaluation.params import engine_params
+
+    off = engine_params(load_settings())  # the old bot's default: false
+    assert [s.name for s in off.scenarios] == ["baseline"] and off.horizon_sec == 0
+    monkeypatch.setenv("PREDICTIVE_ENABLED", "true")
+    on = engine_params(load_settings())
+    assert [s.name for s in on.scenarios] == ["baseline", "adverse", "extreme"] and on.horizon_sec == 180
