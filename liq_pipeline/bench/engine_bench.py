@@ -135,7 +135,7 @@ def run_bench(
 
     say("engine: full pipeline (projection, ETA, candidates, sizing)")
     result = evaluate(book, market, params, trends)
-    pipeline_s = _median_time(lambda: evaluate(book, market, params, trends), max(1, repeats // 2))
+    pipeline_s = _median_time(lambda: evaluate(book, market, params, trends).candidates, max(1, repeats // 2))
 
     say("dense kernel")
     kernel = DenseKernel(positions, market, priced)

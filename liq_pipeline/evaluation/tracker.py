@@ -28,7 +28,7 @@ from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fet
 from ..chain.positions import read_positions
 from ..chain.rpc import RpcClient, RpcError
 from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
-from ..risk.health import PositionBook, build_book
+from ..risk.health import PositionBook, book_config_key, build_book
 from ..risk.market import MarketState
 from ..risk.price_window import price_window_stats
 from ..risk.versions import ProtocolRules
@@ -85,6 +85,7 @@ class Tracker:
     max_users_per_tick: int = 0
     deferred: list[str] = field(default_factory=list)
     _book: PositionBook | None = None
+    _book_state: MarketState | None = None  # the market whose configuration the book was built with
     _state: MarketState | None = None
     _trends: dict[int, AssetTrend] | None = None
     _trends_block: int = -1
@@ -158,9 +159,13 @@ class Tracker:
         if not users:
             return
         fresh = read_positions(self.rpc, self.market, users, self.block, self.rules)
+        if self._book is not None and self._book_state is not None:
+            # rows of the re-read users replaced in place: a few rows, not a rebuild of every user's floats
+            self._book.update(fresh, self._book_state)
+            self.positions = self._book.positions
+            return
         kept = self.positions.filter(~pl.col("user").is_in(users))
         self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
-        self._book = None
 
     def market_state(self) -> MarketState:
         if self._state is None or self._state.block != self.block:
@@ -199,8 +204,13 @@ class Tracker:
         return out
 
     def book(self, state: MarketState) -> PositionBook:
-        if self._book is None:
+        """The position book, built once and updated row by row; rebuilt when positions were replaced wholesale
+        or the market's thresholds or e-mode configuration changed."""
+        book = self._book
+        if book is None or book.positions is not self.positions or book.config != book_config_key(state):
             self._book = build_book(self.positions, state)
+            self.positions = self._book.positions
+        self._book_state = state
         return self._book
 
     def evaluate(self, params: EngineParams, seen_at: float | None = None) -> tuple[Evaluation, EvaluationRecord]:

@@ -11,26 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
+import numpy as np
 import polars as pl
 
 from .health import PositionBook, ScenarioPrices, baseline_prices, build_book, evaluate_health
 from .market import MarketState
-from .projection import eta_expr, growth_and_sigma_exprs, projected_hf_expr
+from .projection import eta_seconds, growth_and_sigma, projected_hf
 from .scenarios import ScenarioSpec, scenario_prices
 from .sizing import size_liquidations
 
 CURRENT = "current"
 
-SIZING_COLUMNS = (
-    "debt_reserve",
-    "collateral_reserve",
-    "close_factor",
-    "debt_to_cover_base",
-    "collateral_seized_base",
-    "protocol_fee_base",
-    "expected_profit_base",
-)
 
 CANDIDATE_SCHEMA = {
     "user": pl.String,
@@ -71,15 +64,80 @@ class EngineParams:
 
 @dataclass
 class Evaluation:
+    """One block's evaluation, held as arrays row-aligned with the book. `users` and `candidates` are built on
+    first use (a Dagster run reads them whole; the watcher writes only the candidates that changed, sized through
+    `candidate_frame`). They must be read before the book is updated for a later block."""
+
     block: int
-    users: pl.DataFrame
-    candidates: pl.DataFrame
+    book: PositionBook
+    market: MarketState
+    params: EngineParams
+    hf_current: np.ndarray
+    hf: dict[str, np.ndarray]  # per scenario: HF right after the shock
+    projected: dict[str, np.ndarray]
+    eta: dict[str, np.ndarray]
     scenario_prices: dict[str, ScenarioPrices] = field(default_factory=dict)
     exact_redecided: int = 0  # (user, scenario) pairs decided on the exact path
+    book_version: int = 0
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        return tuple(self.eta)
+
+    @cached_property
+    def candidate_mask(self) -> dict[str, np.ndarray]:
+        """Per scenario, users whose ETA falls within the horizon."""
+        return {name: eta <= self.params.horizon_sec for name, eta in self.eta.items()}
 
     def candidates_per_scenario(self) -> dict[str, int]:
-        counts = self.candidates.group_by("scenario").len()
-        return {row["scenario"]: row["len"] for row in counts.iter_rows(named=True)}
+        counts = {name: int(mask.sum()) for name, mask in self.candidate_mask.items()}
+        return {name: count for name, count in counts.items() if count}
+
+    def _check_fresh(self) -> None:
+        if self.book.version != self.book_version:
+            raise RuntimeError(f"the evaluation of block {self.block} is stale: the positions changed since")
+
+    @cached_property
+    def users(self) -> pl.DataFrame:
+        """Per user: hf_current, and per scenario hf_{s}, hf_projected_{s}, eta_{s}."""
+        self._check_fresh()
+        columns: dict[str, pl.Series | np.ndarray] = {"user": self.book.positions["user"]}
+        columns["hf_current"] = self.hf_current
+        for name in self.scenarios:
+            columns[f"hf_{name}"] = self.hf[name]
+            columns[f"hf_projected_{name}"] = self.projected[name]
+            columns[f"eta_{name}"] = self.eta[name]
+        return pl.DataFrame(columns)
+
+    @cached_property
+    def candidates(self) -> pl.DataFrame:
+        """One sized row per (user, scenario) whose ETA is within the horizon, by ETA then user."""
+        return self.candidate_frame({name: np.flatnonzero(mask) for name, mask in self.candidate_mask.items()})
+
+    def candidate_frame(self, rows: Mapping[str, np.ndarray]) -> pl.DataFrame:
+        """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized."""
+        self._check_fresh()
+        parts = []
+        for name, picked in rows.items():
+            if len(picked) == 0:
+                continue
+            hf = self.hf[name][picked]
+            sized = size_liquidations(self.book, self.market, self.scenario_prices[name], picked, hf)
+            columns = {
+                "user": self.book.users_at(picked),
+                "scenario": pl.Series([name]).gather(np.zeros(len(picked), np.int64)),
+                "block": np.full(len(picked), self.block, np.int64),
+                "hf_current": self.hf_current[picked],
+                "hf_scenario": hf,
+                "hf_projected": self.projected[name][picked],
+                "eta_sec": self.eta[name][picked],
+                "liquidatable_now": self.hf_current[picked] < 1.0,
+                **sized,
+            }
+            parts.append(pl.DataFrame(columns, schema=CANDIDATE_SCHEMA))
+        if not parts:
+            return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+        return pl.concat(parts).sort("eta_sec", "user")
 
 
 def evaluate(
@@ -98,65 +156,30 @@ def evaluate(
     shocked = [_named(scenario_prices(spec, market, scaling), spec.name) for spec in params.scenarios]
     # A zero-shock scenario (baseline) has the current prices: its HF is the current HF, computed once.
     distinct = [current] + [p for p in shocked if not _same(p, current)]
-    computed = {p.name for p in distinct}
-    growth = [
-        expr
-        for prices in shocked
-        for expr in growth_and_sigma_exprs(
-            market, prices, book, drift, volatility, prices.name, prices.name if prices.name in computed else CURRENT
+    health = evaluate_health(book, market, distinct)
+    hf, projected, eta = {}, {}, {}
+    for spec, prices in zip(params.scenarios, shocked, strict=True):
+        column = health.column(spec.name) if spec.name in health.names else 0
+        shocked_hf = health.hf[:, column]
+        g, sigma = growth_and_sigma(
+            market, prices, book, drift, volatility, health.weighted[:, column], health.debt[:, column]
         )
-    ]
-    decided, exact_count = evaluate_health(book, market, distinct, growth)
-
-    projections = [pl.col("user"), pl.col(f"hf_{CURRENT}").alias("hf_current")]
-    for spec in params.scenarios:
-        source = f"hf_{spec.name}" if f"hf_{spec.name}" in decided.columns else f"hf_{CURRENT}"
-        hf, g, sigma = pl.col(source), pl.col(f"g_{spec.name}"), pl.col(f"sigma_{spec.name}")
-        projections += [
-            hf.alias(f"hf_{spec.name}"),
-            projected_hf_expr(hf, g, sigma, spec.sigmas, params.horizon_sec).alias(f"hf_projected_{spec.name}"),
-            eta_expr(hf, g, sigma, spec.sigmas, params.threshold).alias(f"eta_{spec.name}"),
-        ]
-    users = decided.lazy().select(projections).collect()
-    priced = {p.name: p for p in [current, *shocked]}
+        hf[spec.name] = shocked_hf
+        projected[spec.name] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
+        eta[spec.name] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
     return Evaluation(
         block=market.block,
-        users=users,
-        candidates=_candidates(users, book, market, params, priced),
-        scenario_prices=priced,
-        exact_redecided=exact_count,
+        book=book,
+        market=market,
+        params=params,
+        hf_current=health.hf[:, 0],
+        hf=hf,
+        projected=projected,
+        eta=eta,
+        scenario_prices={p.name: p for p in [current, *shocked]},
+        exact_redecided=health.exact_count,
+        book_version=book.version,
     )
-
-
-def _candidates(
-    users: pl.DataFrame,
-    book: PositionBook,
-    market: MarketState,
-    params: EngineParams,
-    priced: Mapping[str, ScenarioPrices],
-) -> pl.DataFrame:
-    """Rows of users whose ETA falls within the horizon, sized. `users` is row-aligned with the book."""
-    parts = []
-    for spec in params.scenarios:
-        within = users.select(pl.arg_where(pl.col(f"eta_{spec.name}") <= params.horizon_sec)).to_series()
-        if within.len() == 0:
-            continue
-        selected = users[within].select(
-            "user",
-            pl.lit(spec.name).alias("scenario"),
-            pl.lit(market.block, pl.Int64).alias("block"),
-            "hf_current",
-            pl.col(f"hf_{spec.name}").alias("hf_scenario"),
-            pl.col(f"hf_projected_{spec.name}").alias("hf_projected"),
-            pl.col(f"eta_{spec.name}").alias("eta_sec"),
-            (pl.col("hf_current") < 1.0).alias("liquidatable_now"),
-        )
-        rows = book.floats[within].with_columns(selected["hf_scenario"])
-        sized = size_liquidations(rows.lazy(), market, priced[spec.name], book, "hf_scenario")
-        parts.append(pl.concat([selected, sized.select(SIZING_COLUMNS).collect()], how="horizontal"))
-    if not parts:
-        return pl.DataFrame(schema=CANDIDATE_SCHEMA)
-    return pl.concat(parts).cast(CANDIDATE_SCHEMA).select(list(CANDIDATE_SCHEMA)).sort("eta_sec", "user")
 
 
 def prioritize(users: pl.DataFrame, cap: int, hf_column: str = "hf_current") -> tuple[pl.DataFrame, pl.DataFrame]:

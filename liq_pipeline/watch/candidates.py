@@ -2,15 +2,21 @@
 
 A member changes when it is new, when its ETA moved by at least ETA_RESOLUTION_SEC, or when it became (or
 stopped being) liquidatable now. Details of an unchanged member keep the values of the block it last changed in
-(its HFs move by less than the ETA resolution implies); members that left the set are removed.
+(its HFs move by less than the ETA resolution implies); members that left the set are removed. Only the changed
+members are sized and serialized: at 100k users a market can hold tens of thousands of candidates, of which a
+block changes a few hundred.
+
+What was last written is kept as arrays row-aligned with the engine's position book (rows never move while the
+book's generation holds), so finding the changes is a few vector comparisons, not a join on user names.
 """
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 
 from ..cache.candidates import write_candidate_changes
 from ..cache.keys import candidate_member
+from ..risk.engine import Evaluation
 
 ETA_RESOLUTION_SEC = 1.0
 
@@ -18,37 +24,67 @@ ETA_RESOLUTION_SEC = 1.0
 class CandidateWriter:
     def __init__(self, cache):
         self.cache = cache  # a ResilientCache
-        self.live: pl.DataFrame | None = None  # member, eta_sec, liquidatable_now as last written
+        self._generation: int | None = None  # the book layout the arrays below follow; None: rewrite in full
+        self.live_eta: dict[str, np.ndarray] = {}  # per scenario, per book row: ETA as written (NaN: not a member)
+        self.live_now: dict[str, np.ndarray] = {}  # per scenario, per book row: liquidatable_now as written
 
     def reset(self) -> None:
         """Next write rewrites the whole set (after a reorg, or Redis coming back)."""
-        self.live = None
+        self._generation = None
 
-    def write(self, block: int, candidates: pl.DataFrame) -> str:
-        current = candidates.with_columns(
-            pl.concat_str([pl.col("user"), pl.lit(":"), pl.col("scenario")]).alias("member")
-        )
-        if self.live is None or not self.cache.reachable:
-            outcome = self.cache.write_candidates(block, candidates)
-            self.live = current.select("member", "eta_sec", "liquidatable_now") if self.cache.reachable else None
+    def _remember(self, evaluation: Evaluation) -> None:
+        now = evaluation.hf_current < 1.0
+        self.live_eta, self.live_now = {}, {}
+        for name, mask in evaluation.candidate_mask.items():
+            self.live_eta[name] = np.where(mask, evaluation.eta[name], np.nan)
+            self.live_now[name] = now & mask
+        self._generation = evaluation.book.generation
+
+    def _grown(self, height: int) -> None:
+        """Users new to the book were appended: they have written nothing yet."""
+        for name, live in self.live_eta.items():
+            if live.size < height:
+                self.live_eta[name] = np.concatenate([live, np.full(height - live.size, np.nan)])
+                self.live_now[name] = np.concatenate([self.live_now[name], np.zeros(height - live.size, bool)])
+
+    def write(self, evaluation: Evaluation) -> str:
+        block = evaluation.block
+        if self._generation != evaluation.book.generation or not self.cache.reachable:
+            outcome = self.cache.write_candidates(block, evaluation.candidates)
+            if self.cache.reachable:
+                self._remember(evaluation)
+            else:
+                self.reset()
             return str(outcome)
-        joined = current.join(self.live, on="member", how="left", suffix="_live")
-        changed = joined.filter(
-            pl.col("eta_sec_live").is_null()
-            | ((pl.col("eta_sec") - pl.col("eta_sec_live")).abs() >= ETA_RESOLUTION_SEC)
-            | (pl.col("liquidatable_now") != pl.col("liquidatable_now_live"))
-        )
-        removed = self.live.join(current.select("member"), on="member", how="anti")["member"].to_list()
-        upserts = changed.select(candidates.columns)
+        self._grown(evaluation.book.height)
+        now = evaluation.hf_current < 1.0
+        changed, gone = {}, {}
+        for name, member in evaluation.candidate_mask.items():
+            live = self.live_eta.get(name)
+            if live is None:
+                live = self.live_eta[name] = np.full(member.size, np.nan)
+                self.live_now[name] = np.zeros(member.size, bool)
+            was = ~np.isnan(live)
+            with np.errstate(invalid="ignore"):
+                moved = np.abs(evaluation.eta[name] - live) >= ETA_RESOLUTION_SEC
+            changed[name] = np.flatnonzero(member & (~was | moved | (now != self.live_now[name])))
+            gone[name] = np.flatnonzero(was & ~member)
+        upserts = evaluation.candidate_frame(changed)
+        removed = [
+            candidate_member(user, name)
+            for name, rows in gone.items()
+            for user in evaluation.book.users_at(rows).to_list()
+        ]
         try:
             written = write_candidate_changes(self.cache.cache, block, upserts, removed)
         except Exception:  # Redis went away mid-write: the resilient path takes over, the next write is full
             self.reset()
-            return str(self.cache.write_candidates(block, candidates))
+            return str(self.cache.write_candidates(block, evaluation.candidates))
         if written:
-            kept = self.live.join(current.select("member"), on="member", how="semi")
-            updated = changed.select("member", "eta_sec", "liquidatable_now")
-            self.live = pl.concat([kept.join(updated.select("member"), on="member", how="anti"), updated])
+            for name, rows in changed.items():
+                self.live_eta[name][rows] = evaluation.eta[name][rows]
+                self.live_now[name][rows] = now[rows]
+                self.live_eta[name][gone[name]] = np.nan
         return "written" if written else "skipped"
 
 

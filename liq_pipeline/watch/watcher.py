@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
@@ -111,8 +112,9 @@ class Watcher:
         self.stats = WatchStats()
         self.candidates = CandidateWriter(cache) if cache is not None else None
         self.last_result = None  # the engine's Evaluation of the last processed block
-        self._flagged: dict[str, set[str]] = {}  # users each scenario has flagged (for confirmed crossings)
-        self._liquidatable_before: set[str] = set()
+        self._flagged: dict[str, np.ndarray] = {}  # per book row, flagged by each scenario (confirmed crossings)
+        self._liquidatable_before = np.zeros(0, bool)
+        self._crossing_generation: int | None = None
         self._node_down = False
         self._stop = False
 
@@ -213,7 +215,7 @@ class Watcher:
         if self.cache is not None:
             if record.reorg_depth:
                 self.candidates.reset()  # the orphaned blocks' candidates go with a full rewrite
-            self.candidates.write(number, result.candidates)
+            self.candidates.write(result)
             if number % POSITIONS_EVERY == 0 or record.reorg_depth:
                 self.cache.put_positions(number, self.tracker.positions)
             self.cache.set_kpis(
@@ -237,7 +239,7 @@ class Watcher:
                 batch_seconds=record.phases_ms.get("evaluate", 0.0) / 1000.0,
                 candidates_per_scenario=record.candidates,
                 crossings_confirmed_per_scenario=self._confirmed_crossings(number, result),
-                hf_values=result.users["hf_current"],
+                hf_values=result.hf_current,
                 behind=0,
             )
             if self.cache is not None:
@@ -247,15 +249,23 @@ class Watcher:
 
     def _confirmed_crossings(self, number: int, result) -> dict[str, int]:
         """Per scenario, users now liquidatable whom that scenario flagged in an earlier block (a predicted
-        crossing that happened). Each user counts once, at the block it crosses."""
-        now = set(result.users.filter(result.users["hf_current"] < 1.0)["user"].to_list())
-        crossed = now - self._liquidatable_before
+        crossing that happened). Each user counts once, at the block it crosses. Kept as arrays row-aligned with
+        the position book (a set of user names per block cost milliseconds at 100k users)."""
+        book = result.book
+        now = result.hf_current < 1.0
+        if self._crossing_generation != book.generation:  # a new row layout: start over
+            self._liquidatable_before = now
+            self._flagged = {name: mask.copy() for name, mask in result.candidate_mask.items()}
+            self._crossing_generation = book.generation
+            return {name: 0 for name in result.candidate_mask}
+        before = _grown(self._liquidatable_before, now.size)
+        crossed = now & ~before
         self._liquidatable_before = now
         confirmed = {}
-        for scenario, flagged in self._flagged.items():
-            confirmed[scenario] = len(crossed & flagged)
-        for scenario, frame in result.candidates.group_by("scenario"):
-            self._flagged.setdefault(scenario[0], set()).update(frame["user"].to_list())
+        for name, mask in result.candidate_mask.items():
+            flagged = _grown(self._flagged.get(name, np.zeros(0, bool)), now.size)
+            confirmed[name] = int((crossed & flagged).sum())
+            self._flagged[name] = flagged | mask
         return confirmed
 
     def _append_record(self, record: BlockRecord) -> None:
@@ -339,3 +349,8 @@ class Watcher:
 def _observations(tracker: Tracker) -> pl.DataFrame:
     rows = [(asset, ts, float(price)) for asset, window in tracker.prices.items() for ts, price in window]
     return pl.DataFrame(rows, schema={"asset": pl.String, "timestamp": pl.Int64, "price": pl.Float64}, orient="row")
+
+
+def _grown(flags: np.ndarray, height: int) -> np.ndarray:
+    """Row-aligned flags extended to the book's height (users appended since are not flagged)."""
+    return flags if flags.size >= height else np.concatenate([flags, np.zeros(height - flags.size, bool)])

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from liq_pipeline.risk.market import Leg, UserPosition, positions_frame
-from liq_pipeline.risk.projection import eta_expr, projected_hf_expr
+from liq_pipeline.risk.projection import eta_seconds, projected_hf
 from liq_pipeline.risk.scenarios import ScenarioSpec, default_specs, scenario_prices, shock_ppm
 
 from .factories import market, reserve
@@ -56,11 +56,9 @@ def test_unknown_scenario_is_refused():
 
 
 def _eval(hf, g, sigma, sigmas=1.0, threshold=1.004, horizon=180.0):
-    frame = pl.DataFrame({"hf": hf, "g": g, "sigma": sigma}, schema={k: pl.Float64 for k in ("hf", "g", "sigma")})
-    h, gg, s = pl.col("hf"), pl.col("g"), pl.col("sigma")
-    return frame.select(
-        eta_expr(h, gg, s, sigmas, threshold).alias("eta"),
-        projected_hf_expr(h, gg, s, sigmas, horizon).alias("projected"),
+    h, gg, s = (np.asarray(v, dtype=np.float64) for v in (hf, g, sigma))
+    return pl.DataFrame(
+        {"eta": eta_seconds(h, gg, s, sigmas, threshold), "projected": projected_hf(h, gg, s, sigmas, horizon)}
     )
 
 

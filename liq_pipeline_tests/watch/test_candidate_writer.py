@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import polars as pl
 import pytest
 
 from liq_pipeline.cache import open_market_cache
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.config import load_settings
-from liq_pipeline.risk.engine import CANDIDATE_SCHEMA
+from liq_pipeline.risk.engine import EngineParams, Evaluation, evaluate
+from liq_pipeline.risk.health import build_book
+from liq_pipeline.risk.market import positions_frame
+from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.watch.candidates import CandidateWriter
+from liq_pipeline_tests.unit.factories import both, market, reserve, user
+
+WETH = reserve(0, "WETH", 18, 2_000 * 10**8, 8000)
+USDC = reserve(1, "USDC", 6, 10**8, 7800, stable=True)
+MARKET = market([WETH, USDC])
+USERS = ["0xa", "0xb", "0xc", "0xd"]
 
 
-def _frame(block: int, rows: list[tuple[str, str, float, bool]]) -> pl.DataFrame:
-    base = {name: [] for name in CANDIDATE_SCHEMA}
-    for user, scenario, eta, liquidatable in rows:
-        values = {name: None for name in CANDIDATE_SCHEMA}
-        values.update(user=user, scenario=scenario, block=block, eta_sec=eta, liquidatable_now=liquidatable,
-                      hf_current=1.01, hf_scenario=1.0, hf_projected=0.99)  # fmt: skip
-        for name in CANDIDATE_SCHEMA:
-            base[name].append(values[name])
-    return pl.DataFrame(base, schema=CANDIDATE_SCHEMA)
+def _positions(users: list[str]) -> pl.DataFrame:
+    return positions_frame([user(u, {0: both(10**18, 0), 1: both(0, 1_000 * 10**6)}) for u in users], (0, 1))
+
+
+def _base(users: list[str] = USERS) -> Evaluation:
+    book = build_book(_positions(users), MARKET)
+    return evaluate(book, MARKET, EngineParams(default_specs(["baseline", "adverse", "extreme"])))
+
+
+def _frame(block: int, rows: list[tuple[str, str, float, bool]], base: Evaluation | None = None) -> Evaluation:
+    """An evaluation of block `block` whose candidates are exactly `rows` (user, scenario, eta, liquidatable)."""
+    base = base or _BASE
+    users = base.book.positions["user"].to_list()
+    eta = {name: np.full(len(users), np.inf) for name in base.eta}
+    hf_current = np.full(len(users), 1.5)
+    for address, scenario, seconds, liquidatable in rows:
+        eta[scenario][users.index(address)] = seconds
+        if liquidatable:
+            hf_current[users.index(address)] = 0.9
+    return dataclasses.replace(base, block=block, eta=eta, hf_current=hf_current)
+
+
+_BASE = _base()
 
 
 @pytest.fixture
@@ -38,19 +64,19 @@ def _live(cache) -> dict[str, float]:
 
 def test_incremental_writes_keep_the_live_set_exact(cache):
     writer = CandidateWriter(cache)
-    writer.write(10, _frame(10, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 50.0, False),
+    writer.write(_frame(10, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 50.0, False),
                                  ("0xc", "extreme", 120.0, False)]))  # fmt: skip
     assert _live(cache) == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 120.0}
 
     cache.cache.stats.reset()
     # 0xa unchanged, 0xb moved by 0.4 s (below the resolution), 0xc moved 10 s, 0xd new, nobody removed
-    writer.write(11, _frame(11, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False),
+    writer.write(_frame(11, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False),
                                  ("0xc", "extreme", 110.0, False), ("0xd", "baseline", 5.0, False)]))  # fmt: skip
     live = _live(cache)
     assert live == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 110.0, "0xd:baseline": 5.0}
 
     # 0xb leaves the set, 0xa is no longer liquidatable now (rewritten although its ETA stayed)
-    writer.write(12, _frame(12, [("0xa", "baseline", 0.0, False), ("0xc", "extreme", 110.0, False),
+    writer.write(_frame(12, [("0xa", "baseline", 0.0, False), ("0xc", "extreme", 110.0, False),
                                  ("0xd", "baseline", 5.0, False)]))  # fmt: skip
     frame = cache.read_candidates()
     assert set(frame["user"] + ":" + frame["scenario"]) == {"0xa:baseline", "0xc:extreme", "0xd:baseline"}
@@ -59,6 +85,28 @@ def test_incremental_writes_keep_the_live_set_exact(cache):
 
 def test_an_older_block_never_overwrites_a_newer_one(cache):
     writer = CandidateWriter(cache)
-    writer.write(20, _frame(20, [("0xa", "baseline", 0.0, True)]))
-    assert writer.write(19, _frame(19, [("0xz", "baseline", 0.0, True)])) == "skipped"
+    writer.write(_frame(20, [("0xa", "baseline", 0.0, True)]))
+    assert writer.write(_frame(19, [("0xd", "baseline", 0.0, True)])) == "skipped"
     assert set(_live(cache)) == {"0xa:baseline"}
+
+
+def test_users_new_to_the_book_are_written_and_a_new_layout_rewrites_in_full(cache):
+    base = _base(["0xa", "0xb"])
+    writer = CandidateWriter(cache)
+    writer.write(_frame(30, [("0xa", "baseline", 3.0, False)], base))
+    base.book.update(_positions(["0xc"]), MARKET)  # appended in place: same layout, one more row
+    grown = evaluate(base.book, MARKET, base.params)
+    writer.write(_frame(31, [("0xa", "baseline", 3.0, False), ("0xc", "adverse", 7.0, False)], grown))
+    assert _live(cache) == {"0xa:baseline": 3.0, "0xc:adverse": 7.0}
+
+    cache.cache.client.delete(cache.cache.keys.candidates_zset)  # lost behind the writer's back
+    rebuilt = _base(["0xa", "0xb", "0xc"])  # a new book: rows may have moved, so the next write is whole
+    writer.write(_frame(32, [("0xb", "extreme", 9.0, False)], rebuilt))
+    assert _live(cache) == {"0xb:extreme": 9.0}
+
+
+def test_a_stale_evaluation_refuses_to_build_rows():
+    base = _base(["0xa", "0xb"])
+    base.book.update(_positions(["0xb"]), MARKET)
+    with pytest.raises(RuntimeError, match="stale"):
+        _ = base.candidates
