@@ -180,15 +180,17 @@ def bench_watch(
     borrowers: Annotated[int, typer.Option(min=1, help="Real borrowers seeded on the devnet (cached).")] = 10_000,
     blocks: Annotated[int, typer.Option(min=1, help="Blocks with traffic to measure.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    shocks: Annotated[bool, typer.Option(help="Let the simulator crash the market now and then.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the devnet's borrowers and of the traffic.")] = 0,
 ) -> None:
     """Watcher latency, block seen -> candidates written, on real devnet positions with live traffic."""
     from .watch.bench import run_bench_watch
 
     if as_json:
-        print(json.dumps(run_bench_watch(ctx.obj, borrowers, blocks)))
+        print(json.dumps(run_bench_watch(ctx.obj, borrowers, blocks, seed=seed, shocks=shocks)))
         return
     with err.status("benchmarking the watcher") as status:
-        result = run_bench_watch(ctx.obj, borrowers, blocks, say=status.update)
+        result = run_bench_watch(ctx.obj, borrowers, blocks, seed=seed, say=status.update, shocks=shocks)
     for key, value in result.items():
         out.print(f"{key:>24}  {value}", highlight=False)
 

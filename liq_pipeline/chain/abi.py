@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -72,21 +72,37 @@ class Event:
     data: tuple[tuple[str, str], ...]  # (name, type) in data order
 
     def decode(self, log: dict[str, Any]) -> dict[str, Any]:
-        """Named fields of one log; addresses checksummed. Raises ValueError when the log does not fit."""
+        """Named fields of one log; addresses checksummed. Raises ValueError when the log does not fit.
+        Indexed addresses are read straight from their topic word; the data goes through eth_abi in one call
+        (a call per topic and an uncached checksum cost ~250 us per log: 36 ms for a busy block)."""
         topics = log["topics"][1:]
         if len(topics) != len(self.indexed):
             raise ValueError(f"{self.name}: expected {len(self.indexed)} indexed topics, got {len(topics)}")
         out: dict[str, Any] = {}
         for (name, kind), topic in zip(self.indexed, topics, strict=True):
-            raw = bytes.fromhex(topic[2:] if topic.startswith("0x") else topic)
-            out[name] = decode([kind], raw)[0]
-        raw_data = bytes.fromhex(log["data"][2:])
-        for (name, _kind), value in zip(self.data, decode([k for _n, k in self.data], raw_data), strict=True):
-            out[name] = value
-        for name, kind in (*self.indexed, *self.data):
-            if kind == "address":
-                out[name] = to_checksum_address(out[name])
+            word = topic[2:] if topic.startswith("0x") else topic
+            if kind == "address" and len(word) == 64:
+                if word[:24].strip("0"):
+                    raise ValueError(f"{self.name}.{name}: {topic} is not an address")
+                out[name] = checksum("0x" + word[24:])
+            else:
+                out[name] = decode([kind], bytes.fromhex(word))[0]
+        if self.data:
+            raw_data = bytes.fromhex(log["data"][2:])
+            for (name, kind), value in zip(self.data, decode(self._data_kinds, raw_data), strict=True):
+                out[name] = checksum(value) if kind == "address" else value
         return out
+
+    @property
+    def _data_kinds(self) -> list[str]:
+        return [kind for _name, kind in self.data]
+
+
+@lru_cache(maxsize=1 << 16)
+def checksum(address: str) -> str:
+    """EIP-55 form of an address. Cached: the same pool, tokens and users recur in every block, and each
+    checksum is a keccak (~60 us)."""
+    return to_checksum_address(address)
 
 
 @cache

@@ -9,6 +9,7 @@ Pure: no I/O, no clock, no Dagster.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,7 @@ import polars as pl
 
 from .health import PositionBook, ScenarioPrices, baseline_prices, build_book, evaluate_health
 from .market import MarketState
-from .projection import eta_seconds, growth_and_sigma, projected_hf
+from .projection import eta_seconds, growth_and_sigma, projected_hf, reach_bound
 from .scenarios import ScenarioSpec, scenario_prices
 from .sizing import size_liquidations
 
@@ -79,6 +80,8 @@ class Evaluation:
     scenario_prices: dict[str, ScenarioPrices] = field(default_factory=dict)
     exact_redecided: int = 0  # (user, scenario) pairs decided on the exact path
     book_version: int = 0
+    trends: tuple[Mapping[int, float], Mapping[int, float]] = ({}, {})  # drift, volatility per reserve
+    sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -99,8 +102,10 @@ class Evaluation:
 
     @cached_property
     def users(self) -> pl.DataFrame:
-        """Per user: hf_current, and per scenario hf_{s}, hf_projected_{s}, eta_{s}."""
+        """Per user: hf_current, and per scenario hf_{s}, hf_projected_{s}, eta_{s} (every user's projection,
+        computed here for the users `evaluate` skipped as unable to reach the threshold within the horizon)."""
         self._check_fresh()
+        self._complete_projections()
         columns: dict[str, pl.Series | np.ndarray] = {"user": self.book.positions["user"]}
         columns["hf_current"] = self.hf_current
         for name in self.scenarios:
@@ -108,6 +113,14 @@ class Evaluation:
             columns[f"hf_projected_{name}"] = self.projected[name]
             columns[f"eta_{name}"] = self.eta[name]
         return pl.DataFrame(columns)
+
+    def _complete_projections(self) -> None:
+        drift, volatility = self.trends
+        for spec in self.params.scenarios:
+            missing = np.flatnonzero(np.isnan(self.projected[spec.name]))
+            if missing.size and spec.name in self.sums:
+                _project(self.book, self.market, self.scenario_prices[spec.name], spec, self.params, drift,
+                         volatility, self.sums[spec.name], missing, self.hf, self.eta, self.projected)  # fmt: skip
 
     @cached_property
     def candidates(self) -> pl.DataFrame:
@@ -157,16 +170,19 @@ def evaluate(
     # A zero-shock scenario (baseline) has the current prices: its HF is the current HF, computed once.
     distinct = [current] + [p for p in shocked if not _same(p, current)]
     health = evaluate_health(book, market, distinct)
-    hf, projected, eta = {}, {}, {}
+    hf, projected, eta, sums = {}, {}, {}, {}
     for spec, prices in zip(params.scenarios, shocked, strict=True):
         column = health.column(spec.name) if spec.name in health.names else 0
         shocked_hf = health.hf[:, column]
-        g, sigma = growth_and_sigma(
-            market, prices, book, drift, volatility, health.weighted[:, column], health.debt[:, column]
-        )
         hf[spec.name] = shocked_hf
-        projected[spec.name] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
-        eta[spec.name] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
+        sums[spec.name] = (health.weighted[:, column], health.debt[:, column])
+        # Projections only where the ETA can fall within the horizon (exact: see reach_bound); `users` fills the
+        # rest on demand. Most users are far from 1: this skips most of the per-leg work of every block.
+        bound = reach_bound(market, book.reserve_ids, drift, volatility, spec.sigmas, params.horizon_sec)
+        near = np.flatnonzero(shocked_hf < params.threshold * math.exp(bound) * (1.0 + 1e-9))
+        eta[spec.name] = np.full(book.height, np.inf)
+        projected[spec.name] = np.full(book.height, np.nan)
+        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected)
     return Evaluation(
         block=market.block,
         book=book,
@@ -179,7 +195,31 @@ def evaluate(
         scenario_prices={p.name: p for p in [current, *shocked]},
         exact_redecided=health.exact_count,
         book_version=book.version,
+        trends=(drift, volatility),
+        sums=sums,
     )
+
+
+def _project(
+    book: PositionBook,
+    market: MarketState,
+    prices: ScenarioPrices,
+    spec: ScenarioSpec,
+    params: EngineParams,
+    drift: Mapping[int, float],
+    volatility: Mapping[int, float],
+    sums: tuple[np.ndarray, np.ndarray],
+    rows: np.ndarray,
+    hf: Mapping[str, np.ndarray],
+    eta: dict[str, np.ndarray],
+    projected: dict[str, np.ndarray],
+) -> None:
+    """ETA and projected HF of the book's `rows` in one scenario, written into `eta` and `projected`."""
+    weighted, debt = sums
+    g, sigma = growth_and_sigma(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
+    shocked_hf = hf[spec.name][rows]
+    eta[spec.name][rows] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
+    projected[spec.name][rows] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
 
 
 def prioritize(users: pl.DataFrame, cap: int, hf_column: str = "hf_current") -> tuple[pl.DataFrame, pl.DataFrame]:

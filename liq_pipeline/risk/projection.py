@@ -32,13 +32,16 @@ def growth_and_sigma(
     volatility: Mapping[int, float],
     weighted: np.ndarray,
     debt: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """g (per second) and sigma (per sqrt second) of every user's log HF in one scenario.
-
-    `weighted` and `debt` are the scenario's LT-weighted collateral and debt sums (health.evaluate_health computes
-    them): the value weights are each leg's share of them.
+    """g (per second) and sigma (per sqrt second) of the log HF of the book's `rows` (default: all) in one
+    scenario. `weighted` and `debt` are those rows' LT-weighted collateral and debt sums in the scenario
+    (health.evaluate_health computes them): the value weights are each leg's share of them.
     """
     ids = book.reserve_ids
+    picked = slice(None) if rows is None else rows
+    book_weighted, book_debt = book.weighted[picked], book.debt[picked]
+    book_stable = book.stable[picked] if book.has_stable else None
     coll_w = collateral_weights(market, prices, ids)
     debt_w = debt_weights(market, prices, ids)
     stable_w = stable_weights(market, prices, ids)
@@ -50,23 +53,42 @@ def growth_and_sigma(
     valid = (weighted > 0) & (debt > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse_weighted, inverse_debt = 1.0 / weighted, 1.0 / debt
-        owed_growth = book.debt @ (debt_w * debt_growth)
-        if book.has_stable:
-            owed_growth = owed_growth + book.stable @ (stable_w * debt_growth)
-        g = (book.weighted @ (coll_w * coll_growth)) * inverse_weighted - owed_growth * inverse_debt
+        owed_growth = book_debt @ (debt_w * debt_growth)
+        if book_stable is not None:
+            owed_growth = owed_growth + book_stable @ (stable_w * debt_growth)
+        g = (book_weighted @ (coll_w * coll_growth)) * inverse_weighted - owed_growth * inverse_debt
         moving = np.flatnonzero(vol)
         if moving.size:
-            # sum_r sigma_r |w_r - v_r| over the reserves whose price moves, only for users that can be valued
-            rows = np.flatnonzero(valid)
-            coll_share = book.weighted[np.ix_(rows, moving)] * coll_w[moving] * inverse_weighted[rows, None]
-            owed = book.debt[np.ix_(rows, moving)] * debt_w[moving]
-            if book.has_stable:
-                owed = owed + book.stable[np.ix_(rows, moving)] * stable_w[moving]
-            sigma = np.zeros_like(weighted)
-            sigma[rows] = np.abs(coll_share - owed * inverse_debt[rows, None]) @ vol[moving]
+            # sum_r sigma_r |w_r - v_r| over the reserves whose price moves
+            coll_share = book_weighted[:, moving] * coll_w[moving] * inverse_weighted[:, None]
+            owed = book_debt[:, moving] * debt_w[moving]
+            if book_stable is not None:
+                owed = owed + book_stable[:, moving] * stable_w[moving]
+            sigma = np.abs(coll_share - owed * inverse_debt[:, None]) @ vol[moving]
         else:
             sigma = np.zeros_like(weighted)
-    return np.where(valid, g, 0.0), sigma
+    return np.where(valid, g, 0.0), np.where(valid, sigma, 0.0)
+
+
+def reach_bound(
+    market: MarketState,
+    ids: tuple[int, ...],
+    drift: Mapping[int, float],
+    volatility: Mapping[int, float],
+    sigmas: float,
+    horizon_sec: float,
+) -> float:
+    """An upper bound, valid for every user, of how far ln HF can fall along the band path within the horizon:
+    z sigma sqrt(H) + max(0, -g) H. The weights w and v each sum to 1, so sigma = sum_r sigma_r |w_r - v_r| <= 2 max
+    sigma_r, and -g <= max_r (mu_r + b_r) - min_r (mu_r + i_r). A user whose HF right after the shock is above
+    T exp(bound) cannot reach T within the horizon: its ETA and projected HF need not be computed for candidates."""
+    if not ids:
+        return 0.0
+    sigma = 2.0 * max(float(volatility.get(r) or 0.0) for r in ids)
+    income = [drift.get(r, 0.0) + income_growth_per_second(market.by_id[r].liquidity_rate) for r in ids]
+    borrow = [drift.get(r, 0.0) + debt_growth_per_second(market.by_id[r].variable_borrow_rate) for r in ids]
+    fall = max(0.0, max(borrow) - min(income))
+    return sigmas * sigma * horizon_sec**0.5 + fall * horizon_sec
 
 
 def eta_seconds(hf: np.ndarray, g: np.ndarray, sigma: np.ndarray, sigmas: float, threshold: float) -> np.ndarray:

@@ -1,15 +1,20 @@
 """`liq bench-watch`: block -> candidates-written latency of the watcher on real devnet positions.
 
 The borrowers are real positions on the devnet (seeded once, cached as a state dump in DATA_DIR/bench-watch and
-reused). Each block carries traffic like a live market: price updates on three feeds (a random walk), and, when
-some user is liquidatable, a competitor's liquidationCall. The watcher (with the embedded Redis, as in production)
-processes each block as soon as it is mined; latency = time the block was seen -> candidates written to Redis.
+reused). The blocks are the devnet simulator's (liq_pipeline/devnet/simulate.py): price feeds publishing on a
+Chainlink-like deviation threshold from a correlated random walk, newcomers borrowing, borrowers repaying and
+withdrawing, and a competitor liquidating users whose HF fell below 1. Market-wide shocks are off by default
+(`shocks=True` turns them on): a -5 to -25 % crash block is a different measurement (thousands of candidates
+appear at once). The watcher (with its own embedded Redis, as in production) processes each block as soon as it
+is mined; latency = time the block was seen -> its candidates written to Redis.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +29,7 @@ from ..evaluation.tracker import Tracker
 from ..risk.versions import rules_for
 from .watcher import Watcher
 
-MOVING = ("WETH", "WBTC", "AERO")
+WATCHED = 2_000  # users the simulated competitor polls per block
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -33,12 +38,17 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_bench_watch(
-    settings: Settings, borrowers: int, blocks: int, seed: int = 0, say: Callable[[str], None] = lambda _m: None
+    settings: Settings,
+    borrowers: int,
+    blocks: int,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _m: None,
+    shocks: bool = False,
 ) -> dict:
     from ..chain.rpc import RpcClient
     from ..devnet import actions, anvil, state_cache
-    from ..devnet.errors import DevnetError
     from ..devnet.rpc import Rpc
+    from ..devnet.simulate import SimConfig, simulate
 
     data_dir = Path(settings.data_dir).absolute() / "bench-watch"
     say(f"preparing {borrowers} borrowers (cached after the first run)")
@@ -46,7 +56,10 @@ def run_bench_watch(
     entry, built = state_cache.ensure(data_dir, borrowers, seed)
     prepare_s = time.perf_counter() - started
     node, market = state_cache.start_from(entry, prune_history=True)  # the watcher reads at the head only
-    redis = EmbeddedRedis(data_dir / "redis")
+    # A fresh Redis per run: the chain restarts from the dump's block, and a previous run's live set (at later
+    # blocks) would make every write of this run an "older block" that is skipped.
+    redis_dir = Path(tempfile.mkdtemp(prefix="bench-watch-redis-"))
+    redis = EmbeddedRedis(redis_dir)
     devnet = Rpc(node.url)
     rpc = RpcClient(node.url)
     try:
@@ -62,28 +75,20 @@ def run_bench_watch(
         bootstrap_s = time.perf_counter() - started
         predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
         watcher = Watcher(rpc, tracker, engine_params(predictive), cache)
-        watcher.step()  # warm-up: first evaluation, first writes
-        rng = random.Random(seed)
-        prices = actions.oracle_prices(devnet, market)
-        liquidations = 0
-        say(f"{blocks} blocks with traffic")
-        for index in range(blocks):
-            for symbol in MOVING:
-                prices[symbol] = max(1, int(prices[symbol] * (1 + rng.gauss(-0.001, 0.006))))
-            actions.set_prices(devnet, market, {s: prices[s] for s in MOVING})
-            watcher.step()
-            if index % 3 == 2:
-                due = _liquidatable(watcher)
-                if due:
-                    try:
-                        actions.liquidate(devnet, market, due)
-                        liquidations += 1
-                        watcher.step()
-                    except DevnetError:
-                        pass
+        actions.mine_blocks(devnet, 1)
+        watcher.step()  # warm-up: first evaluation, first (full) write
+        watched = _competitor_watchlist(watcher, state_cache.read_borrowers(entry).users, seed)
+        config = SimConfig(blocks=blocks, seed=seed, shock_probability=SimConfig.shock_probability if shocks else 0.0)
+        say(f"{blocks} simulated blocks")
+        traffic = simulate(devnet, market, config, watched, on_block=lambda _i, _r: watcher.step())
+        watcher.step()  # the simulator's closing block, if any
         records = watcher.stats.records[1:]  # without the warm-up
         latencies = [r.latency_ms for r in records]
         expected = list(range(records[0].block, records[-1].block + 1)) if records else []
+        phases = {
+            name: round(statistics.median(r.phases_ms.get(name, 0.0) for r in records), 2) if records else None
+            for name in ("read", "evaluate", "write")
+        }
         return {
             "borrowers": borrowers,
             "users_tracked": tracker.users,
@@ -92,7 +97,14 @@ def run_bench_watch(
             "p99_ms": round(_percentile(latencies, 0.99), 2),
             "max_ms": round(max(latencies), 2) if latencies else None,
             "missed_blocks": len(set(expected) - {r.block for r in records}),
-            "liquidations": liquidations,
+            "phases_p50_ms": phases,
+            "candidates_last_block": records[-1].candidates if records else {},
+            "price_updates": traffic.price_updates,
+            "shocks": traffic.shocks,
+            "arrivals": traffic.arrivals,
+            "repays": traffic.repays,
+            "withdrawals": traffic.withdrawals,
+            "liquidations": traffic.liquidations,
             "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
             "bootstrap_s": round(bootstrap_s, 2),
             "prepare_s": round(prepare_s, 2),
@@ -103,13 +115,15 @@ def run_bench_watch(
         devnet.close()
         anvil.stop(node)
         redis.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
 
 
-def _liquidatable(watcher: Watcher) -> str | None:
-    """A user the engine holds as liquidatable now (the competitor's pick)."""
-    from ..risk.health import health_factors
-
-    state = watcher.tracker.market_state()
-    hf = health_factors(watcher.tracker.book(state), state)
-    rows = hf.filter(hf["liquidatable_baseline"])["user"].to_list()
-    return rows[0] if rows else None
+def _competitor_watchlist(watcher: Watcher, borrowers: list[str], seed: int) -> list[str]:
+    """Users the simulated competitor polls with getUserAccountData each block: the riskiest (engine HF < 1.1)
+    and a sample of the rest (who repay and withdraw), at most WATCHED. Polling all 100k users every block would
+    make the simulator, not the watcher, the bench's bottleneck."""
+    users = watcher.last_result.users.select("user", "hf_current").sort("hf_current")
+    risky = users.filter(users["hf_current"] < 1.1)["user"].head(WATCHED // 2).to_list()
+    others = sorted(set(borrowers) - set(risky))
+    rng = random.Random(seed)
+    return risky + rng.sample(others, min(len(others), WATCHED - len(risky)))

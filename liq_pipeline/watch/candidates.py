@@ -1,13 +1,15 @@
 """The watcher's candidate writes: the full set once, then per block only what changed.
 
-A member changes when it is new, when its ETA moved by at least ETA_RESOLUTION_SEC, or when it became (or
-stopped being) liquidatable now. Details of an unchanged member keep the values of the block it last changed in
-(its HFs move by less than the ETA resolution implies); members that left the set are removed. Only the changed
-members are sized and serialized: at 100k users a market can hold tens of thousands of candidates, of which a
-block changes a few hundred.
+A member changes when it is new, when its ETA moved by at least ETA_RESOLUTION_SEC or ETA_RELATIVE of the ETA
+last written (whichever is larger), or when it became (or stopped being) liquidatable now; members that left the
+set are removed. Near-term ETAs keep the 1 s resolution; a far one (150 s) is a projection whose own volatility
+band is wider than 10 %, and rewriting it on every price tick would cost more than the rest of the block. Details
+of an unchanged member keep the values of the block it last changed in.
 
-What was last written is kept as arrays row-aligned with the engine's position book (rows never move while the
-book's generation holds), so finding the changes is a few vector comparisons, not a join on user names.
+Only the changed members are sized and serialized (a market can hold tens of thousands of candidates, a block
+changes a few hundred), and what was last written is kept as arrays row-aligned with the engine's position book
+(rows never move while the book's generation holds), so finding the changes is a few vector comparisons, not a
+join on user names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..cache.keys import candidate_member
 from ..risk.engine import Evaluation
 
 ETA_RESOLUTION_SEC = 1.0
+ETA_RELATIVE = 0.1
 
 
 class CandidateWriter:
@@ -66,7 +69,7 @@ class CandidateWriter:
                 self.live_now[name] = np.zeros(member.size, bool)
             was = ~np.isnan(live)
             with np.errstate(invalid="ignore"):
-                moved = np.abs(evaluation.eta[name] - live) >= ETA_RESOLUTION_SEC
+                moved = np.abs(evaluation.eta[name] - live) >= np.maximum(ETA_RESOLUTION_SEC, ETA_RELATIVE * live)
             changed[name] = np.flatnonzero(member & (~was | moved | (now != self.live_now[name])))
             gone[name] = np.flatnonzero(was & ~member)
         upserts = evaluation.candidate_frame(changed)
