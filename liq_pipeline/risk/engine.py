@@ -17,7 +17,15 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from .health import PositionBook, ScenarioPrices, baseline_prices, build_book, evaluate_health
+from .health import (
+    PositionBook,
+    ScenarioPrices,
+    baseline_prices,
+    build_book,
+    evaluate_health,
+    rounding_slack,
+    scenario_floor,
+)
 from .market import MarketState
 from .projection import eta_seconds, growth_and_sigma, projected_hf, reach_bound
 from .scenarios import ScenarioSpec, scenario_prices
@@ -117,6 +125,12 @@ class Evaluation:
     def _complete_projections(self) -> None:
         drift, volatility = self.trends
         for spec in self.params.scenarios:
+            unscreened = np.flatnonzero(np.isnan(self.hf[spec.name]))
+            if unscreened.size:  # users `evaluate` skipped in this scenario: far from 1, never candidates
+                health = evaluate_health(self.book, self.market, [self.scenario_prices[spec.name]], unscreened)
+                self.hf[spec.name][unscreened] = health.hf[:, 0]
+                self.sums[spec.name][0][unscreened] = health.weighted[:, 0]
+                self.sums[spec.name][1][unscreened] = health.debt[:, 0]
             missing = np.flatnonzero(np.isnan(self.projected[spec.name]))
             if missing.size and spec.name in self.sums:
                 _project(self.book, self.market, self.scenario_prices[spec.name], spec, self.params, drift,
@@ -167,19 +181,40 @@ def evaluate(
     scaling = volatility if params.volatility_scaling else None
     current = ScenarioPrices(CURRENT, dict(market.prices), dict(market.prices))
     shocked = [_named(scenario_prices(spec, market, scaling), spec.name) for spec in params.scenarios]
-    # A zero-shock scenario (baseline) has the current prices: its HF is the current HF, computed once.
-    distinct = [current] + [p for p in shocked if not _same(p, current)]
-    health = evaluate_health(book, market, distinct)
+    # Every user's current HF (liquidatable now is decided for everyone). A zero-shock scenario (baseline) has
+    # the current prices: its HF is the current HF, computed once.
+    slack = rounding_slack(book, market)
+    now = evaluate_health(book, market, [current], slack=slack)
+    hf_current = now.hf[:, 0]
     hf, projected, eta, sums = {}, {}, {}, {}
+    bounds = {
+        spec.name: params.threshold
+        * math.exp(reach_bound(market, book.reserve_ids, drift, volatility, spec.sigmas, params.horizon_sec))
+        * (1.0 + 1e-9)
+        for spec in params.scenarios
+    }
+    # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most users
+    # are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
+    distinct = [p for p in shocked if not _same(p, current)]
+    exact_count = now.exact_count
+    if distinct:
+        floors = [scenario_floor(book, market, now, slack, p) < bounds[p.name] for p in distinct]
+        hot = np.flatnonzero(np.logical_or.reduce(floors))
+        shocked_pass = evaluate_health(book, market, distinct, hot, slack)
+        exact_count += shocked_pass.exact_count
     for spec, prices in zip(params.scenarios, shocked, strict=True):
-        column = health.column(spec.name) if spec.name in health.names else 0
-        shocked_hf = health.hf[:, column]
-        hf[spec.name] = shocked_hf
-        sums[spec.name] = (health.weighted[:, column], health.debt[:, column])
-        # Projections only where the ETA can fall within the horizon (exact: see reach_bound); `users` fills the
-        # rest on demand. Most users are far from 1: this skips most of the per-leg work of every block.
-        bound = reach_bound(market, book.reserve_ids, drift, volatility, spec.sigmas, params.horizon_sec)
-        near = np.flatnonzero(shocked_hf < params.threshold * math.exp(bound) * (1.0 + 1e-9))
+        if _same(prices, current):
+            hf[spec.name] = hf_current
+            sums[spec.name] = (now.weighted[:, 0], now.debt[:, 0])
+        else:
+            column = shocked_pass.column(spec.name)
+            hf[spec.name], weighted, debt = (np.full(book.height, np.nan) for _ in range(3))
+            hf[spec.name][hot] = shocked_pass.hf[:, column]
+            weighted[hot], debt[hot] = shocked_pass.weighted[:, column], shocked_pass.debt[:, column]
+            sums[spec.name] = (weighted, debt)
+        # Projections only where the ETA can fall within the horizon (exact: see reach_bound).
+        with np.errstate(invalid="ignore"):
+            near = np.flatnonzero(hf[spec.name] < bounds[spec.name])
         eta[spec.name] = np.full(book.height, np.inf)
         projected[spec.name] = np.full(book.height, np.nan)
         _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected)
@@ -188,12 +223,12 @@ def evaluate(
         book=book,
         market=market,
         params=params,
-        hf_current=health.hf[:, 0],
+        hf_current=hf_current,
         hf=hf,
         projected=projected,
         eta=eta,
         scenario_prices={p.name: p for p in [current, *shocked]},
-        exact_redecided=health.exact_count,
+        exact_redecided=exact_count,
         book_version=book.version,
         trends=(drift, volatility),
         sums=sums,

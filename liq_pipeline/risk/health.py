@@ -40,6 +40,7 @@ from .wadray import RAY
 FLOAT_REL_TOL = 1e-9  # far above float64 summation error, far below any real decision margin
 AVG_LT_AMBIGUITY = 1e-6  # a float average threshold this close to a whole bps cannot be floored safely
 DEBT_PRICE_BOUND = 2.0  # scenario debt prices stay below 2x the oracle price (shocks < 100 %)
+SCREEN_MARGIN = 1e-6  # relative headroom of scenario_floor over float and rounding error
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
 
 _generations = itertools.count(1)
@@ -271,27 +272,40 @@ class HealthPass:
         return self.names.index(name)
 
 
-def float_health(
-    book: PositionBook, market: MarketState, scenarios: Sequence[ScenarioPrices]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Float HF per user and scenario and whether it must be re-decided exactly: (hf, band, S, C, D)."""
+def rounding_slack(book: PositionBook, market: MarketState, rows=slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """Rounding slack per user in base units (collateral, debt): one token unit plus one base unit per leg, debt
+    legs at twice the oracle price (scenario prices stay below it)."""
     ids = book.reserve_ids
+    unit_value = np.array([market.by_id[r].price / market.by_id[r].unit for r in ids])
+    return book.holds[rows] @ (unit_value + 1.0), book.owes[rows] @ (DEBT_PRICE_BOUND * unit_value + 1.0)
+
+
+def float_health(
+    book: PositionBook,
+    market: MarketState,
+    scenarios: Sequence[ScenarioPrices],
+    rows: np.ndarray | None = None,
+    slack: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Float HF per user and scenario and whether it must be re-decided exactly: (hf, band, S, C, D), for the
+    book's `rows` (default: every user) in that order. `slack`: rounding_slack of every user, if known."""
+    ids = book.reserve_ids
+    picked = slice(None) if rows is None else rows
     coll_w = np.column_stack([collateral_weights(market, s, ids) for s in scenarios])
     debt_w = np.column_stack([debt_weights(market, s, ids) for s in scenarios])
-    weighted = book.weighted @ coll_w
-    collateral = book.coll @ coll_w
-    debt = book.debt @ debt_w
+    # products over every user, then the rows: a users x scenarios result is cheaper to gather than the inputs
+    weighted = (book.weighted @ coll_w)[picked]
+    collateral = (book.coll @ coll_w)[picked]
+    owed = book.debt @ debt_w
     if book.has_stable:
-        debt = debt + book.stable @ np.column_stack([stable_weights(market, s, ids) for s in scenarios])
-    # Rounding slack per user in base units: one token unit plus one base unit per leg (debt at 2x price).
-    unit_value = np.array([market.by_id[r].price / market.by_id[r].unit for r in ids])
-    slack_c = (book.holds @ (unit_value + 1.0))[:, None]
-    slack_d = (book.owes @ (DEBT_PRICE_BOUND * unit_value + 1.0))[:, None]
+        owed = owed + book.stable @ np.column_stack([stable_weights(market, s, ids) for s in scenarios])
+    debt = owed[picked]
+    slack_c, slack_d = (v[picked, None] for v in (slack or rounding_slack(book, market)))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # |float - exact| <= slack, so relative to the EXACT total the error is at most slack / (float - slack).
         coll_error = slack_c / (collateral - slack_c)
         debt_error = slack_d / (debt - slack_d)
-        lt_uniform = book.lt_uniform[:, None]
+        lt_uniform = book.lt_uniform[picked, None]
         if market.rules.floors_average_threshold:
             # HF_float / HF_exact lies within [(1 - ec) / (1 + ed), (1 + ec) / (1 - ed)]; the upper side is wider.
             tolerance = FLOAT_REL_TOL + (1.0 + coll_error) / (1.0 - debt_error) - 1.0
@@ -299,14 +313,14 @@ def float_health(
             # the float ratio is off by up to LT x (relative error), and a floor that close to a whole bps may be
             # off by one bps: then widen the band by two bps of threshold rather than trust it.
             ratio = weighted / collateral
-            average = np.where(lt_uniform, book.lt_min[:, None], np.floor(ratio))
+            average = np.where(lt_uniform, book.lt_min[picked, None], np.floor(ratio))
             distance = np.abs(ratio - np.round(ratio))
             ambiguous = ~lt_uniform & (distance <= AVG_LT_AMBIGUITY + 2.0 * 10_000.0 * coll_error)
             tolerance = tolerance + np.where(ambiguous, 2.0 / average, 0.0)
             hf = collateral * average / 10_000.0 / debt
         else:
             # The LT-weighted sum: a leg's error counts at its own threshold, up to max/min threshold times ec.
-            tolerance = FLOAT_REL_TOL + (1.0 + coll_error * book.lt_spread[:, None]) / (1.0 - debt_error) - 1.0
+            tolerance = FLOAT_REL_TOL + (1.0 + coll_error * book.lt_spread[picked, None]) / (1.0 - debt_error) - 1.0
             hf = weighted / 10_000.0 / debt
         owes = debt > 0
         has_collateral = collateral > 0
@@ -315,7 +329,7 @@ def float_health(
         # Totals within their rounding slack of zero may be zero on chain (a dust debt floors to 0 base units: HF
         # is then infinite): only the exact path can tell.
         near_zero = owes & ((2.0 * slack_d >= debt) | (has_collateral & (2.0 * slack_c >= collateral)))
-    band = near_one | near_zero | book.exact_only[:, None]
+    band = near_one | near_zero | book.exact_only[picked, None]
     return hf, band, weighted, collateral, debt
 
 
@@ -328,15 +342,22 @@ def decision_preserving_float(data: AccountData) -> float:
 
 
 def redecide_exactly(
-    hf: np.ndarray, band: np.ndarray, book: PositionBook, market: MarketState, scenarios: Sequence[ScenarioPrices]
+    hf: np.ndarray,
+    band: np.ndarray,
+    book: PositionBook,
+    market: MarketState,
+    scenarios: Sequence[ScenarioPrices],
+    rows: np.ndarray | None = None,
 ) -> int:
-    """Replace, in place, the float HF of every banded (user, scenario) by the exact one. Returns how many."""
-    rows = np.flatnonzero(band.any(axis=1))
-    if rows.size == 0:
+    """Replace, in place, the float HF of every banded (user, scenario) by the exact one. `hf` and `band` hold
+    the book's `rows` (default: every user). Returns how many."""
+    banded = np.flatnonzero(band.any(axis=1))
+    if banded.size == 0:
         return 0
-    positions = user_positions(book.positions[rows], market.reserve_ids)
+    book_rows = banded if rows is None else rows[banded]
+    positions = user_positions(book.positions[book_rows], market.reserve_ids)
     count = 0
-    for row, position in zip(rows.tolist(), positions, strict=True):
+    for row, position in zip(banded.tolist(), positions, strict=True):
         for column in np.flatnonzero(band[row]).tolist():
             s = scenarios[column]
             hf[row, column] = decision_preserving_float(account_data(position, market, s.collateral, s.debt))
@@ -344,11 +365,43 @@ def redecide_exactly(
     return count
 
 
-def evaluate_health(book: PositionBook, market: MarketState, scenarios: Sequence[ScenarioPrices]) -> HealthPass:
-    """Every user's HF in every scenario, exactly decided, with the sums the projections reuse."""
-    hf, band, weighted, collateral, debt = float_health(book, market, scenarios)
-    count = redecide_exactly(hf, band, book, market, scenarios)
+def evaluate_health(
+    book: PositionBook,
+    market: MarketState,
+    scenarios: Sequence[ScenarioPrices],
+    rows: np.ndarray | None = None,
+    slack: tuple[np.ndarray, np.ndarray] | None = None,
+) -> HealthPass:
+    """The HF of the book's `rows` (default: every user) in every scenario, exactly decided, with the sums the
+    projections reuse; arrays hold the rows in the order given."""
+    hf, band, weighted, collateral, debt = float_health(book, market, scenarios, rows, slack)
+    count = redecide_exactly(hf, band, book, market, scenarios, rows)
     return HealthPass(tuple(s.name for s in scenarios), hf, band, weighted, collateral, debt, count)
+
+
+def scenario_floor(
+    book: PositionBook,
+    market: MarketState,
+    now: HealthPass,
+    slack: tuple[np.ndarray, np.ndarray],
+    prices: ScenarioPrices,
+) -> np.ndarray:
+    """A lower bound of every user's exact HF in a scenario, from the current pass (`now`, every user): each
+    leg's value moves by the ratio of scenario to current price, so the totals' ratio moves by at least min
+    collateral ratio / max debt ratio; the floored average threshold costs at most one bps of the lowest
+    threshold; and the float's own error. Users whose rounding slack is not negligible (dust) or whose HF the
+    float cannot give get 0 (always evaluated)."""
+    hf_current = now.hf[:, 0]
+    ids = book.reserve_ids
+    if not ids:
+        return np.zeros_like(hf_current)
+    collateral_ratio = min(prices.collateral[r] / market.prices[r] for r in ids)
+    debt_ratio = max(prices.debt[r] / market.prices[r] for r in ids)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = slack[0] / now.collateral[:, 0] + slack[1] / now.debt[:, 0]  # relative rounding error of the HF
+        floor = hf_current * (collateral_ratio / debt_ratio) * (1.0 - 1.0 / book.lt_min - 4.0 * SCREEN_MARGIN)
+    usable = (noise <= SCREEN_MARGIN) & ~book.exact_only & np.isfinite(floor)
+    return np.where(usable, floor, np.where(np.isinf(hf_current), np.inf, 0.0))
 
 
 def health_factors(

@@ -1,5 +1,6 @@
-"""The engine projects only users whose ETA can fall within the horizon: the candidates must be exactly those of
-projecting every user, and `users` must show every user's projection."""
+"""The engine evaluates shocked scenarios only for users whose HF in them could fall under the reach bound, and
+projects only users whose ETA can fall within the horizon: the candidates must be exactly those of evaluating and
+projecting every user, and `users` must show every user's values."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from liq_pipeline.risk.engine import AssetTrend, EngineParams, evaluate
-from liq_pipeline.risk.health import build_book
+from liq_pipeline.risk.health import build_book, health_factors
 from liq_pipeline.risk.projection import eta_seconds, growth_and_sigma, projected_hf
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.synthetic import sample
@@ -25,16 +26,30 @@ def test_screened_projection_equals_projecting_everyone(seed: int, drift: float,
     volatility = {r: t.volatility_per_sqrt_sec for r, t in trends.items()}
     skipped = sum(int(np.isnan(result.projected[s.name]).sum()) for s in params.scenarios)
     assert skipped > 0  # the screen did skip users (else this test proves nothing)
+    screened = sum(int(np.isnan(result.hf[s.name]).sum()) for s in params.scenarios)
+    assert screened > 0
+    masks = {name: mask.copy() for name, mask in result.candidate_mask.items()}
     for spec in params.scenarios:
-        weighted, debt = result.sums[spec.name]
-        g, sigma = growth_and_sigma(market, result.scenario_prices[spec.name], book, drifts, volatility, weighted, debt)
-        hf = result.hf[spec.name]
+        prices = result.scenario_prices[spec.name]
+        reference = health_factors(book, market, [prices])  # every user, no screening
+        hf = reference[f"hf_{spec.name}"].to_numpy()
+        weighted = book.weighted @ _weights(market, prices, book)[0]
+        debt = book.debt @ _weights(market, prices, book)[1]
+        g, sigma = growth_and_sigma(market, prices, book, drifts, volatility, weighted, debt)
         eta = eta_seconds(hf, g, sigma, spec.sigmas, params.threshold)
         # the same candidates, with the same ETAs, as projecting every user
-        np.testing.assert_array_equal(result.candidate_mask[spec.name], eta <= params.horizon_sec)
+        np.testing.assert_array_equal(masks[spec.name], eta <= params.horizon_sec)
         within = eta <= params.horizon_sec
-        np.testing.assert_array_equal(result.eta[spec.name][within], eta[within])
+        np.testing.assert_allclose(result.eta[spec.name][within], eta[within], rtol=1e-9)
         users = result.users
-        np.testing.assert_allclose(users[f"eta_{spec.name}"].to_numpy(), eta)
+        np.testing.assert_array_equal(users[f"hf_{spec.name}"].to_numpy() < 1.0, hf < 1.0)
+        np.testing.assert_allclose(users[f"hf_{spec.name}"].to_numpy(), hf, rtol=1e-9)
+        np.testing.assert_allclose(users[f"eta_{spec.name}"].to_numpy(), eta, rtol=1e-6)
         expected = projected_hf(hf, g, sigma, spec.sigmas, params.horizon_sec)
-        np.testing.assert_allclose(users[f"hf_projected_{spec.name}"].to_numpy(), expected)
+        np.testing.assert_allclose(users[f"hf_projected_{spec.name}"].to_numpy(), expected, rtol=1e-6)
+
+
+def _weights(market, prices, book):
+    from liq_pipeline.risk.health import collateral_weights, debt_weights
+
+    return collateral_weights(market, prices, book.reserve_ids), debt_weights(market, prices, book.reserve_ids)
