@@ -182,15 +182,17 @@ def bench_watch(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     shocks: Annotated[bool, typer.Option(help="Let the simulator crash the market now and then.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the devnet's borrowers and of the traffic.")] = 0,
+    vol_scale: Annotated[float, typer.Option(min=0.0, help="Price volatility x the assets' real one.")] = 1.0,
 ) -> None:
     """Watcher latency, block seen -> candidates written, on real devnet positions with live traffic."""
     from .watch.bench import run_bench_watch
 
+    options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale}
     if as_json:
-        print(json.dumps(run_bench_watch(ctx.obj, borrowers, blocks, seed=seed, shocks=shocks)))
+        print(json.dumps(run_bench_watch(ctx.obj, borrowers, blocks, **options)))
         return
     with err.status("benchmarking the watcher") as status:
-        result = run_bench_watch(ctx.obj, borrowers, blocks, seed=seed, say=status.update, shocks=shocks)
+        result = run_bench_watch(ctx.obj, borrowers, blocks, say=status.update, **options)
     for key, value in result.items():
         out.print(f"{key:>24}  {value}", highlight=False)
 

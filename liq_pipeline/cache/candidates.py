@@ -15,7 +15,7 @@ import polars as pl
 
 from ..risk.engine import CANDIDATE_SCHEMA
 from .batching import chunked, commit_if_not_older, send_chunks
-from .codec import pack, score_bytes, unpack
+from .codec import pack, score_bytes, score_strings, unpack
 from .context import MarketCache
 from .keys import candidate_member
 
@@ -108,23 +108,37 @@ def candidates_block(cache: MarketCache) -> int | None:
     return None if value is None else int(value)
 
 
-def write_candidate_changes(cache: MarketCache, block: int, upserts: pl.DataFrame, removed: list[str]) -> bool:
-    """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows), remove `removed`
-    (members `user:scenario`), in one MULTI/EXEC with the block's meta, so readers see the previous block's set or
-    this one. The watcher's path: between two blocks a few candidates change, rewriting thousands (~50 ms for
-    4.5k) would eat its budget. False when a newer block is already live."""
+def write_candidate_changes(
+    cache: MarketCache,
+    block: int,
+    upserts: pl.DataFrame,
+    removed: list[str],
+    rescored: tuple[list[str], list[str]] = ([], []),
+) -> bool:
+    """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows, details included),
+    move the scores of `rescored` (members, ETA strings) whose details stay, remove `removed` (members
+    `user:scenario`), in one MULTI/EXEC with the block's meta, so readers see the previous block's set or this
+    one. The watcher's path: rewriting thousands of unchanged candidates (~50 ms for 4.5k) would eat its budget.
+    False when a newer block is already live."""
     keys = cache.keys
     commands: list[tuple] = []
     if upserts.height:
-        members = [candidate_member(u, s).encode() for u, s in zip(upserts["user"], upserts["scenario"], strict=True)]
-        scores = score_bytes(upserts["eta_sec"])
-        details = [pack(row) for row in upserts.to_dicts()]
+        members = (upserts["user"] + ":" + upserts["scenario"]).to_list()
+        scores = score_strings(upserts["eta_sec"])
+        columns = upserts.columns
+        details = [pack(dict(zip(columns, row, strict=True))) for row in upserts.iter_rows()]
         for part in chunked(range(len(members)), cache.options.max_pipeline):
             zadd, hset = ["ZADD", keys.candidates_zset], ["HSET", keys.candidates_details]
             for i in part:
                 zadd += [scores[i], members[i]]
                 hset += [members[i], details[i]]
             commands += [tuple(zadd), tuple(hset)]
+    moved_members, moved_scores = rescored
+    for start in range(0, len(moved_members), cache.options.max_pipeline):
+        part_members = moved_members[start : start + cache.options.max_pipeline]
+        pairs: list[str] = [""] * (2 * len(part_members))
+        pairs[::2], pairs[1::2] = moved_scores[start : start + cache.options.max_pipeline], part_members
+        commands.append(("ZADD", keys.candidates_zset, "XX", *pairs))
     for part in chunked(removed, cache.options.max_pipeline):
         commands += [("ZREM", keys.candidates_zset, *part), ("HDEL", keys.candidates_details, *part)]
     commands.append(("HSET", keys.candidates_meta, "block", block, "updated_at", f"{cache.clock():.3f}"))

@@ -56,6 +56,12 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
+def score_strings(values: pl.Series) -> list[str]:
+    """ZSET scores as strings Redis parses (shortest round-trip form), formatted in one vectorized pass; NaN
+    and null become inf."""
+    return values.cast(pl.Float64).fill_nan(math.inf).fill_null(math.inf).cast(pl.String).to_list()
+
+
 def score_bytes(values: pl.Series) -> list[bytes]:
     """ZSET scores as the bytes Redis parses: NaN (refused by ZADD) and null become inf, i.e. sort last."""
     floats = values.cast(pl.Float64).fill_nan(math.inf).fill_null(math.inf)

@@ -30,6 +30,9 @@ def _type(param: dict[str, Any]) -> str:
     return param["type"]
 
 
+_ONE_WORD = {("uint256",): 256, ("uint8",): 8, ("(uint256)",): 256}  # outputs decoded without eth_abi
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -43,8 +46,16 @@ class Function:
         return "0x" + (self.selector + encode(list(self.inputs), list(args))).hex()
 
     def decode(self, result: str) -> tuple[Any, ...]:
-        raw = bytes.fromhex(result[2:] if result.startswith("0x") else result)
-        return decode(list(self.outputs), raw)
+        data = result[2:] if result.startswith("0x") else result
+        bits = _ONE_WORD.get(self.outputs)
+        if bits is not None:  # balances, configuration, e-mode: one word, by hand (eth_abi costs ~40 us a call)
+            if len(data) != 64:
+                raise ValueError(f"{self.name}: expected one 32-byte word, got {len(data) // 2} bytes")
+            value = int(data, 16)
+            if value >> bits:
+                raise ValueError(f"{self.name}: {value} does not fit in {bits} bits")
+            return ((value,),) if self.outputs[0].startswith("(") else (value,)
+        return decode(list(self.outputs), bytes.fromhex(data))
 
     def request(self, to: str, *args: Any, block: int | str = "latest") -> tuple[str, list[Any]]:
         """An eth_call request for RpcClient.batch."""

@@ -309,11 +309,13 @@ def seed(
     start_index: int = 0,
     chunk_users: int = CHUNK_USERS,
     progress: Callable[[int], None] | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> SeedResult:
     """Create `n_borrowers` borrowers (addresses borrower_address(seed, start_index + i)).
 
     Each chunk is one block, 2 s after the previous one. `progress(k)` is called after each chunk with the
-    number of users created in it.
+    number of users created in it; `on_block(number)` after every block mined (the state cache collects the
+    history with it before the node drops it).
     """
     started = time.perf_counter()
     chain = Chain(rpc)
@@ -333,6 +335,8 @@ def seed(
             done = chain.execute(txs, timestamp=timestamp, allow_revert=allow_revert)
             sent += len(txs)
             reverted += done.ok.count(False)
+            if on_block:
+                on_block(done.block)
 
         # One sender's transactions, in nonce order; explicit 3M gas each counts against the 1G block gas limit,
         # so at most ~300 fit in a block (100k borrowers need thousands of sponsored supplies): chunk them.

@@ -5,6 +5,12 @@ is a directory <DATA_DIR>/devnet/cache/<key>/ with `state.json.gz` (the dump), `
 `borrowers.json`. anvil records a call trace for every transaction and dumps it; traces are 3/4 of a dump and
 no consumer replays them, so they are cut before saving (debug_trace* of old transactions is not available on
 a loaded chain; blocks, transactions, receipts and logs are).
+
+Memory while building: anvil holds every transaction with its trace and, without --prune-history, a copy of the
+state per block; 100,000 borrowers went past 23 GB, and anvil_dumpState copies all of it once more. The build
+node therefore prunes state history and keeps the transactions of its last KEEP_BLOCKS blocks only; `_History`
+collects blocks and transactions (traces cut) from a dump every HARVEST_EVERY blocks, before the node drops
+them, and stitches the entry's dump from them and the final state.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import fcntl
 import gzip
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -112,15 +119,107 @@ def strip_traces(dump: bytes) -> bytes:
     return slim
 
 
-def dump_state(rpc: Rpc, path: Path) -> int:
-    """anvil_dumpState (gzip of JSON) -> traces cut -> gzip file. Returns the file size."""
-    raw = gzip.decompress(bytes.fromhex(rpc.call("anvil_dumpState").removeprefix("0x")))
-    with contextlib.suppress(ValueError):  # an unexpected layout keeps the full dump: bigger, still correct
-        raw = strip_traces(raw)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(raw, compresslevel=6))
-    tmp.replace(path)
-    return path.stat().st_size
+HARVEST_EVERY = 16  # blocks between two collections (a collection dumps the whole account state: not every block)
+# >= HARVEST_EVERY (seed reports every block; deployment's few blocks are collected right after it). Every
+# kept block is in each collection's dump, so a bigger margin only costs time.
+KEEP_BLOCKS = HARVEST_EVERY + 4
+EMPTY_ROOT = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"  # trie root of no transactions
+
+
+def build_node_args() -> tuple[str, ...]:
+    """anvil arguments of the build node (with prune_history=True): see the module docstring."""
+    return ("--transaction-block-keeper", str(KEEP_BLOCKS))
+
+
+class _History:
+    """Blocks and transactions of the build node, collected before --transaction-block-keeper drops them (traces
+    cut, appended to gzip parts in the work directory), and written out as one anvil dump with the final state.
+
+    anvil's compact dump is {"block":..,"accounts":..,"best_block_number":..,"blocks":[..],"transactions":[..],
+    ...}: the part before "blocks" (the state, ~1.6 KB a borrower) is kept from the latest dump only, and only the
+    history part is parsed."""
+
+    def __init__(self, rpc: Rpc, directory: Path):
+        self.rpc = rpc
+        self.directory = directory
+        self.collected = -1  # highest block number collected
+        self.counts = {"blocks": 0, "transactions": 0}
+        # appended to across collections; closed by write() or close()
+        self._parts = {
+            kind: gzip.open(directory / f"{kind}.part.gz", "wb", compresslevel=6)  # noqa: SIM115 (default is 9: slow)
+            for kind in self.counts
+        }
+        self._state = b""
+        self._rest: dict = {}
+
+    def on_block(self, number: int) -> None:
+        if number - self.collected >= HARVEST_EVERY:
+            self.collect()
+
+    def collect(self) -> None:
+        raw = gzip.decompress(bytes.fromhex(self.rpc.call("anvil_dumpState").removeprefix("0x")))
+        with contextlib.suppress(ValueError):  # an unexpected trace layout keeps the traces: bigger, still correct
+            raw = strip_traces(raw)
+        split = raw.find(b',"blocks":[')
+        if not raw.startswith(b'{"block":') or split < 0:
+            raise DevnetError("anvil_dumpState has an unexpected layout: the state cache cannot collect history")
+        self._state = raw[1:split]
+        history = json.loads(b"{" + raw[split + 1 :])
+        del raw
+        blocks, top = [], self.collected
+        for block in history.pop("blocks"):
+            number = int(block["header"]["number"], 16)
+            if number <= self.collected:
+                continue
+            if not block["transactions"] and block["header"]["transactionsRoot"] != EMPTY_ROOT:
+                raise DevnetError(f"block {number} lost its transactions before it was collected: raise KEEP_BLOCKS")
+            blocks.append(block)
+            top = max(top, number)
+        transactions = [tx for tx in history.pop("transactions") if _number(tx["block_number"]) > self.collected]
+        self._append("blocks", blocks)
+        self._append("transactions", transactions)
+        self._rest = history  # what follows the lists ("historical_states": null)
+        self.collected = top
+
+    def _append(self, kind: str, items: list[dict]) -> None:
+        if items:
+            body = b",".join(json.dumps(item, separators=(",", ":")).encode() for item in items)
+            self._parts[kind].write((b"," if self.counts[kind] else b"") + body)
+            self.counts[kind] += len(items)
+
+    def write(self, path: Path) -> int:
+        """Collect up to the head, then write the dump (gzip members, concatenated). Returns the file size."""
+        self.collect()
+        self.close()
+        if self.counts["blocks"] != self.collected + 1:
+            raise DevnetError(f"collected {self.counts['blocks']} blocks of {self.collected + 1}")
+        rest = json.dumps(self._rest, separators=(",", ":")).encode()[1:-1]
+        pieces = [
+            gzip.compress(b"{" + self._state + b',"blocks":['),
+            self.directory / "blocks.part.gz",
+            gzip.compress(b'],"transactions":['),
+            self.directory / "transactions.part.gz",
+            gzip.compress(b"]" + (b"," + rest if rest else b"") + b"}"),
+        ]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            for piece in pieces:
+                if isinstance(piece, Path):
+                    with open(piece, "rb") as source:
+                        shutil.copyfileobj(source, out, 16 << 20)
+                    piece.unlink()
+                else:
+                    out.write(piece)
+        tmp.replace(path)
+        return path.stat().st_size
+
+    def close(self) -> None:
+        for part in self._parts.values():
+            part.close()
+
+
+def _number(value: int | str) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def build(
@@ -138,22 +237,30 @@ def build(
         work = entry.directory.with_name(entry.directory.name + ".building")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        node = anvil.start()
+        # Seeding reads at the head only, so old states can go; history is collected as it is mined (see above).
+        node = anvil.start(prune_history=True, extra_args=build_node_args())
         try:
-            with Rpc(node.url) as rpc:
+            with Rpc(node.url) as rpc, contextlib.ExitStack() as stack:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
+                history = stack.enter_context(contextlib.closing(_History(rpc, work)))
                 market = deploy_market(rpc, data_dir)
+                history.collect()
                 if progress:
                     progress("deployed", 0)
                 record = BorrowerRecord()
                 if borrowers:
                     result = seed_borrowers(
-                        rpc, market, borrowers, seed, progress=(lambda k: progress("seeded", k)) if progress else None
+                        rpc,
+                        market,
+                        borrowers,
+                        seed,
+                        progress=(lambda k: progress("seeded", k)) if progress else None,
+                        on_block=history.on_block,
                     )
                     record.add(seed, 0, result.users, result.blocks[1])
                 market.save(work / "market.json")
                 record.save(work / "borrowers.json")
-                dump_state(rpc, work / "state.json.gz")
+                history.write(work / "state.json.gz")
         finally:
             anvil.stop(node)
         shutil.rmtree(entry.directory, ignore_errors=True)
@@ -192,9 +299,14 @@ def start_from(
     if not entry.exists():
         raise DevnetError(f"state cache entry {entry.key} is incomplete: delete {entry.directory} and retry")
     plain = entry.directory.parent / f"{entry.key}.{time.time_ns()}.json"
-    plain.write_bytes(gzip.decompress(entry.state_path.read_bytes()))  # --load-state reads plain JSON only
     try:
-        node = anvil.start(port, load_state=plain, detach=detach, prune_history=prune_history, log_path=log_path)
+        with gzip.open(entry.state_path, "rb") as source, open(plain, "wb") as out:  # --load-state reads plain JSON
+            shutil.copyfileobj(source, out, 16 << 20)  # streamed: a 100k-borrower dump is GBs of JSON
+        # anvil parses the file before it answers: ~150 MB/s; allow for a slow disk or a busy machine
+        timeout = 30.0 + plain.stat().st_size / 20e6
+        node = anvil.start(
+            port, load_state=plain, detach=detach, prune_history=prune_history, log_path=log_path, timeout=timeout
+        )
     finally:
         plain.unlink(missing_ok=True)
     try:

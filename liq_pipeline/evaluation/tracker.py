@@ -161,7 +161,7 @@ class Tracker:
         fresh = read_positions(self.rpc, self.market, users, self.block, self.rules)
         if self._book is not None and self._book_state is not None:
             # rows of the re-read users replaced in place: a few rows, not a rebuild of every user's floats
-            self._book.update(fresh, self._book_state)
+            self._book.update(fresh, self._book_state, reread=users)
             self.positions = self._book.positions
             return
         kept = self.positions.filter(~pl.col("user").is_in(users))

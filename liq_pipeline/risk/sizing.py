@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .health import PositionBook, ScenarioPrices, collateral_weights, debt_values
+from .health import EMODE_IDS, PositionBook, ScenarioPrices, collateral_weights, debt_values
 from .market import MarketState
 
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
 DEFAULT_CLOSE_FACTOR = 0.5
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD_USD = 2_000
-EMODE_IDS = 256  # e-mode category ids are uint8
 
 
 def _bonus_table(market: MarketState, ids: tuple[int, ...]) -> np.ndarray:

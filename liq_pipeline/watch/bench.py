@@ -3,7 +3,8 @@
 The borrowers are real positions on the devnet (seeded once, cached as a state dump in DATA_DIR/bench-watch and
 reused). The blocks are the devnet simulator's (liq_pipeline/devnet/simulate.py): price feeds publishing on a
 Chainlink-like deviation threshold from a correlated random walk, newcomers borrowing, borrowers repaying and
-withdrawing, and a competitor liquidating users whose HF fell below 1. Market-wide shocks are off by default
+withdrawing, and a competitor liquidating users whose HF fell below 1. Prices move with each asset's real annual
+volatility (`vol_scale=1`; `liq demo` runs 10x to make an hour eventful). Market-wide shocks are off by default
 (`shocks=True` turns them on): a -5 to -25 % crash block is a different measurement (thousands of candidates
 appear at once). The watcher (with its own embedded Redis, as in production) processes each block as soon as it
 is mined; latency = time the block was seen -> its candidates written to Redis.
@@ -44,6 +45,7 @@ def run_bench_watch(
     seed: int = 0,
     say: Callable[[str], None] = lambda _m: None,
     shocks: bool = False,
+    vol_scale: float = 1.0,
 ) -> dict:
     from ..chain.rpc import RpcClient
     from ..devnet import actions, anvil, state_cache
@@ -78,7 +80,12 @@ def run_bench_watch(
         actions.mine_blocks(devnet, 1)
         watcher.step()  # warm-up: first evaluation, first (full) write
         watched = _competitor_watchlist(watcher, state_cache.read_borrowers(entry).users, seed)
-        config = SimConfig(blocks=blocks, seed=seed, shock_probability=SimConfig.shock_probability if shocks else 0.0)
+        config = SimConfig(
+            blocks=blocks,
+            seed=seed,
+            vol_scale=vol_scale,
+            shock_probability=SimConfig.shock_probability if shocks else 0.0,
+        )
         say(f"{blocks} simulated blocks")
         traffic = simulate(devnet, market, config, watched, on_block=lambda _i, _r: watcher.step())
         watcher.step()  # the simulator's closing block, if any
@@ -101,6 +108,7 @@ def run_bench_watch(
             "candidates_last_block": records[-1].candidates if records else {},
             "price_updates": traffic.price_updates,
             "shocks": traffic.shocks,
+            "vol_scale": vol_scale,
             "arrivals": traffic.arrivals,
             "repays": traffic.repays,
             "withdrawals": traffic.withdrawals,

@@ -1,27 +1,33 @@
 """The watcher's candidate writes: the full set once, then per block only what changed.
 
-A member changes when it is new, when its ETA moved by at least ETA_RESOLUTION_SEC or ETA_RELATIVE of the ETA
-last written (whichever is larger), or when it became (or stopped being) liquidatable now; members that left the
-set are removed. Near-term ETAs keep the 1 s resolution; a far one (150 s) is a projection whose own volatility
-band is wider than 10 %, and rewriting it on every price tick would cost more than the rest of the block. Details
-of an unchanged member keep the values of the block it last changed in.
+Per member (user:scenario), compared with what was last written:
+- new, or it became (or stopped being) liquidatable now: score and details written;
+- its ETA moved by at least ETA_RESOLUTION_SEC or ETA_RELATIVE of the ETA written (whichever is larger): the
+  score (the ETA) moves, the details stay as of the block they were written in (they carry it as `block`);
+- details older than DETAILS_REFRESH_BLOCKS are rewritten, 1/DETAILS_REFRESH_BLOCKS of the rows each block;
+- left the set: removed.
+A far ETA (150 s) is a projection whose own volatility band is wider than 10 %: rewriting it on every price
+tick would cost more than the rest of the block. Packing a member's details costs ~2 us; moving a score a tenth
+of that, and a busy block moves thousands.
 
-Only the changed members are sized and serialized (a market can hold tens of thousands of candidates, a block
-changes a few hundred), and what was last written is kept as arrays row-aligned with the engine's position book
-(rows never move while the book's generation holds), so finding the changes is a few vector comparisons, not a
-join on user names.
+Only the members written are sized and serialized, and what was last written is kept as arrays row-aligned with
+the engine's position book (rows never move while the book's generation holds), so finding the changes is a few
+vector comparisons, not a join on user names.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from ..cache.candidates import write_candidate_changes
+from ..cache.codec import score_strings
 from ..cache.keys import candidate_member
 from ..risk.engine import Evaluation
 
 ETA_RESOLUTION_SEC = 1.0
 ETA_RELATIVE = 0.1
+DETAILS_REFRESH_BLOCKS = 60  # 2 minutes on Base
 
 
 class CandidateWriter:
@@ -60,8 +66,10 @@ class CandidateWriter:
                 self.reset()
             return str(outcome)
         self._grown(evaluation.book.height)
+        book = evaluation.book
         now = evaluation.hf_current < 1.0
-        changed, gone = {}, {}
+        due = np.arange(book.height) % DETAILS_REFRESH_BLOCKS == block % DETAILS_REFRESH_BLOCKS
+        detailed, rescored, gone = {}, {}, {}
         for name, member in evaluation.candidate_mask.items():
             live = self.live_eta.get(name)
             if live is None:
@@ -70,23 +78,32 @@ class CandidateWriter:
             was = ~np.isnan(live)
             with np.errstate(invalid="ignore"):
                 moved = np.abs(evaluation.eta[name] - live) >= np.maximum(ETA_RESOLUTION_SEC, ETA_RELATIVE * live)
-            changed[name] = np.flatnonzero(member & (~was | moved | (now != self.live_now[name])))
+            full = member & (~was | (now != self.live_now[name]) | (was & due))
+            detailed[name] = np.flatnonzero(full)
+            rescored[name] = np.flatnonzero(member & moved & ~full)
             gone[name] = np.flatnonzero(was & ~member)
-        upserts = evaluation.candidate_frame(changed)
+        upserts = evaluation.candidate_frame(detailed)
+        moved_members: list[str] = []
+        moved_scores: list[str] = []
+        for name, rows in rescored.items():
+            if rows.size:
+                moved_members += (book.users_at(rows) + f":{name}").to_list()
+                moved_scores += score_strings(pl.Series(evaluation.eta[name][rows]))
         removed = [
-            candidate_member(user, name)
-            for name, rows in gone.items()
-            for user in evaluation.book.users_at(rows).to_list()
+            candidate_member(user, name) for name, rows in gone.items() for user in book.users_at(rows).to_list()
         ]
         try:
-            written = write_candidate_changes(self.cache.cache, block, upserts, removed)
+            written = write_candidate_changes(
+                self.cache.cache, block, upserts, removed, rescored=(moved_members, moved_scores)
+            )
         except Exception:  # Redis went away mid-write: the resilient path takes over, the next write is full
             self.reset()
             return str(self.cache.write_candidates(block, evaluation.candidates))
         if written:
-            for name, rows in changed.items():
-                self.live_eta[name][rows] = evaluation.eta[name][rows]
-                self.live_now[name][rows] = now[rows]
+            for name in detailed:
+                for rows in (detailed[name], rescored[name]):
+                    self.live_eta[name][rows] = evaluation.eta[name][rows]
+                self.live_now[name][detailed[name]] = now[detailed[name]]
                 self.live_eta[name][gone[name]] = np.nan
         return "written" if written else "skipped"
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -18,6 +20,9 @@ from liq_pipeline.devnet.rpc import Rpc
 from liq_pipeline.devnet.solc import compile_contract
 
 pytestmark = pytest.mark.integration
+
+# Borrow(address indexed reserve, address user, address indexed onBehalfOf, uint256, uint8, uint256, uint16 indexed)
+BORROW_TOPIC = "0xb3d084820fb1a9decffb176436bd02558d15fac9b0ddfed8c465bc7359d7dce0"
 
 
 def test_anvil_starts_answers_and_stops_without_orphans(tmp_path):
@@ -120,6 +125,37 @@ def test_the_cached_state_reloads_with_the_chain_clock(devnet):
     finally:
         anvil.stop(node)
     assert devnet.entry.size_bytes() < 2_000_000
+
+
+def test_the_build_collects_history_the_node_drops(build_cache, monkeypatch):
+    """The build node keeps few blocks' transactions (memory at 100k borrowers): the dump is stitched from
+    collections along the way and must still hold every block, transaction and log."""
+    monkeypatch.setattr(state_cache, "HARVEST_EVERY", 2)
+    monkeypatch.setattr(state_cache, "KEEP_BLOCKS", 3)
+    entry = state_cache.build(build_cache, 600, 1)  # 3 chunks of 250: more blocks than the node keeps
+    dump = json.loads(gzip.decompress(entry.state_path.read_bytes()))
+    numbers = sorted(int(block["header"]["number"], 16) for block in dump["blocks"])
+    assert numbers == list(range(dump["best_block_number"] + 1)) and len(numbers) > 2 * 3
+    # every block's transactions, once (a body's "hash" is not the impersonated hash: count per block)
+    mined = Counter({int(block["header"]["number"], 16): len(block["transactions"]) for block in dump["blocks"]})
+    assert Counter(tx["block_number"] for tx in dump["transactions"]) == +mined
+    assert len({tx["info"]["transaction_hash"] for tx in dump["transactions"]}) == len(dump["transactions"]) > 2_400
+    assert all(tx["info"]["traces"] == [] for tx in dump["transactions"])
+    node, market = state_cache.start_from(entry)
+    try:
+        with Rpc(node.url) as rpc:
+            logs = rpc.call("eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "address": market.pool})
+            borrowers = {"0x" + log["topics"][2][-40:] for log in logs if log["topics"][0] == BORROW_TOPIC}
+            assert borrowers == {user.lower() for user in state_cache.read_borrowers(entry).users}
+    finally:
+        anvil.stop(node)
+
+
+def test_a_block_dropped_before_collection_fails_the_build(build_cache, monkeypatch):
+    monkeypatch.setattr(state_cache, "HARVEST_EVERY", 4)
+    monkeypatch.setattr(state_cache, "KEEP_BLOCKS", 2)
+    with pytest.raises(DevnetError, match="lost its transactions"):
+        state_cache.build(build_cache, 1000, 1)
 
 
 def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:

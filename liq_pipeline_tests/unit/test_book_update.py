@@ -68,3 +68,16 @@ def test_an_empty_update_changes_nothing():
     book = build_book(positions_frame([_user(random.Random(1), "0x1")], MARKET.reserve_ids), MARKET)
     book.update(positions_frame([], MARKET.reserve_ids).cast(book.positions.schema), MARKET)
     assert book.version == 0 and book.positions.height == 1 and isinstance(book.positions, pl.DataFrame)
+
+
+def test_a_user_reread_without_any_position_is_emptied_not_kept():
+    rng = random.Random(3)
+    users = [_user(rng, f"0x{i:040x}") for i in range(3)]
+    book = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)
+    gone = users[1].user
+    book.update(positions_frame([], MARKET.reserve_ids).cast(book.positions.schema), MARKET, reread=[gone, "0xnew"])
+    row = book.positions.row(1, named=True)
+    assert row["user"] == gone and book.positions.height == 3  # the row stays (rows never move), emptied
+    assert all(v in (0, False) for k, v in row.items() if k != "user")
+    assert health_factors(book, MARKET)["hf_baseline"][1] == float("inf")
+    assert not book.coll[1].any() and not book.debt[1].any()

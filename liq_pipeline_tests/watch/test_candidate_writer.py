@@ -58,8 +58,15 @@ def cache(tmp_path, monkeypatch):
 
 
 def _live(cache) -> dict[str, float]:
+    """The live ZSET: member -> score (the ETA). Every member has details (read_candidates drops none)."""
+    scores = cache.cache.client.zrange(cache.cache.keys.candidates_zset, 0, -1, withscores=True)
+    assert cache.read_candidates().height == len(scores)
+    return {member.decode(): score for member, score in scores}
+
+
+def _details_block(cache, member: str) -> int:
     frame = cache.read_candidates()
-    return {f"{u}:{s}": e for u, s, e in frame.select("user", "scenario", "eta_sec").iter_rows()}
+    return frame.filter(frame["user"] + ":" + frame["scenario"] == member)["block"].item()
 
 
 def test_incremental_writes_keep_the_live_set_exact(cache):
@@ -79,6 +86,7 @@ def test_incremental_writes_keep_the_live_set_exact(cache):
     writer.write(_frame(12, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False),
                                  ("0xc", "extreme", 105.0, False), ("0xd", "baseline", 3.0, False)]))  # fmt: skip
     assert _live(cache) == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 105.0, "0xd:baseline": 3.0}
+    assert _details_block(cache, "0xc:extreme") == 10  # a moved ETA moves the score; the details stay as written
 
     # 0xb leaves the set, 0xa is no longer liquidatable now (rewritten although its ETA stayed)
     writer.write(_frame(13, [("0xa", "baseline", 0.0, False), ("0xc", "extreme", 105.0, False),
@@ -115,3 +123,16 @@ def test_a_stale_evaluation_refuses_to_build_rows():
     base.book.update(_positions(["0xb"]), MARKET)
     with pytest.raises(RuntimeError, match="stale"):
         _ = base.candidates
+
+
+def test_details_are_refreshed_a_slice_per_block(cache):
+    from liq_pipeline.watch.candidates import DETAILS_REFRESH_BLOCKS
+
+    writer = CandidateWriter(cache)
+    rows = [(u, "baseline", 30.0, False) for u in USERS]
+    writer.write(_frame(100, rows))
+    for block in range(101, 101 + DETAILS_REFRESH_BLOCKS):
+        writer.write(_frame(block, rows))  # nothing changes...
+    blocks = {u: _details_block(cache, f"{u}:baseline") for u in USERS}
+    assert all(b > 100 for b in blocks.values())  # ...yet every member's details were rewritten once since
+    assert len(set(blocks.values())) == len(USERS)  # each in its own block: a slice per block, not all at once
