@@ -1,7 +1,8 @@
 """Users' positions AT A GIVEN BLOCK, read with batched eth_calls, as polars frames the engine takes directly.
 
 Two rounds per chunk of users: (1) the user configuration bitmap and e-mode category; (2) for every reserve whose
-bits are set, the scaled aToken balance, the scaled variable debt and (V3.0-3.1) the stable debt balance. The
+bits are set, the scaled aToken balance, the scaled variable debt and (V3.0-3.1) the stable debt balance. A few
+users (the watcher's per block) are read in one round: every reserve's balances with the configuration. The
 collateral bit decides whether supplied balance counts, exactly as GenericLogic does. A user whose answer cannot
 be decoded stops the read with a message naming the block and the address: nothing is dropped silently.
 """
@@ -20,6 +21,20 @@ from .discovery import Market, ReaderError
 from .rpc import RpcClient, RpcError
 
 USERS_PER_ROUND = 2_000
+ONE_ROUND_USERS = 32  # up to this many users: configuration and balances in one round trip
+
+
+def _leg_requests(reserve, user: str, block: int, stable: bool) -> list[tuple[str, list]]:
+    """A leg's balance reads: scaled aToken, scaled variable debt and, when asked, the stable debt balance."""
+    scaled_fn = function("AToken", "scaledBalanceOf")
+    requests = [
+        scaled_fn.request(reserve.a_token, user, block=block),
+        scaled_fn.request(reserve.variable_debt_token, user, block=block),
+    ]
+    if stable:
+        requests.append(function("ERC20", "balanceOf").request(reserve.stable_debt_token, user, block=block))
+    return requests
+
 
 LONG_SCHEMA = {
     "user": pl.String,
@@ -58,11 +73,18 @@ def read_positions_long(
     rows: dict[str, list] = {name: [] for name in LONG_SCHEMA}
     for start in range(0, len(users), USERS_PER_ROUND):
         chunk = list(users[start : start + USERS_PER_ROUND])
-        first = rpc.batch(
-            [config_fn.request(market.pool, u, block=block) for u in chunk]
-            + [emode_fn.request(market.pool, u, block=block) for u in chunk],
-            raise_on_error=False,
-        )
+        head = [config_fn.request(market.pool, u, block=block) for u in chunk]
+        head += [emode_fn.request(market.pool, u, block=block) for u in chunk]
+        # A few users (the watcher's touched ones): every reserve's balances in the same round as the
+        # configuration, one round trip instead of two; the unset legs' answers are not used.
+        one_round = len(chunk) <= ONE_ROUND_USERS
+        speculative = [
+            req
+            for user in chunk
+            for reserve in reserves
+            for req in _leg_requests(reserve, user, block, rules.counts_stable_debt)
+        ] if one_round else []  # fmt: skip
+        first = rpc.batch(head + speculative, raise_on_error=False)
         legs: list[tuple[str, int, object, bool, bool]] = []
         emodes: dict[str, int] = {}
         for i, user in enumerate(chunk):
@@ -75,13 +97,22 @@ def read_positions_long(
                 collateral = bool(word >> (2 * reserve.reserve_id + 1) & 1)
                 if borrowing or collateral:
                     legs.append((user, reserve.reserve_id, reserve, borrowing, collateral))
-        requests = []
-        for user, _rid, reserve, borrowing, _collateral in legs:
-            requests.append(scaled_fn.request(reserve.a_token, user, block=block))
-            requests.append(scaled_fn.request(reserve.variable_debt_token, user, block=block))
-            if rules.counts_stable_debt and borrowing:
-                requests.append(balance_fn.request(reserve.stable_debt_token, user, block=block))
-        answers = iter(rpc.batch(requests, raise_on_error=False))
+        if one_round:
+            per_leg = 3 if rules.counts_stable_debt else 2
+            offset = {(u, r.reserve_id): 2 * len(chunk) + (i * len(reserves) + j) * per_leg
+                      for i, u in enumerate(chunk) for j, r in enumerate(reserves)}  # fmt: skip
+            picked = []
+            for user, rid, _reserve, borrowing, _collateral in legs:
+                at = offset[(user, rid)]
+                picked += first[at : at + 2] + ([first[at + 2]] if rules.counts_stable_debt and borrowing else [])
+            answers = iter(picked)
+        else:
+            requests = [
+                req
+                for user, _rid, reserve, borrowing, _collateral in legs
+                for req in _leg_requests(reserve, user, block, rules.counts_stable_debt and borrowing)
+            ]
+            answers = iter(rpc.batch(requests, raise_on_error=False))
         for user, rid, reserve, borrowing, collateral in legs:
             (supplied,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} aToken balance of {user}", block)
             (owed,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} debt of {user}", block)

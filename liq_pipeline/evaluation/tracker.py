@@ -31,6 +31,7 @@ from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
 from ..risk.health import PositionBook, book_config_key, build_book
 from ..risk.market import MarketState
 from ..risk.price_window import price_window_stats
+from ..risk.screen import Screen
 from ..risk.versions import ProtocolRules
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class BlockDelta:
 
     from_block: int
     to_block: int
-    events: pl.DataFrame
+    events: pl.DataFrame  # `args` is null on the few-block path (nobody reads it there; JSON per log costs)
     touched_users: list[str]
     price_updates: int
     liquidations: pl.DataFrame
@@ -86,6 +87,7 @@ class Tracker:
     deferred: list[str] = field(default_factory=list)
     _book: PositionBook | None = None
     _book_state: MarketState | None = None  # the market whose configuration the book was built with
+    _screen: Screen | None = None
     _state: MarketState | None = None
     _trends: dict[int, AssetTrend] | None = None
     _trends_block: int = -1
@@ -126,7 +128,7 @@ class Tracker:
             )
             if isinstance(answers[0], RpcError):
                 raise ReaderError(f"eth_getLogs {self.block + 1}-{to_block} failed: {answers[0]}")
-            events = decode_logs(self.market, answers[0], self.market.price_sources.values())
+            events = decode_logs(self.market, answers[0], self.market.price_sources.values(), with_args=False)
             state = market_state_from_answers(self.market, to_block, self.rules, answers[1:], self.stable_symbols)
         else:
             events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
@@ -216,7 +218,9 @@ class Tracker:
     def evaluate(self, params: EngineParams, seen_at: float | None = None) -> tuple[Evaluation, EvaluationRecord]:
         seen = time.time() if seen_at is None else seen_at
         state = self.market_state()
-        result = evaluate(self.book(state), state, params, self.trends())
+        # the previous block's screen: users it proved far from liquidation are skipped while prices stay close
+        result = evaluate(self.book(state), state, params, self.trends(), screen=self._screen)
+        self._screen = result.screen
         record = EvaluationRecord(
             block=self.block,
             block_timestamp=state.timestamp,

@@ -29,6 +29,7 @@ from .health import (
 from .market import MarketState
 from .projection import eta_seconds, growth_and_sigma, projected_hf, reach_bound
 from .scenarios import ScenarioSpec, scenario_prices
+from .screen import Screen, make_screen
 from .sizing import size_liquidations
 
 CURRENT = "current"
@@ -90,6 +91,9 @@ class Evaluation:
     book_version: int = 0
     trends: tuple[Mapping[int, float], Mapping[int, float]] = ({}, {})  # drift, volatility per reserve
     sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
+    screen: Screen | None = None  # for the next block's evaluation
+    stale: np.ndarray | None = None  # rows the screen skipped (their hf_current is the screen's)
+    evaluated: int = 0  # users evaluated (all, or the screen's hot ones)
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -124,6 +128,16 @@ class Evaluation:
 
     def _complete_projections(self) -> None:
         drift, volatility = self.trends
+        if self.stale is not None and self.stale.size:  # users the screen skipped: their current values now
+            current = self.scenario_prices[CURRENT]
+            health = evaluate_health(self.book, self.market, [current], self.stale)
+            self.hf_current[self.stale] = health.hf[:, 0]
+            for spec in self.params.scenarios:
+                if _same(self.scenario_prices[spec.name], current):
+                    self.sums[spec.name][0][self.stale] = health.weighted[:, 0]
+                    self.sums[spec.name][1][self.stale] = health.debt[:, 0]
+                    self.projected[spec.name][self.stale] = np.nan
+            self.stale = None
         for spec in self.params.scenarios:
             unscreened = np.flatnonzero(np.isnan(self.hf[spec.name]))
             if unscreened.size:  # users `evaluate` skipped in this scenario: far from 1, never candidates
@@ -172,8 +186,10 @@ def evaluate(
     market: MarketState,
     params: EngineParams,
     trends: Mapping[int, AssetTrend] | None = None,
+    screen: Screen | None = None,
 ) -> Evaluation:
-    """Evaluate every user in every scenario. Pass a PositionBook (build_book) to reuse it across blocks."""
+    """Evaluate every user in every scenario. Pass a PositionBook (build_book) to reuse it across blocks, and the
+    previous evaluation's `screen` to skip the users it proved far from liquidation (see risk/screen.py)."""
     book = positions if isinstance(positions, PositionBook) else build_book(positions, market)
     trends = trends or {}
     drift = {r: t.drift_per_sec for r, t in trends.items()}
@@ -181,43 +197,59 @@ def evaluate(
     scaling = volatility if params.volatility_scaling else None
     current = ScenarioPrices(CURRENT, dict(market.prices), dict(market.prices))
     shocked = [_named(scenario_prices(spec, market, scaling), spec.name) for spec in params.scenarios]
-    # Every user's current HF (liquidatable now is decided for everyone). A zero-shock scenario (baseline) has
-    # the current prices: its HF is the current HF, computed once.
-    slack = rounding_slack(book, market)
-    now = evaluate_health(book, market, [current], slack=slack)
-    hf_current = now.hf[:, 0]
-    hf, projected, eta, sums = {}, {}, {}, {}
+    by_name = {p.name: p for p in shocked}
     bounds = {
         spec.name: params.threshold
         * math.exp(reach_bound(market, book.reserve_ids, drift, volatility, spec.sigmas, params.horizon_sec))
         * (1.0 + 1e-9)
         for spec in params.scenarios
     }
-    # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most users
-    # are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
+    n = book.height
+    screened = screen is not None and screen.holds(book, market, by_name, bounds)
+    hot_mask = screen.hot(book) if screened else None
+    live = np.flatnonzero(hot_mask) if screened else None  # None: every user
+    rows = live if live is not None else np.arange(n)
+    # The current HF (liquidatable now) of every live user. A zero-shock scenario (baseline) has the current
+    # prices: its HF is the current HF, computed once.
+    slack = rounding_slack(book, market)
+    now = evaluate_health(book, market, [current], live, slack)
+    if live is None:
+        hf_current = now.hf[:, 0]
+    else:  # cold users keep the screen's value: their decision (HF > 1) is proven, the value a little stale
+        hf_current = np.concatenate([screen.hf_current, np.full(n - screen.hf_current.size, np.nan)])[:n]
+        hf_current[live] = now.hf[:, 0]
+    floors = {p.name: scenario_floor(book, market, now, slack, p, live) for p in shocked}
+    # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most
+    # users are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
     distinct = [p for p in shocked if not _same(p, current)]
     exact_count = now.exact_count
     if distinct:
-        floors = [scenario_floor(book, market, now, slack, p) < bounds[p.name] for p in distinct]
-        hot = np.flatnonzero(np.logical_or.reduce(floors))
+        hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
         shocked_pass = evaluate_health(book, market, distinct, hot, slack)
         exact_count += shocked_pass.exact_count
+    hf, projected, eta, sums, near = {}, {}, {}, {}, {}
     for spec, prices in zip(params.scenarios, shocked, strict=True):
+        weighted, debt = np.full(n, np.nan), np.full(n, np.nan)
         if _same(prices, current):
             hf[spec.name] = hf_current
-            sums[spec.name] = (now.weighted[:, 0], now.debt[:, 0])
+            weighted[rows], debt[rows] = now.weighted[:, 0], now.debt[:, 0]
         else:
             column = shocked_pass.column(spec.name)
-            hf[spec.name], weighted, debt = (np.full(book.height, np.nan) for _ in range(3))
+            hf[spec.name] = np.full(n, np.nan)
             hf[spec.name][hot] = shocked_pass.hf[:, column]
             weighted[hot], debt[hot] = shocked_pass.weighted[:, column], shocked_pass.debt[:, column]
-            sums[spec.name] = (weighted, debt)
-        # Projections only where the ETA can fall within the horizon (exact: see reach_bound).
+        sums[spec.name] = (weighted, debt)
+        # Projections only where the ETA can fall within the horizon (exact: see reach_bound); cold users never.
         with np.errstate(invalid="ignore"):
-            near = np.flatnonzero(hf[spec.name] < bounds[spec.name])
-        eta[spec.name] = np.full(book.height, np.inf)
-        projected[spec.name] = np.full(book.height, np.nan)
-        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected)
+            near[spec.name] = rows[hf[spec.name][rows] < bounds[spec.name]]
+        eta[spec.name] = np.full(n, np.inf)
+        projected[spec.name] = np.full(n, np.nan)
+    for spec, prices in zip(params.scenarios, shocked, strict=True):
+        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near[spec.name], hf, eta,
+                 projected)  # fmt: skip
+    if live is None:
+        screen = make_screen(book, market, by_name, bounds, floors, hf_current)
+    stale = None if hot_mask is None else np.flatnonzero(~hot_mask)
     return Evaluation(
         block=market.block,
         book=book,
@@ -232,6 +264,9 @@ def evaluate(
         book_version=book.version,
         trends=(drift, volatility),
         sums=sums,
+        screen=screen,
+        stale=stale,
+        evaluated=len(rows),
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .health import PositionBook, ScenarioPrices, collateral_weights, debt_weights, stable_weights
+from .health import PositionBook, ScenarioPrices, collateral_weights, debt_weights, stable_weights, take_rows
 from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
 
@@ -39,9 +39,8 @@ def growth_and_sigma(
     (health.evaluate_health computes them): the value weights are each leg's share of them.
     """
     ids = book.reserve_ids
-    picked = slice(None) if rows is None else rows
-    book_weighted, book_debt = book.weighted[picked], book.debt[picked]
-    book_stable = book.stable[picked] if book.has_stable else None
+    book_weighted, book_debt = take_rows(book.weighted, rows), take_rows(book.debt, rows)
+    book_stable = take_rows(book.stable, rows) if book.has_stable else None
     coll_w = collateral_weights(market, prices, ids)
     debt_w = debt_weights(market, prices, ids)
     stable_w = stable_weights(market, prices, ids)

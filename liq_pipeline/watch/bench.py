@@ -113,6 +113,7 @@ def run_bench_watch(
             "repays": traffic.repays,
             "withdrawals": traffic.withdrawals,
             "liquidations": traffic.liquidations,
+            "users_evaluated_median": int(statistics.median(r.evaluated for r in records)) if records else 0,
             "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
             "bootstrap_s": round(bootstrap_s, 2),
             "prepare_s": round(prepare_s, 2),

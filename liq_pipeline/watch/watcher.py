@@ -51,6 +51,7 @@ class BlockRecord:
     exact_redecided: int
     reorg_depth: int = 0
     phases_ms: dict[str, float] = field(default_factory=dict)  # read, evaluate, write
+    evaluated: int = 0  # users the engine evaluated (the rest were screened out as far from liquidation)
 
     @property
     def latency_ms(self) -> float:
@@ -68,6 +69,7 @@ class BlockRecord:
             "touched": str(self.touched),
             "exact_redecided": str(self.exact_redecided),
             "reorg_depth": str(self.reorg_depth),
+            "evaluated": str(self.evaluated),
         }
         fields.update({f"candidates_{k}": str(v) for k, v in self.candidates.items()})
         return fields
@@ -199,6 +201,7 @@ class Watcher:
             exact_redecided=result.exact_redecided,
             reorg_depth=depth,
             phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
+            evaluated=result.evaluated,
         )
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
