@@ -113,6 +113,7 @@ def run_bench_watch(
             "repays": traffic.repays,
             "withdrawals": traffic.withdrawals,
             "liquidations": traffic.liquidations,
+            "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
             "users_evaluated_median": int(statistics.median(r.evaluated for r in records)) if records else 0,
             "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
             "bootstrap_s": round(bootstrap_s, 2),
@@ -125,6 +126,12 @@ def run_bench_watch(
         anvil.stop(node)
         redis.stop()
         shutil.rmtree(redis_dir, ignore_errors=True)
+
+
+def _summary(record) -> dict:
+    phases = {name: round(value, 1) for name, value in record.phases_ms.items()}
+    return {"block": record.block, "latency_ms": round(record.latency_ms, 1), "evaluated": record.evaluated,
+            "touched": record.touched, **phases}  # fmt: skip
 
 
 def _competitor_watchlist(watcher: Watcher, borrowers: list[str], seed: int) -> list[str]:
