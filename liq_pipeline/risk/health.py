@@ -43,8 +43,9 @@ AVG_LT_AMBIGUITY = 1e-6  # a float average threshold this close to a whole bps c
 DEBT_PRICE_BOUND = 2.0  # scenario debt prices stay below 2x the oracle price (shocks < 100 %)
 SCREEN_MARGIN = 1e-6  # relative headroom of scenario_floor over float and rounding error
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
-CHUNK_ROWS = 8192  # rows per slice of the elementwise pass (temporaries of ~1 MB: in cache)
+CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
+KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
 _generations = itertools.count(1)
 
@@ -94,7 +95,7 @@ class PositionBook:
         self.config = config
         self.generation = next(_generations)  # a new row layout
         self.version = 0  # bumped by every in-place update
-        self._changes: list[np.ndarray] = []  # rows each update touched, in version order (for screens)
+        self._changes: list[np.ndarray] = []  # rows each recent update touched, in version order (for screens)
         self.coll: np.ndarray = arrays["coll"]  # scaled collateral, only where enabled and LT > 0
         self.weighted: np.ndarray = arrays["weighted"]  # scaled collateral x the user's effective LT (bps)
         self.debt: np.ndarray = arrays["debt"]  # scaled variable debt
@@ -162,11 +163,15 @@ class PositionBook:
         if new:
             changed.append(np.arange(start, self.positions.height))
         self._changes.append(np.concatenate(changed) if changed else np.zeros(0, np.int64))
+        del self._changes[:-KEPT_CHANGES]
         self.version += 1
 
-    def rows_changed_since(self, version: int) -> np.ndarray:
-        """Rows replaced or appended by the updates after `version`."""
-        parts = self._changes[version:]
+    def rows_changed_since(self, version: int) -> np.ndarray | None:
+        """Rows replaced or appended by the updates after `version`; None when that is older than the updates
+        kept (the caller must then treat every row as changed)."""
+        if self.version - version > len(self._changes):
+            return None
+        parts = self._changes[len(self._changes) - (self.version - version) :]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
 
@@ -196,14 +201,14 @@ def _replace_rows(frame: pl.DataFrame, rows: np.ndarray, replacement: pl.DataFra
 EMODE_IDS = 256  # e-mode category ids are uint8
 
 
-def threshold_table(market: MarketState, ids: Sequence[int]) -> np.ndarray:
-    """Liquidation threshold (bps) per e-mode category id and reserve: the category's where it covers the
-    reserve's collateral, the reserve's own elsewhere."""
-    table = np.tile(np.array([float(market.by_id[r].liquidation_threshold) for r in ids]), (EMODE_IDS, 1))
+def emode_table(market: MarketState, ids: Sequence[int], attribute: str) -> np.ndarray:
+    """Per e-mode category id and reserve, `attribute` (liquidation_threshold, liquidation_bonus): the category's
+    where it covers the reserve's collateral, the reserve's own elsewhere."""
+    table = np.tile(np.array([float(getattr(market.by_id[r], attribute)) for r in ids]), (EMODE_IDS, 1))
     for category in market.emode_categories:
         for column, r in enumerate(ids):
             if 0 <= category < EMODE_IDS and market.in_emode(category, r):
-                table[category, column] = float(market.emode_categories[category].liquidation_threshold)
+                table[category, column] = float(getattr(market.emode_categories[category], attribute))
     return table
 
 
@@ -236,7 +241,8 @@ def build_book(
     debt = np.ascontiguousarray(numbers[:, width : 2 * width])
     stable = np.ascontiguousarray(numbers[:, 2 * width :])
     emode = positions["emode"].cast(pl.Int64).fill_null(0).to_numpy().copy()
-    threshold = threshold_table(market, ids)[np.clip(emode, 0, EMODE_IDS - 1)] if width else np.zeros((n, 0))
+    thresholds = emode_table(market, ids, "liquidation_threshold")
+    threshold = thresholds[np.clip(emode, 0, EMODE_IDS - 1)] if width else np.zeros((n, 0))
     listed = np.array([market.by_id[r].liquidation_threshold > 0 for r in ids], bool)
     usable = enabled.astype(bool) & listed if width else np.zeros((n, 0), bool)
     coll = np.where(usable, coll, 0.0)

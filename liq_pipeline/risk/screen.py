@@ -57,7 +57,7 @@ class Screen:
         bounds: Mapping[str, float],
     ) -> bool:
         """Is every cold user still provably cold at `market` (see the module docstring)?"""
-        if book.generation != self.generation or book.version < self.version:
+        if book.generation != self.generation or book.rows_changed_since(self.version) is None:
             return False
         if market.block - self.block >= MAX_AGE_BLOCKS or market.timestamp < self.timestamp:
             return False

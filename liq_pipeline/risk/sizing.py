@@ -15,23 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .health import EMODE_IDS, PositionBook, ScenarioPrices, collateral_weights, debt_values
+from .health import EMODE_IDS, PositionBook, ScenarioPrices, collateral_weights, debt_values, emode_table
 from .market import MarketState
 
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
 DEFAULT_CLOSE_FACTOR = 0.5
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD_USD = 2_000
-
-
-def _bonus_table(market: MarketState, ids: tuple[int, ...]) -> np.ndarray:
-    """Liquidation bonus (bps) per e-mode category id and reserve: the category's bonus where it covers the
-    reserve's collateral, the reserve's own elsewhere."""
-    table = np.tile(np.array([float(market.by_id[r].liquidation_bonus) for r in ids]), (EMODE_IDS, 1))
-    for category in market.emode_categories:
-        for column, r in enumerate(ids):
-            if 0 <= category < EMODE_IDS and market.in_emode(category, r):
-                table[category, column] = float(market.emode_categories[category].liquidation_bonus)
-    return table
 
 
 def size_liquidations(
@@ -53,7 +42,7 @@ def size_liquidations(
     picked = np.arange(count)
     debt_base, coll_base = owed[picked, debt_pick], held[picked, coll_pick]
     emode = np.clip(book.emode[rows], 0, EMODE_IDS - 1)
-    bonus = _bonus_table(market, ids)[emode, coll_pick]
+    bonus = emode_table(market, ids, "liquidation_bonus")[emode, coll_pick]
     fee_bps = np.array([float(market.by_id[r].liquidation_protocol_fee) for r in ids])[coll_pick]
     full_close = hf <= CLOSE_FACTOR_HF_THRESHOLD
     if market.rules.small_position_full_close:

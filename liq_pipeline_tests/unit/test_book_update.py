@@ -81,3 +81,18 @@ def test_a_user_reread_without_any_position_is_emptied_not_kept():
     assert all(v in (0, False) for k, v in row.items() if k != "user")
     assert health_factors(book, MARKET)["hf_baseline"][1] == float("inf")
     assert not book.coll[1].any() and not book.debt[1].any()
+
+
+def test_changed_rows_are_remembered_for_the_recent_updates_only(monkeypatch):
+    import liq_pipeline.risk.health as health
+
+    monkeypatch.setattr(health, "KEPT_CHANGES", 3)
+    rng = random.Random(4)
+    users = [_user(rng, f"0x{i:040x}") for i in range(5)]
+    book = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)
+    for i in range(5):
+        book.update(positions_frame([_user(rng, users[i].user)], MARKET.reserve_ids), MARKET)
+    assert book.rows_changed_since(5).tolist() == []
+    assert book.rows_changed_since(3).tolist() == [3, 4]
+    assert book.rows_changed_since(2).tolist() == [2, 3, 4]
+    assert book.rows_changed_since(1) is None  # forgotten: a screen that old is not used
