@@ -227,7 +227,7 @@ def evaluate(
         hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
         shocked_pass = evaluate_health(book, market, distinct, hot, slack)
         exact_count += shocked_pass.exact_count
-    hf, projected, eta, sums, near = {}, {}, {}, {}, {}
+    hf, projected, eta, sums = {}, {}, {}, {}
     for spec, prices in zip(params.scenarios, shocked, strict=True):
         weighted, debt = np.full(n, np.nan), np.full(n, np.nan)
         if _same(prices, current):
@@ -241,12 +241,10 @@ def evaluate(
         sums[spec.name] = (weighted, debt)
         # Projections only where the ETA can fall within the horizon (exact: see reach_bound); cold users never.
         with np.errstate(invalid="ignore"):
-            near[spec.name] = rows[hf[spec.name][rows] < bounds[spec.name]]
+            near = rows[hf[spec.name][rows] < bounds[spec.name]]
         eta[spec.name] = np.full(n, np.inf)
         projected[spec.name] = np.full(n, np.nan)
-    for spec, prices in zip(params.scenarios, shocked, strict=True):
-        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near[spec.name], hf, eta,
-                 projected)  # fmt: skip
+        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected)
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
     stale = None if hot_mask is None else np.flatnonzero(~hot_mask)
