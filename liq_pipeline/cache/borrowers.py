@@ -13,19 +13,19 @@ from collections.abc import Iterable
 import polars as pl
 
 from .batching import chunked, commit_if_not_older, send_chunks
-from .codec import score_bytes
+from .codec import score_strings
 from .context import MarketCache
 
 INDEX_SCHEMA = {"user": pl.String, "hf": pl.Float64}
 
 
-def _pairs(frame: pl.DataFrame, hf_column: str) -> tuple[list[bytes], list[bytes]]:
+def _pairs(frame: pl.DataFrame, hf_column: str) -> tuple[list[bytes], list[str]]:
     users = [user.encode() for user in frame["user"].cast(pl.String)]
     # No debt gives HF = inf (Redis stores it); an unknown (NaN, null) HF sorts last too.
-    return users, score_bytes(frame[hf_column])
+    return users, score_strings(frame[hf_column])
 
 
-def _zadd_chunks(cache: MarketCache, key: str, users: list[bytes], hfs: list[bytes]):
+def _zadd_chunks(cache: MarketCache, key: str, users: list[bytes], hfs: list[str]):
     for part in chunked(range(len(users)), cache.options.max_pipeline):
         command: list = ["ZADD", key]
         for i in part:

@@ -15,9 +15,8 @@ import polars as pl
 
 from ..risk.engine import CANDIDATE_SCHEMA
 from .batching import chunked, commit_if_not_older, send_chunks
-from .codec import pack, score_bytes, score_strings, unpack
+from .codec import pack, score_strings, unpack
 from .context import MarketCache
-from .keys import candidate_member
 
 # ZSET range and details in one atomic script: read as two commands, a replacement landing between them would mix
 # one block's members with the next block's details (a test caught exactly that). The details come back as ONE
@@ -34,6 +33,15 @@ return cmsgpack.pack(details)
 """
 
 
+def _encoded(frame: pl.DataFrame) -> tuple[list[str], list[str], list[bytes]]:
+    """Members (`user:scenario`), scores (ETA) and msgpack details of candidate rows, as the arguments Redis takes.
+    Members and scores are formatted column-wise (hiredis packs str in C); a detail is one map per row."""
+    members = (frame["user"] + ":" + frame["scenario"]).to_list()
+    columns = frame.columns
+    details = [pack(dict(zip(columns, row, strict=True))) for row in frame.iter_rows()]
+    return members, score_strings(frame["eta_sec"]), details
+
+
 def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> bool:
     """Make `frame` (CANDIDATE_SCHEMA rows, any extra columns kept) the live candidate set of `block`.
 
@@ -48,10 +56,7 @@ def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> boo
         commands = [("DEL", keys.candidates_details), ("DEL", keys.candidates_zset), (*meta, "count", 0)]
         return commit_if_not_older(cache, keys.candidates_meta, block, commands)
 
-    # Arguments encoded to bytes here: redis-py encodes each str/float in Python, which was 2/3 of the write time.
-    members = [candidate_member(u, s).encode() for u, s in zip(frame["user"], frame["scenario"], strict=True)]
-    scores = score_bytes(frame["eta_sec"])
-    details = [pack(row) for row in frame.to_dicts()]
+    members, scores, details = _encoded(frame)
 
     token = uuid.uuid4().hex[:12]
     staged_zset, staged_details = keys.staging("eta", token), keys.staging("candidates", token)
@@ -123,10 +128,7 @@ def write_candidate_changes(
     keys = cache.keys
     commands: list[tuple] = []
     if upserts.height:
-        members = (upserts["user"] + ":" + upserts["scenario"]).to_list()
-        scores = score_strings(upserts["eta_sec"])
-        columns = upserts.columns
-        details = [pack(dict(zip(columns, row, strict=True))) for row in upserts.iter_rows()]
+        members, scores, details = _encoded(upserts)
         for part in chunked(range(len(members)), cache.options.max_pipeline):
             zadd, hset = ["ZADD", keys.candidates_zset], ["HSET", keys.candidates_details]
             for i in part:

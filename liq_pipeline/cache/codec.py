@@ -62,12 +62,6 @@ def score_strings(values: pl.Series) -> list[str]:
     return values.cast(pl.Float64).fill_nan(math.inf).fill_null(math.inf).cast(pl.String).to_list()
 
 
-def score_bytes(values: pl.Series) -> list[bytes]:
-    """ZSET scores as the bytes Redis parses: NaN (refused by ZADD) and null become inf, i.e. sort last."""
-    floats = values.cast(pl.Float64).fill_nan(math.inf).fill_null(math.inf)
-    return [repr(value).encode() for value in floats]
-
-
 # --- Arrow IPC ---------------------------------------------------------------------------------------------------
 def _wide_int_exprs(frame: pl.DataFrame) -> tuple[list[pl.Expr], dict[str, dict[str, str]]]:
     exprs: list[pl.Expr] = []

@@ -89,7 +89,7 @@ class Evaluation:
     scenario_prices: dict[str, ScenarioPrices] = field(default_factory=dict)
     exact_redecided: int = 0  # (user, scenario) pairs decided on the exact path
     book_version: int = 0
-    trends: tuple[Mapping[int, float], Mapping[int, float]] = ({}, {})  # drift, volatility per reserve
+    trends: tuple[Mapping[int, float], Mapping[int, float]] = field(default_factory=lambda: ({}, {}))  # drift, vol
     sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
     screen: Screen | None = None  # for the next block's evaluation
     stale: np.ndarray | None = None  # rows the screen skipped (their hf_current is the screen's)
@@ -218,10 +218,12 @@ def evaluate(
     else:  # cold users keep the screen's value: their decision (HF > 1) is proven, the value a little stale
         hf_current = np.concatenate([screen.hf_current, np.full(n - screen.hf_current.size, np.nan)])[:n]
         hf_current[live] = now.hf[:, 0]
-    floors = {p.name: scenario_floor(book, market, now, slack, p, live) for p in shocked}
     # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most
     # users are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
+    # A full evaluation also needs the zero-shock floor: it makes the next screen.
     distinct = [p for p in shocked if not _same(p, current)]
+    floored = shocked if live is None else distinct
+    floors = {p.name: scenario_floor(book, market, now, slack, p, live) for p in floored}
     exact_count = now.exact_count
     if distinct:
         hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
