@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .chain.multicall import MULTICALL3
+
 SCENARIO_NAMES = ("baseline", "adverse", "extreme")
 PROTOCOL_VERSIONS = ("3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
     chain_id: int | None = None
     aave_addresses_provider: str | None = None
     aave_protocol_version: str = "3.0"
+    multicall_address: str | None = MULTICALL3  # empty: plain JSON-RPC batches (chain/multicall.py)
 
     # --- predictive engine -------------------------------------------------------------------------------------
     predictive_enabled: Annotated[bool, NoDecode] = False
@@ -243,7 +246,7 @@ class Settings(BaseSettings):
         items = value if isinstance(value, list | tuple) else str(value).split(",")
         return tuple(str(item).strip().upper() for item in items if str(item).strip())
 
-    @field_validator("aave_addresses_provider", mode="before")
+    @field_validator("aave_addresses_provider", "multicall_address", mode="before")
     @classmethod
     def _address(cls, value: Any) -> str | None:
         if value is None or str(value).strip() == "":

@@ -87,7 +87,10 @@ def run_demo(
         )
         rules = rules_for(devnet.market.protocol_version)
         cache = open_market_cache(own, devnet.market.chain_id, devnet.market.pool)
-        tracker = Tracker.bootstrap(rpc, devnet.market.addresses_provider, rules, 0, head, own.stable_asset_symbols)
+        tracker = Tracker.bootstrap(
+            rpc, devnet.market.addresses_provider, rules, 0, head, own.stable_asset_symbols,
+            multicall=own.multicall_address,
+        )  # fmt: skip
         watcher = Watcher(rpc, tracker, engine_params(own), cache)
         flagged: dict[str, set[int]] = {}  # user -> blocks at which the watcher held it as a candidate
         below: set[str] = set()

@@ -98,7 +98,9 @@ def scan(
         if last > head:
             raise ScanInputError(f"--to-block {last} is past the node's latest block {head}")
         say("discovering the market")
-        market = discover_market(rpc, settings.aave_addresses_provider, last, rules)
+        market = discover_market(
+            rpc, settings.aave_addresses_provider, last, rules, multicall=settings.multicall_address
+        )
         say(f"reading events {from_block}-{last}")
         events = fetch_events(rpc, market, from_block, last)
         borrowers = borrowers_from_events(events)

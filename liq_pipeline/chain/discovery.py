@@ -16,6 +16,7 @@ from eth_utils import to_checksum_address
 from ..risk.market import EModeCategory, MarketState, ReserveState
 from ..risk.versions import ProtocolRules
 from .abi import function
+from .multicall import MULTICALL3, has_multicall
 from .rpc import RpcClient, RpcError
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -89,6 +90,8 @@ class Market:
     # AaveOracle source per asset: the feed whose Chainlink AnswerUpdated events announce new prices. On live
     # chains a source is often a proxy that emits nothing; prices are read from the oracle every block anyway.
     price_sources: dict[str, str] = field(default_factory=dict)
+    # Multicall3 (or compatible) deployed at the discovery block: many eth_calls read as one (chain/multicall.py)
+    multicall: str | None = None
 
     @property
     def by_asset(self) -> dict[str, ReserveInfo]:
@@ -116,8 +119,15 @@ def _one(rpc: RpcClient, contract: str, name: str, to: str, *args, block: int) -
 
 
 def discover_market(
-    rpc: RpcClient, addresses_provider: str, block: int, rules: ProtocolRules, symbols: bool = True
+    rpc: RpcClient,
+    addresses_provider: str,
+    block: int,
+    rules: ProtocolRules,
+    symbols: bool = True,
+    multicall: str | None = MULTICALL3,
 ) -> Market:
+    """The market's addresses and configuration at `block`; `multicall`: the aggregate3 contract to read through
+    when it has code at `block` (None: plain JSON-RPC batches)."""
     provider = to_checksum_address(addresses_provider)
     code = rpc.call("eth_getCode", provider, hex(block))
     if code in ("0x", "0x0", None):
@@ -181,6 +191,7 @@ def discover_market(
         tuple(reserves),
         categories,
         sources,
+        has_multicall(rpc, multicall, block),
     )
 
 

@@ -1,5 +1,7 @@
 """Users' positions AT A GIVEN BLOCK, read with batched eth_calls, as polars frames the engine takes directly.
 
+The calls go through Multicall3 where the market has it (chain/multicall.py), as a plain batch otherwise.
+
 Two rounds per chunk of users: (1) the user configuration bitmap and e-mode category; (2) for every reserve whose
 bits are set, the scaled aToken balance, the scaled variable debt and (V3.0-3.1) the stable debt balance. A few
 users (the watcher's per block) are read in one round: every reserve's balances with the configuration. The
@@ -18,6 +20,7 @@ from ..risk.market import coll_col, debt_col, long_to_wide, on_col, positions_sc
 from ..risk.versions import ProtocolRules
 from .abi import function
 from .discovery import Market, ReaderError
+from .multicall import eth_calls
 from .rpc import RpcClient, RpcError
 
 USERS_PER_ROUND = 2_000
@@ -84,7 +87,7 @@ def read_positions_long(
             for reserve in reserves
             for req in _leg_requests(reserve, user, block, rules.counts_stable_debt)
         ] if one_round else []  # fmt: skip
-        first = rpc.batch(head + speculative, raise_on_error=False)
+        first = eth_calls(rpc, head + speculative, market.multicall)
         legs: list[tuple[str, int, object, bool, bool]] = []
         emodes: dict[str, int] = {}
         for i, user in enumerate(chunk):
@@ -112,7 +115,7 @@ def read_positions_long(
                 for user, _rid, reserve, borrowing, _collateral in legs
                 for req in _leg_requests(reserve, user, block, rules.counts_stable_debt and borrowing)
             ]
-            answers = iter(rpc.batch(requests, raise_on_error=False))
+            answers = iter(eth_calls(rpc, requests, market.multicall))
         for user, rid, reserve, borrowing, collateral in legs:
             (supplied,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} aToken balance of {user}", block)
             (owed,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} debt of {user}", block)

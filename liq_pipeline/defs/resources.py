@@ -38,7 +38,10 @@ class ChainResource(dg.ConfigurableResource):
         if settings.aave_addresses_provider is None:
             raise dg.Failure("AAVE_ADDRESSES_PROVIDER is not set")
         rules = rules_for(settings.aave_protocol_version)
-        return discover_market(rpc, settings.aave_addresses_provider, block, rules), rules
+        market = discover_market(
+            rpc, settings.aave_addresses_provider, block, rules, multicall=settings.multicall_address
+        )
+        return market, rules
 
 
 class LakeResource(dg.ConfigurableResource):

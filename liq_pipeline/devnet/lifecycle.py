@@ -16,6 +16,7 @@ from .borrowers import BorrowerRecord
 from .deploy import deploy_market
 from .errors import DevnetError
 from .market import Market, load_market
+from .multicall import install_multicall
 from .paths import borrowers_json_path, check_packages, devnet_dir, market_json_path
 from .rpc import Rpc
 from .seed import seed as seed_borrowers
@@ -60,6 +61,7 @@ def up(
         try:
             with Rpc(node.url) as rpc:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
+                install_multicall(rpc, data_dir)  # before the market: every block has it
                 market = deploy_market(rpc, data_dir)
                 record = BorrowerRecord()
                 if borrowers:

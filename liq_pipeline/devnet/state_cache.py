@@ -31,6 +31,7 @@ from .borrowers import BorrowerRecord
 from .deploy import deploy_market, package_versions
 from .errors import DevnetError
 from .market import Market, load_market
+from .multicall import install_multicall
 from .paths import check_packages, devnet_dir
 from .rpc import Rpc
 from .seed import seed as seed_borrowers
@@ -44,6 +45,11 @@ _SHAPING_SOURCES = ("spec.py", "deploy.py", "seed.py", "accounts.py", "anvil.py"
 class CacheEntry:
     key: str
     directory: Path
+
+    @property
+    def data_dir(self) -> Path:
+        """The DATA_DIR the entry lives in (<DATA_DIR>/devnet/cache/<key>)."""
+        return self.directory.parents[2]
 
     @property
     def state_path(self) -> Path:
@@ -312,6 +318,7 @@ def start_from(
     try:
         with Rpc(node.url) as rpc:
             prepare_clock(rpc)
+            install_multicall(rpc, entry.data_dir)
     except BaseException:
         anvil.stop(node)
         raise

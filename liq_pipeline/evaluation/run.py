@@ -115,7 +115,9 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
     rules = rules_for(settings.aave_protocol_version)
     params = engine_params(settings)
     with RpcClient(settings.rpc_url.get_secret_value()) as rpc:
-        market = discover_market(rpc, settings.aave_addresses_provider, block, rules, symbols=True)
+        market = discover_market(
+            rpc, settings.aave_addresses_provider, block, rules, symbols=True, multicall=settings.multicall_address
+        )
         cache = open_market_cache(settings, market.chain_id, market.pool)
         snapshot = cache.get_positions()
         bootstrapped = snapshot is None or snapshot.block >= block
@@ -123,7 +125,7 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
             tracker = Tracker.bootstrap(
                 rpc, settings.aave_addresses_provider, rules, settings.start_block, block,
                 settings.stable_asset_symbols, price_window=settings.predictive_price_window,
-                ema_span=settings.predictive_ema_span,
+                ema_span=settings.predictive_ema_span, multicall=settings.multicall_address,
             )  # fmt: skip
             touched: list[str] = tracker.positions["user"].to_list()
         else:

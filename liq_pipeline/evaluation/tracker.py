@@ -25,6 +25,7 @@ from ..chain.discovery import (
     read_market_state,
 )
 from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fetch_events, logs_request
+from ..chain.multicall import MULTICALL3
 from ..chain.positions import read_positions
 from ..chain.rpc import RpcClient, RpcError
 from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
@@ -104,8 +105,9 @@ class Tracker:
         known_users: Iterable[str] = (),
         price_window: int = 60,
         ema_span: int = 20,
+        multicall: str | None = MULTICALL3,
     ) -> Tracker:
-        market = discover_market(rpc, addresses_provider, at_block, rules)
+        market = discover_market(rpc, addresses_provider, at_block, rules, multicall=multicall)
         events = fetch_events(rpc, market, from_block, at_block)
         users = sorted(set(borrowers_from_events(events)) | set(known_users))
         positions = read_positions(rpc, market, users, at_block, rules)

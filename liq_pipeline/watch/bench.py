@@ -72,7 +72,7 @@ def run_bench_watch(
         started = time.perf_counter()
         tracker = Tracker.bootstrap(
             rpc, market.addresses_provider, rules_for(market.protocol_version), 0, head,
-            settings.stable_asset_symbols,
+            settings.stable_asset_symbols, multicall=settings.multicall_address,
         )  # fmt: skip
         bootstrap_s = time.perf_counter() - started
         predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured

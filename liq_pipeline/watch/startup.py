@@ -23,7 +23,7 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     rules = rules_for(settings.aave_protocol_version)
     rpc = RpcClient(settings.rpc_url.get_secret_value())
     head = int(rpc.call("eth_blockNumber"), 16)
-    market = discover_market(rpc, settings.aave_addresses_provider, head, rules)
+    market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
     cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
     snapshot = cache.get_positions() if cache is not None else None
     if snapshot is not None and snapshot.block <= head:
@@ -41,6 +41,7 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
         tracker = Tracker.bootstrap(
             rpc, settings.aave_addresses_provider, rules, settings.start_block, head, settings.stable_asset_symbols,
             price_window=settings.predictive_price_window, ema_span=settings.predictive_ema_span,
+            multicall=settings.multicall_address,
         )  # fmt: skip
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
     return Watcher(rpc, tracker, engine_params(settings), cache)
