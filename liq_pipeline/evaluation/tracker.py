@@ -37,7 +37,8 @@ from ..risk.versions import ProtocolRules
 
 log = logging.getLogger(__name__)
 
-TREND_EVERY = 10  # blocks between recomputations of drift and volatility
+TREND_EVERY = 10  # blocks between recomputations of drift and volatility, at a block where a price moved
+TREND_MAX_AGE = 30  # blocks after which they are recomputed even if no price moved
 FAST_PATH_BLOCKS = 20  # up to this many new blocks: logs and market state in a single JSON-RPC batch
 
 
@@ -89,9 +90,11 @@ class Tracker:
     _book: PositionBook | None = None
     _book_state: MarketState | None = None  # the market whose configuration the book was built with
     _screen: Screen | None = None
+    _previous: Evaluation | None = None  # the last evaluation: a block without price moves carries from it
     _state: MarketState | None = None
     _trends: dict[int, AssetTrend] | None = None
     _trends_block: int = -1
+    _trend_prices: dict[int, int] | None = None  # the prices of the last block trends() was asked at
 
     @classmethod
     def bootstrap(
@@ -184,12 +187,19 @@ class Tracker:
                 window.append((state.timestamp, reserve.price))
 
     def trends(self, force: bool = False) -> dict[int, AssetTrend]:
-        """Drift and volatility per reserve from the price windows. They move slowly: recomputed every
-        TREND_EVERY blocks (a polars pass costs ~10 ms, most of a watcher's per-block budget)."""
-        if not force and self._trends is not None and self.block - self._trends_block < TREND_EVERY:
+        """Drift and volatility per reserve from the price windows. They move slowly: recomputed at most every
+        TREND_EVERY blocks (a polars pass costs ~10 ms, most of a watcher's per-block budget), at a block where a
+        price moved (that block is evaluated in full anyway; a block without price moves then carries the
+        previous values, risk/carry.py), and at least every TREND_MAX_AGE blocks."""
+        age = self.block - self._trends_block
+        prices = self._state.prices if self._state is not None else None
+        moved = prices != self._trend_prices
+        if not force and self._trends is not None and (age < TREND_EVERY or (not moved and age < TREND_MAX_AGE)):
+            self._trend_prices = prices
             return self._trends
         self._trends = self._compute_trends()
         self._trends_block = self.block
+        self._trend_prices = prices
         return self._trends
 
     def _compute_trends(self) -> dict[int, AssetTrend]:
@@ -221,8 +231,8 @@ class Tracker:
         seen = time.time() if seen_at is None else seen_at
         state = self.market_state()
         # the previous block's screen: users it proved far from liquidation are skipped while prices stay close
-        result = evaluate(self.book(state), state, params, self.trends(), screen=self._screen)
-        self._screen = result.screen
+        result = evaluate(self.book(state), state, params, self.trends(), screen=self._screen, previous=self._previous)
+        self._screen, self._previous = result.screen, result
         record = EvaluationRecord(
             block=self.block,
             block_timestamp=state.timestamp,

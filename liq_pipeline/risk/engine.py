@@ -17,6 +17,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
+from .carry import NOISE_MAX, Carry, band_minimum, growth_rates
 from .health import (
     PositionBook,
     ScenarioPrices,
@@ -25,6 +26,7 @@ from .health import (
     evaluate_health,
     rounding_slack,
     scenario_floor,
+    take_rows,
 )
 from .market import MarketState
 from .projection import eta_seconds, growth_and_sigma, projected_hf, reach_bound
@@ -92,8 +94,10 @@ class Evaluation:
     trends: tuple[Mapping[int, float], Mapping[int, float]] = field(default_factory=lambda: ({}, {}))  # drift, vol
     sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
     screen: Screen | None = None  # for the next block's evaluation
-    stale: np.ndarray | None = None  # rows the screen skipped (their hf_current is the screen's)
-    evaluated: int = 0  # users evaluated (all, or the screen's hot ones)
+    stale: np.ndarray | None = None  # rows not evaluated at this block: screened out (cold) or carried
+    evaluated: int = 0  # users evaluated (all, the screen's hot ones, or on a quiet block the few near a bound)
+    carry: Carry | None = None  # for the next block's evaluation, if no price moves (see risk/carry.py)
+    carried: bool = False  # this evaluation carried the previous block's values
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -128,15 +132,17 @@ class Evaluation:
 
     def _complete_projections(self) -> None:
         drift, volatility = self.trends
-        if self.stale is not None and self.stale.size:  # users the screen skipped: their current values now
+        if self.stale is not None and self.stale.size:  # users skipped or carried: their values at this block now
             current = self.scenario_prices[CURRENT]
             health = evaluate_health(self.book, self.market, [current], self.stale)
             self.hf_current[self.stale] = health.hf[:, 0]
             for spec in self.params.scenarios:
+                self.projected[spec.name][self.stale] = np.nan
                 if _same(self.scenario_prices[spec.name], current):
                     self.sums[spec.name][0][self.stale] = health.weighted[:, 0]
                     self.sums[spec.name][1][self.stale] = health.debt[:, 0]
-                    self.projected[spec.name][self.stale] = np.nan
+                else:
+                    self.hf[spec.name][self.stale] = np.nan
             self.stale = None
         for spec in self.params.scenarios:
             unscreened = np.flatnonzero(np.isnan(self.hf[spec.name]))
@@ -187,9 +193,12 @@ def evaluate(
     params: EngineParams,
     trends: Mapping[int, AssetTrend] | None = None,
     screen: Screen | None = None,
+    previous: Evaluation | None = None,
 ) -> Evaluation:
-    """Evaluate every user in every scenario. Pass a PositionBook (build_book) to reuse it across blocks, and the
-    previous evaluation's `screen` to skip the users it proved far from liquidation (see risk/screen.py)."""
+    """Evaluate every user in every scenario. Pass a PositionBook (build_book) to reuse it across blocks, the
+    previous evaluation's `screen` to skip the users it proved far from liquidation (see risk/screen.py), and the
+    previous evaluation itself to carry the values of users far from every decision when no price moved (see
+    risk/carry.py). Decisions never differ from evaluating everyone."""
     book = positions if isinstance(positions, PositionBook) else build_book(positions, market)
     trends = trends or {}
     drift = {r: t.drift_per_sec for r, t in trends.items()}
@@ -207,17 +216,31 @@ def evaluate(
     n = book.height
     screened = screen is not None and screen.holds(book, market, by_name, bounds)
     hot_mask = screen.hot(book) if screened else None
-    live = np.flatnonzero(hot_mask) if screened else None  # None: every user
+    key = _carry_key(market, shocked, drift, volatility, params)
+    quiet = (
+        previous is not None
+        and previous.carry is not None
+        and (screen is None or screened)
+        and previous.carry.applies(book, market, key)
+    )
+    if quiet:  # no price moved: only users near a decision, changed or new (risk/carry.py)
+        sigmas = max((spec.sigmas for spec in params.scenarios), default=0.0)
+        need = previous.carry.needed(book, previous.carry.bound(market, sigmas, params.horizon_sec, drift, volatility))
+        live = np.flatnonzero(need if hot_mask is None else need & hot_mask)
+    else:
+        live = np.flatnonzero(hot_mask) if screened else None  # None: every user
     rows = live if live is not None else np.arange(n)
     # The current HF (liquidatable now) of every live user. A zero-shock scenario (baseline) has the current
     # prices: its HF is the current HF, computed once.
     slack = rounding_slack(book, market)
     now = evaluate_health(book, market, [current], live, slack)
-    if live is None:
-        hf_current = now.hf[:, 0]
+    if quiet:  # everyone else keeps the previous block's values
+        hf_current = _carried(previous.hf_current, n, np.nan)
+    elif live is None:
+        hf_current = np.empty(n)
     else:  # cold users keep the screen's value: their decision (HF > 1) is proven, the value a little stale
-        hf_current = np.concatenate([screen.hf_current, np.full(n - screen.hf_current.size, np.nan)])[:n]
-        hf_current[live] = now.hf[:, 0]
+        hf_current = _carried(screen.hf_current, n, np.nan)
+    hf_current[rows] = now.hf[:, 0]
     # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most
     # users are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
     # A full evaluation also needs the zero-shock floor: it makes the next screen.
@@ -229,27 +252,60 @@ def evaluate(
         hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
         shocked_pass = evaluate_health(book, market, distinct, hot, slack)
         exact_count += shocked_pass.exact_count
+    # headroom of each live user over every decision (ln HF for liquidatable now, the band minimum f per
+    # scenario), for the next block's carry
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.abs(np.log(now.hf[:, 0]))
     hf, projected, eta, sums = {}, {}, {}, {}
     for spec, prices in zip(params.scenarios, shocked, strict=True):
-        weighted, debt = np.full(n, np.nan), np.full(n, np.nan)
+        before = previous if quiet else None
+        weighted = _carried(before and before.sums[spec.name][0], n, np.nan, rows)
+        debt = _carried(before and before.sums[spec.name][1], n, np.nan, rows)
         if _same(prices, current):
             hf[spec.name] = hf_current
             weighted[rows], debt[rows] = now.weighted[:, 0], now.debt[:, 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.log(now.hf[:, 0] / bounds[spec.name])
         else:
             column = shocked_pass.column(spec.name)
-            hf[spec.name] = np.full(n, np.nan)
+            hf[spec.name] = _carried(before and before.hf[spec.name], n, np.nan, rows)
             hf[spec.name][hot] = shocked_pass.hf[:, column]
             weighted[hot], debt[hot] = shocked_pass.weighted[:, column], shocked_pass.debt[:, column]
+            with np.errstate(divide="ignore", invalid="ignore"):  # not evaluated: above the floor
+                f = np.log(
+                    np.where(np.isnan(hf[spec.name][rows]), floors[spec.name], hf[spec.name][rows]) / bounds[spec.name]
+                )
         sums[spec.name] = (weighted, debt)
         # Projections only where the ETA can fall within the horizon (exact: see reach_bound); cold users never.
         with np.errstate(invalid="ignore"):
-            near = rows[hf[spec.name][rows] < bounds[spec.name]]
-        eta[spec.name] = np.full(n, np.inf)
-        projected[spec.name] = np.full(n, np.nan)
-        _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected)
+            near_at = np.flatnonzero(hf[spec.name][rows] < bounds[spec.name])
+        near = rows[near_at]
+        eta[spec.name] = _carried(before and before.eta[spec.name], n, np.inf, rows)
+        projected[spec.name] = _carried(before and before.projected[spec.name], n, np.nan, rows)
+        f[near_at] = _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta,
+                              projected)  # fmt: skip
+        room = np.minimum(room, np.abs(f))
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
-    stale = None if hot_mask is None else np.flatnonzero(~hot_mask)
+    with np.errstate(divide="ignore", invalid="ignore"):  # dust: the float's rounding is not negligible
+        noise = take_rows(slack[0], live) / now.collateral[:, 0] + take_rows(slack[1], live) / now.debt[:, 0]
+    room[((noise > NOISE_MAX) & np.isfinite(now.hf[:, 0])) | take_rows(book.exact_only, live)] = 0.0
+    headroom = _carried(previous.carry.headroom if quiet else None, n, 0.0)
+    headroom[rows] = np.nan_to_num(room, nan=0.0)
+    carry = Carry(
+        generation=book.generation,
+        version=book.version,
+        base=previous.carry.base if quiet else market,
+        growth_rates=(*previous.carry.growth_rates, growth_rates(market)) if quiet else (growth_rates(market),),
+        key=key,
+        headroom=headroom,
+        blocks=previous.carry.blocks + 1 if quiet else 0,
+    )
+    stale = None
+    if live is not None:
+        skipped = np.ones(n, bool)
+        skipped[live] = False
+        stale = np.flatnonzero(skipped)
     return Evaluation(
         block=market.block,
         book=book,
@@ -267,6 +323,33 @@ def evaluate(
         screen=screen,
         stale=stale,
         evaluated=len(rows),
+        carry=carry,
+        carried=quiet,
+    )
+
+
+def _carried(values: np.ndarray | None, n: int, fill: float, reset: np.ndarray | None = None) -> np.ndarray:
+    """A copy of the previous block's row-aligned `values` grown to `n` rows with `fill` (all `fill` when None),
+    with the `reset` rows set to `fill` (they are evaluated again)."""
+    out = np.full(n, fill)
+    if values is not None:
+        kept = min(n, values.size)
+        out[:kept] = values[:kept]
+        if reset is not None:
+            out[reset] = fill
+    return out
+
+
+def _carry_key(market, shocked, drift, volatility, params) -> tuple:
+    """What must be unchanged for a block to carry the previous one's values: every price (oracle, e-mode,
+    scenario), the trends, the parameters."""
+    return (
+        dict(market.prices),
+        dict(market.emode_categories),
+        [(p.name, dict(p.collateral), dict(p.debt)) for p in shocked],
+        dict(drift),
+        dict(volatility),
+        params,
     )
 
 
@@ -283,13 +366,15 @@ def _project(
     hf: Mapping[str, np.ndarray],
     eta: dict[str, np.ndarray],
     projected: dict[str, np.ndarray],
-) -> None:
-    """ETA and projected HF of the book's `rows` in one scenario, written into `eta` and `projected`."""
+) -> np.ndarray:
+    """ETA and projected HF of the book's `rows` in one scenario, written into `eta` and `projected`; returns the
+    rows' band minimum (carry.band_minimum: negative for a candidate)."""
     weighted, debt = sums
     g, sigma = growth_and_sigma(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
     shocked_hf = hf[spec.name][rows]
     eta[spec.name][rows] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
     projected[spec.name][rows] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
+    return band_minimum(shocked_hf, g, sigma, spec.sigmas, params.threshold, params.horizon_sec)
 
 
 def prioritize(users: pl.DataFrame, cap: int, hf_column: str = "hf_current") -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -156,6 +156,7 @@ class Watcher:
             self.touched_at.pop(number, None)
         self.tracker.block = ancestor
         self.tracker._state = None
+        self.tracker._previous = None  # values of orphaned blocks are not carried
         self.tracker.refresh_users(users)
         self.stats.reorgs += 1
         log.warning("reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor", len(orphaned), ancestor,
