@@ -11,7 +11,8 @@ supplies or borrows. Every decision the engine makes is a sign:
 f moves by at most |dL| + z sqrt(H) |d sigma| + H |dg| (each term of the minimum does). With prices, scenario
 prices, trends and parameters unchanged, dL is bounded by the indices' growth since the reference block, and
 d sigma and dg by the shift of the users' value weights that growth can cause and by the reserve rates'
-changes. Each evaluated user records its headroom: the smallest |ln HF| and |f| over the decisions. A later
+changes. Each evaluated user records its headroom: the smallest |ln HF| and |f| over the decisions, less the
+relative rounding slack of its float HF (what the exact path could still move; dust users have little). A later
 quiet block evaluates only the users whose headroom is within that bound plus CARRY_MARGIN, the users whose
 positions changed, and users new to the book; the rest keep their values and, provably, their decisions. Tests
 compare every decision with evaluating everyone, on quiet stretches with interest, rate changes and traffic.
@@ -33,7 +34,6 @@ from .market import MarketState
 
 CARRY_MARGIN = 1e-3  # log-HF headroom on top of the bound: covers float error, floored thresholds, rounding
 MAX_CARRY_BLOCKS = 30  # quiet blocks in a row before every hot user is evaluated again (1 minute on Base)
-NOISE_MAX = 1e-5  # users whose relative rounding slack is larger (dust) are evaluated every block
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from .carry import NOISE_MAX, Carry, band_minimum, growth_rates
+from .carry import Carry, band_minimum, growth_rates
 from .health import (
     PositionBook,
     ScenarioPrices,
@@ -287,9 +287,10 @@ def evaluate(
         room = np.minimum(room, np.abs(f))
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
-    with np.errstate(divide="ignore", invalid="ignore"):  # dust: the float's rounding is not negligible
+    with np.errstate(divide="ignore", invalid="ignore"):  # the exact values may lie this far (relative) from the float
         noise = take_rows(slack[0], live) / now.collateral[:, 0] + take_rows(slack[1], live) / now.debt[:, 0]
-    room[((noise > NOISE_MAX) & np.isfinite(now.hf[:, 0])) | take_rows(book.exact_only, live)] = 0.0
+        room = np.where(np.isfinite(now.hf[:, 0]), room - noise, room)
+    room[take_rows(book.exact_only, live)] = 0.0
     headroom = _carried(previous.carry.headroom if quiet else None, n, 0.0)
     headroom[rows] = np.nan_to_num(room, nan=0.0)
     carry = Carry(

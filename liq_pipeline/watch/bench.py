@@ -115,6 +115,8 @@ def run_bench_watch(
             "liquidations": traffic.liquidations,
             "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
             "users_evaluated_median": int(statistics.median(r.evaluated for r in records)) if records else 0,
+            "carried_blocks": sum(r.carried for r in records),
+            "p50_ms_by_kind": _p50_by_kind(records),
             "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
             "bootstrap_s": round(bootstrap_s, 2),
             "prepare_s": round(prepare_s, 2),
@@ -128,10 +130,16 @@ def run_bench_watch(
         shutil.rmtree(redis_dir, ignore_errors=True)
 
 
+def _p50_by_kind(records) -> dict[str, float]:
+    """Median latency of blocks that carried the previous values (no price moved) and of the others."""
+    kinds = {"carried": [r for r in records if r.carried], "evaluated": [r for r in records if not r.carried]}
+    return {kind: round(statistics.median(r.latency_ms for r in group), 2) for kind, group in kinds.items() if group}
+
+
 def _summary(record) -> dict:
     phases = {name: round(value, 1) for name, value in record.phases_ms.items()}
     return {"block": record.block, "latency_ms": round(record.latency_ms, 1), "evaluated": record.evaluated,
-            "touched": record.touched, **phases}  # fmt: skip
+            "touched": record.touched, "carried": record.carried, **phases}  # fmt: skip
 
 
 def _competitor_watchlist(watcher: Watcher, borrowers: list[str], seed: int) -> list[str]:

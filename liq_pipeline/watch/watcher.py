@@ -52,6 +52,7 @@ class BlockRecord:
     reorg_depth: int = 0
     phases_ms: dict[str, float] = field(default_factory=dict)  # read, evaluate, write
     evaluated: int = 0  # users the engine evaluated (the rest were screened out as far from liquidation)
+    carried: bool = False  # no price moved: users far from every decision kept the previous values
 
     @property
     def latency_ms(self) -> float:
@@ -70,6 +71,7 @@ class BlockRecord:
             "exact_redecided": str(self.exact_redecided),
             "reorg_depth": str(self.reorg_depth),
             "evaluated": str(self.evaluated),
+            "carried": str(int(self.carried)),
         }
         fields.update({f"candidates_{k}": str(v) for k, v in self.candidates.items()})
         return fields
@@ -203,6 +205,7 @@ class Watcher:
             reorg_depth=depth,
             phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
             evaluated=result.evaluated,
+            carried=result.carried,
         )
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
