@@ -1,7 +1,8 @@
 """JSON-RPC over HTTP: single calls and chunked batches, retried with backoff on transient faults.
 
-Batches work on every node (Multicall3 does not exist on a bare anvil). A node's answer that is an error for one
-entry of a batch is returned as an `RpcError` in that entry's place, so callers can name the block and address.
+Batches work on every node (position reads go through Multicall3 where it exists: chain/multicall.py). A node's
+answer that is an error for one entry of a batch is returned as an `RpcError` in that entry's place, so callers
+can name the block and address.
 The endpoint URL usually carries an API key: only its scheme and host ever appear in messages.
 """
 
