@@ -1,0 +1,30 @@
+"""Trends are recomputed at a block where a price moved (at most every TREND_EVERY blocks), and at least every
+TREND_MAX_AGE blocks: a block without price moves keeps them, so it can carry the previous values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import polars as pl
+
+from liq_pipeline.evaluation.tracker import TREND_EVERY, TREND_MAX_AGE, Tracker
+from liq_pipeline.risk.versions import rules_for
+from liq_pipeline.synthetic import sample
+
+
+def test_trends_wait_for_a_price_move_or_their_maximum_age():
+    market = sample(10, seed=1).market
+    tracker = Tracker(None, None, rules_for("3.0"), pl.DataFrame(), block=0)
+    recomputed = []
+    tracker._compute_trends = lambda: recomputed.append(tracker.block) or {}
+    moved = dataclasses.replace(
+        market, reserves=tuple(dataclasses.replace(r, price=r.price + 1) for r in market.reserves)
+    )
+    for block in range(1, 80):
+        tracker.block = block
+        price_move = block in (5, 12, 14)
+        tracker._state = dataclasses.replace(moved if price_move else market, block=block)
+        tracker.trends()
+    # first call, then the price move at 12 (TREND_EVERY after 1 not yet at 5), then 30 blocks without any
+    assert TREND_EVERY == 10 and TREND_MAX_AGE == 30
+    assert recomputed == [1, 12, 42, 72]
