@@ -9,6 +9,7 @@ selector plus eth_abi costs microseconds, which matters when reading 10,000 user
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -31,6 +32,74 @@ def _type(param: dict[str, Any]) -> str:
 
 
 _ONE_WORD = {("uint256",): 256, ("uint8",): 8, ("(uint256)",): 256}  # outputs decoded without eth_abi
+_BASE = re.compile(r"(u?int)(\d*)|address|bool|bytes(\d+)")
+
+
+def _split(inner: str) -> list[str]:
+    """Top-level comma-separated components of a tuple type's inside."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(inner):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    return [*parts, inner[start:]] if inner else parts
+
+
+@cache
+def static_layout(kinds: tuple[str, ...]) -> tuple | None:
+    """The types as a tree of one-word base types (tuples inline), or None when any is dynamic (bytes, string,
+    arrays): those go through eth_abi."""
+    layout = []
+    for kind in kinds:
+        if kind.startswith("(") and kind.endswith(")"):
+            inner = static_layout(tuple(_split(kind[1:-1])))
+            if inner is None:
+                return None
+            layout.append(inner)
+        elif _BASE.fullmatch(kind) and kind != "bytes":
+            layout.append(kind)
+        else:
+            return None
+    return tuple(layout)
+
+
+def decode_static(layout: tuple, data: str) -> tuple[Any, ...]:
+    """Decode hex `data` (no 0x) laid out as `static_layout` gives, exactly as eth_abi would (lower-case
+    addresses, range-checked integers). eth_abi costs ~15 us a word; this ~1 us. ValueError when it does not fit."""
+    words = iter(range(0, len(data), 64))
+
+    def take(node):
+        if isinstance(node, tuple):
+            return tuple(take(child) for child in node)
+        at = next(words, None)
+        word = data[at : at + 64] if at is not None else ""
+        if len(word) != 64:
+            raise ValueError(f"data of {len(data) // 2} bytes is too short for the types")
+        value = int(word, 16)
+        if node == "address":
+            if value >> 160:
+                raise ValueError(f"{word} is not an address")
+            return "0x" + word[24:]  # lower case, as eth_abi gives it
+        if node == "bool":
+            if value > 1:
+                raise ValueError(f"{word} is not a bool")
+            return bool(value)
+        if node.startswith("bytes"):
+            size = int(node[5:])
+            if int(word[2 * size :] or "0", 16):
+                raise ValueError(f"{word} is not a {node}")
+            return bytes.fromhex(word[: 2 * size])
+        bits = int(node.lstrip("uint") or 256)
+        if node.startswith("int"):
+            value = value - (1 << 256) if value >> 255 else value
+            if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+                raise ValueError(f"{value} does not fit in {node}")
+        elif value >> bits:
+            raise ValueError(f"{value} does not fit in {node}")
+        return value
+
+    return tuple(take(node) for node in layout)
 
 
 @dataclass(frozen=True)
@@ -55,6 +124,9 @@ class Function:
             if value >> bits:
                 raise ValueError(f"{self.name}: {value} does not fit in {bits} bits")
             return ((value,),) if self.outputs[0].startswith("(") else (value,)
+        layout = static_layout(self.outputs)
+        if layout is not None:  # reserve data and other fixed layouts: by hand
+            return decode_static(layout, data)
         return decode(list(self.outputs), bytes.fromhex(data))
 
     def request(self, to: str, *args: Any, block: int | str = "latest") -> tuple[str, list[Any]]:
@@ -99,8 +171,12 @@ class Event:
             else:
                 out[name] = decode([kind], bytes.fromhex(word))[0]
         if self.data:
-            raw_data = bytes.fromhex(log["data"][2:])
-            for (name, kind), value in zip(self.data, decode(self._data_kinds, raw_data), strict=True):
+            layout = static_layout(tuple(self._data_kinds))
+            if layout is not None:  # amounts, rates, addresses: by hand
+                values = decode_static(layout, log["data"][2:])
+            else:
+                values = decode(self._data_kinds, bytes.fromhex(log["data"][2:]))
+            for (name, kind), value in zip(self.data, values, strict=True):
                 out[name] = checksum(value) if kind == "address" else value
         return out
 
