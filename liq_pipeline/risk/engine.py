@@ -97,7 +97,12 @@ class Evaluation:
     stale: np.ndarray | None = None  # rows not evaluated at this block: screened out (cold) or carried
     evaluated: int = 0  # users evaluated (all, the screen's hot ones, or on a quiet block the few near a bound)
     carry: Carry | None = None  # for the next block's evaluation, if no price moves (see risk/carry.py)
-    carried: bool = False  # this evaluation carried the previous block's values
+    carried_from: int | None = None  # the block whose values this evaluation carried (no price moved since)
+    evaluated_rows: np.ndarray | None = None  # the rows evaluated at this block (None: every row)
+
+    @property
+    def carried(self) -> bool:
+        return self.carried_from is not None
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -325,7 +330,8 @@ def evaluate(
         stale=stale,
         evaluated=len(rows),
         carry=carry,
-        carried=quiet,
+        carried_from=previous.block if quiet else None,
+        evaluated_rows=live,
     )
 
 

@@ -12,7 +12,9 @@ of that, and a busy block moves thousands.
 
 Only the members written are sized and serialized, and what was last written is kept as arrays row-aligned with
 the engine's position book (rows never move while the book's generation holds), so finding the changes is a few
-vector comparisons, not a join on user names.
+vector comparisons, not a join on user names. When the evaluation carried the previous block's values (no price
+moved) and that block's changes were written, only the rows evaluated anew (and the due slice) can differ: the
+comparison runs over those rows alone.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ class CandidateWriter:
         self._generation: int | None = None  # the book layout the arrays below follow; None: rewrite in full
         self.live_eta: dict[str, np.ndarray] = {}  # per scenario, per book row: ETA as written (NaN: not a member)
         self.live_now: dict[str, np.ndarray] = {}  # per scenario, per book row: liquidatable_now as written
+        self._written_block: int | None = None  # the block whose changes were last written in full
 
     def reset(self) -> None:
         """Next write rewrites the whole set (after a reorg, or Redis coming back)."""
         self._generation = None
+        self._written_block = None
 
     def _remember(self, evaluation: Evaluation) -> None:
         now = evaluation.hf_current < 1.0
@@ -48,6 +52,7 @@ class CandidateWriter:
             self.live_eta[name] = np.where(mask, evaluation.eta[name], np.nan)
             self.live_now[name] = now & mask
         self._generation = evaluation.book.generation
+        self._written_block = evaluation.block
 
     def _grown(self, height: int) -> None:
         """Users new to the book were appended: they have written nothing yet."""
@@ -67,21 +72,31 @@ class CandidateWriter:
             return str(outcome)
         self._grown(evaluation.book.height)
         book = evaluation.book
-        now = evaluation.hf_current < 1.0
-        due = np.arange(book.height) % DETAILS_REFRESH_BLOCKS == block % DETAILS_REFRESH_BLOCKS
+        compared = self._rows_to_compare(evaluation)
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            return values if compared is None else values[compared]
+
+        def placed(found: np.ndarray) -> np.ndarray:
+            return found if compared is None else compared[found]
+
+        now = pick(evaluation.hf_current) < 1.0
+        positions = np.arange(book.height) if compared is None else compared
+        due = positions % DETAILS_REFRESH_BLOCKS == block % DETAILS_REFRESH_BLOCKS
         detailed, rescored, gone = {}, {}, {}
-        for name, member in evaluation.candidate_mask.items():
-            live = self.live_eta.get(name)
-            if live is None:
-                live = self.live_eta[name] = np.full(member.size, np.nan)
-                self.live_now[name] = np.zeros(member.size, bool)
+        for name, member_mask in evaluation.candidate_mask.items():
+            if name not in self.live_eta:
+                self.live_eta[name] = np.full(member_mask.size, np.nan)
+                self.live_now[name] = np.zeros(member_mask.size, bool)
+            member, live, eta = pick(member_mask), pick(self.live_eta[name]), pick(evaluation.eta[name])
             was = ~np.isnan(live)
             with np.errstate(invalid="ignore"):
-                moved = np.abs(evaluation.eta[name] - live) >= np.maximum(ETA_RESOLUTION_SEC, ETA_RELATIVE * live)
-            full = member & (~was | (now != self.live_now[name]) | (was & due))
-            detailed[name] = np.flatnonzero(full)
-            rescored[name] = np.flatnonzero(member & moved & ~full)
-            gone[name] = np.flatnonzero(was & ~member)
+                moved = np.abs(eta - live) >= np.maximum(ETA_RESOLUTION_SEC, ETA_RELATIVE * live)
+            full = member & (~was | (now != pick(self.live_now[name])) | (was & due))
+            detailed[name] = placed(np.flatnonzero(full))
+            rescored[name] = placed(np.flatnonzero(member & moved & ~full))
+            gone[name] = placed(np.flatnonzero(was & ~member))
+        now = evaluation.hf_current < 1.0
         upserts = evaluation.candidate_frame(detailed)
         moved_members: list[str] = []
         moved_scores: list[str] = []
@@ -99,6 +114,7 @@ class CandidateWriter:
         except Exception:  # Redis went away mid-write: the resilient path takes over, the next write is full
             self.reset()
             return str(self.cache.write_candidates(block, evaluation.candidates))
+        self._written_block = block if written else None
         if written:
             for name in detailed:
                 for rows in (detailed[name], rescored[name]):
@@ -106,6 +122,17 @@ class CandidateWriter:
                 self.live_now[name][detailed[name]] = now[detailed[name]]
                 self.live_eta[name][gone[name]] = np.nan
         return "written" if written else "skipped"
+
+    def _rows_to_compare(self, evaluation: Evaluation) -> np.ndarray | None:
+        """Rows that can differ from what was written: on a block that carried the block last written, the rows
+        evaluated anew and the due slice of details; otherwise every row (None)."""
+        if evaluation.carried_from is None or evaluation.carried_from != self._written_block:
+            return None
+        evaluated = evaluation.evaluated_rows
+        if evaluated is None:
+            return None
+        due = np.arange(evaluation.block % DETAILS_REFRESH_BLOCKS, evaluation.book.height, DETAILS_REFRESH_BLOCKS)
+        return np.union1d(evaluated, due)
 
 
 __all__ = ["CandidateWriter", "candidate_member"]

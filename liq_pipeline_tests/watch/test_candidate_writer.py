@@ -64,6 +64,13 @@ def _live(cache) -> dict[str, float]:
     return {member.decode(): score for member, score in scores}
 
 
+def _details(cache) -> dict[str, tuple]:
+    """Member -> its details as written (block, liquidatable now, ETA)."""
+    frame = cache.read_candidates()
+    keys = (frame["user"] + ":" + frame["scenario"]).to_list()
+    return dict(zip(keys, frame.select("block", "liquidatable_now", "eta_sec").rows(), strict=True))
+
+
 def _details_block(cache, member: str) -> int:
     frame = cache.read_candidates()
     return frame.filter(frame["user"] + ":" + frame["scenario"] == member)["block"].item()
@@ -136,3 +143,39 @@ def test_details_are_refreshed_a_slice_per_block(cache):
     blocks = {u: _details_block(cache, f"{u}:baseline") for u in USERS}
     assert all(b > 100 for b in blocks.values())  # ...yet every member's details were rewritten once since
     assert len(set(blocks.values())) == len(USERS)  # each in its own block: a slice per block, not all at once
+
+
+def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_same(cache):
+    import random
+
+    from liq_pipeline.risk.engine import AssetTrend
+    from liq_pipeline.synthetic import sample
+
+    market_sample = sample(2_000, seed=11, near_one_share=0.05)
+    market_now = market_sample.market
+    trends = {r: AssetTrend(0.0, v) for r, v in market_sample.volatility.items()}
+    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
+    book = build_book(market_sample.positions, market_now)
+    spare = build_book(sample(50, seed=12).positions, market_now).positions
+    other = open_market_cache(load_settings(), 31337, "0x" + "34" * 20)  # same server, other keys
+    narrow, wide = CandidateWriter(cache), CandidateWriter(other)
+    wide._rows_to_compare = lambda _evaluation: None  # the reference: every row compared
+    rng, previous, narrowed = random.Random(3), None, 0
+    for step in range(40):
+        if step % 6 == 4:
+            users = rng.sample(book.positions["user"].to_list(), 2)
+            book.update(spare.sample(2, seed=step).with_columns(pl.Series("user", users)), market_now)
+        evaluation = evaluate(book, market_now, params, trends, screen=previous and previous.screen,
+                              previous=previous)  # fmt: skip
+        narrowed += narrow._rows_to_compare(evaluation) is not None
+        narrow.write(evaluation)
+        wide.write(evaluation)
+        assert _live(cache) == _live(other)
+        assert _details(cache) == _details(other)
+        previous = evaluation
+        market_now = dataclasses.replace(market_now, block=market_now.block + 1, timestamp=market_now.timestamp + 60)
+        if step == 25:  # a price move: that block is compared in full
+            market_now = dataclasses.replace(market_now, reserves=tuple(
+                dataclasses.replace(r, price=r.price * 99 // 100) if not r.is_stable else r
+                for r in market_now.reserves))  # fmt: skip
+    assert narrowed >= 25
