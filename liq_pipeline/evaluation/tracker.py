@@ -174,6 +174,12 @@ class Tracker:
         kept = self.positions.filter(~pl.col("user").is_in(users))
         self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
 
+    def compact(self) -> None:
+        """Housekeeping off the hot path: compact the position book's exact frame if updates sliced it up."""
+        if self._book is not None:
+            self._book.compact()
+            self.positions = self._book.positions
+
     def market_state(self) -> MarketState:
         if self._state is None or self._state.block != self.block:
             self._state = read_market_state(self.rpc, self.market, self.block, self.rules, self.stable_symbols)

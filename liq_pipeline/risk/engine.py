@@ -166,30 +166,34 @@ class Evaluation:
         """One sized row per (user, scenario) whose ETA is within the horizon, by ETA then user."""
         return self.candidate_frame({name: np.flatnonzero(mask) for name, mask in self.candidate_mask.items()})
 
-    def candidate_frame(self, rows: Mapping[str, np.ndarray]) -> pl.DataFrame:
-        """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized."""
+    def candidate_frame(self, rows: Mapping[str, np.ndarray], ordered: bool = True) -> pl.DataFrame:
+        """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized; by ETA then user unless
+        `ordered` is False (the watcher's writes: Redis keeps its own order). One frame for every scenario."""
         self._check_fresh()
-        parts = []
-        for name, picked in rows.items():
-            if len(picked) == 0:
-                continue
-            hf = self.hf[name][picked]
-            sized = size_liquidations(self.book, self.market, self.scenario_prices[name], picked, hf)
-            columns = {
-                "user": self.book.users_at(picked),
-                "scenario": pl.Series([name]).gather(np.zeros(len(picked), np.int64)),
-                "block": np.full(len(picked), self.block, np.int64),
-                "hf_current": self.hf_current[picked],
-                "hf_scenario": hf,
-                "hf_projected": self.projected[name][picked],
-                "eta_sec": self.eta[name][picked],
-                "liquidatable_now": self.hf_current[picked] < 1.0,
-                **sized,
-            }
-            parts.append(pl.DataFrame(columns, schema=CANDIDATE_SCHEMA))
-        if not parts:
+        picked = {name: found for name, found in rows.items() if len(found)}
+        if not picked:
             return pl.DataFrame(schema=CANDIDATE_SCHEMA)
-        return pl.concat(parts).sort("eta_sec", "user")
+        every = np.concatenate(list(picked.values()))
+        names = list(picked)
+        which = np.repeat(np.arange(len(names)), [len(found) for found in picked.values()])
+        hf = np.concatenate([self.hf[name][found] for name, found in picked.items()])
+        sized = [
+            size_liquidations(self.book, self.market, self.scenario_prices[name], found, self.hf[name][found])
+            for name, found in picked.items()
+        ]
+        columns = {
+            "user": self.book.users_at(every),
+            "scenario": pl.Series(names).gather(which),
+            "block": np.full(len(every), self.block, np.int64),
+            "hf_current": self.hf_current[every],
+            "hf_scenario": hf,
+            "hf_projected": np.concatenate([self.projected[name][found] for name, found in picked.items()]),
+            "eta_sec": np.concatenate([self.eta[name][found] for name, found in picked.items()]),
+            "liquidatable_now": self.hf_current[every] < 1.0,
+            **{key: np.concatenate([part[key] for part in sized]) for key in sized[0]},
+        }
+        frame = pl.DataFrame(columns, schema=CANDIDATE_SCHEMA)
+        return frame.sort("eta_sec", "user") if ordered else frame
 
 
 def evaluate(

@@ -46,6 +46,7 @@ GATHER_FIRST = 8  # rows under 1/8 of the book: gather the inputs first (4.9k of
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
+HARD_MAX_CHUNKS = 256  # compacted during the update itself (only when nobody calls compact() in between)
 KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
 _generations = itertools.count(1)
@@ -108,6 +109,7 @@ class PositionBook:
         self.lt_spread: np.ndarray = arrays["lt_spread"]  # highest / lowest threshold among held legs
         self.exact_only: np.ndarray = arrays["exact_only"]  # V3.0-3.1 e-mode price source: exact path only
         self.emode: np.ndarray = arrays["emode"]
+        self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
 
     @property
     def height(self) -> int:
@@ -151,21 +153,42 @@ class PositionBook:
             self.positions = _replace_rows(self.positions, target, fresh[source])
         if new:
             source = np.array(new)
-            for name in (*_MATRICES, *_VECTORS, "emode"):
-                setattr(self, name, np.concatenate([getattr(self, name), getattr(part, name)[source]]))
             start = self.positions.height
+            for name in (*_MATRICES, *_VECTORS, "emode"):
+                self._append(name, getattr(part, name)[source], start)
             self.positions = pl.concat([self.positions, fresh[source]], rechunk=False)
             row_of = self._row_of
             for offset, user in enumerate(fresh[source]["user"].to_list()):
                 row_of[user] = start + offset
-        if self.positions.n_chunks("all") and max(self.positions.n_chunks("all")) > MAX_CHUNKS:
-            self.positions = self.positions.rechunk()
+        if self._chunks() > HARD_MAX_CHUNKS:  # a caller that never compacts (the watcher does, off its hot path)
+            self.compact()
         changed = [target] if present else []
         if new:
             changed.append(np.arange(start, self.positions.height))
         self._changes.append(np.concatenate(changed) if changed else np.zeros(0, np.int64))
         del self._changes[:-KEPT_CHANGES]
         self.version += 1
+
+    def _append(self, name: str, rows: np.ndarray, start: int) -> None:
+        """Append rows to one array, in spare capacity when there is some: copying a 100k-row matrix for every
+        newcomer cost ~1.5 ms a block."""
+        backing = self._backing.get(name)
+        if backing is None or backing.shape[0] < start + len(rows):
+            backing = np.empty((max(start + len(rows), start + start // 16 + 256), *rows.shape[1:]), rows.dtype)
+            backing[:start] = getattr(self, name)[:start]
+            self._backing[name] = backing
+        backing[start : start + len(rows)] = rows
+        setattr(self, name, backing[: start + len(rows)])
+
+    def _chunks(self) -> int:
+        counts = self.positions.n_chunks("all")
+        return max(counts) if counts else 0
+
+    def compact(self) -> None:
+        """Rechunk the exact frame once row replacements have left it in more than MAX_CHUNKS slices (~10 ms at
+        100k users: the watcher calls this after a block's candidates are written)."""
+        if self._chunks() > MAX_CHUNKS:
+            self.positions = self.positions.rechunk()
 
     def rows_changed_since(self, version: int) -> np.ndarray | None:
         """Rows replaced or appended by the updates after `version`; None when that is older than the updates

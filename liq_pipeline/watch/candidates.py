@@ -97,7 +97,7 @@ class CandidateWriter:
             rescored[name] = placed(np.flatnonzero(member & moved & ~full))
             gone[name] = placed(np.flatnonzero(was & ~member))
         now = evaluation.hf_current < 1.0
-        upserts = evaluation.candidate_frame(detailed)
+        upserts = evaluation.candidate_frame(detailed, ordered=False)
         moved_members: list[str] = []
         moved_scores: list[str] = []
         for name, rows in rescored.items():
@@ -131,8 +131,10 @@ class CandidateWriter:
         evaluated = evaluation.evaluated_rows
         if evaluated is None:
             return None
-        due = np.arange(evaluation.block % DETAILS_REFRESH_BLOCKS, evaluation.book.height, DETAILS_REFRESH_BLOCKS)
-        return np.union1d(evaluated, due)
+        compared = np.zeros(evaluation.book.height, bool)
+        compared[evaluated] = True
+        compared[evaluation.block % DETAILS_REFRESH_BLOCKS :: DETAILS_REFRESH_BLOCKS] = True  # the due slice
+        return np.flatnonzero(compared)
 
 
 __all__ = ["CandidateWriter", "candidate_member"]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from liq_pipeline.risk.engine import EngineParams, evaluate
-from liq_pipeline.risk.health import build_book, health_factors
+from liq_pipeline.risk.health import MAX_CHUNKS, build_book, health_factors
 from liq_pipeline.risk.market import EModeCategory, Leg, UserPosition, positions_frame
 from liq_pipeline.risk.scenarios import default_specs
 
@@ -37,12 +37,15 @@ def test_updated_rows_equal_a_fresh_build(seed: int):
     users = {f"0x{i:040x}": _user(rng, f"0x{i:040x}") for i in range(300)}
     book = build_book(positions_frame(users.values(), MARKET.reserve_ids), MARKET)
     generation = book.generation
-    for _block in range(30):  # many small updates: the frame ends up in slices, then compacted
+    for _block in range(30):  # many small updates and arrivals: the frame in slices, arrays with spare rows
         changed = {a: _user(rng, a) for a in rng.sample(sorted(users), rng.randint(1, 6))}
         arrivals = {f"0x{len(users) + i:040x}": None for i in range(rng.randint(0, 2))}
         changed.update({a: _user(rng, a) for a in arrivals})
         users.update(changed)
         book.update(positions_frame(changed.values(), MARKET.reserve_ids), MARKET)
+        if _block % 10 == 9:  # the watcher compacts after its writes
+            book.compact()
+            assert max(book.positions.n_chunks("all")) <= MAX_CHUNKS
     assert book.generation == generation  # same layout: row-aligned state stays valid
     # rows never moved: the first 300 users keep their rows, arrivals follow in order
     assert book.positions["user"].to_list() == list(users)
