@@ -27,7 +27,7 @@ from ..chain.discovery import (
 from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fetch_events, logs_request
 from ..chain.multicall import MULTICALL3
 from ..chain.positions import read_positions
-from ..chain.rpc import RpcClient, RpcError
+from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
 from ..risk.health import PositionBook, book_config_key, build_book
 from ..risk.market import MarketState
@@ -95,6 +95,7 @@ class Tracker:
     _trends: dict[int, AssetTrend] | None = None
     _trends_block: int = -1
     _trend_prices: dict[int, int] | None = None  # the prices of the last block trends() was asked at
+    header: dict | None = None  # the header of the block advanced to, when the one-round-trip path read it
 
     @classmethod
     def bootstrap(
@@ -133,11 +134,14 @@ class Tracker:
             )
             if isinstance(answers[0], RpcError):
                 raise ReaderError(f"eth_getLogs {self.block + 1}-{to_block} failed: {answers[0]}")
+            if answers[1] is None:  # a node behind its own head, or a reorg that shortened the chain: retried
+                raise NodeUnavailable(f"block {to_block} is not on the node (yet)")
             events = decode_logs(self.market, answers[0], self.market.price_sources.values(), with_args=False)
             state = market_state_from_answers(self.market, to_block, self.rules, answers[1:], self.stable_symbols)
+            self.header = answers[1]
         else:
             events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
-            state = None
+            state = self.header = None
         touched = list(dict.fromkeys([*self.deferred, *borrowers_from_events(events)]))
         self.deferred = []
         if self.max_users_per_tick and len(touched) > self.max_users_per_tick:

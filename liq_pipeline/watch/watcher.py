@@ -149,10 +149,11 @@ class Watcher:
             return number
         raise RuntimeError(f"reorg deeper than the {HASH_MEMORY} blocks the watcher remembers (from {number})")
 
-    def rollback(self, ancestor: int) -> int:
-        """Forget blocks after `ancestor`: re-read every user they touched AT the ancestor. Returns the depth."""
+    def rollback(self, ancestor: int, also: list[str] = ()) -> int:
+        """Forget blocks after `ancestor`: re-read every user they touched (and `also`: users read at a block of
+        the new branch) AT the ancestor. Returns the depth."""
         orphaned = [n for n in self.hashes if n > ancestor]
-        users = sorted({u for n in orphaned for u in self.touched_at.get(n, [])})
+        users = sorted({u for n in orphaned for u in self.touched_at.get(n, [])} | set(also))
         for number in orphaned:
             self.hashes.pop(number, None)
             self.touched_at.pop(number, None)
@@ -169,26 +170,32 @@ class Watcher:
     def process(self, number: int, seen_at: float | None = None) -> BlockRecord:
         """Advance to `number` (which must follow the tracker's block), evaluate, write, record."""
         seen = self.clock() if seen_at is None else seen_at
-        header = self._header(number)
-        if header is None:
-            raise NodeUnavailable(f"block {number} is not on the node (yet)")
-        depth = 0
-        parent = self.hashes.get(number - 1)
-        if parent is not None and header["parentHash"] != parent:
-            depth = self.rollback(self._common_ancestor(number - 1))
-            return self._replay_to(number, seen, depth)
         previous = self.tracker.block
         try:
             began = time.perf_counter()
+            # the block's logs, header and market in one round trip; the header's parent hash is checked after
             delta = self.tracker.advance(number)
-            read_done = time.perf_counter()
-            result, _record = self.tracker.evaluate(self.params, seen_at=seen)
-            evaluated = time.perf_counter()
+            header = self.tracker.header or self._header(number)
+            if header is None:
+                raise NodeUnavailable(f"block {number} is not on the node (yet)")
+            parent = self.hashes.get(number - 1)
+            reorged = parent is not None and header["parentHash"] != parent
+            if not reorged:
+                read_done = time.perf_counter()
+                result, _record = self.tracker.evaluate(self.params, seen_at=seen)
+                evaluated = time.perf_counter()
         except BaseException:
             # not processed: the next attempt re-reads (previous, number] from the start, so no block is lost
             self.tracker.block = previous
             self.tracker._state = None
             raise
+        if reorged:
+            # the block read is on another branch: back to the common ancestor (the users this block touched are
+            # re-read there too), then the new branch block by block
+            self.tracker.block = previous
+            self.tracker._state = None
+            depth = self.rollback(self._common_ancestor(number - 1), also=delta.touched_users)
+            return self._replay_to(number, seen, depth)
         self.touched_at[number] = delta.touched_users
         self.last_result = result
         self.remember(number, header["hash"])
@@ -202,7 +209,7 @@ class Watcher:
             touched=len(delta.touched_users),
             candidates=result.candidates_per_scenario(),
             exact_redecided=result.exact_redecided,
-            reorg_depth=depth,
+            reorg_depth=0,
             phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
             evaluated=result.evaluated,
             carried=result.carried,
@@ -223,16 +230,16 @@ class Watcher:
             if record.reorg_depth:
                 self.candidates.reset()  # the orphaned blocks' candidates go with a full rewrite
             self.candidates.write(result)
-            self.cache.set_kpis(
+        record.written_at = self.clock()
+        self.tracker.compact()  # after the candidates are out: ~10 ms now and then at 100k users
+        if self.cache is not None:
+            self.cache.set_kpis(  # for dashboards: after the candidates, which bots wait for
                 {
                     "watcher_last_block": number,
                     "watcher_users": record.users,
                     **{f"watcher_candidates_{k}": v for k, v in record.candidates.items()},
                 }
             )
-        record.written_at = self.clock()
-        self.tracker.compact()  # after the candidates are out: ~10 ms now and then at 100k users
-        if self.cache is not None:
             # after the candidates are out: the snapshot is for a restart (~45 ms at 100k users), not for bots
             if number % POSITIONS_EVERY == 0 or record.reorg_depth:
                 self.cache.put_positions(number, self.tracker.positions)

@@ -72,6 +72,25 @@ def test_a_reorg_rolls_back_to_the_common_ancestor(chain, watcher):
     assert victims.block < watcher.stats.records[-1].block
 
 
+def test_a_reorg_seen_from_the_next_block_rolls_back_too(chain, watcher):
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    watcher.step()
+    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
+    before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
+    actions.liquidate(chain.rpc, chain.market, victim)
+    watcher.step()
+    chain.rpc.call("anvil_reorg", 1, [])  # the liquidation's block replaced by an empty one...
+    actions.mine_blocks(chain.rpc, 1)  # ...and a block on top: the watcher first sees a parent hash it lacks
+    watcher.step()
+    assert watcher.stats.reorgs == 1
+    after = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
+    assert after.equals(before)
+    assert watcher.stats.records[-1].block == _head(chain)
+    _assert_state_equals_fresh_scan(watcher)
+
+
 def test_survives_the_node_going_away_and_misses_no_block(chain, caplog):
     proxy = TcpProxy(int(chain.node.url.rsplit(":", 1)[1]))
     watcher = make_watcher(proxy.url, chain.market.addresses_provider)
