@@ -28,6 +28,7 @@ import polars as pl
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
 from ..risk.engine import EngineParams
+from .allocator import keep_freed_buffers
 from .candidates import CandidateWriter
 
 log = logging.getLogger("liq_pipeline.watch")
@@ -121,6 +122,7 @@ class Watcher:
         self._crossing_generation: int | None = None
         self._node_down = False
         self._stop = False
+        keep_freed_buffers()  # a long-lived process reallocating 100k-row arrays every block
 
     # --- chain access -----------------------------------------------------------------------------------------------
     def _header(self, number: int) -> dict | None:
