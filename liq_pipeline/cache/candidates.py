@@ -15,7 +15,7 @@ import polars as pl
 
 from ..risk.engine import CANDIDATE_SCHEMA
 from .batching import chunked, commit_if_not_older, send_chunks
-from .codec import pack, score_strings, unpack
+from .codec import details_packer, score_strings, unpack
 from .context import MarketCache
 
 # ZSET range and details in one atomic script: read as two commands, a replacement landing between them would mix
@@ -38,7 +38,8 @@ def _encoded(frame: pl.DataFrame) -> tuple[list[str], list[str], list[bytes]]:
     Members and scores are formatted column-wise (hiredis packs str in C); a detail is one map per row."""
     members = (frame["user"] + ":" + frame["scenario"]).to_list()
     columns = frame.columns
-    details = [pack(dict(zip(columns, row, strict=True))) for row in frame.iter_rows()]
+    packer = details_packer()  # one packer for the rows: packb() builds a new one per call (~30 % more)
+    details = [packer.pack(dict(zip(columns, row, strict=True))) for row in frame.iter_rows()]
     return members, score_strings(frame["eta_sec"]), details
 
 

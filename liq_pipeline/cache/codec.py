@@ -51,6 +51,11 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(value, default=_default, use_bin_type=True)
 
 
+def details_packer() -> msgpack.Packer:
+    """A packer producing exactly what pack() does, for packing many values in a row."""
+    return msgpack.Packer(default=_default, use_bin_type=True)
+
+
 def unpack(data: bytes) -> Any:
     # strict_map_key=False: reserve ids and other int keys are allowed as map keys.
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)

@@ -152,7 +152,7 @@ def read_positions(
     return long_to_wide(long, ids)
 
 
-SMALL_READ_ROWS = 256
+SMALL_READ_ROWS = 4096  # legs; a liquidation wave's 100+ touched users are ~300 legs
 
 
 def _small_wide(long: pl.DataFrame, ids: list[int]) -> pl.DataFrame:

@@ -46,7 +46,7 @@ GATHER_FIRST = 8  # rows under 1/8 of the book: gather the inputs first (4.9k of
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
-HARD_MAX_CHUNKS = 256  # compacted during the update itself (only when nobody calls compact() in between)
+HARD_MAX_CHUNKS = 4096  # compacted during the update itself (only when nobody calls compact() in between)
 KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
 _generations = itertools.count(1)
