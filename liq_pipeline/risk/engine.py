@@ -19,6 +19,7 @@ import polars as pl
 
 from .carry import Carry, band_minimum, growth_rates
 from .health import (
+    GATHER_FIRST,
     PositionBook,
     ScenarioPrices,
     baseline_prices,
@@ -26,6 +27,7 @@ from .health import (
     evaluate_health,
     rounding_slack,
     scenario_floor,
+    scenario_products,
     take_rows,
 )
 from .market import MarketState
@@ -242,7 +244,11 @@ def evaluate(
     # The current HF (liquidatable now) of every live user. A zero-shock scenario (baseline) has the current
     # prices: its HF is the current HF, computed once.
     slack = rounding_slack(book, market)
-    now = evaluate_health(book, market, [current], live, slack)
+    distinct = [p for p in shocked if not _same(p, current)]
+    every = None  # most rows evaluated: the products of every scenario in one pass over the book
+    if live is None or live.size * GATHER_FIRST >= n:
+        every = scenario_products(book, market, [current, *distinct])
+    now = evaluate_health(book, market, [current], live, slack, every, slice(0, 1))
     if quiet:  # everyone else keeps the previous block's values
         hf_current = _carried(previous.hf_current, n, np.nan)
     elif live is None:
@@ -253,13 +259,12 @@ def evaluate(
     # A shocked scenario only for users whose HF in it could be under the reach bound (scenario_floor): most
     # users are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
     # A full evaluation also needs the zero-shock floor: it makes the next screen.
-    distinct = [p for p in shocked if not _same(p, current)]
     floored = shocked if live is None else distinct
     floors = {p.name: scenario_floor(book, market, now, slack, p, live) for p in floored}
     exact_count = now.exact_count
     if distinct:
         hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
-        shocked_pass = evaluate_health(book, market, distinct, hot, slack)
+        shocked_pass = evaluate_health(book, market, distinct, hot, slack, every, slice(1, None))
         exact_count += shocked_pass.exact_count
     # headroom of each live user over every decision (ln HF for liquidatable now, the band minimum f per
     # scenario), for the next block's carry

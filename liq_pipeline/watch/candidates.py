@@ -4,7 +4,8 @@ Per member (user:scenario), compared with what was last written:
 - new, or it became (or stopped being) liquidatable now: score and details written;
 - its ETA moved by at least ETA_RESOLUTION_SEC or ETA_RELATIVE of the ETA written (whichever is larger): the
   score (the ETA) moves, the details stay as of the block they were written in (they carry it as `block`);
-- details older than DETAILS_REFRESH_BLOCKS are rewritten, 1/DETAILS_REFRESH_BLOCKS of the rows each block;
+- details older than DETAILS_REFRESH_BLOCKS are rewritten, 1/DETAILS_REFRESH_BLOCKS of the rows each block (on a
+  block that carried the previous values, only rows evaluated anew: a carried row's details would not change);
 - left the set: removed.
 A far ETA (150 s) is a projection whose own volatility band is wider than 10 %: rewriting it on every price
 tick would cost more than the rest of the block. Packing a member's details costs ~2 us; moving a score a tenth
@@ -13,8 +14,8 @@ of that, and a busy block moves thousands.
 Only the members written are sized and serialized, and what was last written is kept as arrays row-aligned with
 the engine's position book (rows never move while the book's generation holds), so finding the changes is a few
 vector comparisons, not a join on user names. When the evaluation carried the previous block's values (no price
-moved) and that block's changes were written, only the rows evaluated anew (and the due slice) can differ: the
-comparison runs over those rows alone.
+moved) and that block's changes were written, only the rows evaluated anew can differ: the comparison runs over
+those rows alone.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class CandidateWriter:
         now = pick(evaluation.hf_current) < 1.0
         positions = np.arange(book.height) if compared is None else compared
         due = positions % DETAILS_REFRESH_BLOCKS == block % DETAILS_REFRESH_BLOCKS
+        if evaluation.carried_from is not None and evaluation.evaluated_rows is not None:
+            # carried rows hold the values already written: their details would come out the same
+            anew = np.zeros(book.height, bool)
+            anew[evaluation.evaluated_rows] = True
+            due &= pick(anew)
         detailed, rescored, gone = {}, {}, {}
         for name, member_mask in evaluation.candidate_mask.items():
             if name not in self.live_eta:
@@ -125,16 +131,10 @@ class CandidateWriter:
 
     def _rows_to_compare(self, evaluation: Evaluation) -> np.ndarray | None:
         """Rows that can differ from what was written: on a block that carried the block last written, the rows
-        evaluated anew and the due slice of details; otherwise every row (None)."""
+        evaluated anew; otherwise every row (None)."""
         if evaluation.carried_from is None or evaluation.carried_from != self._written_block:
             return None
-        evaluated = evaluation.evaluated_rows
-        if evaluated is None:
-            return None
-        compared = np.zeros(evaluation.book.height, bool)
-        compared[evaluated] = True
-        compared[evaluation.block % DETAILS_REFRESH_BLOCKS :: DETAILS_REFRESH_BLOCKS] = True  # the due slice
-        return np.flatnonzero(compared)
+        return evaluation.evaluated_rows
 
 
 __all__ = ["CandidateWriter", "candidate_member"]

@@ -28,8 +28,8 @@ import polars as pl
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
 from ..risk.engine import EngineParams
-from .allocator import keep_freed_buffers
 from .candidates import CandidateWriter
+from .process_memory import freeze_long_lived, keep_freed_buffers
 
 log = logging.getLogger("liq_pipeline.watch")
 
@@ -122,6 +122,7 @@ class Watcher:
         self._crossing_generation: int | None = None
         self._node_down = False
         self._stop = False
+        self._frozen = False  # long-lived objects frozen out of the collector's reach (after the first block)
         keep_freed_buffers()  # a long-lived process reallocating 100k-row arrays every block
 
     # --- chain access -----------------------------------------------------------------------------------------------
@@ -249,6 +250,9 @@ class Watcher:
             if number % 50 == 0:  # price windows change slowly; a restart rebuilds them from the oracle anyway
                 self.cache.put_price_windows(number, _observations(self.tracker))
         self.stats.records.append(record)
+        if not self._frozen:  # the book and its index exist now: collections skip them from here on
+            log.debug("%d long-lived objects frozen out of the garbage collector", freeze_long_lived())
+            self._frozen = True
         if self.metrics is not None:
             self.metrics.observe(
                 block=number,

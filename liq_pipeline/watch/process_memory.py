@@ -1,15 +1,22 @@
-"""Keep freed numpy buffers in the heap: a per-block engine pass allocates arrays of 100k rows again and again.
+"""Memory of the long-lived watcher: no page faults for per-block buffers, no collector pauses over the book.
+
+Freed buffers: a per-block engine pass allocates arrays of 100k rows again and again.
 
 glibc serves allocations over its mmap threshold (128 kB, raised dynamically up to 32 MB) with fresh mmaps and
 returns them on free; every block then page-faults its 100k-row temporaries in again. At 100k borrowers that
 made a carried block's evaluation alternate between ~5 and ~9 ms (measured). Raising the mmap and trim
 thresholds keeps freed buffers for reuse. Linux/glibc only; elsewhere this does nothing.
+
+Collector pauses: the position book, its user index and the tracker hold millions of long-lived Python objects;
+a full (generation 2) collection walks all of them, tens of milliseconds at a random block. Once the watcher has
+processed its first block they are frozen (gc.freeze): later collections only walk what came after.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -36,3 +43,10 @@ def keep_freed_buffers() -> bool:
     if not _done:
         log.debug("mallopt refused the thresholds: numpy buffers keep glibc's defaults")
     return _done
+
+
+def freeze_long_lived() -> int:
+    """Move every object alive now out of the collector's reach; returns how many are frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
