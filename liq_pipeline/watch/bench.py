@@ -139,7 +139,7 @@ def _p50_by_kind(records) -> dict[str, float]:
 def _summary(record) -> dict:
     phases = {name: round(value, 1) for name, value in record.phases_ms.items()}
     return {"block": record.block, "latency_ms": round(record.latency_ms, 1), "evaluated": record.evaluated,
-            "touched": record.touched, "carried": record.carried, **phases}  # fmt: skip
+            "touched": record.touched, "carried": record.carried, **phases, **record.writes}  # fmt: skip
 
 
 def _competitor_watchlist(watcher: Watcher, borrowers: list[str], seed: int) -> list[str]:

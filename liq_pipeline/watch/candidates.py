@@ -40,6 +40,7 @@ class CandidateWriter:
         self.live_eta: dict[str, np.ndarray] = {}  # per scenario, per book row: ETA as written (NaN: not a member)
         self.live_now: dict[str, np.ndarray] = {}  # per scenario, per book row: liquidatable_now as written
         self._written_block: int | None = None  # the block whose changes were last written in full
+        self.last_counts: dict[str, int] = {}  # members with details written, scores moved, removed (last write)
 
     def reset(self) -> None:
         """Next write rewrites the whole set (after a reorg, or Redis coming back)."""
@@ -66,6 +67,7 @@ class CandidateWriter:
         block = evaluation.block
         if self._generation != evaluation.book.generation or not self.cache.reachable:
             outcome = self.cache.write_candidates(block, evaluation.candidates)
+            self.last_counts = {"detailed": evaluation.candidates.height, "rescored": 0, "removed": 0}
             if self.cache.reachable:
                 self._remember(evaluation)
             else:
@@ -113,6 +115,11 @@ class CandidateWriter:
         removed = [
             candidate_member(user, name) for name, rows in gone.items() for user in book.users_at(rows).to_list()
         ]
+        self.last_counts = {
+            "detailed": upserts.height,
+            "rescored": len(moved_members),
+            "removed": len(removed),
+        }
         try:
             written = write_candidate_changes(
                 self.cache.cache, block, upserts, removed, rescored=(moved_members, moved_scores)

@@ -54,6 +54,7 @@ class BlockRecord:
     phases_ms: dict[str, float] = field(default_factory=dict)  # read, evaluate, write
     evaluated: int = 0  # users the engine evaluated (the rest were screened out as far from liquidation)
     carried: bool = False  # no price moved: users far from every decision kept the previous values
+    writes: dict[str, int] = field(default_factory=dict)  # candidate members detailed, rescored, removed
 
     @property
     def latency_ms(self) -> float:
@@ -233,6 +234,7 @@ class Watcher:
             if record.reorg_depth:
                 self.candidates.reset()  # the orphaned blocks' candidates go with a full rewrite
             self.candidates.write(result)
+            record.writes = dict(self.candidates.last_counts)
         record.written_at = self.clock()
         self.tracker.compact()  # after the candidates are out: ~10 ms now and then at 100k users
         if self.cache is not None:
