@@ -1,29 +1,24 @@
-"""Carry: users far from every decision keep the previous block's values; only the others are evaluated.
+"""Carry: on a block where no price moved, users far from every decision keep the previous block's values.
 
-Per block a user's numbers move through its own transactions (those users are re-read and evaluated), through
-time (interest grows collateral and debt by a few 1e-8 per block, reserve rates move when someone supplies or
-borrows) and through prices (a feed publishes on a deviation threshold: a few bps). Every decision the engine
-makes is a sign:
+Most blocks carry no price update (on Base a feed publishes on a deviation threshold or a heartbeat). On such a
+block a user's numbers move only through its own transactions (those users are re-read and evaluated) and
+through time: interest grows collateral and debt by a few 1e-8 per block, reserve rates move when someone
+supplies or borrows. Every decision the engine makes is a sign:
 - liquidatable now: ln HF < 0;
 - candidate in a scenario: f < 0, where f is the lowest point of the projected band path within the horizon,
       f = min over u in [0, sqrt(H)] of  L - z sigma u + g u^2      (L = ln(HF_s / T), see projection.py)
-  (the ETA is within the horizon exactly when that path reaches the threshold, i.e. f <= 0);
-- an ETA of 0: L < 0 (the user is at or under the threshold in that scenario already).
-f moves by at most |dL| + z sqrt(H) |d sigma| + H |dg| (each term of the minimum does). Since the reference
-block, each collateral leg's value moved by at most a (its scenario price ratio and the income index), each debt
-leg's by at most b: L moves by at most a + b, the value weights by expm1(2a) + expm1(2b) in sum, which bounds
-d sigma and dg together with the reserve rates' changes (Carry.bound). Each evaluated user records its headroom:
-the smallest |ln HF|, |f| and |L| over the decisions, less the relative rounding slack of its float HF (what the
-exact path could still move; dust users have little). A later block evaluates only the users whose headroom is
-within the bound plus CARRY_MARGIN, candidates with an ETA above 0 (their ETA moves with any price), the users
-whose positions changed and users new to the book; the rest keep their values and, provably, their decisions,
-and their ETA (0, or not a candidate). Trends, parameters or e-mode categories that change, a move beyond
-MAX_CARRY_BOUND (a crash) or MAX_CARRY_BLOCKS carried blocks in a row end the carry: every hot user is evaluated.
-Tests compare every decision with evaluating everyone, on stretches with price ticks, interest, rate changes and
-traffic.
+  (the ETA is within the horizon exactly when that path reaches the threshold, i.e. f <= 0).
+f moves by at most |dL| + z sqrt(H) |d sigma| + H |dg| (each term of the minimum does). With prices, scenario
+prices, trends and parameters unchanged, dL is bounded by the indices' growth since the reference block, and
+d sigma and dg by the shift of the users' value weights that growth can cause and by the reserve rates'
+changes. Each evaluated user records its headroom: the smallest |ln HF| and |f| over the decisions, less the
+relative rounding slack of its float HF (what the exact path could still move; dust users have little). A later
+quiet block evaluates only the users whose headroom is within that bound plus CARRY_MARGIN, the users whose
+positions changed, and users new to the book; the rest keep their values and, provably, their decisions. Tests
+compare every decision with evaluating everyone, on quiet stretches with interest, rate changes and traffic.
 
-Carried values (HF, sums, projected HF) are those of the block they were computed in; the candidate writer
-writes details only for users evaluated anew, so what Redis holds for a candidate is always as of its `block`.
+Carried values are those of the block they were computed in (at most MAX_CARRY_BLOCKS earlier): an HF or ETA a
+few 1e-7 stale, far below what the candidate writer's ETA resolution (1 s or 10 %) would rewrite.
 """
 
 from __future__ import annotations
@@ -34,13 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .health import ScenarioPrices
 from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
 
 CARRY_MARGIN = 1e-3  # log-HF headroom on top of the bound: covers float error, floored thresholds, rounding
-MAX_CARRY_BLOCKS = 30  # carried blocks in a row before every hot user is evaluated again (1 minute on Base)
-MAX_CARRY_BOUND = 0.02  # a larger move (a crash) evaluates every hot user: most would be near a bound anyway
+MAX_CARRY_BLOCKS = 30  # quiet blocks in a row before every hot user is evaluated again (1 minute on Base)
 
 
 @dataclass(frozen=True)
@@ -48,12 +41,10 @@ class Carry:
     generation: int  # the book layout the headroom follows
     version: int  # the book's version when the values were complete
     base: MarketState  # the market of the last evaluation that was not carried
-    base_prices: Mapping[str, ScenarioPrices]  # per scenario (and the current prices) at base
     growth_rates: tuple[tuple[tuple[float, float], ...], ...]  # per block since base: per reserve (income, debt) /s
-    key: tuple  # e-mode categories, trends and parameters: all must be unchanged
+    key: tuple  # prices, e-mode categories, scenario prices, trends and parameters: all must be unchanged
     headroom: np.ndarray  # per book row: min |ln HF|, |f| over the decisions when last evaluated (0: evaluate)
-    timed: np.ndarray  # per book row: a candidate with an ETA above 0 in some scenario (its ETA moves: evaluate)
-    blocks: int  # blocks carried since base
+    blocks: int  # quiet blocks carried since base
 
     def applies(self, book, market: MarketState, key: tuple) -> bool:
         """May the next evaluation carry values from this one?"""
@@ -66,14 +57,18 @@ class Carry:
             and key == self.key
         )
 
-    def bound(self, market: MarketState, prices: Mapping[str, ScenarioPrices], sigmas: float, horizon_sec: float,
-              drift: Mapping[int, float], volatility: Mapping[int, float]) -> float:  # fmt: skip
-        """How far any decision value (ln HF or f) of a carried user can have moved since it was computed:
-        each collateral leg's value moved by at most a (its price ratio and the income index), each debt leg's
-        by at most b, so ln HF by a + b and the value weights by expm1(2a) + expm1(2b) in sum."""
+    def bound(self, market: MarketState, sigmas: float, horizon_sec: float, drift: Mapping[int, float],
+              volatility: Mapping[int, float]) -> float:  # fmt: skip
+        """How far any decision value (ln HF or f) of a carried user can have moved since it was computed."""
         ids = market.reserve_ids
-        income = _largest_log_ratio(market.income_index, self.base.income_index, ids)
-        debt = _largest_log_ratio(market.debt_index, self.base.debt_index, ids)
+        grown = max(
+            (abs(math.log(index[r] / before[r]))
+             for index, before in ((market.income_index, self.base.income_index),
+                                   (market.debt_index, self.base.debt_index))
+             for r in ids),
+            default=0.0,
+        )  # fmt: skip
+        shift = 4.0 * math.expm1(grown)  # sum over legs of |change of a value weight|, collateral and debt
         now = growth_rates(market)
         rate_change = max(
             (max(abs(x[0] - y[0]) for x, y in zip(then, now, strict=True))
@@ -83,25 +78,14 @@ class Carry:
         )  # fmt: skip
         sigma_max = max((float(volatility.get(r) or 0.0) for r in ids), default=0.0)
         g_max = max((abs(drift.get(r, 0.0)) + max(now[i]) for i, r in enumerate(ids)), default=0.0)
-        worst = 0.0
-        for name, before in self.base_prices.items():
-            a = _largest_log_ratio(prices[name].collateral, before.collateral, ids) + income
-            b = _largest_log_ratio(prices[name].debt, before.debt, ids) + debt
-            shift = math.expm1(2.0 * a) + math.expm1(2.0 * b)
-            moved = a + b + sigmas * horizon_sec**0.5 * sigma_max * shift + horizon_sec * (rate_change + shift * g_max)
-            worst = max(worst, moved)
-        return worst
+        return grown + sigmas * horizon_sec**0.5 * sigma_max * shift + horizon_sec * (rate_change + shift * g_max)
 
     def needed(self, book, bound: float) -> np.ndarray:
-        """Per book row: must it be evaluated (headroom within the bound, an ETA above 0, changed since, new)?"""
+        """Per book row: must it be evaluated (headroom within the bound, changed since, or new)?"""
         need = np.ones(book.height, bool)
-        need[: self.headroom.size] = (self.headroom <= bound + CARRY_MARGIN) | self.timed
+        need[: self.headroom.size] = self.headroom <= bound + CARRY_MARGIN
         need[book.rows_changed_since(self.version)] = True
         return need
-
-
-def _largest_log_ratio(now: Mapping[int, int], before: Mapping[int, int], ids) -> float:
-    return max((abs(math.log(now[r] / before[r])) for r in ids), default=0.0)
 
 
 def growth_rates(market: MarketState) -> tuple[tuple[float, float], ...]:

@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from .carry import MAX_CARRY_BOUND, Carry, band_minimum, growth_rates
+from .carry import Carry, band_minimum, growth_rates
 from .health import (
     GATHER_FIRST,
     PositionBook,
@@ -227,20 +227,16 @@ def evaluate(
     n = book.height
     screened = screen is not None and screen.holds(book, market, by_name, bounds)
     hot_mask = screen.hot(book) if screened else None
-    key = _carry_key(market, drift, volatility, params)
-    prices_now = {CURRENT: current, **by_name}
+    key = _carry_key(market, shocked, drift, volatility, params)
     quiet = (
         previous is not None
         and previous.carry is not None
         and (screen is None or screened)
         and previous.carry.applies(book, market, key)
     )
-    if quiet:
+    if quiet:  # no price moved: only users near a decision, changed or new (risk/carry.py)
         sigmas = max((spec.sigmas for spec in params.scenarios), default=0.0)
-        bound = previous.carry.bound(market, prices_now, sigmas, params.horizon_sec, drift, volatility)
-        quiet = bound <= MAX_CARRY_BOUND
-    if quiet:  # only users near a decision, with an ETA that moves, changed or new (risk/carry.py)
-        need = previous.carry.needed(book, bound)
+        need = previous.carry.needed(book, previous.carry.bound(market, sigmas, params.horizon_sec, drift, volatility))
         live = np.flatnonzero(need if hot_mask is None else need & hot_mask)
     else:
         live = np.flatnonzero(hot_mask) if screened else None  # None: every user
@@ -303,8 +299,6 @@ def evaluate(
         f[near_at] = _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta,
                               projected)  # fmt: skip
         room = np.minimum(room, np.abs(f))
-        with np.errstate(divide="ignore", invalid="ignore"):  # an ETA of 0 (at or under T) stays 0 (NaN: far)
-            room = np.fmin(room, np.abs(np.log(hf[spec.name][rows] / params.threshold)))
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
     with np.errstate(divide="ignore", invalid="ignore"):  # the exact values may lie this far (relative) from the float
@@ -313,19 +307,13 @@ def evaluate(
     room[take_rows(book.exact_only, live)] = 0.0
     headroom = _carried(previous.carry.headroom if quiet else None, n, 0.0)
     headroom[rows] = np.nan_to_num(room, nan=0.0)
-    timed = np.zeros(n, bool)
-    if quiet:
-        timed[: min(n, previous.carry.timed.size)] = previous.carry.timed[:n]
-    timed[rows] = np.logical_or.reduce([(e[rows] > 0) & (e[rows] <= params.horizon_sec) for e in eta.values()])
     carry = Carry(
         generation=book.generation,
         version=book.version,
         base=previous.carry.base if quiet else market,
-        base_prices=previous.carry.base_prices if quiet else prices_now,
         growth_rates=(*previous.carry.growth_rates, growth_rates(market)) if quiet else (growth_rates(market),),
         key=key,
         headroom=headroom,
-        timed=timed,
         blocks=previous.carry.blocks + 1 if quiet else 0,
     )
     stale = None
@@ -368,10 +356,17 @@ def _carried(values: np.ndarray | None, n: int, fill: float, reset: np.ndarray |
     return out
 
 
-def _carry_key(market, drift, volatility, params) -> tuple:
-    """What must be unchanged for a block to carry the previous one's values: the e-mode categories (their own
-    price sources included), the trends, the parameters. Prices may move: the carry's bound covers them."""
-    return (dict(market.emode_categories), dict(drift), dict(volatility), params)
+def _carry_key(market, shocked, drift, volatility, params) -> tuple:
+    """What must be unchanged for a block to carry the previous one's values: every price (oracle, e-mode,
+    scenario), the trends, the parameters."""
+    return (
+        dict(market.prices),
+        dict(market.emode_categories),
+        [(p.name, dict(p.collateral), dict(p.debt)) for p in shocked],
+        dict(drift),
+        dict(volatility),
+        params,
+    )
 
 
 def _project(
