@@ -236,7 +236,7 @@ class Watcher:
             self.candidates.write(result)
             record.writes = dict(self.candidates.last_counts)
         record.written_at = self.clock()
-        self.tracker.compact()  # after the candidates are out: ~10 ms now and then at 100k users
+        self.tracker.after_block()  # after the candidates are out: compaction, the next trends
         if self.cache is not None:
             self.cache.set_kpis(  # for dashboards: after the candidates, which bots wait for
                 {

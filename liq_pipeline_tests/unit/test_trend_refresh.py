@@ -28,3 +28,25 @@ def test_trends_wait_for_a_price_move_or_their_maximum_age():
     # first call, then the price move at 12 (TREND_EVERY after 1 not yet at 5), then 30 blocks without any
     assert TREND_EVERY == 10 and TREND_MAX_AGE == 30
     assert recomputed == [1, 12, 42, 72]
+
+
+def test_the_watcher_computes_trends_ahead_off_the_hot_path():
+    market = sample(10, seed=1).market
+    tracker = Tracker(None, None, rules_for("3.0"), pl.DataFrame(), block=0)
+    computed, applied = [], []
+    tracker._compute_trends = lambda: computed.append(tracker.block) or {"at": tracker.block}
+    moved = dataclasses.replace(
+        market, reserves=tuple(dataclasses.replace(r, price=r.price + 1) for r in market.reserves)
+    )
+    for block in range(1, 80):
+        tracker.block = block
+        tracker._state = dataclasses.replace(moved if block in (5, 12, 14) else market, block=block)
+        before = len(computed)
+        trends = tracker.trends()  # the block's evaluation
+        assert len(computed) == before or block == 1  # only the very first trends are computed on the path
+        if tracker._trends_block == block:
+            applied.append((block, trends["at"]))
+        tracker.after_block()  # after the block's candidates are written
+    # applied at the same blocks as before, each computed a few blocks ahead
+    assert [b for b, _ in applied] == [1, 12, 42, 72]
+    assert [at for _, at in applied] == [1, 10, 21, 51]
