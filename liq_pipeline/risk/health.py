@@ -46,6 +46,7 @@ GATHER_FIRST = 8  # rows under 1/8 of the book: gather the inputs first (4.9k of
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
+SMALL_BUILD_ROWS = 64  # up to this many rows build_book reads plain lists instead of running a polars select
 HARD_MAX_CHUNKS = 4096  # compacted during the update itself (only when nobody calls compact() in between)
 KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
@@ -131,10 +132,11 @@ class PositionBook:
         reader omits such users). The market must have the book's configuration (`book_config_key`)."""
         if book_config_key(market) != self.config:
             raise ValueError("the market's thresholds or e-mode changed: build a new book instead of updating")
-        fresh = fresh.unique("user", keep="last", maintain_order=True).select(
-            [pl.col(c).cast(t) if c in fresh.columns else pl.lit(0).cast(t).alias(c)
-             for c, t in self.positions.schema.items()]
-        )  # fmt: skip
+        if fresh.schema != self.positions.schema or fresh["user"].is_duplicated().any():
+            fresh = fresh.unique("user", keep="last", maintain_order=True).select(
+                [pl.col(c).cast(t) if c in fresh.columns else pl.lit(0).cast(t).alias(c)
+                 for c, t in self.positions.schema.items()]
+            )  # fmt: skip
         named = set(fresh["user"].to_list())
         emptied = [u for u in dict.fromkeys(reread) if u not in named and u in self._row_of]
         if emptied:
@@ -254,13 +256,30 @@ def build_book(
     def flags() -> list[pl.Expr]:
         return [pl.col(on_col(r)).fill_null(False) if on_col(r) in names else pl.lit(False) for r in ids]
 
-    stable_exprs = floats(stable_col) if has_stable else [pl.lit(0.0)] * width
-    numbers = positions.select(
-        *[e.alias(f"c{j}") for j, e in enumerate(floats(coll_col))],
-        *[e.alias(f"d{j}") for j, e in enumerate(floats(debt_col))],
-        *[e.alias(f"s{j}") for j, e in enumerate(stable_exprs)],
-    ).to_numpy() if width else np.zeros((n, 0))  # fmt: skip
-    enabled = positions.select(*[e.alias(f"e{j}") for j, e in enumerate(flags())]).to_numpy() if width else None
+    if n <= SMALL_BUILD_ROWS:  # a few re-read users (every watcher block): lists, no polars plan (~1 ms saved)
+
+        def listed_column(name: str, fill: object) -> list:
+            return (
+                [fill if v is None else v for v in positions.get_column(name).to_list()]
+                if name in names
+                else [fill] * n
+            )
+
+        stable_names = [stable_col(r) for r in ids] if has_stable else []
+        number_names = [coll_col(r) for r in ids] + [debt_col(r) for r in ids]
+        numbers = np.array(
+            [listed_column(name, 0) for name in number_names + stable_names] + [[0] * n] * (0 if has_stable else width),
+            dtype=np.float64,
+        ).T.reshape(n, 3 * width)  # Python int -> float64 rounds to nearest like polars' cast
+        enabled = np.array([listed_column(on_col(r), False) for r in ids], dtype=bool).T.reshape(n, width)
+    else:
+        stable_exprs = floats(stable_col) if has_stable else [pl.lit(0.0)] * width
+        numbers = positions.select(
+            *[e.alias(f"c{j}") for j, e in enumerate(floats(coll_col))],
+            *[e.alias(f"d{j}") for j, e in enumerate(floats(debt_col))],
+            *[e.alias(f"s{j}") for j, e in enumerate(stable_exprs)],
+        ).to_numpy() if width else np.zeros((n, 0))  # fmt: skip
+        enabled = positions.select(*[e.alias(f"e{j}") for j, e in enumerate(flags())]).to_numpy() if width else None
     coll = np.ascontiguousarray(numbers[:, :width])
     debt = np.ascontiguousarray(numbers[:, width : 2 * width])
     stable = np.ascontiguousarray(numbers[:, 2 * width :])
