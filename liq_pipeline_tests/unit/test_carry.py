@@ -160,3 +160,30 @@ def test_band_minimum_is_negative_exactly_when_the_eta_is_within_the_horizon():
         eta = eta_seconds(hf, g, sigma, sigmas, 1.004)
         clear = np.abs(f) > 1e-9  # at the tangent point itself both are a rounding away from the other side
         np.testing.assert_array_equal((f <= 0)[clear], (eta <= 180.0)[clear])
+
+
+def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
+    market_sample = sample(2_000, seed=9, near_one_share=0.05)
+    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
+    trends = {r: AssetTrend(0.0, v) for r, v in market_sample.volatility.items()}
+    results = {}
+    for reuse in (False, True):
+        market = _fast_interest(market_sample.market)
+        book = build_book(market_sample.positions, market)
+        previous, seen = None, []
+        for step in range(12):
+            current = evaluate(book, market, params, trends, screen=previous and previous.screen, previous=previous,
+                               reuse_previous=reuse)  # fmt: skip
+            seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
+            if reuse and previous is not None and current.carried:
+                with pytest.raises(RuntimeError, match="stale"):
+                    _ = previous.users
+            previous = current
+            market = _later(market, 60, random.Random(step), 0.0)
+        results[reuse] = seen
+    assert sum(carried for carried, _, _ in results[True]) >= 8
+    for (c1, hf1, eta1), (c2, hf2, eta2) in zip(results[False], results[True], strict=True):
+        assert c1 == c2
+        np.testing.assert_array_equal(hf1, hf2)
+        for name in eta1:
+            np.testing.assert_array_equal(eta1[name], eta2[name])
