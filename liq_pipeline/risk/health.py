@@ -28,7 +28,6 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -111,14 +110,12 @@ class PositionBook:
         self.exact_only: np.ndarray = arrays["exact_only"]  # V3.0-3.1 e-mode price source: exact path only
         self.emode: np.ndarray = arrays["emode"]
         self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
+        # user -> row, built with the book (~30 ms at 100k users): built lazily, it landed on a block's path
+        self._row_of: dict[str, int] = {user: row for row, user in enumerate(positions["user"].to_list())}
 
     @property
     def height(self) -> int:
         return self.positions.height
-
-    @cached_property
-    def _row_of(self) -> dict[str, int]:
-        return {user: row for row, user in enumerate(self.positions["user"].to_list())}
 
     def rows_of(self, users: Sequence[str]) -> list[int | None]:
         return [self._row_of.get(u) for u in users]
