@@ -248,10 +248,14 @@ class Tracker:
         seen = time.time() if seen_at is None else seen_at
         state = self.market_state()
         # the previous block's screen: users it proved far from liquidation are skipped while prices stay close
-        result = evaluate(
-            self.book(state), state, params, self.trends(), screen=self._screen, previous=self._previous,
-            reuse_previous=True,  # the previous evaluation is not read again: its arrays are taken over
-        )  # fmt: skip
+        try:
+            result = evaluate(
+                self.book(state), state, params, self.trends(), screen=self._screen, previous=self._previous,
+                reuse_previous=True,  # the previous evaluation is not read again: its arrays are taken over
+            )  # fmt: skip
+        except BaseException:
+            self._previous = None  # its arrays may be half taken over: the next evaluation starts afresh
+            raise
         self._screen, self._previous = result.screen, result
         record = EvaluationRecord(
             block=self.block,

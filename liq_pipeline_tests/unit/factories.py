@@ -77,3 +77,13 @@ def debt(amount: int) -> Leg:
 
 def both(collateral: int, owed: int, enabled: bool = True) -> Leg:
     return Leg(scaled_atoken=collateral, scaled_variable_debt=owed, collateral_enabled=enabled)
+
+
+def traffic(book, spare, market: MarketState, rng, step: int, moved: int = 3) -> None:
+    """A block's traffic on a position book: `moved` users' positions change (re-read after their events, taking
+    rows of `spare`, a positions frame) and one user arrives."""
+    import polars as pl
+
+    users = rng.sample(book.positions["user"].to_list(), moved)
+    fresh = spare.sample(moved + 1, seed=step).with_columns(pl.Series("user", [*users, f"0xnew{step:036d}"]))
+    book.update(fresh, market)

@@ -9,7 +9,6 @@ import dataclasses
 import random
 
 import numpy as np
-import polars as pl
 import pytest
 
 from liq_pipeline.risk.carry import MAX_CARRY_BLOCKS, band_minimum
@@ -20,6 +19,7 @@ from liq_pipeline.risk.projection import eta_seconds
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.synthetic import sample
 from liq_pipeline.watch.candidates import ETA_RELATIVE, ETA_RESOLUTION_SEC
+from liq_pipeline_tests.unit.factories import traffic
 
 
 def _later(market: MarketState, seconds: int, rng: random.Random, rate_change: float) -> MarketState:
@@ -78,9 +78,7 @@ def test_carried_decisions_equal_evaluating_everyone(seed: int, seconds: int, ra
     previous, carried_blocks, flips = None, 0, 0
     for step in range(45):
         if step % 5 == 2:  # some users' positions change (re-read after their events), one arrives
-            users = rng.sample(book.positions["user"].to_list(), 3)
-            fresh = spare.sample(4, seed=step).with_columns(pl.Series("user", [*users, f"0xnew{step:036d}"]))
-            book.update(fresh, market)
+            traffic(book, spare, market, rng, step)
         screen = previous.screen if previous is not None else None
         carried = evaluate(book, market, params, trends, screen=screen, previous=previous)
         full = evaluate(book, market, params, trends)

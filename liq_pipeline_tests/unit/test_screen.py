@@ -8,7 +8,6 @@ import dataclasses
 import random
 
 import numpy as np
-import polars as pl
 import pytest
 
 from liq_pipeline.risk.engine import AssetTrend, EngineParams, evaluate
@@ -17,6 +16,7 @@ from liq_pipeline.risk.market import MarketState
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.risk.screen import MAX_AGE_BLOCKS
 from liq_pipeline.synthetic import sample
+from liq_pipeline_tests.unit.factories import traffic
 
 
 def _moved(market: MarketState, rng: random.Random, step_bps: float, seconds: int) -> MarketState:
@@ -40,9 +40,7 @@ def test_screened_decisions_equal_evaluating_everyone(seed: int, step_bps: float
     screen, skipped_blocks, full_blocks = None, 0, 0
     for step in range(40):
         if step % 7 == 3:  # some users' positions change (re-read after their events), one arrives
-            users = rng.sample(book.positions["user"].to_list(), 3)
-            fresh = spare.sample(4, seed=step).with_columns(pl.Series("user", [*users, f"0xnew{step:036d}"]))
-            book.update(fresh, market)
+            traffic(book, spare, market, rng, step)
         screened = evaluate(book, market, params, trends, screen=screen)
         full = evaluate(book, market, params, trends)
         if screened.stale is not None:
