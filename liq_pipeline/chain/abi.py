@@ -90,7 +90,7 @@ def decode_static(layout: tuple, data: str) -> tuple[Any, ...]:
             if int(word[2 * size :] or "0", 16):
                 raise ValueError(f"{word} is not a {node}")
             return bytes.fromhex(word[: 2 * size])
-        bits = int(node.lstrip("uint") or 256)
+        bits = int(node.removeprefix("u").removeprefix("int") or 256)
         if node.startswith("int"):
             value = value - (1 << 256) if value >> 255 else value
             if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):

@@ -372,17 +372,30 @@ def rounding_slack(book: PositionBook, market: MarketState, rows=slice(None)) ->
     return collateral, debt
 
 
+def _scenario_weights(book: PositionBook, market: MarketState, scenarios: Sequence[ScenarioPrices]) -> tuple:
+    """Per reserve and scenario: collateral, debt and stable debt weights (stable None where not counted)."""
+    ids = book.reserve_ids
+    coll_w = np.column_stack([collateral_weights(market, s, ids) for s in scenarios])
+    debt_w = np.column_stack([debt_weights(market, s, ids) for s in scenarios])
+    stable_w = np.column_stack([stable_weights(market, s, ids) for s in scenarios]) if book.has_stable else None
+    return coll_w, debt_w, stable_w
+
+
+def _products(weighted, coll, debt, stable, weights: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    coll_w, debt_w, stable_w = weights
+    owed = debt @ debt_w
+    if stable_w is not None:
+        owed = owed + stable @ stable_w
+    return weighted @ coll_w, coll @ coll_w, owed
+
+
 def scenario_products(
     book: PositionBook, market: MarketState, scenarios: Sequence[ScenarioPrices]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every user's LT-weighted collateral, collateral and debt in base units, users x scenarios: one product
     per matrix for all the scenarios of a block (reading the book once instead of once per pass)."""
-    ids = book.reserve_ids
-    coll_w = np.column_stack([collateral_weights(market, s, ids) for s in scenarios])
-    owed = book.debt @ np.column_stack([debt_weights(market, s, ids) for s in scenarios])
-    if book.has_stable:
-        owed = owed + book.stable @ np.column_stack([stable_weights(market, s, ids) for s in scenarios])
-    return book.weighted @ coll_w, book.coll @ coll_w, owed
+    weights = _scenario_weights(book, market, scenarios)
+    return _products(book.weighted, book.coll, book.debt, book.stable, weights)
 
 
 def float_health(
@@ -397,28 +410,16 @@ def float_health(
     """Float HF per user and scenario and whether it must be re-decided exactly: (hf, band, S, C, D), for the
     book's `rows` (default: every user) in that order. `slack`: rounding_slack of every user, if known;
     `products`: scenario_products, if known (`columns`: these scenarios' columns in them)."""
-    ids = book.reserve_ids
-    coll_w = np.column_stack([collateral_weights(market, s, ids) for s in scenarios])
-    debt_w = np.column_stack([debt_weights(market, s, ids) for s in scenarios])
-    stable_w = np.column_stack([stable_weights(market, s, ids) for s in scenarios]) if book.has_stable else None
-    if products is not None:
-        # the rows of the contiguous products, then these columns made contiguous again: gathering from a
-        # column view, or deciding on strided columns, is ~2x slower
-        weighted, collateral, debt = (np.ascontiguousarray(take_rows(p, rows)[:, columns]) for p in products)
-    elif rows is not None and rows.size * GATHER_FIRST < book.height:
+    if products is None and rows is not None and rows.size * GATHER_FIRST < book.height:
         # a small share of the users (a quiet block's few near a decision): gather their rows, then multiply
-        picked = {name: np.take(getattr(book, name), rows, axis=0) for name in ("weighted", "coll", "debt")}
-        weighted, collateral, debt = picked["weighted"] @ coll_w, picked["coll"] @ coll_w, picked["debt"] @ debt_w
-        if stable_w is not None:
-            debt = debt + np.take(book.stable, rows, axis=0) @ stable_w
+        picked = [np.take(m, rows, axis=0) for m in (book.weighted, book.coll, book.debt)]
+        picked.append(np.take(book.stable, rows, axis=0) if book.has_stable else None)
+        weighted, collateral, debt = _products(*picked, _scenario_weights(book, market, scenarios))
     else:
-        # products over every user, then the rows: a users x scenarios result is cheaper to gather than the inputs
-        weighted = take_rows(book.weighted @ coll_w, rows)
-        collateral = take_rows(book.coll @ coll_w, rows)
-        owed = book.debt @ debt_w
-        if stable_w is not None:
-            owed = owed + book.stable @ stable_w
-        debt = take_rows(owed, rows)
+        # products over every user, then the rows (a users x scenarios result is cheaper to gather than the
+        # inputs), then these columns made contiguous: deciding on strided columns is ~2x slower
+        products = products or scenario_products(book, market, scenarios)
+        weighted, collateral, debt = (np.ascontiguousarray(take_rows(p, rows)[:, columns]) for p in products)
     slack_c, slack_d = (take_rows(v, rows)[:, None] for v in (slack or rounding_slack(book, market)))
     per_user = {name: take_rows(getattr(book, name), rows)[:, None] for name in ("lt_uniform", "lt_min", "lt_spread")}
     exact_only = take_rows(book.exact_only, rows)[:, None]
