@@ -96,15 +96,29 @@ class Evaluation:
     trends: tuple[Mapping[int, float], Mapping[int, float]] = field(default_factory=lambda: ({}, {}))  # drift, vol
     sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
     screen: Screen | None = None  # for the next block's evaluation
-    stale: np.ndarray | None = None  # rows not evaluated at this block: screened out (cold) or carried
-    evaluated: int = 0  # users evaluated (all, the screen's hot ones, or on a quiet block the few near a bound)
     carry: Carry | None = None  # for the next block's evaluation, if no price moves (see risk/carry.py)
     carried_from: int | None = None  # the block whose values this evaluation carried (no price moved since)
-    evaluated_rows: np.ndarray | None = None  # the rows evaluated at this block (None: every row)
+    # the rows evaluated at this block (None: every row): all, the screen's hot ones, or on a quiet block the few
+    # near a decision
+    evaluated_rows: np.ndarray | None = None
+    completed: bool = False  # `users` brought every other row's values to this block
 
     @property
     def carried(self) -> bool:
         return self.carried_from is not None
+
+    @property
+    def evaluated(self) -> int:
+        return self.book.height if self.evaluated_rows is None else len(self.evaluated_rows)
+
+    @property
+    def stale(self) -> np.ndarray | None:
+        """Rows not evaluated at this block (screened out as cold, or carried), until `users` completes them."""
+        if self.evaluated_rows is None or self.completed:
+            return None
+        skipped = np.ones(len(self.hf_current), bool)
+        skipped[self.evaluated_rows] = False
+        return np.flatnonzero(skipped)
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -139,18 +153,19 @@ class Evaluation:
 
     def _complete_projections(self) -> None:
         drift, volatility = self.trends
-        if self.stale is not None and self.stale.size:  # users skipped or carried: their values at this block now
+        stale = self.stale
+        if stale is not None and stale.size:  # users skipped or carried: their values at this block now
             current = self.scenario_prices[CURRENT]
-            health = evaluate_health(self.book, self.market, [current], self.stale)
-            self.hf_current[self.stale] = health.hf[:, 0]
+            health = evaluate_health(self.book, self.market, [current], stale)
+            self.hf_current[stale] = health.hf[:, 0]
             for spec in self.params.scenarios:
-                self.projected[spec.name][self.stale] = np.nan
+                self.projected[spec.name][stale] = np.nan
                 if _same(self.scenario_prices[spec.name], current):
-                    self.sums[spec.name][0][self.stale] = health.weighted[:, 0]
-                    self.sums[spec.name][1][self.stale] = health.debt[:, 0]
+                    self.sums[spec.name][0][stale] = health.weighted[:, 0]
+                    self.sums[spec.name][1][stale] = health.debt[:, 0]
                 else:
-                    self.hf[spec.name][self.stale] = np.nan
-            self.stale = None
+                    self.hf[spec.name][stale] = np.nan
+        self.completed = True
         for spec in self.params.scenarios:
             unscreened = np.flatnonzero(np.isnan(self.hf[spec.name]))
             if unscreened.size:  # users `evaluate` skipped in this scenario: far from 1, never candidates
@@ -320,11 +335,6 @@ def evaluate(
     )
     if quiet and reuse_previous:
         previous.book_version = -1  # its arrays are this evaluation's now: users/candidates refuse to build
-    stale = None
-    if live is not None:
-        skipped = np.ones(n, bool)
-        skipped[live] = False
-        stale = np.flatnonzero(skipped)
     return Evaluation(
         block=market.block,
         book=book,
@@ -340,8 +350,6 @@ def evaluate(
         trends=(drift, volatility),
         sums=sums,
         screen=screen,
-        stale=stale,
-        evaluated=len(rows),
         carry=carry,
         carried_from=previous.block if quiet else None,
         evaluated_rows=live,
