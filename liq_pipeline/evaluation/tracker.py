@@ -179,6 +179,14 @@ class Tracker:
         kept = self.positions.filter(~pl.col("user").is_in(users))
         self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
 
+    def rewind(self, block: int) -> None:
+        """Back to `block` (a block not processed after all, or a reorg's common ancestor): the market is read
+        again and the next evaluation starts afresh (nothing is carried across it). Users the later blocks touched
+        must be re-read by the caller."""
+        self.block = block
+        self._state = None
+        self._previous = None
+
     def after_block(self) -> None:
         """Housekeeping off the hot path (the watcher calls it once a block's candidates are written): compact the
         position book's exact frame if updates sliced it up, and compute the trends ahead of the block that

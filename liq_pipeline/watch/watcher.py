@@ -161,9 +161,7 @@ class Watcher:
         for number in orphaned:
             self.hashes.pop(number, None)
             self.touched_at.pop(number, None)
-        self.tracker.block = ancestor
-        self.tracker._state = None
-        self.tracker._previous = None  # values of orphaned blocks are not carried
+        self.tracker.rewind(ancestor)  # values of orphaned blocks are not carried
         self.tracker.refresh_users(users)
         self.stats.reorgs += 1
         log.warning("reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor", len(orphaned), ancestor,
@@ -190,14 +188,11 @@ class Watcher:
                 evaluated = time.perf_counter()
         except BaseException:
             # not processed: the next attempt re-reads (previous, number] from the start, so no block is lost
-            self.tracker.block = previous
-            self.tracker._state = None
+            self.tracker.rewind(previous)
             raise
         if reorged:
             # the block read is on another branch: back to the common ancestor (the users this block touched are
             # re-read there too), then the new branch block by block
-            self.tracker.block = previous
-            self.tracker._state = None
             depth = self.rollback(self._common_ancestor(number - 1), also=delta.touched_users)
             return self._replay_to(number, seen, depth)
         self.touched_at[number] = delta.touched_users
