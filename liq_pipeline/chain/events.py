@@ -45,7 +45,7 @@ EVENT_SCHEMA = {
 }
 
 
-def _topic_map(market: Market) -> dict[str, tuple[Event, set[str] | None]]:
+def topic_map(market: Market) -> dict[str, tuple[Event, set[str] | None]]:
     """topic0 -> (event, addresses allowed to emit it; None = any address of the market)."""
     pool = {market.pool.lower()}
     tokens = {a.lower() for a in market.token_addresses()}
@@ -108,7 +108,7 @@ def decode_logs(
 ) -> pl.DataFrame:
     """Decoded events in EVENT_SCHEMA, in chain order. A log of a known topic that does not decode raises.
     `with_args=False` leaves `args` null (the watcher needs owners and event names; the JSON costs ~10 us a log)."""
-    mapping = _topic_map(market)
+    mapping = topic_map(market)
     feed_set = {f.lower() for f in feeds}
     rows: dict[str, list] = {name: [] for name in EVENT_SCHEMA}
     for log in logs:
@@ -157,21 +157,9 @@ def fetch_events(
     sources of the market's assets."""
     feed_list = list(feeds) or list(market.price_sources.values())
     addresses = [market.pool, market.oracle, *market.token_addresses(), *feed_list]
-    topics = list(_topic_map(market))
+    topics = list(topic_map(market))
     logs = fetch_logs(rpc, addresses, topics, from_block, to_block, chunk_blocks, progress)
     return decode_logs(market, logs, feed_list)
-
-
-def logs_request(market: Market, from_block: int, to_block: int) -> tuple[str, list]:
-    """One eth_getLogs request for every event fetch_events reads (for a few blocks: the watcher's batch)."""
-    feeds = list(market.price_sources.values())
-    query = {
-        "fromBlock": hex(from_block),
-        "toBlock": hex(to_block),
-        "address": [market.pool, market.oracle, *market.token_addresses(), *feeds],
-        "topics": [list(_topic_map(market))],
-    }
-    return "eth_getLogs", [query]
 
 
 def borrowers_from_events(frame: pl.DataFrame) -> list[str]:

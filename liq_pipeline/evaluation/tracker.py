@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import polars as pl
 
@@ -24,7 +25,8 @@ from ..chain.discovery import (
     market_state_requests,
     read_market_state,
 )
-from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fetch_events, logs_request
+from ..chain.events import EVENT_SCHEMA, borrowers_from_events, decode_logs, fetch_events
+from ..chain.log_scan import LogScanner
 from ..chain.multicall import MULTICALL3
 from ..chain.positions import read_positions
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
@@ -48,11 +50,26 @@ class BlockDelta:
 
     from_block: int
     to_block: int
-    events: pl.DataFrame  # `args` is null on the few-block path (nobody reads it there; JSON per log costs)
     touched_users: list[str]
     price_updates: int
-    liquidations: pl.DataFrame
     deferred_users: int = 0  # touched users left for the next block by PREDICTIVE_MAX_USERS_PER_TICK
+    # The events: a frame, or (few-block path) the raw logs the scan kept, decoded on first use (nobody on the hot
+    # path reads them; `args` stays null there)
+    decoded: pl.DataFrame | None = None
+    logs: list[dict] | None = None
+    market: Market | None = None
+
+    @cached_property
+    def events(self) -> pl.DataFrame:
+        if self.decoded is not None:
+            return self.decoded
+        if not self.logs:
+            return pl.DataFrame(schema=EVENT_SCHEMA)
+        return decode_logs(self.market, self.logs, self.market.price_sources.values(), with_args=False)
+
+    @cached_property
+    def liquidations(self) -> pl.DataFrame:
+        return self.events.filter(pl.col("event") == "LiquidationCall")
 
 
 @dataclass
@@ -125,25 +142,28 @@ class Tracker:
     def advance(self, to_block: int) -> BlockDelta:
         """Bring positions to `to_block`: only users named by the new blocks' events are re-read."""
         if to_block <= self.block:
-            nothing = pl.DataFrame(schema=EVENT_SCHEMA)
-            return BlockDelta(self.block, self.block, nothing, [], 0, nothing)
+            return BlockDelta(self.block, self.block, [], 0)
         if to_block - self.block <= FAST_PATH_BLOCKS:
             # one round trip: the new blocks' logs and the market at `to_block` (header, reserves, prices)
             answers = self.rpc.batch(
-                [logs_request(self.market, self.block + 1, to_block), *market_state_requests(self.market, to_block)],
+                [self.scanner.request(self.market, self.block + 1, to_block),
+                 *market_state_requests(self.market, to_block)],
                 raise_on_error=False,
-            )
+            )  # fmt: skip
             if isinstance(answers[0], RpcError):
                 raise ReaderError(f"eth_getLogs {self.block + 1}-{to_block} failed: {answers[0]}")
             if answers[1] is None:  # a node behind its own head, or a reorg that shortened the chain: retried
                 raise NodeUnavailable(f"block {to_block} is not on the node (yet)")
-            events = decode_logs(self.market, answers[0], self.market.price_sources.values(), with_args=False)
+            scanned = self.scanner.scan(answers[0])
             state = market_state_from_answers(self.market, to_block, self.rules, answers[1:], self.stable_symbols)
             self.header = answers[1]
+            named, price_updates, events = scanned.owners, scanned.price_updates, None
         else:
             events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
-            state = self.header = None
-        touched = list(dict.fromkeys([*self.deferred, *borrowers_from_events(events)]))
+            state = self.header = scanned = None
+            named = borrowers_from_events(events)
+            price_updates = int((events["event"] == "AnswerUpdated").sum())
+        touched = list(dict.fromkeys([*self.deferred, *named]))
         self.deferred = []
         if self.max_users_per_tick and len(touched) > self.max_users_per_tick:
             touched, self.deferred = touched[: self.max_users_per_tick], touched[self.max_users_per_tick :]
@@ -155,16 +175,14 @@ class Tracker:
             self._state = state
             self._observe_prices(state)
         self.refresh_users(touched)
-        delta = BlockDelta(
-            previous,
-            to_block,
-            events,
-            touched,
-            int((events["event"] == "AnswerUpdated").sum()),
-            events.filter(pl.col("event") == "LiquidationCall"),
-            len(self.deferred),
-        )
-        return delta
+        return BlockDelta(
+            previous, to_block, touched, price_updates, len(self.deferred), decoded=events,
+            logs=scanned.logs if scanned is not None else None, market=self.market,
+        )  # fmt: skip
+
+    @cached_property
+    def scanner(self) -> LogScanner:
+        return LogScanner(self.market)
 
     def refresh_users(self, users: list[str]) -> None:
         """Re-read `users` at the current block (dirty users a crashed run left unacknowledged)."""

@@ -13,6 +13,7 @@ from liq_pipeline.chain.abi import event_topic, function
 from liq_pipeline.chain.discovery import ReaderError, discover_market, read_market_state
 from liq_pipeline.chain.events import borrowers_from_events, decode_logs, fetch_events
 from liq_pipeline.chain.ground_truth import user_account_data
+from liq_pipeline.chain.log_scan import LogScanner
 from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet import actions
@@ -189,3 +190,56 @@ def test_undecodable_log_is_reported_with_block_and_transaction(chain, reader):
     }
     with pytest.raises(ReaderError, match=r"Borrow log 0x0 of tx 0xabab.* in block 7"):
         decode_logs(market, [bad])
+
+
+def test_log_scan_names_the_same_owners_and_price_updates_as_decoding(chain, reader):
+    """The watcher's scan (owners from topics, narrower topics) against the decoded events, over the whole
+    history: the seeding, a price shock, a liquidation and an aToken transfer."""
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 80 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    head = _head(reader)
+    market = discover_market(reader, chain.market.addresses_provider, head, RULES)
+    decided = health_factors(read_positions(reader, market, chain.users, head, RULES), read_market_state(
+        reader, market, head, RULES, STABLES))  # fmt: skip
+    victim = decided.filter(pl.col("liquidatable_baseline"))["user"][0]
+    actions.liquidate(chain.rpc, chain.market, victim)
+    head = _head(reader)
+    scanner = LogScanner(market)
+    for first, last in ((0, head), (head, head)):
+        decoded = fetch_events(reader, market, first, last)
+        method, params = scanner.request(market, first, last)
+        scanned = scanner.scan(reader.call(method, *params))
+        assert scanned.owners == borrowers_from_events(decoded)
+        assert scanned.price_updates == (decoded["event"] == "AnswerUpdated").sum()
+        kept = decode_logs(market, scanned.logs, market.price_sources.values())
+        assert kept.filter(pl.col("event") == "LiquidationCall").height == (
+            decoded.filter(pl.col("event") == "LiquidationCall").height
+        )
+    assert to_checksum_address(victim) in scanned.owners and scanned.price_updates == 0
+
+
+ADDRESS = "0x" + "00" * 12 + "11" * 20
+NOT_ADDRESS = "0x" + "ff" * 32
+ZERO_WORD = "0x" + "00" * 32
+
+
+@pytest.mark.parametrize(
+    ("indexed", "data_bytes", "problem"),
+    [
+        ([ADDRESS], 128, r"2 topics"),  # Borrow has three indexed fields (reserve, onBehalfOf, referralCode)
+        ([ADDRESS, ADDRESS, ZERO_WORD], 64, r"64 data bytes"),  # and four words of data
+        ([ADDRESS, NOT_ADDRESS, ZERO_WORD], 128, r"is not an address"),  # onBehalfOf
+    ],
+)
+def test_log_scan_reports_a_log_without_its_events_shape(chain, reader, indexed, data_bytes, problem):
+    market = discover_market(reader, chain.market.addresses_provider, _head(reader), RULES)
+    bad = {
+        "address": market.pool,
+        "topics": [event_topic("Pool", "Borrow"), *indexed],
+        "data": "0x" + "00" * data_bytes,
+        "blockNumber": "0x7",
+        "logIndex": "0x0",
+        "transactionHash": "0x" + "ab" * 32,
+    }
+    with pytest.raises(ReaderError, match=rf"Borrow log 0x0 of tx 0xabab.* in block 7 .*{problem}"):
+        LogScanner(market).scan([bad])
