@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping, Sequence
 
 import msgpack
 import polars as pl
@@ -16,6 +17,7 @@ import polars as pl
 from ..risk.engine import CANDIDATE_SCHEMA
 from .batching import chunked, commit_if_not_older, send_chunks
 from .codec import details_packer, score_strings, unpack
+from .columnar_msgpack import pack_maps
 from .context import MarketCache
 
 # ZSET range and details in one atomic script: read as two commands, a replacement landing between them would mix
@@ -33,14 +35,18 @@ return cmsgpack.pack(details)
 """
 
 
-def _encoded(frame: pl.DataFrame) -> tuple[list[str], list[str], list[bytes]]:
+def _encoded(rows: pl.DataFrame | Mapping[str, Sequence]) -> tuple[list[str], list[str], list[bytes]]:
     """Members (`user:scenario`), scores (ETA) and msgpack details of candidate rows, as the arguments Redis takes.
-    Members and scores are formatted column-wise (hiredis packs str in C); a detail is one map per row."""
-    members = (frame["user"] + ":" + frame["scenario"]).to_list()
-    columns = frame.columns
-    packer = details_packer()  # one packer for the rows: packb() builds a new one per call (~30 % more)
-    details = [packer.pack(dict(zip(columns, row, strict=True))) for row in frame.iter_rows()]
-    return members, score_strings(frame["eta_sec"]), details
+    A frame (any columns, nulls allowed) is packed row by row; the watcher's columns (Evaluation.candidate_columns:
+    numpy arrays and lists of str, no nulls) column by column, ~5x faster (cache/columnar_msgpack.py)."""
+    if isinstance(rows, pl.DataFrame):
+        members = (rows["user"] + ":" + rows["scenario"]).to_list()
+        columns = rows.columns
+        packer = details_packer()  # one packer for the rows: packb() builds a new one per call (~30 % more)
+        details = [packer.pack(dict(zip(columns, row, strict=True))) for row in rows.iter_rows()]
+        return members, score_strings(rows["eta_sec"]), details
+    members = [f"{user}:{scenario}" for user, scenario in zip(rows["user"], rows["scenario"], strict=True)]
+    return members, score_strings(pl.Series(rows["eta_sec"])), pack_maps(rows)
 
 
 def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> bool:
@@ -117,32 +123,40 @@ def candidates_block(cache: MarketCache) -> int | None:
 def write_candidate_changes(
     cache: MarketCache,
     block: int,
-    upserts: pl.DataFrame,
+    upserts: pl.DataFrame | Mapping[str, Sequence] | None,
     removed: list[str],
     rescored: tuple[list[str], list[str]] = ([], []),
 ) -> bool:
     """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows, details included),
-    move the scores of `rescored` (members, ETA strings) whose details stay, remove `removed` (members
+    (a frame, or Evaluation.candidate_columns; None: none), move the scores of `rescored` (members, ETA strings)
+    whose details stay, remove `removed` (members
     `user:scenario`), in one MULTI/EXEC with the block's meta, so readers see the previous block's set or this
     one. The watcher's path: rewriting thousands of unchanged candidates (~50 ms for 4.5k) would eat its budget.
     False when a newer block is already live."""
     keys = cache.keys
     commands: list[tuple] = []
-    if upserts.height:
+    if upserts is not None and len(upserts["user"]):
         members, scores, details = _encoded(upserts)
-        for part in chunked(range(len(members)), cache.options.max_pipeline):
-            zadd, hset = ["ZADD", keys.candidates_zset], ["HSET", keys.candidates_details]
-            for i in part:
-                zadd += [scores[i], members[i]]
-                hset += [members[i], details[i]]
-            commands += [tuple(zadd), tuple(hset)]
+        for start in range(0, len(members), cache.options.max_pipeline):
+            end = start + cache.options.max_pipeline
+            commands += [
+                ("ZADD", keys.candidates_zset, *_interleaved(scores[start:end], members[start:end])),
+                ("HSET", keys.candidates_details, *_interleaved(members[start:end], details[start:end])),
+            ]
     moved_members, moved_scores = rescored
     for start in range(0, len(moved_members), cache.options.max_pipeline):
-        part_members = moved_members[start : start + cache.options.max_pipeline]
-        pairs: list[str] = [""] * (2 * len(part_members))
-        pairs[::2], pairs[1::2] = moved_scores[start : start + cache.options.max_pipeline], part_members
-        commands.append(("ZADD", keys.candidates_zset, "XX", *pairs))
+        end = start + cache.options.max_pipeline
+        commands.append(
+            ("ZADD", keys.candidates_zset, "XX", *_interleaved(moved_scores[start:end], moved_members[start:end]))
+        )
     for part in chunked(removed, cache.options.max_pipeline):
         commands += [("ZREM", keys.candidates_zset, *part), ("HDEL", keys.candidates_details, *part)]
     commands.append(("HSET", keys.candidates_meta, "block", block, "updated_at", f"{cache.clock():.3f}"))
     return commit_if_not_older(cache, keys.candidates_meta, block, commands)
+
+
+def _interleaved(first: list, second: list) -> list:
+    """[first[0], second[0], first[1], ...]: a variadic command's pairs, built by slice assignment."""
+    pairs = [None] * (2 * len(first))
+    pairs[::2], pairs[1::2] = first, second
+    return pairs

@@ -185,32 +185,38 @@ class Evaluation:
 
     def candidate_frame(self, rows: Mapping[str, np.ndarray], ordered: bool = True) -> pl.DataFrame:
         """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized; by ETA then user unless
-        `ordered` is False (the watcher's writes: Redis keeps its own order). One frame for every scenario."""
+        `ordered` is False. One frame for every scenario."""
+        columns = self.candidate_columns(rows)
+        if columns is None:
+            return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+        frame = pl.DataFrame(columns, schema=CANDIDATE_SCHEMA)
+        return frame.sort("eta_sec", "user") if ordered else frame
+
+    def candidate_columns(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | list[str]] | None:
+        """candidate_frame's columns (CANDIDATE_SCHEMA order; user and scenario as lists of str, the rest numpy
+        arrays), unordered, or None when no row is asked for: the watcher packs them without a frame."""
         self._check_fresh()
         picked = {name: found for name, found in rows.items() if len(found)}
         if not picked:
-            return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+            return None
         every = np.concatenate(list(picked.values()))
-        names = list(picked)
-        which = np.repeat(np.arange(len(names)), [len(found) for found in picked.values()])
         hf = np.concatenate([self.hf[name][found] for name, found in picked.items()])
         sized = [
             size_liquidations(self.book, self.market, self.scenario_prices[name], found, self.hf[name][found])
             for name, found in picked.items()
         ]
-        columns = {
-            "user": self.book.users_at(every),
-            "scenario": pl.Series(names).gather(which),
+        hf_current = self.hf_current[every]
+        return {
+            "user": self.book.users_at(every).to_list(),
+            "scenario": [name for name, found in picked.items() for _ in range(len(found))],
             "block": np.full(len(every), self.block, np.int64),
-            "hf_current": self.hf_current[every],
+            "hf_current": hf_current,
             "hf_scenario": hf,
             "hf_projected": np.concatenate([self.projected[name][found] for name, found in picked.items()]),
             "eta_sec": np.concatenate([self.eta[name][found] for name, found in picked.items()]),
-            "liquidatable_now": self.hf_current[every] < 1.0,
+            "liquidatable_now": hf_current < 1.0,
             **{key: np.concatenate([part[key] for part in sized]) for key in sized[0]},
         }
-        frame = pl.DataFrame(columns, schema=CANDIDATE_SCHEMA)
-        return frame.sort("eta_sec", "user") if ordered else frame
 
 
 def evaluate(

@@ -105,7 +105,7 @@ class CandidateWriter:
             rescored[name] = placed(np.flatnonzero(member & moved & ~full))
             gone[name] = placed(np.flatnonzero(was & ~member))
         now = evaluation.hf_current < 1.0
-        upserts = evaluation.candidate_frame(detailed, ordered=False)
+        upserts = evaluation.candidate_columns(detailed)
         moved_members: list[str] = []
         moved_scores: list[str] = []
         for name, rows in rescored.items():
@@ -116,7 +116,7 @@ class CandidateWriter:
             candidate_member(user, name) for name, rows in gone.items() for user in book.users_at(rows).to_list()
         ]
         self.last_counts = {
-            "detailed": upserts.height,
+            "detailed": 0 if upserts is None else len(upserts["user"]),
             "rescored": len(moved_members),
             "removed": len(removed),
         }

@@ -179,3 +179,25 @@ def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_sa
                 dataclasses.replace(r, price=r.price * 99 // 100) if not r.is_stable else r
                 for r in market_now.reserves))  # fmt: skip
     assert narrowed >= 25
+
+
+def test_details_written_block_by_block_are_the_bytes_a_full_write_gives(cache):
+    """The incremental path packs candidate columns (no frame); the full write packs the frame row by row. The
+    stored details must be the same bytes: readers and bots see one format."""
+    from liq_pipeline.cache.candidates import write_candidates
+    from liq_pipeline.synthetic import sample
+
+    market_sample = sample(3_000, seed=5, near_one_share=0.1)
+    book = build_book(market_sample.positions, market_sample.market)
+    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
+    first = evaluate(book, market_sample.market, params)
+    writer = CandidateWriter(cache)
+    nobody = {name: np.full(book.height, np.inf) for name in first.eta}
+    writer.write(dataclasses.replace(first, eta=nobody, hf_current=np.full(book.height, 2.0)))  # an empty set
+    writer.write(first)  # every member new: all go through the incremental path with details
+    assert writer.last_counts["detailed"] == first.candidates.height > 100
+    other = open_market_cache(load_settings(), 31337, "0x" + "56" * 20)
+    assert write_candidates(other.cache, first.block + 1, first.candidates)
+    stored = cache.cache.client.hgetall(cache.cache.keys.candidates_details)
+    reference = other.cache.client.hgetall(other.cache.keys.candidates_details)
+    assert stored == reference
