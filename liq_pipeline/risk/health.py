@@ -34,7 +34,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from .exact import AccountData, account_data
-from .market import MarketState, coll_col, debt_col, on_col, stable_col, user_positions
+from .market import MarketState, UserPosition, coll_col, debt_col, on_col, stable_col, user_positions
 from .wadray import RAY
 
 FLOAT_REL_TOL = 1e-9  # far above float64 summation error, far below any real decision margin
@@ -46,6 +46,7 @@ SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack s
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
 SMALL_BUILD_ROWS = 64  # up to this many rows build_book reads plain lists instead of running a polars select
+MAX_EXACT_KEPT = 65_536  # exact positions kept for re-decisions (the few thousand near a decision recur)
 HARD_MAX_CHUNKS = 4096  # compacted during the update itself (only when nobody calls compact() in between)
 KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
@@ -112,6 +113,9 @@ class PositionBook:
         self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
         # user -> row, built with the book (~30 ms at 100k users): built lazily, it landed on a block's path
         self._row_of: dict[str, int] = {user: row for row, user in enumerate(positions["user"].to_list())}
+        # row -> its exact position as Python integers: the users near a decision are re-decided exactly block
+        # after block, and reading a few rows out of the Int128 frame costs ~0.8 ms a pass
+        self._exact: dict[int, UserPosition] = {}
 
     @property
     def height(self) -> int:
@@ -122,6 +126,17 @@ class PositionBook:
 
     def users_at(self, rows: np.ndarray) -> pl.Series:
         return self.positions["user"].gather(rows)
+
+    def exact_positions(self, rows: np.ndarray) -> list[UserPosition]:
+        """The exact positions of `rows`, from the frame on first use, kept until their row is replaced."""
+        wanted = rows.tolist()
+        missing = [row for row in dict.fromkeys(wanted) if row not in self._exact]
+        if missing:
+            if len(self._exact) + len(missing) > MAX_EXACT_KEPT:
+                self._exact.clear()
+            read = user_positions(self.positions[missing], self.reserve_ids)
+            self._exact.update(zip(missing, read, strict=True))
+        return [self._exact[row] for row in wanted]
 
     def update(self, fresh: pl.DataFrame, market: MarketState, reread: Sequence[str] = ()) -> None:
         """Replace the rows of the users in `fresh` (re-read positions) in place; append users new to the book.
@@ -149,6 +164,8 @@ class PositionBook:
             source = np.array(present)
             for name in (*_MATRICES, *_VECTORS, "emode"):
                 getattr(self, name)[target] = getattr(part, name)[source]
+            for row in target.tolist():
+                self._exact.pop(row, None)
             self.positions = _replace_rows(self.positions, target, fresh[source])
         if new:
             source = np.array(new)
@@ -503,7 +520,7 @@ def redecide_exactly(
     if banded.size == 0:
         return 0
     book_rows = banded if rows is None else rows[banded]
-    positions = user_positions(book.positions[book_rows], market.reserve_ids)
+    positions = book.exact_positions(book_rows)
     count = 0
     for row, position in zip(banded.tolist(), positions, strict=True):
         for column in np.flatnonzero(band[row]).tolist():

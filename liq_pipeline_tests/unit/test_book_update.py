@@ -42,6 +42,7 @@ def test_updated_rows_equal_a_fresh_build(seed: int):
         arrivals = {f"0x{len(users) + i:040x}": None for i in range(rng.randint(0, 2))}
         changed.update({a: _user(rng, a) for a in arrivals})
         users.update(changed)
+        book.exact_positions(np.arange(book.height))  # kept for the exact path: must not outlive an update
         book.update(positions_frame(changed.values(), MARKET.reserve_ids), MARKET)
         if _block % 10 == 9:  # the watcher compacts after its writes
             book.compact()
@@ -55,6 +56,8 @@ def test_updated_rows_equal_a_fresh_build(seed: int):
         np.testing.assert_array_equal(getattr(book, name), getattr(fresh, name), err_msg=name)
     np.testing.assert_array_equal(np.nan_to_num(book.lt_min, nan=-1), np.nan_to_num(fresh.lt_min, nan=-1))
     assert health_factors(book, MARKET).equals(health_factors(fresh, MARKET))
+    every = np.arange(book.height)
+    assert book.exact_positions(every) == fresh.exact_positions(every)
     params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
     assert evaluate(book, MARKET, params).candidates.equals(evaluate(fresh, MARKET, params).candidates)
 
