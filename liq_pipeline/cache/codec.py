@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 import msgpack
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -61,10 +62,13 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
-def score_strings(values: pl.Series) -> list[str]:
-    """ZSET scores as strings Redis parses (shortest round-trip form), formatted in one vectorized pass; NaN
-    and null become inf."""
-    return values.cast(pl.Float64).fill_nan(math.inf).fill_null(math.inf).cast(pl.String).to_list()
+def score_strings(values: pl.Series | np.ndarray) -> list[str]:
+    """ZSET scores as strings Redis parses back to the same double (Python's shortest round-trip repr); NaN and
+    null become inf. A few hundred values per call on the watcher's path: repr beats a polars cast's overhead."""
+    if isinstance(values, pl.Series):
+        values = values.cast(pl.Float64).fill_null(math.nan).to_numpy()
+    floats = np.where(np.isnan(values), math.inf, values).tolist()
+    return list(map(repr, floats))
 
 
 # --- Arrow IPC ---------------------------------------------------------------------------------------------------

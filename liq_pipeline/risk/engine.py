@@ -207,7 +207,7 @@ class Evaluation:
         ]
         hf_current = self.hf_current[every]
         return {
-            "user": self.book.users_at(every).to_list(),
+            "user": self.book.users_at(every),
             "scenario": [name for name, found in picked.items() for _ in range(len(found))],
             "block": np.full(len(every), self.block, np.int64),
             "hf_current": hf_current,

@@ -21,7 +21,6 @@ those rows alone.
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
 from ..cache.candidates import write_candidate_changes
 from ..cache.codec import score_strings
@@ -110,11 +109,9 @@ class CandidateWriter:
         moved_scores: list[str] = []
         for name, rows in rescored.items():
             if rows.size:
-                moved_members += (book.users_at(rows) + f":{name}").to_list()
-                moved_scores += score_strings(pl.Series(evaluation.eta[name][rows]))
-        removed = [
-            candidate_member(user, name) for name, rows in gone.items() for user in book.users_at(rows).to_list()
-        ]
+                moved_members += [candidate_member(user, name) for user in book.users_at(rows)]
+                moved_scores += score_strings(evaluation.eta[name][rows])
+        removed = [candidate_member(user, name) for name, rows in gone.items() for user in book.users_at(rows)]
         self.last_counts = {
             "detailed": 0 if upserts is None else len(upserts["user"]),
             "rescored": len(moved_members),

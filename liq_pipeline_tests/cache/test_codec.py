@@ -81,3 +81,20 @@ def test_msgpack_keeps_integers_past_64_bits(value):
 def test_msgpack_ray_values_and_int_keys():
     reserves = {0: {"liquidity_index": 10**27 + 5, "rate": -(2**100)}, "tuple": (1, 2)}
     assert unpack(pack(reserves)) == {0: {"liquidity_index": 10**27 + 5, "rate": -(2**100)}, "tuple": [1, 2]}
+
+
+def test_score_strings_parse_back_to_the_same_double():
+    import math
+
+    import numpy as np
+
+    from liq_pipeline.cache.codec import score_strings
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=2_000) * 10.0 ** rng.integers(-20, 20, 2_000)
+    values[:3] = [math.nan, math.inf, -math.inf]
+    for scores in (values, pl.Series(values)):
+        parsed = [float(text) for text in score_strings(scores)]
+        assert parsed[:3] == [math.inf, math.inf, -math.inf]  # NaN: no ETA, scored last
+        assert parsed[3:] == values[3:].tolist()
+    assert score_strings(pl.Series([1.5, None])) == ["1.5", "inf"]

@@ -50,6 +50,7 @@ def test_updated_rows_equal_a_fresh_build(seed: int):
     assert book.generation == generation  # same layout: row-aligned state stays valid
     # rows never moved: the first 300 users keep their rows, arrivals follow in order
     assert book.positions["user"].to_list() == list(users)
+    assert book.users_at(np.arange(book.height)) == list(users)
     fresh = build_book(positions_frame(users.values(), MARKET.reserve_ids), MARKET)
     assert book.positions.equals(fresh.positions)
     for name in ("coll", "weighted", "debt", "stable", "holds", "owes", "lt_spread", "lt_uniform", "exact_only"):
