@@ -11,7 +11,7 @@ be decoded stops the read with a message naming the block and the address: nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import polars as pl
 from eth_abi.exceptions import DecodingError
@@ -78,6 +78,7 @@ def _read_legs(
     block: int,
     rules: ProtocolRules,
     progress: Callable[[int], None] | None,
+    hints: Mapping[str, Collection[int]] | None = None,
 ) -> dict[str, list]:
     """read_positions_long's columns as lists (a watcher's few users skip the frame: see read_positions)."""
     config_fn = function("Pool", "getUserConfiguration")
@@ -85,20 +86,25 @@ def _read_legs(
     scaled_fn = function("AToken", "scaledBalanceOf")
     balance_fn = function("ERC20", "balanceOf")
     reserves = sorted(market.reserves, key=lambda r: r.reserve_id)
+    every = {r.reserve_id for r in reserves}
+    stable = rules.counts_stable_debt
     rows: dict[str, list] = {name: [] for name in LONG_SCHEMA}
     for start in range(0, len(users), USERS_PER_ROUND):
         chunk = list(users[start : start + USERS_PER_ROUND])
         head = [config_fn.request(market.pool, u, block=block) for u in chunk]
         head += [emode_fn.request(market.pool, u, block=block) for u in chunk]
-        # A few users (the watcher's touched ones): every reserve's balances in the same round as the
-        # configuration, one round trip instead of two; the unset legs' answers are not used.
-        one_round = len(chunk) <= ONE_ROUND_USERS
-        speculative = [
-            req
-            for user in chunk
-            for reserve in reserves
-            for req in _leg_requests(reserve, user, block, rules.counts_stable_debt)
-        ] if one_round else []  # fmt: skip
+        # Balances read in the same round as the configuration, before it says which legs are set: the legs a
+        # hint names (the watcher's: each user's legs in its book), and for a few users without one every
+        # reserve. One round trip instead of two; a leg the guess missed is read in a second round, an answer
+        # for a leg that is not set is not used. The configuration alone decides the legs.
+        guess_all = every if len(chunk) <= ONE_ROUND_USERS else frozenset()
+        guessed = {u: (hints.get(u, guess_all) if hints is not None else guess_all) for u in chunk}
+        speculative, at = [], {}
+        for user in chunk:
+            for reserve in reserves:
+                if reserve.reserve_id in guessed[user]:
+                    at[(user, reserve.reserve_id)] = len(head) + len(speculative)
+                    speculative += _leg_requests(reserve, user, block, stable)
         first = eth_calls(rpc, head + speculative, market.multicall)
         legs: list[tuple[str, int, object, bool, bool]] = []
         emodes: dict[str, int] = {}
@@ -112,34 +118,27 @@ def _read_legs(
                 collateral = bool(word >> (2 * reserve.reserve_id + 1) & 1)
                 if borrowing or collateral:
                     legs.append((user, reserve.reserve_id, reserve, borrowing, collateral))
-        if one_round:
-            per_leg = 3 if rules.counts_stable_debt else 2
-            offset = {(u, r.reserve_id): 2 * len(chunk) + (i * len(reserves) + j) * per_leg
-                      for i, u in enumerate(chunk) for j, r in enumerate(reserves)}  # fmt: skip
-            picked = []
-            for user, rid, _reserve, borrowing, _collateral in legs:
-                at = offset[(user, rid)]
-                picked += first[at : at + 2] + ([first[at + 2]] if rules.counts_stable_debt and borrowing else [])
-            answers = iter(picked)
-        else:
-            requests = [
-                req
-                for user, _rid, reserve, borrowing, _collateral in legs
-                for req in _leg_requests(reserve, user, block, rules.counts_stable_debt and borrowing)
-            ]
-            answers = iter(eth_calls(rpc, requests, market.multicall))
+        missed = [leg for leg in legs if (leg[0], leg[1]) not in at]
+        second = iter(eth_calls(rpc, [req for user, _rid, reserve, borrowing, _c in missed
+                                      for req in _leg_requests(reserve, user, block, stable and borrowing)],
+                                market.multicall))  # fmt: skip
         for user, rid, reserve, borrowing, collateral in legs:
-            (supplied,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} aToken balance of {user}", block)
-            (owed,) = _decode(scaled_fn, next(answers), f"{reserve.symbol} debt of {user}", block)
-            stable = 0
-            if rules.counts_stable_debt and borrowing:
-                (stable,) = _decode(balance_fn, next(answers), f"{reserve.symbol} stable debt of {user}", block)
+            offset = at.get((user, rid))
+            if offset is None:
+                answers = [next(second), next(second)] + ([next(second)] if stable and borrowing else [])
+            else:
+                answers = first[offset : offset + (3 if stable else 2)]
+            (supplied,) = _decode(scaled_fn, answers[0], f"{reserve.symbol} aToken balance of {user}", block)
+            (owed,) = _decode(scaled_fn, answers[1], f"{reserve.symbol} debt of {user}", block)
+            held = 0
+            if stable and borrowing:
+                (held,) = _decode(balance_fn, answers[2], f"{reserve.symbol} stable debt of {user}", block)
             rows["user"].append(user)
             rows["emode"].append(emodes[user])
             rows["reserve_id"].append(rid)
             rows["scaled_atoken"].append(int(supplied))
             rows["scaled_variable_debt"].append(int(owed))
-            rows["stable_debt"].append(int(stable))
+            rows["stable_debt"].append(int(held))
             rows["collateral_enabled"].append(collateral)
         if progress:
             progress(len(chunk))
@@ -153,9 +152,11 @@ def read_positions(
     block: int,
     rules: ProtocolRules,
     progress: Callable[[int], None] | None = None,
+    hints: Mapping[str, Collection[int]] | None = None,
 ) -> pl.DataFrame:
-    """The engine's wide positions frame for `users` at `block` (users without any position are left out)."""
-    legs = _read_legs(rpc, market, sorted(set(users)), block, rules, progress)
+    """The engine's wide positions frame for `users` at `block` (users without any position are left out).
+    `hints`: per user, the reserve ids its legs are likely on (read speculatively; any set leg is read)."""
+    legs = _read_legs(rpc, market, sorted(set(users)), block, rules, progress, hints)
     ids = [r.reserve_id for r in market.reserves]
     if len(legs["user"]) <= SMALL_READ_ROWS:  # the watcher's few touched users: a pivot costs ~4 ms of plan overhead
         return _small_wide(legs, ids, rules.counts_stable_debt)

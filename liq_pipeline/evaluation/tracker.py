@@ -188,7 +188,8 @@ class Tracker:
         """Re-read `users` at the current block (dirty users a crashed run left unacknowledged)."""
         if not users:
             return
-        fresh = read_positions(self.rpc, self.market, users, self.block, self.rules)
+        hints = self._book.legs_of(users) if self._book is not None else None  # their legs: one round trip
+        fresh = read_positions(self.rpc, self.market, users, self.block, self.rules, hints=hints)
         if self._book is not None and self._book_state is not None:
             # rows of the re-read users replaced in place: a few rows, not a rebuild of every user's floats
             self._book.update(fresh, self._book_state, reread=users)

@@ -130,6 +130,17 @@ class PositionBook:
         users = self._users
         return [users[row] for row in rows.tolist()]
 
+    def legs_of(self, users: Sequence[str]) -> dict[str, list[int]]:
+        """Per user of the book, the reserves it holds collateral in or owes on: where its legs likely are at the
+        next read (chain/positions.py reads them in the configuration's round trip)."""
+        known = [(user, self._row_of[user]) for user in users if user in self._row_of]
+        if not known:
+            return {}
+        rows = np.array([row for _user, row in known])
+        used = (self.holds[rows] > 0) | (self.owes[rows] > 0)
+        ids = np.array(self.reserve_ids, dtype=np.int64)
+        return {user: ids[used[k]].tolist() for k, (user, _row) in enumerate(known)}
+
     def exact_positions(self, rows: np.ndarray) -> list[UserPosition]:
         """The exact positions of `rows`, from the frame on first use, kept until their row is replaced."""
         wanted = rows.tolist()

@@ -9,10 +9,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from liq_pipeline.chain.abi import function
-from liq_pipeline.chain.discovery import ReaderError, discover_market
+from liq_pipeline.chain.discovery import ReaderError, discover_market, read_market_state
 from liq_pipeline.chain.multicall import MULTICALL3, eth_calls
 from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient, RpcError
+from liq_pipeline.risk.health import build_book
 from liq_pipeline.risk.versions import rules_for
 
 pytestmark = pytest.mark.integration
@@ -93,3 +94,20 @@ def test_an_undecodable_answer_inside_the_multicall_names_the_reserve_and_user(c
     user = holders.filter(holders[f"coll_{first.reserve_id}"] > 0)["user"][0]
     with pytest.raises(ReaderError, match=rf"{first.symbol} aToken balance of {user} .*block {head}"):
         read_positions(reader, market, [user], head, RULES)
+
+
+def test_hinted_legs_are_read_with_the_configuration_and_a_wrong_hint_costs_a_round_not_a_leg(chain, reader):
+    """The watcher hints each touched user's legs (its book row): set legs are read in the configuration's round
+    trip. The configuration alone decides the legs: missing, extra or absent hints give the same frame."""
+    market, head = _market(chain, reader)
+    users = chain.users[:80]  # over ONE_ROUND_USERS: without hints, the balances take a second round
+    expected = read_positions(reader, market, users, head, RULES, hints=None)
+    state = read_market_state(reader, market, head, RULES, ("USDC", "DAI", "USDT"))
+    exact = build_book(expected, state).legs_of(users)
+    every = [r.reserve_id for r in market.reserves]
+    wrong = {user: ([] if i % 3 == 0 else every[:1] if i % 3 == 1 else every) for i, user in enumerate(users)}
+    for hints, posts in ((exact, 1), (wrong, 2), ({}, 2), (None, 2)):
+        reader.posts = 0
+        got = read_positions(reader, market, users, head, RULES, hints=hints)
+        assert_frame_equal(got, expected)
+        assert reader.posts == posts, hints is exact
