@@ -38,7 +38,7 @@ return cmsgpack.pack(details)
 def _encoded(rows: pl.DataFrame | Mapping[str, Sequence]) -> tuple[list[str], list[str], list[bytes]]:
     """Members (`user:scenario`), scores (ETA) and msgpack details of candidate rows, as the arguments Redis takes.
     A frame (any columns, nulls allowed) is packed row by row; the watcher's columns (Evaluation.candidate_columns:
-    numpy arrays and lists of str, no nulls) column by column, ~5x faster (cache/columnar_msgpack.py)."""
+    numpy arrays and lists of str, no nulls) column by column, into the same bytes (cache/columnar_msgpack.py)."""
     if isinstance(rows, pl.DataFrame):
         members = (rows["user"] + ":" + rows["scenario"]).to_list()
         columns = rows.columns
@@ -46,7 +46,7 @@ def _encoded(rows: pl.DataFrame | Mapping[str, Sequence]) -> tuple[list[str], li
         details = [packer.pack(dict(zip(columns, row, strict=True))) for row in rows.iter_rows()]
         return members, score_strings(rows["eta_sec"]), details
     members = [f"{user}:{scenario}" for user, scenario in zip(rows["user"], rows["scenario"], strict=True)]
-    return members, score_strings(pl.Series(rows["eta_sec"])), pack_maps(rows)
+    return members, score_strings(rows["eta_sec"]), pack_maps(rows)
 
 
 def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> bool:
@@ -127,12 +127,11 @@ def write_candidate_changes(
     removed: list[str],
     rescored: tuple[list[str], list[str]] = ([], []),
 ) -> bool:
-    """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows, details included),
-    (a frame, or Evaluation.candidate_columns; None: none), move the scores of `rescored` (members, ETA strings)
-    whose details stay, remove `removed` (members
-    `user:scenario`), in one MULTI/EXEC with the block's meta, so readers see the previous block's set or this
-    one. The watcher's path: rewriting thousands of unchanged candidates (~50 ms for 4.5k) would eat its budget.
-    False when a newer block is already live."""
+    """Apply one block's CHANGES to the live set: add or update `upserts` (candidate rows with their details: a
+    frame, or Evaluation.candidate_columns; None: none), move the scores of `rescored` (members, ETA strings)
+    whose details stay, remove `removed` (members `user:scenario`), in one MULTI/EXEC with the block's meta, so
+    readers see the previous block's set or this one. The watcher's path: rewriting thousands of unchanged
+    candidates (~50 ms for 4.5k) would eat its budget. False when a newer block is already live."""
     keys = cache.keys
     commands: list[tuple] = []
     if upserts is not None and len(upserts["user"]):

@@ -11,7 +11,8 @@ Huge pages: numpy asks the kernel for transparent huge pages on its arrays of 4 
 kernel's khugepaged then collapses those regions in the background, holding the process's memory map lock while
 it copies; a page fault of the watcher meanwhile waits. Measured: an evaluation of 36 ms wall clock with 7 ms of
 CPU and 8 voluntary context switches (a carried block, normally 5 ms), in 4 runs of 12, two seconds after the first
-block's large allocations. With the advice off: no such block in the next 9 runs, a third as many collapses. The watcher's arrays are a few MB: huge pages buy it little.
+block's large allocations. With the advice off: no such block in the next 9 runs, a third as many collapses. The
+watcher's arrays are a few MB: huge pages buy it little.
 
 Collector pauses: the position book, its user index and the tracker hold millions of long-lived Python objects;
 a full (generation 2) collection walks all of them, tens of milliseconds at a random block. Once the watcher has
