@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -10,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from liq_pipeline.cache.codec import COMPRESSIONS, frame_to_ipc, ipc_to_frame, pack, unpack
+from liq_pipeline.cache.codec import COMPRESSIONS, frame_to_ipc, ipc_to_frame, pack, score_strings, unpack
 
 I128 = st.integers(-(2**127), 2**127 - 1)
 
@@ -84,12 +87,6 @@ def test_msgpack_ray_values_and_int_keys():
 
 
 def test_score_strings_parse_back_to_the_same_double():
-    import math
-
-    import numpy as np
-
-    from liq_pipeline.cache.codec import score_strings
-
     rng = np.random.default_rng(1)
     values = rng.normal(size=2_000) * 10.0 ** rng.integers(-20, 20, 2_000)
     values[:3] = [math.nan, math.inf, -math.inf]

@@ -194,7 +194,7 @@ def test_undecodable_log_is_reported_with_block_and_transaction(chain, reader):
 
 def test_log_scan_names_the_same_owners_and_price_updates_as_decoding(chain, reader):
     """The watcher's scan (owners from topics, narrower topics) against the decoded events, over the whole
-    history: the seeding, a price shock, a liquidation and an aToken transfer."""
+    history (the seeding, a price shock, a liquidation) and over the liquidation's block alone."""
     prices = actions.oracle_prices(chain.rpc, chain.market)
     actions.set_prices(chain.rpc, chain.market, {s: p * 80 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
     head = _head(reader)
