@@ -87,3 +87,17 @@ def traffic(book, spare, market: MarketState, rng, step: int, moved: int = 3) ->
     users = rng.sample(book.positions["user"].to_list(), moved)
     fresh = spare.sample(moved + 1, seed=step).with_columns(pl.Series("user", [*users, f"0xnew{step:036d}"]))
     book.update(fresh, market)
+
+
+def baseline_start(users: int, seed: int):
+    """A sampled market, baseline-only parameters, its position book and a first full evaluation: where the
+    screen and carry tests start from. Returns (market, params, book, first)."""
+    from liq_pipeline.risk.engine import EngineParams, evaluate
+    from liq_pipeline.risk.health import build_book
+    from liq_pipeline.risk.scenarios import default_specs
+    from liq_pipeline.synthetic import sample
+
+    market_sample = sample(users, seed=seed)
+    market, params = market_sample.market, EngineParams(default_specs(["baseline"]))
+    book = build_book(market_sample.positions, market)
+    return market, params, book, evaluate(book, market, params)

@@ -19,7 +19,7 @@ from liq_pipeline.risk.projection import eta_seconds
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.synthetic import sample
 from liq_pipeline.watch.candidates import ETA_RELATIVE, ETA_RESOLUTION_SEC
-from liq_pipeline_tests.unit.factories import traffic
+from liq_pipeline_tests.unit.factories import baseline_start, traffic
 
 
 def _later(market: MarketState, seconds: int, rng: random.Random, rate_change: float) -> MarketState:
@@ -121,11 +121,7 @@ def test_a_quiet_block_evaluates_few_users_and_a_price_move_ends_the_carry():
 
 
 def test_the_carry_ends_after_max_blocks():
-    market_sample = sample(500, seed=8)
-    market = market_sample.market
-    params = EngineParams(default_specs(["baseline"]))
-    book = build_book(market_sample.positions, market)
-    previous = evaluate(book, market, params)
+    market, params, book, previous = baseline_start(500, seed=8)
     kinds = []
     for _ in range(MAX_CARRY_BLOCKS + 2):
         market = _later(market, 2, random.Random(0), 0.0)

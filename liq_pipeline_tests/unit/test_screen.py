@@ -16,7 +16,7 @@ from liq_pipeline.risk.market import MarketState
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.risk.screen import MAX_AGE_BLOCKS
 from liq_pipeline.synthetic import sample
-from liq_pipeline_tests.unit.factories import traffic
+from liq_pipeline_tests.unit.factories import baseline_start, traffic
 
 
 def _moved(market: MarketState, rng: random.Random, step_bps: float, seconds: int) -> MarketState:
@@ -60,11 +60,7 @@ def test_screened_decisions_equal_evaluating_everyone(seed: int, step_bps: float
 
 
 def test_a_screen_expires_with_age():
-    market_sample = sample(500, seed=4)
-    market = market_sample.market
-    params = EngineParams(default_specs(["baseline"]))
-    book = build_book(market_sample.positions, market)
-    first = evaluate(book, market, params)
+    market, params, book, first = baseline_start(500, seed=4)
     later = dataclasses.replace(market, block=market.block + MAX_AGE_BLOCKS, timestamp=market.timestamp + 600)
     assert evaluate(book, later, params, screen=first.screen).stale is None  # evaluated everyone again
     soon = dataclasses.replace(market, block=market.block + 1, timestamp=market.timestamp + 2)
