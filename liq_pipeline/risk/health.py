@@ -146,8 +146,9 @@ class PositionBook:
         wanted = rows.tolist()
         missing = [row for row in dict.fromkeys(wanted) if row not in self._exact]
         if missing:
-            if len(self._exact) + len(missing) > MAX_EXACT_KEPT:
+            if len(self._exact) + len(missing) > MAX_EXACT_KEPT:  # start over with the rows asked for now
                 self._exact.clear()
+                missing = list(dict.fromkeys(wanted))
             read = user_positions(self.positions[missing], self.reserve_ids)
             self._exact.update(zip(missing, read, strict=True))
         return [self._exact[row] for row in wanted]

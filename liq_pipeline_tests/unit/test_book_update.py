@@ -103,3 +103,16 @@ def test_changed_rows_are_remembered_for_the_recent_updates_only(monkeypatch):
     assert book.rows_changed_since(3).tolist() == [3, 4]
     assert book.rows_changed_since(2).tolist() == [2, 3, 4]
     assert book.rows_changed_since(1) is None  # forgotten: a screen that old is not used
+
+
+def test_exact_positions_kept_past_their_limit_start_over_with_the_rows_asked_for(monkeypatch):
+    import liq_pipeline.risk.health as health
+
+    monkeypatch.setattr(health, "MAX_EXACT_KEPT", 10)
+    rng = random.Random(5)
+    users = [_user(rng, f"0x{i:040x}") for i in range(20)]
+    book = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)
+    fresh = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)
+    assert book.exact_positions(np.arange(5)) == fresh.exact_positions(np.arange(5))
+    wider = np.array([*range(11), 3])  # over the limit with rows kept before, one asked for twice
+    assert book.exact_positions(wider) == [fresh.exact_positions(np.array([row]))[0] for row in wider]
