@@ -158,11 +158,11 @@ class Watcher:
         the new branch) AT the ancestor. Returns the depth."""
         orphaned = [n for n in self.hashes if n > ancestor]
         users = sorted({u for n in orphaned for u in self.touched_at.get(n, [])} | set(also))
-        for number in orphaned:
-            self.hashes.pop(number, None)
-            self.touched_at.pop(number, None)
         self.tracker.rewind(ancestor)  # values of orphaned blocks are not carried
         self.tracker.refresh_users(users)
+        for number in orphaned:  # forgotten only once their users are re-read: a failed read is tried again
+            self.hashes.pop(number, None)
+            self.touched_at.pop(number, None)
         self.stats.reorgs += 1
         log.warning("reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor", len(orphaned), ancestor,
                     len(users))  # fmt: skip
@@ -193,7 +193,13 @@ class Watcher:
         if reorged:
             # the block read is on another branch: back to the common ancestor (the users this block touched are
             # re-read there too), then the new branch block by block
-            depth = self.rollback(self._common_ancestor(number - 1), also=delta.touched_users)
+            try:
+                depth = self.rollback(self._common_ancestor(number - 1), also=delta.touched_users)
+            except BaseException:
+                # the node failed mid-search or mid-read: back to where this block started, the hashes held still
+                # (rollback forgets them last), so the next attempt meets the same parent mismatch again
+                self.tracker.rewind(previous)
+                raise
             return self._replay_to(number, seen, depth)
         self.touched_at[number] = delta.touched_users
         self.last_result = result

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from liq_pipeline.cache import open_market_cache
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.chain.positions import read_positions
+from liq_pipeline.chain.rpc import NodeUnavailable
 from liq_pipeline.config import load_settings
 from liq_pipeline.devnet import actions
 from liq_pipeline.risk.versions import rules_for
@@ -87,6 +88,35 @@ def test_a_reorg_seen_from_the_next_block_rolls_back_too(chain, watcher):
     assert watcher.stats.reorgs == 1
     after = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
     assert after.equals(before)
+    assert watcher.stats.records[-1].block == _head(chain)
+    _assert_state_equals_fresh_scan(watcher)
+
+
+def test_a_node_fault_in_the_middle_of_a_reorg_is_recovered_on_the_next_step(chain, watcher, monkeypatch):
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    watcher.step()
+    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
+    before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
+    actions.liquidate(chain.rpc, chain.market, victim)
+    watcher.step()
+    chain.rpc.call("anvil_reorg", 1, [])
+    actions.mine_blocks(chain.rpc, 1)
+    real_header, calls = watcher._header, []
+
+    def header_failing_once(number):  # the node errs while the watcher looks for the common ancestor
+        calls.append(number)
+        if len(calls) == 1:
+            raise NodeUnavailable("injected: node answered an error")
+        return real_header(number)
+
+    monkeypatch.setattr(watcher, "_header", header_failing_once)
+    with pytest.raises(NodeUnavailable):
+        watcher.step()
+    watcher.step()  # the fault cleared: the same reorg is found and rolled back
+    assert watcher.stats.reorgs == 1
+    assert watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim).equals(before)
     assert watcher.stats.records[-1].block == _head(chain)
     _assert_state_equals_fresh_scan(watcher)
 
