@@ -53,6 +53,7 @@ class BlockDelta:
     touched_users: list[str]
     price_updates: int
     deferred_users: int = 0  # touched users left for the next block by PREDICTIVE_MAX_USERS_PER_TICK
+    header: dict | None = None  # to_block's header, when the one-round-trip path read it with the logs
     # The events: a frame, or (few-block path) the raw logs the scan kept, decoded on first use (nobody on the hot
     # path reads them; `args` stays null there)
     decoded: pl.DataFrame | None = None
@@ -113,7 +114,6 @@ class Tracker:
     _trends_block: int = -1
     _trend_prices: dict[int, int] | None = None  # the prices of the last block trends() was asked at
     _ahead: dict[int, AssetTrend] | None = None  # the next trends, computed off the hot path (after_block)
-    header: dict | None = None  # the header of the block advanced to, when the one-round-trip path read it
 
     @classmethod
     def bootstrap(
@@ -156,11 +156,10 @@ class Tracker:
                 raise NodeUnavailable(f"block {to_block} is not on the node (yet)")
             scanned = self.scanner.scan(answers[0])
             state = market_state_from_answers(self.market, to_block, self.rules, answers[1:], self.stable_symbols)
-            self.header = answers[1]
-            named, price_updates, events = scanned.owners, scanned.price_updates, None
+            named, price_updates, events, header = scanned.owners, scanned.price_updates, None, answers[1]
         else:
             events = fetch_events(self.rpc, self.market, self.block + 1, to_block)
-            state = self.header = scanned = None
+            state = scanned = header = None
             named = borrowers_from_events(events)
             price_updates = int((events["event"] == "AnswerUpdated").sum())
         touched = list(dict.fromkeys([*self.deferred, *named]))
@@ -178,6 +177,7 @@ class Tracker:
         return BlockDelta(
             previous, to_block, touched, price_updates, len(self.deferred), decoded=events,
             logs=scanned.logs if scanned is not None else None, market=self.market,
+            header=header,
         )  # fmt: skip
 
     @cached_property

@@ -169,15 +169,16 @@ class Watcher:
         return len(orphaned)
 
     # --- one block ---------------------------------------------------------------------------------------------------
-    def process(self, number: int, seen_at: float | None = None) -> BlockRecord:
-        """Advance to `number` (which must follow the tracker's block), evaluate, write, record."""
+    def process(self, number: int, seen_at: float | None = None, reorg_depth: int = 0) -> BlockRecord:
+        """Advance to `number` (which must follow the tracker's block), evaluate, write, record. `reorg_depth`: the
+        block completes the replay of a reorg that deep (its write is whole, the positions snapshotted)."""
         seen = self.clock() if seen_at is None else seen_at
         previous = self.tracker.block
         try:
             began = time.perf_counter()
             # the block's logs, header and market in one round trip; the header's parent hash is checked after
             delta = self.tracker.advance(number)
-            header = self.tracker.header or self._header(number)
+            header = delta.header or self._header(number)
             if header is None:
                 raise NodeUnavailable(f"block {number} is not on the node (yet)")
             parent = self.hashes.get(number - 1)
@@ -214,7 +215,7 @@ class Watcher:
             touched=len(delta.touched_users),
             candidates=result.candidates_per_scenario(),
             exact_redecided=result.exact_redecided,
-            reorg_depth=0,
+            reorg_depth=reorg_depth,
             phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
             evaluated=result.evaluated,
             carried=result.carried,
@@ -226,8 +227,7 @@ class Watcher:
     def _replay_to(self, number: int, seen: float, depth: int) -> BlockRecord:
         record = None
         for height in range(self.tracker.block + 1, number + 1):
-            record = self.process(height, seen)
-        record.reorg_depth = depth
+            record = self.process(height, seen, reorg_depth=depth if height == number else 0)
         return record
 
     def _write(self, number: int, result, record: BlockRecord) -> None:

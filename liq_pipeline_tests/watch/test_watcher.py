@@ -179,6 +179,40 @@ def test_keeps_going_when_redis_goes_away(chain, tmp_path, monkeypatch):
         server.stop()
 
 
+def test_after_a_reorg_redis_holds_the_new_branch_candidates_positions_and_record(chain, tmp_path, monkeypatch):
+    """The block that completes a reorg's replay rewrites the candidates in full, snapshots the positions (a
+    snapshot of an orphaned block would be resumed from on restart) and records the depth in the stream."""
+    from liq_pipeline.cache.candidates import candidates_block
+
+    server = EmbeddedRedis(tmp_path / "r")
+    monkeypatch.setenv("REDIS_URL", server.ensure_running().url)
+    cache = open_market_cache(load_settings(), 31337, chain.market.pool)
+    watcher = make_watcher(chain.node.url, chain.market.addresses_provider, cache=cache)
+    try:
+        prices = actions.oracle_prices(chain.rpc, chain.market)
+        actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s == "WETH"})
+        watcher.step()
+        data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+        owing = [u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18]
+        actions.liquidate(chain.rpc, chain.market, owing[0])
+        watcher.step()
+        chain.rpc.call("anvil_reorg", 1, [])
+        watcher.step()
+        head = _head(chain)
+        assert watcher.stats.reorgs == 1 and watcher.stats.records[-1].reorg_depth == 1
+        assert cache.get_positions().block == head
+        assert_frame_equal(cache.get_positions().frame, watcher.tracker.positions)
+        assert candidates_block(cache.cache) == head
+        live = cache.read_candidates().sort("user", "scenario")
+        expected = watcher.last_result.candidates.sort("user", "scenario")
+        assert live.select("user", "scenario", "eta_sec").equals(expected.select("user", "scenario", "eta_sec"))
+        record = cache.cache.client.xrevrange(cache.cache.keys.key("blocks"), count=1)[0][1]
+        assert record[b"reorg_depth"] == b"1" and record[b"block"] == str(head).encode()
+    finally:
+        watcher.rpc.close()
+        server.stop()
+
+
 def test_users_over_the_per_tick_cap_wait_for_the_next_block_not_dropped(chain, watcher):
     prices = actions.oracle_prices(chain.rpc, chain.market)
     actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
