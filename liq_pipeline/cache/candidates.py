@@ -19,6 +19,7 @@ from .batching import chunked, commit_if_not_older, send_chunks
 from .codec import details_packer, score_strings, unpack
 from .columnar_msgpack import pack_maps
 from .context import MarketCache
+from .keys import candidate_member
 
 # ZSET range and details in one atomic script: read as two commands, a replacement landing between them would mix
 # one block's members with the next block's details (a test caught exactly that). The details come back as ONE
@@ -39,14 +40,16 @@ def _encoded(rows: pl.DataFrame | Mapping[str, Sequence]) -> tuple[list[str], li
     """Members (`user:scenario`), scores (ETA) and msgpack details of candidate rows, as the arguments Redis takes.
     A frame (any columns, nulls allowed) is packed row by row; the watcher's columns (Evaluation.candidate_columns:
     numpy arrays and lists of str, no nulls) column by column, into the same bytes (cache/columnar_msgpack.py)."""
-    if isinstance(rows, pl.DataFrame):
-        members = (rows["user"] + ":" + rows["scenario"]).to_list()
-        columns = rows.columns
-        packer = details_packer()  # one packer for the rows: packb() builds a new one per call (~30 % more)
-        details = [packer.pack(dict(zip(columns, row, strict=True))) for row in rows.iter_rows()]
-        return members, score_strings(rows["eta_sec"]), details
-    members = [f"{user}:{scenario}" for user, scenario in zip(rows["user"], rows["scenario"], strict=True)]
-    return members, score_strings(rows["eta_sec"]), pack_maps(rows)
+    frame = isinstance(rows, pl.DataFrame)
+    users, scenarios = rows["user"], rows["scenario"]
+    if frame:
+        users, scenarios = users.to_list(), scenarios.to_list()
+    members = [candidate_member(user, scenario) for user, scenario in zip(users, scenarios, strict=True)]
+    if not frame:
+        return members, score_strings(rows["eta_sec"]), pack_maps(rows)
+    packer = details_packer()  # one packer for the rows: packb() builds a new one per call (~30 % more)
+    details = [packer.pack(dict(zip(rows.columns, row, strict=True))) for row in rows.iter_rows()]
+    return members, score_strings(rows["eta_sec"]), details
 
 
 def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> bool:
@@ -69,13 +72,12 @@ def write_candidates(cache: MarketCache, block: int, frame: pl.DataFrame) -> boo
     staged_zset, staged_details = keys.staging("eta", token), keys.staging("candidates", token)
 
     def chunk_commands():
-        for number, part in enumerate(chunked(range(len(members)), cache.options.max_pipeline)):
-            zadd = ["ZADD", staged_zset]
-            hset = ["HSET", staged_details]
-            for i in part:
-                zadd += [scores[i], members[i]]
-                hset += [members[i], details[i]]
-            chunk = [tuple(zadd), tuple(hset)]
+        for number, start in enumerate(range(0, len(members), cache.options.max_pipeline)):
+            part = slice(start, start + cache.options.max_pipeline)
+            chunk = [
+                ("ZADD", staged_zset, *_interleaved(scores[part], members[part])),
+                ("HSET", staged_details, *_interleaved(members[part], details[part])),
+            ]
             if number == 0:  # EXPIRE needs the keys to exist: after the first ZADD/HSET
                 chunk += [("EXPIRE", staged_zset, ttl), ("EXPIRE", staged_details, ttl)]
             yield chunk

@@ -18,29 +18,30 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-# msgpack-python's int forms: (upper bound exclusive, lower bound inclusive, type byte, payload dtype)
+# msgpack-python's int forms, each from its lower bound (inclusive) up to the next form's: (lower bound, type byte,
+# payload dtype). A value takes the form with the highest lower bound it reaches.
 _INT_FORMS = (
-    (128, 0, None, None),  # positive fixint: the value is the byte
-    (256, 128, 0xCC, ">u1"),
-    (1 << 16, 256, 0xCD, ">u2"),
-    (1 << 32, 1 << 16, 0xCE, ">u4"),
-    (1 << 64, 1 << 32, 0xCF, ">u8"),
-    (0, -32, None, None),  # negative fixint (classed with positive fixint: one byte, filled alike)
-    (-32, -(1 << 7), 0xD0, ">i1"),
-    (-(1 << 7), -(1 << 15), 0xD1, ">i2"),
-    (-(1 << 15), -(1 << 31), 0xD2, ">i4"),
-    (-(1 << 31), -(1 << 63), 0xD3, ">i8"),
+    (0, None, None),  # positive fixint: the value is the byte
+    (128, 0xCC, ">u1"),
+    (256, 0xCD, ">u2"),
+    (1 << 16, 0xCE, ">u4"),
+    (1 << 32, 0xCF, ">u8"),
+    (-32, None, None),  # negative fixint
+    (-(1 << 7), 0xD0, ">i1"),
+    (-(1 << 15), 0xD1, ">i2"),
+    (-(1 << 31), 0xD2, ">i4"),
+    (-(1 << 63), 0xD3, ">i8"),
 )
+_BY_LOWER_BOUND = sorted(range(len(_INT_FORMS)), key=lambda form: -_INT_FORMS[form][0])
 
 
 def _int_classes(values: np.ndarray) -> np.ndarray:
-    """Per value, its form's index in _INT_FORMS."""
-    if values.dtype.kind == "u":
-        v = values.astype(np.uint64)
-        return np.select([v >= 1 << 32, v >= 1 << 16, v >= 256, v >= 128], [4, 3, 2, 1], 0)
-    v = values.astype(np.int64)
-    bounds = [1 << 32, 1 << 16, 256, 128, 0, -32, -(1 << 7), -(1 << 15), -(1 << 31)]
-    return np.select([v >= b for b in bounds], [4, 3, 2, 1, 0, 0, 6, 7, 8], 9)
+    """Per value, its form's index in _INT_FORMS (both fixints as 0: one byte, filled alike)."""
+    unsigned = values.dtype.kind == "u"
+    v = values.astype(np.uint64 if unsigned else np.int64)
+    forms = [form for form in _BY_LOWER_BOUND if not unsigned or _INT_FORMS[form][0] >= 0]
+    classes = [0 if _INT_FORMS[form][1] is None else form for form in forms]
+    return np.select([v >= _INT_FORMS[form][0] for form in forms], classes, classes[-1])
 
 
 def _str_prefix(length: int) -> bytes:
@@ -92,33 +93,31 @@ class _Column:
         if self.kind == "bool":
             return 1
         if self.kind == "int":
-            dtype = _INT_FORMS[cls][3]
+            dtype = _INT_FORMS[cls][2]
             return 1 + (np.dtype(dtype).itemsize if dtype else 0)
         return len(_str_prefix(cls)) + cls
 
     def fill(self, out: np.ndarray, rows: np.ndarray, cls: int) -> None:
         """Write the encoded values of `rows` (all of width class `cls`) into `out` (rows x this width)."""
-        at = 0
         m = len(rows)
         if self.kind == "float":
-            out[:, at] = 0xCB
-            out[:, at + 1 : at + 9] = self.values[rows].astype(">f8").view(np.uint8).reshape(m, 8)
+            out[:, 0] = 0xCB
+            out[:, 1:9] = self.values[rows].astype(">f8").view(np.uint8).reshape(m, 8)
         elif self.kind == "bool":
-            out[:, at] = np.where(self.values[rows], 0xC3, 0xC2)
+            out[:, 0] = np.where(self.values[rows], 0xC3, 0xC2)
         elif self.kind == "int":
-            _hi, _lo, tag, dtype = _INT_FORMS[cls]
+            _lower, tag, dtype = _INT_FORMS[cls]
             if tag is None:  # fixint: the value's low byte (negative fixint is its two's complement)
-                out[:, at] = (self.values[rows].astype(np.int64) & 0xFF).astype(np.uint8)
+                out[:, 0] = (self.values[rows].astype(np.int64) & 0xFF).astype(np.uint8)
             else:
                 size = np.dtype(dtype).itemsize
-                out[:, at] = tag
-                out[:, at + 1 : at + 1 + size] = self.values[rows].astype(dtype).view(np.uint8).reshape(m, size)
+                out[:, 0] = tag
+                out[:, 1 : 1 + size] = self.values[rows].astype(dtype).view(np.uint8).reshape(m, size)
         else:
             prefix = _str_prefix(cls)
-            out[:, at : at + len(prefix)] = np.frombuffer(prefix, np.uint8)
+            out[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
             if cls:
-                at += len(prefix)
-                out[:, at : at + cls] = self.body[self.starts[rows][:, None] + np.arange(cls)]
+                out[:, len(prefix) : len(prefix) + cls] = self.body[self.starts[rows][:, None] + np.arange(cls)]
 
 
 def _groups(classes: list[np.ndarray], n: int) -> tuple[list[list[int]], np.ndarray]:

@@ -66,13 +66,14 @@ class LogScanner:
                 64 * _words(layout),
             )
         self.topics = list(self.shapes)
+        self.addresses = [market.pool, market.oracle, *market.token_addresses(), *market.price_sources.values()]
 
-    def request(self, market: Market, from_block: int, to_block: int) -> tuple[str, list]:
-        """One eth_getLogs request for the events the scan reads, in (from_block, to_block]."""
+    def request(self, from_block: int, to_block: int) -> tuple[str, list]:
+        """One eth_getLogs request for the events the scan reads, in [from_block, to_block]."""
         query = {
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
-            "address": [market.pool, market.oracle, *market.token_addresses(), *market.price_sources.values()],
+            "address": self.addresses,
             "topics": [self.topics],
         }
         return "eth_getLogs", [query]

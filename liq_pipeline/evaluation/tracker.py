@@ -146,7 +146,7 @@ class Tracker:
         if to_block - self.block <= FAST_PATH_BLOCKS:
             # one round trip: the new blocks' logs and the market at `to_block` (header, reserves, prices)
             answers = self.rpc.batch(
-                [self.scanner.request(self.market, self.block + 1, to_block),
+                [self.scanner.request(self.block + 1, to_block),
                  *market_state_requests(self.market, to_block)],
                 raise_on_error=False,
             )  # fmt: skip

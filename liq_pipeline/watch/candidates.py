@@ -4,8 +4,10 @@ Per member (user:scenario), compared with what was last written:
 - new, or it became (or stopped being) liquidatable now: score and details written;
 - its ETA moved by at least ETA_RESOLUTION_SEC or ETA_RELATIVE of the ETA written (whichever is larger): the
   score (the ETA) moves, the details stay as of the block they were written in (they carry it as `block`);
-- details older than DETAILS_REFRESH_BLOCKS are rewritten, 1/DETAILS_REFRESH_BLOCKS of the rows each block (on a
-  block that carried the previous values, only rows evaluated anew: a carried row's details would not change);
+- details are rewritten a slice of 1/DETAILS_REFRESH_BLOCKS of the rows each block, so every DETAILS_REFRESH_BLOCKS
+  blocks per row; on a block that carried the previous values only the slice's rows evaluated anew (a carried
+  row's values were computed at an earlier block, and its details already say which): on a quiet chain a far
+  member's details can be older than DETAILS_REFRESH_BLOCKS blocks, never older than its values;
 - left the set: removed.
 A far ETA (150 s) is a projection whose own volatility band is wider than 10 %: rewriting it on every price
 tick would cost more than the rest of the block. Packing a member's details costs ~2 us; moving a score a tenth
@@ -82,11 +84,12 @@ class CandidateWriter:
         def placed(found: np.ndarray) -> np.ndarray:
             return found if compared is None else compared[found]
 
-        now = pick(evaluation.hf_current) < 1.0
+        now_compared = pick(evaluation.hf_current) < 1.0
         positions = np.arange(book.height) if compared is None else compared
         due = positions % DETAILS_REFRESH_BLOCKS == block % DETAILS_REFRESH_BLOCKS
-        if evaluation.carried_from is not None and evaluation.evaluated_rows is not None:
-            # carried rows hold the values already written: their details would come out the same
+        if compared is None and evaluation.carried_from is not None and evaluation.evaluated_rows is not None:
+            # carried rows hold values computed at an earlier block (when only the evaluated rows are compared,
+            # every compared row is anew)
             anew = np.zeros(book.height, bool)
             anew[evaluation.evaluated_rows] = True
             due &= pick(anew)
@@ -99,7 +102,7 @@ class CandidateWriter:
             was = ~np.isnan(live)
             with np.errstate(invalid="ignore"):
                 moved = np.abs(eta - live) >= np.maximum(ETA_RESOLUTION_SEC, ETA_RELATIVE * live)
-            full = member & (~was | (now != pick(self.live_now[name])) | (was & due))
+            full = member & (~was | (now_compared != pick(self.live_now[name])) | (was & due))
             detailed[name] = placed(np.flatnonzero(full))
             rescored[name] = placed(np.flatnonzero(member & moved & ~full))
             gone[name] = placed(np.flatnonzero(was & ~member))

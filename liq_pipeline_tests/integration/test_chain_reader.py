@@ -173,6 +173,9 @@ def test_collateral_received_by_atoken_transfer_is_discovered(chain, reader):
     after = int(receipt["blockNumber"], 16)
     found = borrowers_from_events(fetch_events(reader, market, after, after))
     assert to_checksum_address(receiver) in found
+    scanner = LogScanner(market)  # the watcher's scan finds both sides of the transfer too
+    scanned = scanner.scan(reader.call(*_call(scanner.request(after, after)))).owners
+    assert {to_checksum_address(receiver), sender} <= set(scanned) and scanned == found
     received = read_positions(reader, market, [to_checksum_address(receiver)], after, RULES)
     assert received.height == 1 and received["coll_0"][0] > 0
 
@@ -207,7 +210,7 @@ def test_log_scan_names_the_same_owners_and_price_updates_as_decoding(chain, rea
     scanner = LogScanner(market)
     for first, last in ((0, head), (head, head)):
         decoded = fetch_events(reader, market, first, last)
-        method, params = scanner.request(market, first, last)
+        method, params = scanner.request(first, last)
         scanned = scanner.scan(reader.call(method, *params))
         assert scanned.owners == borrowers_from_events(decoded)
         assert scanned.price_updates == (decoded["event"] == "AnswerUpdated").sum()
@@ -243,3 +246,19 @@ def test_log_scan_reports_a_log_without_its_events_shape(chain, reader, indexed,
     }
     with pytest.raises(ReaderError, match=rf"Borrow log 0x0 of tx 0xabab.* in block 7 .*{problem}"):
         LogScanner(market).scan([bad])
+
+
+def test_log_scan_skips_an_event_from_an_address_that_does_not_emit_it(chain, reader):
+    market = discover_market(reader, chain.market.addresses_provider, _head(reader), RULES)
+    forged = {
+        "address": "0x" + "42" * 20,  # a Borrow topic, not from the Pool
+        "topics": [event_topic("Pool", "Borrow"), ADDRESS, ADDRESS, ZERO_WORD],
+        "data": "0x" + "00" * 128,
+        "blockNumber": "0x7",
+        "logIndex": "0x0",
+        "transactionHash": "0x" + "ab" * 32,
+    }
+    genuine = {**forged, "address": market.pool}
+    scanner = LogScanner(market)
+    assert scanner.scan([forged]).owners == [] and scanner.scan([forged]).logs == []
+    assert scanner.scan([genuine]).owners == [to_checksum_address(ADDRESS[-40:])]

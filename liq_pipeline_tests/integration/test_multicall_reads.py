@@ -51,8 +51,8 @@ def test_the_devnet_has_multicall_and_discovery_finds_it(chain, reader):
     assert discover_market(reader, chain.market.addresses_provider, head, RULES, multicall=None).multicall is None
 
 
-@pytest.mark.parametrize("count", [5, 300])  # one round (config and every leg at once), and two rounds
-def test_reads_through_multicall_equal_plain_batches(chain, reader, count):
+@pytest.mark.parametrize(("count", "rounds"), [(5, 1), (300, 2)])  # config and every leg at once; then legs
+def test_reads_through_multicall_equal_plain_batches(chain, reader, count, rounds):
     market, head = _market(chain, reader)
     users = chain.users[:count]
     plain = read_positions(reader, dataclasses.replace(market, multicall=None), users, head, RULES)
@@ -61,7 +61,7 @@ def test_reads_through_multicall_equal_plain_batches(chain, reader, count):
     assert_frame_equal(through, plain)
     assert through.height > 0
     # ~17 calls a user in one round, or 2 calls a user then 2-3 per leg: a few aggregate calls, not thousands
-    assert reader.posts <= 2 and reader.entries <= 2 * (1 + count * 17 // 500)
+    assert reader.posts == rounds and reader.entries <= 2 * (1 + count * 17 // 500)
 
 
 def test_no_code_at_the_multicall_address_falls_back_to_plain_batches(chain, reader):
@@ -69,7 +69,10 @@ def test_no_code_at_the_multicall_address_falls_back_to_plain_batches(chain, rea
     users = chain.users[:40]
     plain = read_positions(reader, dataclasses.replace(market, multicall=None), users, head, RULES)
     nowhere = dataclasses.replace(market, multicall="0x000000000000000000000000000000000000dEaD")
+    reader.posts = reader.entries = 0
     assert_frame_equal(read_positions(reader, nowhere, users, head, RULES), plain)
+    # per round: the aggregate call tried (one entry), then the same calls as a plain batch (one entry each)
+    assert reader.posts == 4 and reader.entries > 2 + 2 * len(users)
 
 
 def test_a_reverting_call_is_answered_as_an_error_in_its_place(chain, reader):
@@ -111,3 +114,11 @@ def test_hinted_legs_are_read_with_the_configuration_and_a_wrong_hint_costs_a_ro
         got = read_positions(reader, market, users, head, RULES, hints=hints)
         assert_frame_equal(got, expected)
         assert reader.posts == posts, hints is exact
+    # a few users (the watcher's usual block): hinted ones read with their hint, the others with every reserve,
+    # all in one round
+    few = users[:10]
+    half = {user: exact[user] for user in few[::2]}
+    reader.posts = 0
+    assert_frame_equal(read_positions(reader, market, few, head, RULES, hints=half), expected.filter(
+        expected["user"].is_in(few)))  # fmt: skip
+    assert reader.posts == 1
