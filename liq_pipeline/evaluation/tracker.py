@@ -239,7 +239,9 @@ class Tracker:
         if not force and self._trends is not None and (age < TREND_EVERY or (not moved and age < TREND_MAX_AGE)):
             self._trend_prices = prices
             return self._trends
-        # computed ahead by after_block (from the windows a few blocks ago: trends move slowly), or now
+        # computed ahead by after_block once the trends were TREND_EVERY - 1 blocks old, so from windows up to
+        # TREND_MAX_AGE - TREND_EVERY + 1 (21) blocks before the block that takes them (42 s of a 60-block window:
+        # trends move slowly; test_trend_refresh pins it), or now
         self._trends = self._ahead if self._ahead is not None and not force else self._compute_trends()
         self._ahead = None
         self._trends_block = self.block

@@ -25,6 +25,7 @@ from .health import (
     baseline_prices,
     build_book,
     evaluate_health,
+    rounding_noise,
     rounding_slack,
     scenario_floor,
     scenario_products,
@@ -93,6 +94,7 @@ class Evaluation:
     scenario_prices: dict[str, ScenarioPrices] = field(default_factory=dict)
     exact_redecided: int = 0  # (user, scenario) pairs decided on the exact path
     book_version: int = 0
+    taken_over: bool = False  # the next evaluation took its arrays over (reuse_previous): they are not this block's
     trends: tuple[Mapping[int, float], Mapping[int, float]] = field(default_factory=lambda: ({}, {}))  # drift, vol
     sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per scenario: S, D
     screen: Screen | None = None  # for the next block's evaluation
@@ -134,6 +136,9 @@ class Evaluation:
         return {name: count for name, count in counts.items() if count}
 
     def _check_fresh(self) -> None:
+        if self.taken_over:
+            raise RuntimeError(f"the evaluation of block {self.block} is stale: the next block's evaluation took over"
+                               " its arrays")  # fmt: skip
         if self.book.version != self.book_version:
             raise RuntimeError(f"the evaluation of block {self.block} is stale: the positions changed since")
 
@@ -183,14 +188,13 @@ class Evaluation:
         """One sized row per (user, scenario) whose ETA is within the horizon, by ETA then user."""
         return self.candidate_frame({name: np.flatnonzero(mask) for name, mask in self.candidate_mask.items()})
 
-    def candidate_frame(self, rows: Mapping[str, np.ndarray], ordered: bool = True) -> pl.DataFrame:
-        """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized; by ETA then user unless
-        `ordered` is False. One frame for every scenario."""
+    def candidate_frame(self, rows: Mapping[str, np.ndarray]) -> pl.DataFrame:
+        """Candidate rows (CANDIDATE_SCHEMA) for the given book rows per scenario, sized, by ETA then user. One frame
+        for every scenario."""
         columns = self.candidate_columns(rows)
         if columns is None:
             return pl.DataFrame(schema=CANDIDATE_SCHEMA)
-        frame = pl.DataFrame(columns, schema=CANDIDATE_SCHEMA)
-        return frame.sort("eta_sec", "user") if ordered else frame
+        return pl.DataFrame(columns, schema=CANDIDATE_SCHEMA).sort("eta_sec", "user")
 
     def candidate_columns(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | list[str]] | None:
         """candidate_frame's columns (CANDIDATE_SCHEMA order; user and scenario as lists of str, the rest numpy
@@ -283,7 +287,8 @@ def evaluate(
     # users are far from 1, and skipping them is most of the per-block work. `users` fills in the rest on demand.
     # A full evaluation also needs the zero-shock floor: it makes the next screen.
     floored = shocked if live is None else distinct
-    floors = {p.name: scenario_floor(book, market, now, slack, p, live) for p in floored}
+    noise = rounding_noise(now, slack, live)  # the exact values may lie this far (relative) from the floats
+    floors = {p.name: scenario_floor(book, market, now, slack, p, live, noise) for p in floored}
     exact_count = now.exact_count
     if distinct:
         hot = rows[np.logical_or.reduce([floors[p.name] < bounds[p.name] for p in distinct])]
@@ -324,8 +329,7 @@ def evaluate(
         room = np.minimum(room, np.abs(f))
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
-    with np.errstate(divide="ignore", invalid="ignore"):  # the exact values may lie this far (relative) from the float
-        noise = take_rows(slack[0], live) / now.collateral[:, 0] + take_rows(slack[1], live) / now.debt[:, 0]
+    with np.errstate(invalid="ignore"):
         room = np.where(np.isfinite(now.hf[:, 0]), room - noise, room)
     room[take_rows(book.exact_only, live)] = 0.0
     headroom = _carried(previous.carry.headroom if quiet else None, n, 0.0, reuse=reuse_previous)
@@ -340,7 +344,7 @@ def evaluate(
         blocks=previous.carry.blocks + 1 if quiet else 0,
     )
     if quiet and reuse_previous:
-        previous.book_version = -1  # its arrays are this evaluation's now: users/candidates refuse to build
+        previous.taken_over = True  # its arrays are this evaluation's now: users/candidates refuse to build
     return Evaluation(
         block=market.block,
         book=book,

@@ -44,7 +44,7 @@ SCREEN_MARGIN = 1e-6  # relative headroom of scenario_floor over float and round
 GATHER_FIRST = 8  # rows under 1/8 of the book: gather the inputs first (4.9k of 100k rows: 3.1 -> 1.7 ms)
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
-MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; past this many it is compacted once
+MAX_CHUNKS = 64  # row replacements leave the exact frame in slices; compact() rechunks it past this many
 SMALL_BUILD_ROWS = 64  # up to this many rows build_book reads plain lists instead of running a polars select
 MAX_EXACT_KEPT = 65_536  # exact positions kept for re-decisions (the few thousand near a decision recur)
 HARD_MAX_CHUNKS = 4096  # compacted during the update itself (only when nobody calls compact() in between)
@@ -397,8 +397,8 @@ def rounding_slack(book: PositionBook, market: MarketState, rows=slice(None)) ->
     legs at twice the oracle price (scenario prices stay below it)."""
     ids = book.reserve_ids
     unit_value = np.array([market.by_id[r].price / market.by_id[r].unit for r in ids])
-    # float32 sums of at most a few dozen terms: relative error < 1e-6, covered by SLACK_ROUNDING (a wider slack
-    # only sends more users to the exact path)
+    # float32 sums of n terms (a few dozen at most): relative error < n x 6e-8 (~2e-6 at 30), covered by
+    # SLACK_ROUNDING (a wider slack only sends more users to the exact path)
     weights = [(unit_value + 1.0).astype(np.float32), (DEBT_PRICE_BOUND * unit_value + 1.0).astype(np.float32)]
     collateral = (book.holds[rows] @ weights[0]).astype(np.float64) * SLACK_ROUNDING
     debt = (book.owes[rows] @ weights[1]).astype(np.float64) * SLACK_ROUNDING
@@ -572,6 +572,13 @@ def price_move_floor(ids: Sequence[int], before: Mapping[int, int], after: Mappi
     return min(collateral[r] / before[r] for r in ids) / max(debt[r] / before[r] for r in ids)
 
 
+def rounding_noise(now: HealthPass, slack: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None) -> np.ndarray:
+    """The relative rounding error of each current HF of `now` (over the book's `rows`): how far (relative) the exact
+    value may lie from the float. inf/NaN where a total is zero."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return take_rows(slack[0], rows) / now.collateral[:, 0] + take_rows(slack[1], rows) / now.debt[:, 0]
+
+
 def scenario_floor(
     book: PositionBook,
     market: MarketState,
@@ -579,6 +586,7 @@ def scenario_floor(
     slack: tuple[np.ndarray, np.ndarray],
     prices: ScenarioPrices,
     rows: np.ndarray | None = None,
+    noise: np.ndarray | None = None,
 ) -> np.ndarray:
     """A lower bound of each user's exact HF in a scenario, from the current pass (`now`, over the book's `rows`,
     default every user): each leg's value moves by the ratio of scenario to current price, so the totals' ratio
@@ -589,9 +597,8 @@ def scenario_floor(
     if not book.reserve_ids:
         return np.zeros_like(hf_current)
     factor = price_move_floor(book.reserve_ids, market.prices, prices)
+    noise = rounding_noise(now, slack, rows) if noise is None else noise
     with np.errstate(divide="ignore", invalid="ignore"):
-        # relative rounding error of the HF
-        noise = take_rows(slack[0], rows) / now.collateral[:, 0] + take_rows(slack[1], rows) / now.debt[:, 0]
         floor = hf_current * factor * (1.0 - 1.0 / take_rows(book.lt_min, rows) - 4.0 * SCREEN_MARGIN)
     usable = (noise <= SCREEN_MARGIN) & ~take_rows(book.exact_only, rows) & np.isfinite(floor)
     return np.where(usable, floor, np.where(np.isinf(hf_current), np.inf, 0.0))

@@ -170,7 +170,7 @@ def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
                                reuse_previous=reuse)  # fmt: skip
             seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
             if reuse and previous is not None and current.carried:
-                with pytest.raises(RuntimeError, match="stale"):
+                with pytest.raises(RuntimeError, match="stale: the next block's evaluation took over"):
                     _ = previous.users
             previous = current
             market = _later(market, 60, random.Random(step), 0.0)
