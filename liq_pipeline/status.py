@@ -24,7 +24,12 @@ def platform_status(settings: Settings) -> dict[str, Any]:
             with RpcClient(settings.rpc_url.get_secret_value(), retries=1) as rpc:
                 head = int(rpc.call("eth_blockNumber"), 16)
                 market = discover_market(
-                    rpc, settings.aave_addresses_provider, head, rules_for(settings.aave_protocol_version), False
+                    rpc,
+                    settings.aave_addresses_provider,
+                    head,
+                    rules_for(settings.aave_protocol_version),
+                    False,
+                    multicall=None,  # no position reads here: no need to look for the contract
                 )
                 status["chain"] = {"reachable": True, "latest_block": head, "chain_id": market.chain_id,
                                    "pool": market.pool, "reserves": len(market.reserves)}  # fmt: skip

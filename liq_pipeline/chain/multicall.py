@@ -26,6 +26,7 @@ MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 CALLS_PER_AGGREGATE = 500  # ~4M gas of balance reads: well under the eth_call gas caps of hosted nodes
 AGGREGATE3 = keccak(text="aggregate3((address,bool,bytes)[])")[:4]
 _WORD = 32
+_refused: set[str] = set()  # multicall addresses that refused a call in this process (warned about once)
 
 
 def _word(value: int) -> bytes:
@@ -107,7 +108,12 @@ def eth_calls(rpc: RpcClient, requests: Sequence[Request], multicall: str | None
                 raise ValueError(str(answer))
             results = decode_aggregate3(answer, len(chunk))
         except ValueError as problem:
-            log.debug("multicall at %s unusable at block %s (%s): plain batch", multicall, tag, problem)
+            # said once per address at warning level: every read then costs the refused call and a plain batch
+            level = logging.DEBUG if multicall in _refused else logging.WARNING
+            _refused.add(multicall)
+            log.log(level, "multicall at %s unusable at block %s (%s): reads go as plain batches, slower; set "
+                    "MULTICALL_ADDRESS to a working aggregate3 contract, or empty to stop trying", multicall, tag,
+                    problem)  # fmt: skip
             out += rpc.batch(chunk, raise_on_error=False)
             continue
         out += [data if ok else RpcError("eth_call", {"message": f"reverted: {data}"}) for ok, data in results]

@@ -4,6 +4,7 @@ per-call error where a call reverts and a plain batch where the multicall addres
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from polars.testing import assert_frame_equal
@@ -64,15 +65,21 @@ def test_reads_through_multicall_equal_plain_batches(chain, reader, count, round
     assert reader.posts == rounds and reader.entries <= 2 * (1 + count * 17 // 500)
 
 
-def test_no_code_at_the_multicall_address_falls_back_to_plain_batches(chain, reader):
+def test_no_code_at_the_multicall_address_falls_back_to_plain_batches(chain, reader, caplog, monkeypatch):
+    import liq_pipeline.chain.multicall as multicall_module
+
+    monkeypatch.setattr(multicall_module, "_refused", set())  # warned once per process: start as a new one
     market, head = _market(chain, reader)
     users = chain.users[:40]
     plain = read_positions(reader, dataclasses.replace(market, multicall=None), users, head, RULES)
     nowhere = dataclasses.replace(market, multicall="0x000000000000000000000000000000000000dEaD")
     reader.posts = reader.entries = 0
+    caplog.set_level(logging.WARNING, logger="liq_pipeline.chain.multicall")
     assert_frame_equal(read_positions(reader, nowhere, users, head, RULES), plain)
     # per round: the aggregate call tried (one entry), then the same calls as a plain batch (one entry each)
     assert reader.posts == 4 and reader.entries > 2 + 2 * len(users)
+    warned = [r for r in caplog.records if "0x000000000000000000000000000000000000dEaD" in r.getMessage()]
+    assert len(warned) == 1 and "MULTICALL_ADDRESS" in warned[0].getMessage()  # once, naming the setting
 
 
 def test_a_reverting_call_is_answered_as_an_error_in_its_place(chain, reader):
