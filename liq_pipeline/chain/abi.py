@@ -57,7 +57,7 @@ def static_layout(kinds: tuple[str, ...]) -> tuple | None:
             if inner is None:
                 return None
             layout.append(inner)
-        elif _BASE.fullmatch(kind) and kind != "bytes":
+        elif _BASE.fullmatch(kind):  # `bytes` (dynamic) does not match: bytesN needs its size
             layout.append(kind)
         else:
             return None

@@ -1,7 +1,8 @@
 """Blocks without price moves carry the previous block's values for users far from every decision: along quiet
 stretches where interest runs fast (hours between blocks, so decisions do flip), reserve rates change and
-positions change, every decision (liquidatable now, candidate per scenario) and every candidate's ETA must equal
-those of evaluating every user, and `users` must give every value as of the block."""
+positions change, every decision (liquidatable now, candidate per scenario) must equal those of evaluating every
+user, every candidate's ETA must lie within a tenth of the writer's resolution of it at Base's block time (with
+hours between blocks a carried ETA is hours old by design), and `users` must give every value as of the block."""
 
 from __future__ import annotations
 
