@@ -2,7 +2,8 @@
 stretches where interest runs fast (hours between blocks, so decisions do flip), reserve rates change and
 positions change, every decision (liquidatable now, candidate per scenario) must equal those of evaluating every
 user, every candidate's ETA must lie within a tenth of the writer's resolution of it at Base's block time (with
-hours between blocks a carried ETA is hours old by design), and `users` must give every value as of the block."""
+hours between blocks a carried ETA is the one computed blocks before), and `users` must give every value as of
+the block."""
 
 from __future__ import annotations
 
