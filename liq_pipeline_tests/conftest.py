@@ -1,4 +1,9 @@
-"""Shared test setup: settings come from a clean environment, never from a developer's own .env."""
+"""Shared test setup: settings come from a clean environment, never from a developer's own .env.
+
+Tests are laid out like the packages they test; what a test needs (real services, minutes) is a marker, not a
+folder: `integration` (a real anvil with the Aave contracts, Redis, Prometheus, dagster dev) and `slow`. The
+shared fixtures live in `fixtures/` and are loaded here as plugins (pytest takes `pytest_plugins` only here).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,13 @@ import os
 import pytest
 
 from liq_pipeline.config import settings_fields
+
+pytest_plugins = [
+    "liq_pipeline_tests.fixtures.devnet",
+    "liq_pipeline_tests.fixtures.dagster_dev",
+    "liq_pipeline_tests.fixtures.prometheus",
+    "liq_pipeline_tests.fixtures.watcher",
+]
 
 
 @pytest.fixture

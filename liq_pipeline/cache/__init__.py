@@ -1,44 +1,28 @@
 """Redis L2 cache: the hot state shared by the watcher, the Dagster runs and the metrics exporter.
 
 Start here: `open_market_cache(settings, chain_id, pool)` gives a ResilientCache (writes never fail on an outage).
-Modules: keys (layout), server (embedded redis-server), client (connecting), codec (msgpack, Arrow IPC),
+Modules: keys (layout), server (embedded redis-server), client (connecting), from_settings (REDIS_URL or the
+embedded server), codec (msgpack, Arrow IPC),
 batching (pipelining), candidates, positions, borrowers, market_state, dirty, kpis, alerts, resilience.
 docs/redis-setup.md documents every key.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from .alerts import Alert, append_alert, read_alerts
 from .borrowers import borrower_count, read_borrowers, remove_borrowers, replace_borrower_index, update_borrower_index
 from .candidates import candidates_block, read_candidates, write_candidates
-from .client import client_for_settings, connect, redis_url_for, safe_url
+from .client import connect, safe_url
 from .codec import frame_to_ipc, ipc_to_frame, pack, unpack
 from .context import CacheOptions, MarketCache
 from .dirty import DirtyEntry, DirtyQueue
+from .from_settings import client_for_settings, open_market_cache, redis_url_for
 from .keys import MarketKeys
 from .kpis import Kpi, get_kpis, set_kpis
 from .market_state import get_price_windows, get_reserves, put_price_windows, put_reserves
 from .positions import PositionsSnapshot, get_positions, positions_block, put_positions
 from .resilience import ResilientCache
 from .server import EmbeddedRedis
-
-
-def open_market_cache(settings: Any, chain_id: int, pool: str, **options: Any) -> ResilientCache:
-    """The cache of one market as the settings ask for it (REDIS_URL or the embedded server under DATA_DIR).
-
-    `options` go to CacheOptions (ipc_compression, staging_ttl_sec, ...) except `retry_interval`, which goes to
-    ResilientCache.
-    """
-    retry_interval = options.pop("retry_interval", 1.0)
-    cache = MarketCache(
-        client_for_settings(settings),
-        MarketKeys.for_market(chain_id, pool),
-        CacheOptions.from_settings(settings, **options),
-    )
-    return ResilientCache(cache, retry_interval=retry_interval)
-
 
 __all__ = [
     "Alert",

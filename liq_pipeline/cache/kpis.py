@@ -15,6 +15,41 @@ from .context import MarketCache
 
 KpiValue = float | int | str | bool | None
 
+# Dagster asset keys (defs/), longest first: `check_<asset>_<check>` is split at the asset these name. A KPI whose
+# asset is not listed is split at its last underscore.
+KNOWN_ASSETS: tuple[str, ...] = tuple(
+    sorted(
+        (
+            "pool_events",
+            "reserve_indices",
+            "price_histories",
+            "borrower_snapshots",
+            "liquidation_candidates",
+            "liquidation_outcomes",
+        ),
+        key=len,
+        reverse=True,
+    )
+)
+CHECK_PREFIX = "check_"
+
+
+def check_kpi_name(asset: str, check: str) -> str:
+    """The KPI name under which the Dagster side records a check's outcome (value 1 passed, 0 failed)."""
+    return f"{CHECK_PREFIX}{asset}_{check}"
+
+
+def parse_check_kpi(name: str) -> tuple[str, str] | None:
+    """(asset, check) of a `check_<asset>_<check>` KPI name, or None when the name is not one."""
+    if not name.startswith(CHECK_PREFIX):
+        return None
+    rest = name[len(CHECK_PREFIX) :]
+    for asset in KNOWN_ASSETS:
+        if rest.startswith(asset + "_") and len(rest) > len(asset) + 1:
+            return asset, rest[len(asset) + 1 :]
+    asset, sep, check = rest.rpartition("_")
+    return (asset, check) if sep and asset and check else None
+
 
 @dataclass(frozen=True)
 class Kpi:

@@ -5,11 +5,10 @@ Dagster runs are fresh processes: nothing is shared in memory between them; Redi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
 from ..config import Settings, load_settings
+from ..lake.open import open_lake
 
 
 class ChainResource(dg.ConfigurableResource):
@@ -48,10 +47,7 @@ class LakeResource(dg.ConfigurableResource):
     """The Parquet lake under DATA_DIR/lake, ranges of LAKE_RANGE_BLOCKS."""
 
     def lake(self):
-        from ..lake.store import Lake
-
-        settings = load_settings()
-        return Lake(Path(settings.data_dir) / "lake", settings.lake_range_blocks)
+        return open_lake(load_settings())
 
 
 class RedisResource(dg.ConfigurableResource):

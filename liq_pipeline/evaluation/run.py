@@ -15,7 +15,6 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
@@ -23,6 +22,7 @@ from ..chain.discovery import discover_market
 from ..chain.ground_truth import user_account_data
 from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..lake.open import open_lake
 from ..risk.engine import Evaluation
 from ..risk.versions import rules_for
 from .params import engine_params
@@ -56,12 +56,6 @@ class EvaluationOutcome:
     hf_check: HfAgreement
     latency_p95_ms: float
     seconds: dict[str, float]
-
-
-def lake_for(settings: Settings):
-    from ..lake.store import Lake
-
-    return Lake(Path(settings.data_dir) / "lake", settings.lake_range_blocks)
 
 
 def _restore_prices(tracker: Tracker, windows: pl.DataFrame | None) -> None:
@@ -157,7 +151,7 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         if settings.borrowers_index_mode == "redis":  # the old bot's BORROWERS_INDEX_MODE=redis: ZSET user -> HF
             cache.replace_borrower_index(block, result.users.select("user", pl.col("hf_current").alias("hf")))
         cache.put_price_windows(block, _price_observations(tracker))
-        lake_ranges = [r.key for r in append_candidates(lake_for(settings), result.candidates)]
+        lake_ranges = [r.key for r in append_candidates(open_lake(settings), result.candidates)]
         record.written_at = time.time()
         recent, p95 = _latency_p95(_recent_latencies(cache), record.latency_ms)
         cache.set_kpis(
@@ -178,7 +172,7 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         hf_check = check_hf_agreement(rpc, tracker, result, settings.hf_check_sample, seed=block)
         seconds["hf_check"] = time.perf_counter() - clock
         # check outcomes as KPIs: the exporter turns them into liq_asset_check_passed for the alert rules
-        from ..metrics.exporter import check_kpi_name
+        from ..cache.kpis import check_kpi_name
 
         cache.set_kpis(
             {

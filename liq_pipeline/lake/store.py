@@ -19,7 +19,7 @@ import polars as pl
 
 from .errors import LakeError, SchemaMismatch
 from .files import FrameWriter, write_parquet_atomic
-from .partitions import DEFAULT_RANGE_SIZE, BlockRange, parse_key, range_of, ranges_covering
+from .partitions import BlockRange, parse_key, range_of, ranges_covering
 from .spec import DatasetSpec
 
 _FILE = re.compile(r"^(?P<dataset>[a-z0-9_]+?)__(?P<start>\d{12})_to_(?P<end>\d{12})\.parquet$")
@@ -34,13 +34,9 @@ class Lake:
     def __init__(
         self,
         root: Path | str,
-        range_size: int = DEFAULT_RANGE_SIZE,
-        specs: Mapping[str, DatasetSpec] | None = None,
+        range_size: int,
+        specs: Mapping[str, DatasetSpec],
     ):
-        if specs is None:
-            from .datasets import DATASETS  # late: dataset modules use the Lake themselves
-
-            specs = DATASETS
         range_of(0, range_size)  # validates the size
         self.root = Path(root)
         self.range_size = range_size

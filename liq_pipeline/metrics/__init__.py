@@ -15,7 +15,7 @@ from typing import Any
 from .registry import HF_BUCKETS, LATENCY_BUCKETS, BlockMetrics, HfDistribution, exposed_names
 from .server import MetricsServer, serve_metrics
 
-_EXPORTER_NAMES = ("KpiCollector", "check_kpi_name", "exporter_registry", "parse_check_kpi", "run_exporter")
+_EXPORTER_NAMES = ("KpiCollector", "exporter_registry", "run_exporter")
 
 
 def __getattr__(name: str) -> Any:
@@ -35,10 +35,8 @@ __all__ = [
     "HfDistribution",
     "KpiCollector",
     "MetricsServer",
-    "check_kpi_name",
     "exporter_registry",
     "exposed_names",
-    "parse_check_kpi",
     "run_exporter",
     "serve_metrics",
 ]

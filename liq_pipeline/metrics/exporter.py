@@ -40,50 +40,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ..cache.context import CacheOptions, MarketCache
 from ..cache.keys import PREFIX, MarketKeys
-from ..cache.kpis import get_kpis
+from ..cache.kpis import get_kpis, parse_check_kpi
 from .server import DEFAULT_HOST, serve_metrics
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9465
 
-# Dagster asset keys (defs/), longest first: `check_<asset>_<check>` is split at the asset these name. A KPI whose
-# asset is not listed is split at its last underscore.
-KNOWN_ASSETS: tuple[str, ...] = tuple(
-    sorted(
-        (
-            "pool_events",
-            "reserve_indices",
-            "price_histories",
-            "borrower_snapshots",
-            "liquidation_candidates",
-            "liquidation_outcomes",
-        ),
-        key=len,
-        reverse=True,
-    )
-)
-CHECK_PREFIX = "check_"
 _KPI_KEY_RE = re.compile(rf"^{PREFIX}:\{{(\d+):(0x[0-9a-f]{{40}})\}}:kpi$")
 
 Market = tuple[int, str]  # (chain id, pool lower case)
-
-
-def check_kpi_name(asset: str, check: str) -> str:
-    """The KPI name under which the Dagster side records a check's outcome (value 1 passed, 0 failed)."""
-    return f"{CHECK_PREFIX}{asset}_{check}"
-
-
-def parse_check_kpi(name: str) -> tuple[str, str] | None:
-    """(asset, check) of a `check_<asset>_<check>` KPI name, or None when the name is not one."""
-    if not name.startswith(CHECK_PREFIX):
-        return None
-    rest = name[len(CHECK_PREFIX) :]
-    for asset in KNOWN_ASSETS:
-        if rest.startswith(asset + "_") and len(rest) > len(asset) + 1:
-            return asset, rest[len(asset) + 1 :]
-    asset, sep, check = rest.rpartition("_")
-    return (asset, check) if sep and asset and check else None
 
 
 def _number(value: Any) -> float | None:
@@ -305,7 +271,7 @@ def exporter_registry(
 
 def client_factory(settings: Any, *, timeout: float = 1.0) -> Callable[[], redis.Redis]:
     """Connect the way the settings say (REDIS_URL or the embedded server), with scrape-sized timeouts."""
-    from ..cache.client import connect, redis_url_for, safe_url
+    from ..cache import connect, redis_url_for, safe_url
 
     def make() -> redis.Redis:
         url = redis_url_for(settings.redis_url, settings.data_dir)

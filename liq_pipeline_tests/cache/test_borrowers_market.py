@@ -20,7 +20,7 @@ from liq_pipeline.cache import (
 )
 from liq_pipeline.cache.market_state import price_window_blocks
 from liq_pipeline.risk.price_window import price_window_stats
-from liq_pipeline.synthetic import sample_market_state, sample_price_history
+from liq_pipeline.risk.synthetic import sample_market_state, sample_price_history
 
 
 def _index(pairs):

@@ -11,8 +11,7 @@ from polars.testing import assert_frame_equal
 
 from liq_pipeline.cache import candidates_block, read_candidates, write_candidates
 from liq_pipeline.risk.engine import CANDIDATE_SCHEMA
-
-from .factories import candidate_frame, sorted_by_eta
+from liq_pipeline_tests.cache.factories import candidate_frame, sorted_by_eta
 
 
 def test_round_trip_keeps_every_column_and_sorts_by_eta(cache):

@@ -7,8 +7,7 @@ from redis.crc import key_slot
 
 from liq_pipeline.cache import CacheOptions, MarketCache, MarketKeys, put_positions, set_kpis, write_candidates
 from liq_pipeline.cache.admin import flush_market, market_keys, memory_by_key
-
-from .factories import candidate_frame
+from liq_pipeline_tests.cache.factories import candidate_frame
 
 POOL = "0xA238Dd80C259a72e81d7e4664a9801593F98d1c5"
 

@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from liq_pipeline.cache import get_positions, positions_block, put_positions
-from liq_pipeline.synthetic import sample
+from liq_pipeline.risk.synthetic import sample
 
 
 @pytest.fixture(scope="module")

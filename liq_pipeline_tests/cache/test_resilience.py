@@ -27,9 +27,8 @@ from liq_pipeline.cache import (
     read_candidates,
 )
 from liq_pipeline.cache.server import _alive
-from liq_pipeline.synthetic import sample
-
-from .factories import candidate_frame, sorted_by_eta
+from liq_pipeline.risk.synthetic import sample
+from liq_pipeline_tests.cache.factories import candidate_frame, sorted_by_eta
 
 KEYS = MarketKeys.for_market(31337, "0x" + "ab" * 20)
 

@@ -1,8 +1,7 @@
 """Devnet fixtures for the lake's integration tests.
 
-The session devnet (real anvil, real Aave V3, 200 seeded borrowers) comes from the integration suite's conftest,
-re-exported here (pytest refuses `pytest_plugins` outside the root conftest). On top of it, `history` writes a
-short, known chain history once for this package, between evm_snapshot and evm_revert:
+On top of the session devnet (real anvil, real Aave V3, 200 seeded borrowers; `fixtures/devnet.py`), `history`
+writes a short, known chain history once for this package, between evm_snapshot and evm_revert:
 
     range A = [base, base+99]        a 1 % WETH move at base+40, otherwise empty blocks
     range B = [base+100, base+199]   a price shock at base+120, a real liquidationCall at base+130
@@ -23,10 +22,11 @@ from liq_pipeline.chain.discovery import Market, discover_market
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet import actions
 from liq_pipeline.lake.backfill import materialize_range
+from liq_pipeline.lake.open import lake_at
 from liq_pipeline.lake.partitions import BlockRange, ranges_covering
 from liq_pipeline.lake.store import Lake
 from liq_pipeline.risk.versions import ProtocolRules, rules_for
-from liq_pipeline_tests.integration.conftest import Devnet, chain, devnet, devnet_data_dir  # noqa: F401
+from liq_pipeline_tests.fixtures.devnet import Devnet
 
 SIZE = 100
 SHOCK = {"WETH": 70, "WBTC": 70, "AERO": 50}  # percent of the price left after the shock
@@ -65,7 +65,7 @@ def _next_block_is(net: Devnet, block: int) -> None:
 
 
 @pytest.fixture(scope="package")
-def history(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:  # noqa: F811
+def history(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     snapshot = devnet.rpc.call("evm_snapshot")
     rpc = RpcClient(devnet.node.url)
     try:
@@ -98,7 +98,7 @@ def history(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         rules = rules_for(market_spec.protocol_version)
         market = discover_market(rpc, market_spec.addresses_provider, b.end, rules)
-        lake = Lake(tmp_path_factory.mktemp("lake"), range_size=SIZE)
+        lake = lake_at(tmp_path_factory.mktemp("lake"), range_size=SIZE)
         for block_range in ranges_covering(0, b.end, SIZE):
             chain_data = block_range in (a, b)
             datasets = ("pool_events", "reserve_indices", "price_histories", "borrower_snapshots")
@@ -125,4 +125,4 @@ def history(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def fresh_lake(tmp_path: Path) -> Lake:
-    return Lake(tmp_path / "lake", range_size=SIZE)
+    return lake_at(tmp_path / "lake", range_size=SIZE)

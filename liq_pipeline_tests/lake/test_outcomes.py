@@ -19,8 +19,8 @@ from liq_pipeline.lake.datasets.liquidation_outcomes import (
     miss_rate,
 )
 from liq_pipeline.lake.datasets.pool_events import SCHEMA as EVENTS_SCHEMA
+from liq_pipeline.lake.open import lake_at
 from liq_pipeline.lake.partitions import BlockRange
-from liq_pipeline.lake.store import Lake
 
 T0 = 1_767_225_600
 
@@ -172,7 +172,7 @@ def test_merge_deduplicates_by_block_user_scenario_newest_wins():
 
 
 def test_appending_candidates_rewrites_each_touched_range_idempotently(tmp_path):
-    lake = Lake(tmp_path, range_size=100)
+    lake = lake_at(tmp_path, range_size=100)
     first = candidates([(150, "A", "baseline", 9.0), (199, "B", "adverse", 3.0), (200, "A", "baseline", 1.0)])
     assert append_candidates(lake, first) == [BlockRange(100, 199), BlockRange(200, 299)]
     path = lake.path(CANDIDATES, BlockRange(100, 199))
@@ -187,6 +187,6 @@ def test_appending_candidates_rewrites_each_touched_range_idempotently(tmp_path)
 
 
 def test_appending_rows_with_a_wrong_schema_is_refused(tmp_path):
-    lake = Lake(tmp_path, range_size=100)
+    lake = lake_at(tmp_path, range_size=100)
     with pytest.raises(pl.exceptions.PolarsError):
         append_candidates(lake, candidates([(1, "A", "baseline", 1.0)]).drop("eta_sec"))

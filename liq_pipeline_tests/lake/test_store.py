@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from liq_pipeline.lake.errors import LakeError, SchemaMismatch
+from liq_pipeline.lake.open import lake_at
 from liq_pipeline.lake.partitions import BlockRange
 from liq_pipeline.lake.spec import DatasetSpec
 from liq_pipeline.lake.store import Lake
@@ -46,7 +47,7 @@ def digest(path: Path) -> str:
 
 
 def test_files_are_named_by_dataset_and_block_range_like_cryo(tmp_path):
-    lake = Lake(tmp_path)  # the real datasets, 1,000-block ranges
+    lake = lake_at(tmp_path)  # the real datasets, 1,000-block ranges
     path = lake.path("pool_events", BlockRange(12_000, 12_999))
     assert path == tmp_path / "pool_events" / "pool_events__000000012000_to_000000012999.parquet"
     with pytest.raises(LakeError, match="not a range of this lake's grid"):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from .conftest import OPS, known_series, promql_metric_names
+from liq_pipeline_tests.fixtures.prometheus import OPS, known_series, promql_metric_names
 
 DASHBOARD = OPS / "grafana" / "liq-pipeline.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}

@@ -15,9 +15,9 @@ import redis
 import requests
 
 from liq_pipeline.cache import CacheOptions, MarketCache, MarketKeys, connect, set_kpis
-from liq_pipeline.metrics import check_kpi_name, exporter_registry, parse_check_kpi, run_exporter, serve_metrics
-
-from .conftest import ROOT, sample_value, scrape
+from liq_pipeline.cache.kpis import check_kpi_name, parse_check_kpi
+from liq_pipeline.metrics import exporter_registry, run_exporter, serve_metrics
+from liq_pipeline_tests.fixtures.prometheus import ROOT, sample_value, scrape
 
 pytestmark = pytest.mark.integration  # a real redis-server
 

@@ -18,9 +18,9 @@ import yaml
 
 from liq_pipeline.cache import CacheOptions, MarketCache, MarketKeys, connect, set_kpis
 from liq_pipeline.metrics import BlockMetrics, exporter_registry, serve_metrics
-
-from .conftest import OPS, free_port
-from .test_dashboard import _queries
+from liq_pipeline_tests.fixtures.net import free_port
+from liq_pipeline_tests.fixtures.prometheus import OPS
+from liq_pipeline_tests.metrics.test_dashboard import _queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~7 s: Prometheus applies new targets after ~5 s
 

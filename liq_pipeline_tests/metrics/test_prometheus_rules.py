@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from .conftest import OPS, ROOT, known_series, promql_metric_names
+from liq_pipeline_tests.fixtures.prometheus import OPS, ROOT, known_series, promql_metric_names
 
 PROMETHEUS_DIR = OPS / "prometheus"
 RULES = PROMETHEUS_DIR / "alerts.yml"

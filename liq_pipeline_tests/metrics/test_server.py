@@ -9,8 +9,8 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from liq_pipeline.metrics import BlockMetrics, MetricsServer, serve_metrics
-
-from .conftest import free_port, sample_value, scrape
+from liq_pipeline_tests.fixtures.net import free_port
+from liq_pipeline_tests.fixtures.prometheus import sample_value, scrape
 
 
 def test_scrape_over_http() -> None:

@@ -16,7 +16,7 @@ from liq_pipeline.risk.health import build_book
 from liq_pipeline.risk.market import positions_frame
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.watch.candidates import CandidateWriter
-from liq_pipeline_tests.unit.factories import both, market, reserve, user
+from liq_pipeline_tests.risk.factories import both, market, reserve, user
 
 WETH = reserve(0, "WETH", 18, 2_000 * 10**8, 8000)
 USDC = reserve(1, "USDC", 6, 10**8, 7800, stable=True)
@@ -149,7 +149,7 @@ def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_sa
     import random
 
     from liq_pipeline.risk.engine import AssetTrend
-    from liq_pipeline.synthetic import sample
+    from liq_pipeline.risk.synthetic import sample
 
     market_sample = sample(2_000, seed=11, near_one_share=0.05)
     market_now = market_sample.market
@@ -185,7 +185,7 @@ def test_details_written_block_by_block_are_the_bytes_a_full_write_gives(cache):
     """The incremental path packs candidate columns (no frame); the full write packs the frame row by row. The
     stored details must be the same bytes: readers and bots see one format."""
     from liq_pipeline.cache.candidates import write_candidates
-    from liq_pipeline.synthetic import sample
+    from liq_pipeline.risk.synthetic import sample
 
     market_sample = sample(3_000, seed=5, near_one_share=0.1)
     book = build_book(market_sample.positions, market_sample.market)

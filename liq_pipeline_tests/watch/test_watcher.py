@@ -17,8 +17,7 @@ from liq_pipeline.chain.rpc import NodeUnavailable
 from liq_pipeline.config import load_settings
 from liq_pipeline.devnet import actions
 from liq_pipeline.risk.versions import rules_for
-
-from .conftest import TcpProxy, make_watcher
+from liq_pipeline_tests.fixtures.watcher import TcpProxy, make_watcher
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,8 @@ import yaml
 
 from liq_pipeline.devnet import actions
 from liq_pipeline.metrics import BlockMetrics, serve_metrics
-from liq_pipeline_tests.metrics.conftest import free_port, prometheus_binary  # noqa: F401
-
-from .conftest import make_watcher
+from liq_pipeline_tests.fixtures.net import free_port
+from liq_pipeline_tests.fixtures.watcher import make_watcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,7 +25,7 @@ def _query(base: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def test_prometheus_sees_the_watcher_on_a_moving_market(chain, prometheus_binary, tmp_path):  # noqa: F811
+def test_prometheus_sees_the_watcher_on_a_moving_market(chain, prometheus_binary, tmp_path):
     watcher = make_watcher(chain.node.url, chain.market.addresses_provider, metrics=BlockMetrics())
     server = serve_metrics(watcher.metrics.registry, port=0)
     port = free_port()

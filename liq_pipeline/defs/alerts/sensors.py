@@ -43,7 +43,7 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
     description="A failed run (including one stopped by a blocking ERROR check) becomes an alert.",
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource, redis: RedisResource) -> None:
-    from ...alerting import AlertEvent, raise_alert
+    from ...metrics.alerting import AlertEvent, raise_alert
 
     run = context.dagster_run
     checks = failed_checks(context.instance, run.run_id)
@@ -62,7 +62,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource
     description="A successful run whose asset checks failed (WARN, non-blocking) becomes an alert.",
 )
 def check_warning_alerts(context: dg.RunStatusSensorContext, chain: ChainResource, redis: RedisResource) -> None:
-    from ...alerting import AlertEvent, raise_alert
+    from ...metrics.alerting import AlertEvent, raise_alert
 
     run = context.dagster_run
     checks = failed_checks(context.instance, run.run_id)

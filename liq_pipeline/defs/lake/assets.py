@@ -58,7 +58,7 @@ def _build(
 def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **kpis) -> None:
     """A check's outcome (and related KPIs) into Redis for the exporter; a Redis outage must not fail the run."""
     from ...cache import open_market_cache
-    from ...metrics.exporter import check_kpi_name
+    from ...cache.kpis import check_kpi_name
 
     try:
         with chain.client() as rpc:

@@ -1,0 +1,216 @@
+"""`liq bench`: the engine against a dense numpy kernel and a plain Python loop, in one process.
+
+Every figure is a ratio against a reference timed in the same process, because this machine (2 cores) is noisy:
+- engine_s: median of `repeats` evaluations of every user's HF in every scenario from the position book, decisions
+  re-decided exactly near 1 (the kernel's job, done exactly);
+- pipeline_s: the whole evaluation (HF, projections, ETA, candidates with sizing); book_s: building the position
+  book once from the exact Int128 positions (done when positions change, not per block);
+- kernel_s: median of a dense numpy reference on the same users: underlying balances (scaled x index), LT
+  weights, then one (users x reserves) @ (reserves x scenarios) product each for collateral and debt. It starts
+  from float matrices of the scaled balances (the conversion from the frame is not timed);
+- loop_s: a plain per-user Python loop (like the old bot's HFCalculator) over a sample, scaled to all users;
+- exact_mismatches: users whose HF<1 decision in any scenario differs from the exact integer path, checked on
+  every user within 1e-3 of HF = 1 in any scenario plus a random sample of the others.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from ..risk.engine import CURRENT, AssetTrend, EngineParams, evaluate
+from ..risk.exact import account_data
+from ..risk.health import ScenarioPrices, build_book, evaluate_health
+from ..risk.market import MarketState, coll_col, debt_col, on_col, user_positions
+from ..risk.scenarios import default_specs, scenario_prices
+from ..risk.synthetic import sample, sample_volatility
+from ..risk.wadray import RAY
+
+SCENARIO_ORDER = ("baseline", "adverse", "extreme")
+# Share of users placed within 1e-6 of HF = 1, where only the exact path can decide: a stress far denser than a
+# real market (there, a handful per 10,000 sit within 1e-4), kept so that the exact path is always exercised.
+NEAR_ONE_SHARE = 0.005
+
+
+def _median_time(function: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class DenseKernel:
+    """Reference: the HF of every user in every scenario as two dense matrix products."""
+
+    def __init__(self, positions: pl.DataFrame, market: MarketState, scenarios: list[ScenarioPrices]):
+        ids = list(market.reserve_ids)
+        self.scaled_coll = np.column_stack([positions[coll_col(r)].cast(pl.Float64).to_numpy() for r in ids])
+        self.scaled_debt = np.column_stack([positions[debt_col(r)].cast(pl.Float64).to_numpy() for r in ids])
+        enabled = np.column_stack([positions[on_col(r)].to_numpy() for r in ids])
+        lt_ok = np.array([market.by_id[r].liquidation_threshold > 0 for r in ids])
+        self.enabled = enabled & lt_ok
+        emode = positions["emode"].to_numpy()
+        categories = [0, *sorted(market.emode_categories)]
+        table = np.array([[market.effective_threshold(c, r) for r in ids] for c in categories], dtype=float)
+        self.thresholds = table[np.searchsorted(categories, emode)]
+        units = np.array([float(market.by_id[r].unit) for r in ids])
+        self.income = np.array([market.income_index[r] / RAY for r in ids]) / units
+        self.debt_index = np.array([market.debt_index[r] / RAY for r in ids]) / units
+        self.coll_prices = np.array([[float(s.collateral[r]) for s in scenarios] for r in ids])
+        self.debt_prices = np.array([[float(s.debt[r]) for s in scenarios] for r in ids])
+
+    def run(self) -> np.ndarray:
+        collateral = self.scaled_coll * self.income * self.enabled
+        weighted = collateral * self.thresholds
+        debt = self.scaled_debt * self.debt_index
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (weighted @ self.coll_prices) / (debt @ self.debt_prices) / 10_000.0
+
+
+def _loop_hf(rows: list[dict], market: MarketState, scenarios: list[ScenarioPrices]) -> list[float]:
+    """The plain loop: one user, one reserve, one scenario at a time, in Python floats."""
+    out = []
+    ids = market.reserve_ids
+    for row in rows:
+        for s in scenarios:
+            weighted = 0.0
+            debt = 0.0
+            for r in ids:
+                reserve = market.by_id[r]
+                if row[on_col(r)] and reserve.liquidation_threshold:
+                    amount = float(row[coll_col(r)]) * market.income_index[r] / RAY / reserve.unit
+                    lt = market.effective_threshold(row["emode"], r)
+                    weighted += amount * s.collateral[r] * lt
+                if row[debt_col(r)]:
+                    amount = float(row[debt_col(r)]) * market.debt_index[r] / RAY / reserve.unit
+                    debt += amount * s.debt[r]
+            out.append(weighted / 10_000.0 / debt if debt else float("inf"))
+    return out
+
+
+def run_bench(
+    users: int,
+    scenarios: int = 3,
+    repeats: int = 5,
+    loop_sample: int = 20_000,
+    exact_sample: int = 20_000,
+    version: str = "3.0",
+    seed: int = 7,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    say = progress or (lambda _msg: None)
+    if not 1 <= scenarios <= len(SCENARIO_ORDER):
+        raise ValueError(f"--scenarios must be 1 to {len(SCENARIO_ORDER)}")
+    say(f"generating {users:,} users")
+    start = time.perf_counter()
+    generated = sample(users, version=version, seed=seed, near_one_share=NEAR_ONE_SHARE)
+    market, positions = generated.market, generated.positions
+    generate_s = time.perf_counter() - start
+    trends = {r: AssetTrend(0.0, v) for r, v in sample_volatility().items()}
+    params = EngineParams(default_specs(list(SCENARIO_ORDER[:scenarios])), horizon_sec=180, hf_buffer_bps=40)
+
+    say("position book")
+    start = time.perf_counter()
+    book = build_book(positions, market)
+    book_s = time.perf_counter() - start
+
+    say("engine: health factors, every user, every scenario")
+    priced = [scenario_prices(spec, market) for spec in params.scenarios]
+    evaluate_health(book, market, priced)  # warm-up
+    engine_s = _median_time(lambda: evaluate_health(book, market, priced), repeats)
+
+    say("engine: full pipeline (projection, ETA, candidates, sizing)")
+    result = evaluate(book, market, params, trends)
+    pipeline_s = _median_time(lambda: evaluate(book, market, params, trends).candidates, max(1, repeats // 2))
+
+    say("dense kernel")
+    kernel = DenseKernel(positions, market, priced)
+    kernel.run()
+    kernel_s = _median_time(kernel.run, repeats)
+
+    say("python loop")
+    sample_n = min(loop_sample, users)
+    rows = positions.head(sample_n).to_dicts()
+    start = time.perf_counter()
+    _loop_hf(rows, market, priced)
+    loop_s = (time.perf_counter() - start) * users / sample_n
+
+    say("exact path check")
+    hf_frame = result.users.select("user", *[pl.col(f"hf_{s.name}") for s in priced])
+    checked, mismatches, rel_err = _exact_check(hf_frame, positions, market, priced, exact_sample, seed)
+
+    engine_hz = users * len(priced) / engine_s
+    return {
+        "users": users,
+        "scenarios": len(priced),
+        "protocol_version": version,
+        "engine_s": round(engine_s, 6),
+        "pipeline_s": round(pipeline_s, 6),
+        "book_s": round(book_s, 4),
+        "kernel_s": round(kernel_s, 6),
+        "loop_s": round(loop_s, 3),
+        "loop_sample": sample_n,
+        "engine_vs_kernel": round(kernel_s / engine_s, 3),
+        "speedup_vs_loop": round(loop_s / engine_s, 1),
+        "user_scenarios_per_s": round(engine_hz),
+        "exact_redecided": result.exact_redecided,
+        "exact_checked": checked,
+        "exact_mismatches": mismatches,
+        # float HF values against the exact ones (decisions are exact regardless): dust legs dominate the max
+        "rel_err_p50": rel_err[0],
+        "rel_err_p99": rel_err[1],
+        "rel_err_max": rel_err[2],
+        "candidates": result.candidates_per_scenario(),
+        "generate_s": round(generate_s, 3),
+        "repeats": repeats,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+
+
+def _exact_check(
+    users: pl.DataFrame,
+    positions: pl.DataFrame,
+    market: MarketState,
+    priced: list[ScenarioPrices],
+    sample_size: int,
+    seed: int,
+) -> tuple[int, int, list[float]]:
+    hf_columns = [f"hf_{s.name}" for s in priced]
+    near = users.filter(pl.any_horizontal([(pl.col(c) - 1.0).abs() < 1e-3 for c in hf_columns]))["user"]
+    rng = random.Random(seed)
+    everyone = users["user"]
+    picked = set(near.to_list())
+    picked.update(everyone.gather(rng.sample(range(len(everyone)), min(sample_size, len(everyone)))).to_list())
+    rows = positions.filter(pl.col("user").is_in(list(picked)))
+    engine = users.filter(pl.col("user").is_in(list(picked))).select("user", *hf_columns)
+    engine_by_user = {row[0]: row[1:] for row in engine.iter_rows()}
+    mismatches = 0
+    errors = []
+    for position in user_positions(rows, market.reserve_ids):
+        values = engine_by_user[position.user]
+        for s, value in zip(priced, values, strict=True):
+            exact = account_data(position, market, s.collateral, s.debt)
+            if exact.liquidatable != (value < 1.0):
+                mismatches += 1
+            reference = exact.hf_float
+            if 0.0 < reference < float("inf"):
+                errors.append(abs(value / reference - 1.0))
+    quantiles = np.quantile(errors, [0.5, 0.99, 1.0]) if errors else [0.0, 0.0, 0.0]
+    return len(picked), mismatches, [float(f"{q:.3e}") for q in quantiles]
+
+
+__all__ = ["CURRENT", "DenseKernel", "run_bench"]

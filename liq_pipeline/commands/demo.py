@@ -1,0 +1,170 @@
+"""`liq demo`: the whole system headless for N blocks of a living market, then one JSON summary.
+
+A fresh devnet (real Aave V3, seeded from the state cache), the simulator making each block (price walk with
+shocks, interest, arrivals, repays, a competitor liquidating users below HF 1 after a delay), the watcher
+processing every block as soon as it is mined (candidates into the embedded Redis), and every `dagster_every`
+blocks the Dagster evaluation asset materialized in-process on that block, with its checks. At the end: every
+on-chain LiquidationCall against the watcher's candidates before it, and every user's HF against
+getUserAccountData.
+
+- flagged_before: liquidations whose user was a candidate (any scenario) at least one block before;
+- recall_at_cross: of the (user, block) where a user's HF crossed below 1, the share where the watcher held that
+  user as a candidate at that very block;
+- dagster_block_to_candidates_p50_s: in-process materializations; `dagster dev` adds the run process start-up
+  (1.1-1.8 s measured here, shared/docs/dagster-facts.md).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from ..config import Settings
+
+
+def _p(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_demo(
+    settings: Settings,
+    blocks: int,
+    borrowers: int = 2_000,
+    dagster_every: int = 25,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _m: None,
+) -> dict:
+    import dagster as dg
+
+    from ..cache import open_market_cache
+    from ..cache.server import EmbeddedRedis
+    from ..chain.events import fetch_events
+    from ..chain.ground_truth import user_account_data
+    from ..chain.rpc import RpcClient
+    from ..defs.partitions import BLOCK_RANGES
+    from ..defs.predictive.assets import liquidation_candidates
+    from ..defs.resources import RESOURCES
+    from ..devnet import lifecycle
+    from ..devnet.borrowers import BorrowerRecord
+    from ..devnet.paths import borrowers_json_path
+    from ..devnet.rpc import Rpc
+    from ..devnet.simulate import SimConfig, simulate
+    from ..evaluation.params import engine_params
+    from ..evaluation.tracker import Tracker
+    from ..lake.partitions import range_of
+    from ..risk.versions import rules_for
+    from ..watch.watcher import Watcher
+
+    workdir = Path(tempfile.mkdtemp(prefix="liq-demo-"))
+    say(f"devnet with {borrowers} borrowers")
+    devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed)
+    redis = EmbeddedRedis(workdir / "redis")
+    rpc = RpcClient(devnet.node.url)
+    chain = Rpc(devnet.node.url)
+    try:
+        head = int(rpc.call("eth_blockNumber"), 16)
+        env = {
+            "RPC_URL": devnet.node.url,
+            "AAVE_ADDRESSES_PROVIDER": devnet.market.addresses_provider,
+            "DATA_DIR": str(workdir),
+            "REDIS_URL": redis.ensure_running().url,
+            "STATE_HISTORY_FROM_BLOCK": str(head),
+            "LAKE_RANGE_BLOCKS": "100",
+            "PREDICTIVE_ENABLED": "true",
+        }
+        os.environ.update(env)  # the Dagster resources read the settings from the environment
+        own = settings.model_copy(
+            update={"redis_url": SecretStr(env["REDIS_URL"]), "data_dir": workdir, "predictive_enabled": True}
+        )
+        rules = rules_for(devnet.market.protocol_version)
+        cache = open_market_cache(own, devnet.market.chain_id, devnet.market.pool)
+        tracker = Tracker.bootstrap(
+            rpc, devnet.market.addresses_provider, rules, 0, head, own.stable_asset_symbols,
+            multicall=own.multicall_address,
+        )  # fmt: skip
+        watcher = Watcher(rpc, tracker, engine_params(own), cache)
+        flagged: dict[str, set[int]] = {}  # user -> blocks at which the watcher held it as a candidate
+        below: set[str] = set()
+        crossings: list[tuple[str, int]] = []
+        dagster_latency: list[float] = []
+        counters = {"dagster_runs": 0, "checks_failed": 0}
+
+        with dg.instance_for_test() as instance:
+
+            def after_block(index: int, _partial) -> None:
+                processed = watcher.step()
+                if not processed or watcher.last_result is None:
+                    return
+                block, result = watcher.tracker.block, watcher.last_result
+                for user in result.candidates["user"].unique().to_list():
+                    flagged.setdefault(user, set()).add(block)
+                now = set(result.users.filter(result.users["hf_current"] < 1.0)["user"].to_list())
+                crossings.extend((user, block) for user in now - below)
+                below.clear()
+                below.update(now)
+                if dagster_every and index % dagster_every == 0:
+                    key = range_of(block, 100).key
+                    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
+                    seen = time.time()
+                    config = {"block": block, "from_block": block, "observed_at": seen}
+                    run = dg.materialize(
+                        [liquidation_candidates], partition_key=key, instance=instance, resources=RESOURCES,
+                        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": config}}),
+                        raise_on_error=False,
+                    )  # fmt: skip
+                    counters["dagster_runs"] += 1
+                    dagster_latency.append(time.time() - seen)
+                    counters["checks_failed"] += sum(not e.passed for e in run.get_asset_check_evaluations())
+
+            users = BorrowerRecord.load(borrowers_json_path(workdir)).users
+            say(f"simulating {blocks} blocks")
+            config = SimConfig(blocks=blocks, seed=seed, shock_probability=0.01)  # a few shocks in 300 blocks
+            sim = simulate(chain, devnet.market, config, users, on_block=after_block)
+            watcher.step()  # a block mined after the last callback (the seeder's closing transactions)
+
+        events = fetch_events(rpc, watcher.tracker.market, sim.blocks[0], watcher.tracker.block)
+        liquidations = events.filter(events["event"] == "LiquidationCall").select("user", "block_number")
+        flagged_before = sum(any(b < block for b in flagged.get(user, ())) for user, block in liquidations.iter_rows())
+        recall = sum(block in flagged.get(user, ()) for user, block in crossings)
+        result = watcher.last_result
+        truth = user_account_data(rpc, devnet.market.pool, result.users["user"].to_list(), watcher.tracker.block)
+        flips = sum(
+            (hf < 1.0) != (truth[user].health_factor < 10**18)
+            for user, hf in result.users.select("user", "hf_current").iter_rows()
+        )
+        latencies = [r.latency_ms for r in watcher.stats.records]
+        count = liquidations.height
+        return {
+            "blocks": len(watcher.stats.records),
+            "borrowers": watcher.tracker.users,
+            "liquidations_onchain": count,
+            "flagged_before": flagged_before,
+            "miss_rate": round(1 - flagged_before / count, 4) if count else None,
+            "recall_at_cross": round(recall / len(crossings), 4) if crossings else None,
+            "crossings": len(crossings),
+            "watcher_p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+            "watcher_p99_ms": round(_p(latencies, 0.99), 2) if latencies else None,
+            "dagster_runs": counters["dagster_runs"],
+            "dagster_block_to_candidates_p50_s": round(statistics.median(dagster_latency), 3)
+            if dagster_latency
+            else None,
+            "hf_flips": flips,
+            "checks_failed": counters["checks_failed"],
+            "price_updates": sim.price_updates,
+            "shocks": sim.shocks,
+            "reorgs": watcher.stats.reorgs,
+        }
+    finally:
+        rpc.close()
+        chain.close()
+        lifecycle.down(workdir)
+        redis.stop()

@@ -1,0 +1,147 @@
+"""`liq dev` (what `make dev` runs): the whole platform on this machine, stopped together by Ctrl-C.
+
+1. the devnet: anvil with the real Aave V3 contracts and a seeded market (state cache: ~1 s after the first time);
+2. the embedded Redis (unless REDIS_URL points at a server);
+3. the simulator, a block every 2 s like Base: prices move, interest accrues, borrowers come and go, a competitor
+   liquidates;
+4. the watcher (`liq watch`): every block, candidates written to Redis in tens of milliseconds, /metrics;
+   and the KPI exporter (`liq exporter`) for what Dagster runs compute;
+5. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
+Every child is started in its own process group and stopped by it; the devnet and Redis are stopped last.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import Settings
+from .supervisor import Child, Supervisor, SupervisorError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _answers(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    return ready
+
+
+def _bin(name: str) -> str:
+    """A console script of this venv (dagster, liq), found next to the running interpreter."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def platform_env(
+    settings: Settings, rpc_url: str, provider: str, redis_url: str | None, state_from: int
+) -> dict[str, str]:
+    env = {
+        # the devnet is loaded from a state dump: blocks before the load keep their logs, not their state
+        "STATE_HISTORY_FROM_BLOCK": str(state_from),
+        "RPC_URL": rpc_url,
+        "AAVE_ADDRESSES_PROVIDER": provider,
+        "AAVE_PROTOCOL_VERSION": settings.aave_protocol_version,
+        "DATA_DIR": str(Path(settings.data_dir).absolute()),
+        "DAGSTER_HOME": str((Path(settings.data_dir) / "dagster").absolute()),
+        # make dev shows the whole platform: scenarios and projections on, the borrower index kept in Redis
+        "PREDICTIVE_ENABLED": "true",
+        "BORROWERS_INDEX_MODE": "redis",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[str], None]) -> int:
+    from ..cache.server import EmbeddedRedis
+    from ..devnet import lifecycle
+
+    data_dir = Path(settings.data_dir).absolute()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    dagster_home = data_dir / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+
+    say(f"starting the devnet ({borrowers} borrowers; first time builds the state cache)")
+    if lifecycle.anvil.running_node(data_dir) is not None:
+        lifecycle.down(data_dir)
+    devnet = lifecycle.up(data_dir, borrowers=borrowers)
+    embedded = None
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    supervisor = Supervisor(say)
+    try:
+        if redis_url is None:
+            embedded = EmbeddedRedis(data_dir / "redis")
+            redis_url = embedded.ensure_running().url
+        from ..chain.rpc import RpcClient
+
+        with RpcClient(devnet.node.url) as rpc:
+            loaded_at = int(rpc.call("eth_blockNumber"), 16)
+        env = platform_env(settings, devnet.node.url, devnet.market.addresses_provider, redis_url, loaded_at)
+        os.environ.update(env)  # this process reads the same settings as its children
+        supervisor.start(
+            Child(
+                "simulator",
+                [_bin("liq"), "devnet", "simulate", "--blocks", "1000000000", "--block-time", str(block_time),
+                 "--realtime"],
+                env=env,
+                log_path=logs / "simulator.log",
+            )
+        )  # fmt: skip
+        supervisor.start(
+            Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
+        )  # the sub-second path: every block, candidates in Redis within tens of milliseconds
+        supervisor.start(Child("exporter", [_bin("liq"), "exporter"], env=env, log_path=logs / "exporter.log"))
+        ui = f"http://127.0.0.1:{settings.dagster_port}"
+        say(f"starting dagster dev on {ui} (about 5 s)")
+        supervisor.start(
+            Child(
+                "dagster",
+                [_bin("dagster"), "dev", "-h", "127.0.0.1", "-p", str(settings.dagster_port), "-w",
+                 str(ROOT / "workspace.yaml")],
+                ready=_answers(f"{ui}/server_info"),
+                ready_timeout=180,
+                env=env,
+                log_path=logs / "dagster.log",
+            )
+        )  # fmt: skip
+        say("")
+        say(f"  Dagster UI     {ui}  (assets, partitions, checks, runs; the new-block sensor is on)")
+        say(f"  chain (anvil)  {devnet.node.url}  market: {devnet.market_path}")
+        say(f"  watcher        every block -> Redis candidates; log {logs / 'watcher.log'}")
+        host = settings.metrics_host
+        say(
+            f"  metrics        watcher http://{host}:{settings.metrics_port}/metrics, "
+            f"KPI exporter http://{host}:{settings.exporter_port}/metrics (ops/prometheus/prometheus.yml)"
+        )
+        say(f"  Redis          {'embedded, ' + str(data_dir / 'redis') if embedded else 'REDIS_URL'}")
+        say(f"  lake           {data_dir / 'lake'}")
+        say(f"  logs           {logs}")
+        say("  Ctrl-C stops everything.")
+        dead = supervisor.wait()
+        say(f"{dead.name} stopped on its own (exit {dead.process.returncode}); see {dead.log_path}")
+        return 1
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    except SupervisorError as error:
+        say(f"error: {error}")
+        return 2
+    finally:
+        supervisor.stop_all()
+        lifecycle.down(data_dir)
+        if embedded is not None:
+            embedded.stop()
+        time.sleep(0.1)

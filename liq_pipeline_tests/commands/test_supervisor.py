@@ -1,0 +1,80 @@
+"""The process supervisor behind `make dev`: children start in order, and stopping leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from liq_pipeline.commands.supervisor import Child, Supervisor, SupervisorError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); read its state
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_children_and_grandchildren_stop_together(tmp_path):
+    marker = tmp_path / "grandchild.pid"
+    # a child that starts a grandchild ignoring SIGINT (like `dagster dev &` in a script) and waits
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)'])\n"
+        f"open({str(marker)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = Supervisor(say=lambda _m: None)
+    child = supervisor.start(Child("sleeper", [sys.executable, "-c", script], ready=marker.exists))
+    grandchild = int(marker.read_text())
+    assert _alive(child.process.pid) and _alive(grandchild)
+    supervisor.stop_all(grace=5)
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+    assert child.process.poll() is not None
+
+
+def test_a_child_that_dies_before_ready_is_named(tmp_path):
+    supervisor = Supervisor(say=lambda _m: None)
+    log = tmp_path / "bad.log"
+    with pytest.raises(SupervisorError, match=r"broken exited with code 3 \(log: .*bad.log\)"):
+        supervisor.start(
+            Child("broken", [sys.executable, "-c", "raise SystemExit(3)"], ready=lambda: False, log_path=log)
+        )
+    supervisor.stop_all()
+
+
+def test_wait_returns_the_child_that_exited(tmp_path):
+    supervisor = Supervisor(say=lambda _m: None)
+    supervisor.start(Child("long", [sys.executable, "-c", "import time; time.sleep(600)"]))
+    short = supervisor.start(Child("short", [sys.executable, "-c", "pass"]))
+    assert supervisor.wait(poll=0.05) is short
+    supervisor.stop_all()
+
+
+def test_sigint_in_the_parent_shell_is_not_inherited(tmp_path):
+    # start the supervisor's child from a parent that ignores SIGINT: the child must still stop on SIGTERM
+    code = (
+        "import signal, sys, time\n"
+        "from liq_pipeline.commands.supervisor import Child, Supervisor\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "s = Supervisor(say=lambda m: None)\n"
+        "c = s.start(Child('x', [sys.executable, '-c', 'import time; time.sleep(600)']))\n"
+        "print(c.process.pid, flush=True)\n"
+        "s.stop_all(grace=3)\n"
+        "print(c.process.returncode, flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.split()
+    assert int(lines[1]) == -signal.SIGTERM, out.stderr

@@ -1,0 +1,180 @@
+"""Settings: defaults, .env.example drift, strict validation with one clear line per bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liq_pipeline.config import Settings, SettingsError, load_settings, parse_bool, settings_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _as_env_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    example = _example()
+    fields = settings_fields()
+    assert set(example) == set(fields), "the two must name the same variables"
+    for name, default in fields.items():
+        assert example[name] == _as_env_text(default), f"{name}: .env.example says {example[name]!r}"
+
+
+def test_env_example_loads_to_the_defaults(clean_env):
+    (clean_env / ".env").write_text((ROOT / ".env.example").read_text())
+    assert load_settings() == Settings.model_validate({})
+
+
+def test_old_bot_defaults(clean_env):
+    settings = load_settings()
+    assert settings.predictive_enabled is False
+    assert settings.predictive_hf_buffer_bps == 40
+    assert settings.predictive_horizon_sec == 180
+    assert settings.predictive_scenarios == ("baseline", "adverse", "extreme")
+    assert settings.predictive_max_users_per_tick == 800
+    assert settings.redis_max_pipeline == 500
+    assert settings.borrowers_index_mode == "memory"
+
+
+@pytest.mark.parametrize("text", ["true", "True", "TRUE", "1", "yes", "on", " y ", "t"])
+def test_true_spellings(text, clean_env, monkeypatch):
+    monkeypatch.setenv("PREDICTIVE_ENABLED", text)
+    assert load_settings().predictive_enabled is True
+
+
+@pytest.mark.parametrize("text", ["false", "False", "FALSE", "0", "no", "off", "n", "f"])
+def test_false_spellings_are_false(text, clean_env, monkeypatch):
+    # The old bot read the string "false" as true.
+    monkeypatch.setenv("PREDICTIVE_ENABLED", text)
+    monkeypatch.setenv("REDIS_ENABLE_PIPELINING", text)
+    settings = load_settings()
+    assert settings.predictive_enabled is False
+    assert settings.redis_enable_pipelining is False
+
+
+@pytest.mark.parametrize("text", ["flase", "ture", "2", "enabled", "", "nope"])
+def test_unknown_boolean_spellings_are_refused(text):
+    with pytest.raises(ValueError, match="true/false"):
+        parse_bool(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PREDICTIVE_HF_BUFFER_BPS", "abc", "whole number of basis points"),
+        ("PREDICTIVE_HF_BUFFER_BPS", "-5", "whole number of basis points"),
+        ("PREDICTIVE_HF_BUFFER_BPS", "40.5", "whole number of basis points"),
+        ("PREDICTIVE_SCENARIOS", "baseline,panic", "baseline, adverse, extreme"),
+        ("PREDICTIVE_SCENARIOS", ",", "baseline, adverse, extreme"),
+        ("PREDICTIVE_ENABLED", "flase", "true/false"),
+        ("AAVE_ADDRESSES_PROVIDER", "0x123", "20-byte hex address"),
+        ("AAVE_ADDRESSES_PROVIDER", "0xE20FCBDBFFC4DD138CE8B2E6FBB6CB49777AD64d", "checksum"),
+        ("AAVE_PROTOCOL_VERSION", "2.0", "3.0 to 3.7"),
+        ("AAVE_PROTOCOL_VERSION", "3.8", "3.0 to 3.7"),
+        ("PREDICTIVE_MAX_USERS_PER_TICK", "-1", ">= 0"),
+        ("PREDICTIVE_HORIZON_SEC", "0", "seconds"),
+        ("REDIS_MAX_PIPELINE", "0", "entries per round trip"),
+        ("BORROWERS_INDEX_MODE", "disk", "memory or redis"),
+        ("LOG_LEVEL", "LOUD", "DEBUG"),
+        ("CHAIN_ID", "base", "8453"),
+        ("REDIS_URL", "http://localhost:6379", "redis://"),
+        ("RPC_URL", "localhost:8545", "http(s)://"),
+    ],
+)
+def test_bad_value_names_variable_value_and_what_is_allowed(name, value, expected, clean_env, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{name}=")
+    assert expected in message
+    if name not in ("RPC_URL", "REDIS_URL"):
+        assert repr(value.strip()) in message or repr(value) in message
+
+
+def test_addresses_are_checksummed(clean_env, monkeypatch):
+    monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", "0xe20fcbdbffc4dd138ce8b2e6fbb6cb49777ad64d")
+    assert load_settings().aave_addresses_provider == "0xe20fCBdBfFC4Dd138cE8b2E6FBb6CB49777ad64D"
+
+
+def test_protocol_version_forms(clean_env, monkeypatch):
+    for text, expected in [("3.0", "3.0"), ("v3.5", "3.5"), ("3.0.2", "3.0"), ("3.7", "3.7")]:
+        monkeypatch.setenv("AAVE_PROTOCOL_VERSION", text)
+        assert load_settings().aave_protocol_version == expected
+
+
+def test_secret_values_never_echoed(clean_env, monkeypatch):
+    monkeypatch.setenv("RPC_URL", "ftp://node.example/v2/SECRETKEY123")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "SECRETKEY123" not in str(caught.value)
+    monkeypatch.setenv("RPC_URL", "https://node.example/v2/SECRETKEY123")
+    settings = load_settings()
+    assert "SECRETKEY123" not in repr(settings)
+    assert settings.rpc_url.get_secret_value().endswith("SECRETKEY123")
+
+
+def _liq(args: list[str], env: dict[str, str], **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "liq_pipeline.commands.cli", *args],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_bad_setting_is_one_line_without_traceback(cli_env):
+    result = _liq(["config"], cli_env, PREDICTIVE_HF_BUFFER_BPS="abc")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "config error: PREDICTIVE_HF_BUFFER_BPS='abc' is not valid: expected a whole number of basis points "
+        "from 0 to 10000"
+    ]
+
+
+def test_cli_config_masks_secrets(cli_env):
+    result = _liq(["config", "--json"], cli_env, RPC_URL="https://node.example/v2/SECRETKEY123")
+    assert result.returncode == 0, result.stderr
+    assert "SECRETKEY123" not in result.stdout + result.stderr
+    assert '"RPC_URL": "**********"' in result.stdout
+
+
+def test_every_numeric_setting_has_a_validation_rule():
+    from liq_pipeline.config import _FLOAT_RULES, _INT_RULES
+
+    numeric = {name for name, info in Settings.model_fields.items() if info.annotation in (int, float)}
+    assert numeric == set(_INT_RULES) | set(_FLOAT_RULES)
+
+
+def test_predictive_enabled_decides_the_engine_parameters(clean_env, monkeypatch):
+    from liq_pipeline.evaluation.params import engine_params
+
+    off = engine_params(load_settings())  # the old bot's default: false
+    assert [s.name for s in off.scenarios] == ["baseline"] and off.horizon_sec == 0
+    monkeypatch.setenv("PREDICTIVE_ENABLED", "true")
+    on = engine_params(load_settings())
+    assert [s.name for s in on.scenarios] == ["baseline", "adverse", "extreme"] and on.horizon_sec == 180
