@@ -33,7 +33,7 @@ class SettingsError(ValueError):
 
 
 def parse_bool(value: Any) -> bool:
-    """Strict boolean: the old bot read the string "false" as true; here only known spellings pass."""
+    """Strict boolean: only known spellings pass (a non-empty "false" must never read as true)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

@@ -64,7 +64,7 @@ def test_true_spellings(text, clean_env, monkeypatch):
 
 @pytest.mark.parametrize("text", ["false", "False", "FALSE", "0", "no", "off", "n", "f"])
 def test_false_spellings_are_false(text, clean_env, monkeypatch):
-    # The old bot read the string "false" as true.
+    # A non-empty "false" must never read as true.
     monkeypatch.setenv("PREDICTIVE_ENABLED", text)
     monkeypatch.setenv("REDIS_ENABLE_PIPELINING", text)
     settings = load_settings()
@@ -173,7 +173,7 @@ def test_every_numeric_setting_has_a_validation_rule():
 def test_predictive_enabled_decides_the_engine_parameters(clean_env, monkeypatch):
     from liq_pipeline.evaluation.params import engine_params
 
-    off = engine_params(load_settings())  # the old bot's default: false
+    off = engine_params(load_settings())  # the default: false
     assert [s.name for s in off.scenarios] == ["baseline"] and off.horizon_sec == 0
     monkeypatch.setenv("PREDICTIVE_ENABLED", "true")
     on = engine_params(load_settings())

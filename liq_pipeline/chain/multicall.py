@@ -111,9 +111,14 @@ def eth_calls(rpc: RpcClient, requests: Sequence[Request], multicall: str | None
             # said once per address at warning level: every read then costs the refused call and a plain batch
             level = logging.DEBUG if multicall in _refused else logging.WARNING
             _refused.add(multicall)
-            log.log(level, "multicall at %s unusable at block %s (%s): reads go as plain batches, slower; set "
-                    "MULTICALL_ADDRESS to a working aggregate3 contract, or empty to stop trying", multicall, tag,
-                    problem)  # fmt: skip
+            log.log(
+                level,
+                "multicall at %s unusable at block %s (%s): reads go as plain batches, slower; set "
+                "MULTICALL_ADDRESS to a working aggregate3 contract, or empty to stop trying",
+                multicall,
+                tag,
+                problem,
+            )
             out += rpc.batch(chunk, raise_on_error=False)
             continue
         out += [data if ok else RpcError("eth_call", {"message": f"reverted: {data}"}) for ok, data in results]

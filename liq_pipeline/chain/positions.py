@@ -119,9 +119,17 @@ def _read_legs(
                 if borrowing or collateral:
                     legs.append((user, reserve.reserve_id, reserve, borrowing, collateral))
         missed = [leg for leg in legs if (leg[0], leg[1]) not in at]
-        second = iter(eth_calls(rpc, [req for user, _rid, reserve, borrowing, _c in missed
-                                      for req in _leg_requests(reserve, user, block, stable and borrowing)],
-                                market.multicall))  # fmt: skip
+        second = iter(
+            eth_calls(
+                rpc,
+                [
+                    req
+                    for user, _rid, reserve, borrowing, _c in missed
+                    for req in _leg_requests(reserve, user, block, stable and borrowing)
+                ],
+                market.multicall,
+            )
+        )
         for user, rid, reserve, borrowing, collateral in legs:
             offset = at.get((user, rid))
             if offset is None:

@@ -101,7 +101,7 @@ def harness(
     top: Annotated[int, typer.Option("--top", min=0, help="Candidates to print per scenario.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the candidates as JSON lines.")] = False,
 ) -> None:
-    """Evaluate a generated sample market and print the predictive candidates (the old bot's dev:predictive)."""
+    """Evaluate a generated sample market and print the predictive candidates."""
     from .harness import run_harness
 
     run_harness(ctx.obj, users=users, top=top, as_json=as_json, console=out)
@@ -145,9 +145,13 @@ def watch(
     def report(record) -> None:
         counts = " ".join(f"{k}={v}" for k, v in sorted(record.candidates.items()))
         logging.getLogger("liq_pipeline.watch").info(
-            "block %d: %d users, %d touched, %.1f ms, candidates %s", record.block, record.users, record.touched,
-            record.latency_ms, counts,
-        )  # fmt: skip
+            "block %d: %d users, %d touched, %.1f ms, candidates %s",
+            record.block,
+            record.users,
+            record.touched,
+            record.latency_ms,
+            counts,
+        )
 
     from ..metrics import BlockMetrics, serve_metrics
 

@@ -88,9 +88,14 @@ def run_demo(
         rules = rules_for(devnet.market.protocol_version)
         cache = open_market_cache(own, devnet.market.chain_id, devnet.market.pool)
         tracker = Tracker.bootstrap(
-            rpc, devnet.market.addresses_provider, rules, 0, head, own.stable_asset_symbols,
+            rpc,
+            devnet.market.addresses_provider,
+            rules,
+            0,
+            head,
+            own.stable_asset_symbols,
             multicall=own.multicall_address,
-        )  # fmt: skip
+        )
         watcher = Watcher(rpc, tracker, engine_params(own), cache)
         flagged: dict[str, set[int]] = {}  # user -> blocks at which the watcher held it as a candidate
         below: set[str] = set()
@@ -117,10 +122,13 @@ def run_demo(
                     seen = time.time()
                     config = {"block": block, "from_block": block, "observed_at": seen}
                     run = dg.materialize(
-                        [liquidation_candidates], partition_key=key, instance=instance, resources=RESOURCES,
+                        [liquidation_candidates],
+                        partition_key=key,
+                        instance=instance,
+                        resources=RESOURCES,
                         run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": config}}),
                         raise_on_error=False,
-                    )  # fmt: skip
+                    )
                     counters["dagster_runs"] += 1
                     dagster_latency.append(time.time() - seen)
                     counters["checks_failed"] += sum(not e.passed for e in run.get_asset_check_evaluations())

@@ -94,12 +94,20 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         supervisor.start(
             Child(
                 "simulator",
-                [_bin("liq"), "devnet", "simulate", "--blocks", "1000000000", "--block-time", str(block_time),
-                 "--realtime"],
+                [
+                    _bin("liq"),
+                    "devnet",
+                    "simulate",
+                    "--blocks",
+                    "1000000000",
+                    "--block-time",
+                    str(block_time),
+                    "--realtime",
+                ],
                 env=env,
                 log_path=logs / "simulator.log",
             )
-        )  # fmt: skip
+        )
         supervisor.start(
             Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
         )  # the sub-second path: every block, candidates in Redis within tens of milliseconds
@@ -109,14 +117,22 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         supervisor.start(
             Child(
                 "dagster",
-                [_bin("dagster"), "dev", "-h", "127.0.0.1", "-p", str(settings.dagster_port), "-w",
-                 str(ROOT / "workspace.yaml")],
+                [
+                    _bin("dagster"),
+                    "dev",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(settings.dagster_port),
+                    "-w",
+                    str(ROOT / "workspace.yaml"),
+                ],
                 ready=_answers(f"{ui}/server_info"),
                 ready_timeout=180,
                 env=env,
                 log_path=logs / "dagster.log",
             )
-        )  # fmt: skip
+        )
         say("")
         say(f"  Dagster UI     {ui}  (assets, partitions, checks, runs; the new-block sensor is on)")
         say(f"  chain (anvil)  {devnet.node.url}  market: {devnet.market_path}")

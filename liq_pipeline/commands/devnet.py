@@ -102,9 +102,14 @@ def up(
             progress.update(task, advance=count or 0, description=stage)
 
         result = lifecycle.up(
-            data_dir, port=port, borrowers=borrowers, seed=seed, use_cache=cache, prune_history=prune_history,
+            data_dir,
+            port=port,
+            borrowers=borrowers,
+            seed=seed,
+            use_cache=cache,
+            prune_history=prune_history,
             progress=report,
-        )  # fmt: skip
+        )
     origin = (
         "fresh deployment"
         if not result.from_cache
@@ -221,9 +226,14 @@ def simulate(
     rpc, market = lifecycle.attach(data_dir)
     record = BorrowerRecord.load(borrowers_json_path(data_dir))
     config = SimConfig(
-        blocks=blocks, block_time=block_time, liquidation_delay=liquidation_delay, seed=seed, vol_scale=vol_scale,
-        shock_probability=shock_probability, arrivals_per_block=arrivals,
-    )  # fmt: skip
+        blocks=blocks,
+        block_time=block_time,
+        liquidation_delay=liquidation_delay,
+        seed=seed,
+        vol_scale=vol_scale,
+        shock_probability=shock_probability,
+        arrivals_per_block=arrivals,
+    )
     first = record.next_index(seed, "arrival")
     with rpc, _progress() as progress:
         task = progress.add_task("simulating", total=blocks)

@@ -1,4 +1,4 @@
-"""Dev harness: evaluate a generated sample market and print the candidates (the old bot's `dev:predictive`)."""
+"""Dev harness: evaluate a generated sample market and print the candidates ."""
 
 from __future__ import annotations
 

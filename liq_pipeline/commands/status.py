@@ -31,8 +31,13 @@ def platform_status(settings: Settings) -> dict[str, Any]:
                     False,
                     multicall=None,  # no position reads here: no need to look for the contract
                 )
-                status["chain"] = {"reachable": True, "latest_block": head, "chain_id": market.chain_id,
-                                   "pool": market.pool, "reserves": len(market.reserves)}  # fmt: skip
+                status["chain"] = {
+                    "reachable": True,
+                    "latest_block": head,
+                    "chain_id": market.chain_id,
+                    "pool": market.pool,
+                    "reserves": len(market.reserves),
+                }
         except (NodeUnavailable, RuntimeError) as error:
             status["chain"] = {"reachable": False, "error": str(error)}
     else:

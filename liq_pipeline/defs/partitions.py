@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ..config import load_settings
+from ..lake.partitions import parse_key
+
 BLOCK_RANGES = "block_ranges"
 block_ranges = dg.DynamicPartitionsDefinition(name=BLOCK_RANGES)
 
 
 def block_range_of(context) -> tuple[int, int]:
     """The partition's blocks; a key that is not a block range fails the run with the lake's clear message."""
-    from ..lake.partitions import parse_key
-
     try:
         parsed = parse_key(context.partition_key, _range_size())
     except ValueError as error:
@@ -21,6 +22,4 @@ def block_range_of(context) -> tuple[int, int]:
 
 
 def _range_size() -> int:
-    from ..config import load_settings
-
     return load_settings().lake_range_blocks

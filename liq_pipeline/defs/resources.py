@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ..cache import open_market_cache
+from ..chain.discovery import discover_market
+from ..chain.rpc import RpcClient
 from ..config import Settings, load_settings
 from ..lake.open import open_lake
+from ..risk.versions import rules_for
 
 
 class ChainResource(dg.ConfigurableResource):
@@ -18,8 +22,6 @@ class ChainResource(dg.ConfigurableResource):
         return load_settings()
 
     def client(self):
-        from ..chain.rpc import RpcClient
-
         settings = self.settings()
         if settings.rpc_url is None:
             raise dg.Failure("RPC_URL is not set: the platform needs a node (make dev sets the devnet's)")
@@ -30,9 +32,6 @@ class ChainResource(dg.ConfigurableResource):
             return int(rpc.call("eth_blockNumber"), 16)
 
     def market(self, rpc, block: int):
-        from ..chain.discovery import discover_market
-        from ..risk.versions import rules_for
-
         settings = self.settings()
         if settings.aave_addresses_provider is None:
             raise dg.Failure("AAVE_ADDRESSES_PROVIDER is not set")
@@ -54,8 +53,6 @@ class RedisResource(dg.ConfigurableResource):
     """REDIS_URL, or the embedded server under DATA_DIR/redis."""
 
     def market_cache(self, chain_id: int, pool: str):
-        from ..cache import open_market_cache
-
         return open_market_cache(load_settings(), chain_id, pool)
 
 

@@ -77,14 +77,18 @@ def anvil_args(
 ) -> list[str]:
     args = [
         str(anvil_binary()),
-        "--host", HOST,
-        "--port", str(port),
-        "--chain-id", str(CHAIN_ID),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--chain-id",
+        str(CHAIN_ID),
         "--auto-impersonate",  # seeders and liquidators send from any address without keys
         "--no-request-size-limit",  # big batches and anvil_loadState exceed the 2 MB default
-        "--gas-limit", str(BLOCK_GAS_LIMIT),
+        "--gas-limit",
+        str(BLOCK_GAS_LIMIT),
         "--silent",  # per-transaction logging costs throughput; errors still reach stderr
-    ]  # fmt: skip
+    ]
     if load_state is not None:
         args += ["--load-state", str(load_state)]
     else:  # a fixed genesis keeps deployments reproducible; a loaded state brings its own clock

@@ -149,9 +149,13 @@ def _repay_txs(market: Market, user: str, symbol: str, debt: int, fraction: floa
     return [
         Tx(user, reserve.asset, call_data("mint(address,uint256)", user, mint), label=f"repay mint {symbol}"),
         Tx(user, reserve.asset, call_data("approve(address,uint256)", market.pool, MAX_UINT), label="repay approve"),
-        Tx(user, market.pool, call_data("repay(address,uint256,uint256,address)", reserve.asset, amount, 2, user),
-           label=f"repay {symbol}"),
-    ]  # fmt: skip
+        Tx(
+            user,
+            market.pool,
+            call_data("repay(address,uint256,uint256,address)", reserve.asset, amount, 2, user),
+            label=f"repay {symbol}",
+        ),
+    ]
 
 
 def _withdraw_tx(market: Market, user: str, symbol: str, amount: int) -> Tx:

@@ -8,7 +8,7 @@ from ..risk.scenarios import default_specs
 
 
 def engine_params(settings: Settings) -> EngineParams:
-    """PREDICTIVE_ENABLED=false (the old bot's default) keeps only what is true now: the baseline scenario with no
+    """PREDICTIVE_ENABLED=false (the default) keeps only what is true now: the baseline scenario with no
     look-ahead, i.e. candidates are the users already at or below HF = 1 + buffer. True adds the configured
     scenarios and the projection over PREDICTIVE_HORIZON_SEC."""
     if not settings.predictive_enabled:

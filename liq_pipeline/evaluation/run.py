@@ -17,11 +17,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import polars as pl
+import redis
 
+from ..cache import open_market_cache
+from ..cache.kpis import check_kpi_name, get_kpis
 from ..chain.discovery import discover_market
 from ..chain.ground_truth import user_account_data
 from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..lake.datasets.liquidation_candidates import append_candidates
 from ..lake.open import open_lake
 from ..risk.engine import Evaluation
 from ..risk.versions import rules_for
@@ -99,9 +103,6 @@ def _latency_p95(previous: str | None, latency_ms: float) -> tuple[str, float]:
 
 
 def evaluate_block(settings: Settings, block: int, from_block: int, observed_at: float) -> EvaluationOutcome:
-    from ..cache import open_market_cache
-    from ..lake.datasets.liquidation_candidates import append_candidates
-
     if settings.rpc_url is None or settings.aave_addresses_provider is None:
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set for an evaluation run")
     seconds: dict[str, float] = {}
@@ -117,16 +118,28 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         bootstrapped = snapshot is None or snapshot.block >= block
         if bootstrapped:
             tracker = Tracker.bootstrap(
-                rpc, settings.aave_addresses_provider, rules, settings.start_block, block,
-                settings.stable_asset_symbols, price_window=settings.predictive_price_window,
-                ema_span=settings.predictive_ema_span, multicall=settings.multicall_address,
-            )  # fmt: skip
+                rpc,
+                settings.aave_addresses_provider,
+                rules,
+                settings.start_block,
+                block,
+                settings.stable_asset_symbols,
+                price_window=settings.predictive_price_window,
+                ema_span=settings.predictive_ema_span,
+                multicall=settings.multicall_address,
+            )
             touched: list[str] = tracker.positions["user"].to_list()
         else:
             tracker = Tracker(
-                rpc, market, rules, snapshot.frame, snapshot.block, settings.stable_asset_symbols,
-                settings.predictive_price_window, settings.predictive_ema_span,
-            )  # fmt: skip
+                rpc,
+                market,
+                rules,
+                snapshot.frame,
+                snapshot.block,
+                settings.stable_asset_symbols,
+                settings.predictive_price_window,
+                settings.predictive_ema_span,
+            )
             _restore_prices(tracker, cache.get_price_windows())
             # no PREDICTIVE_MAX_USERS_PER_TICK here: a run is a fresh process and could not carry deferred users
             # to the next one; the cap is the watcher's (its deferred users stay in memory, first in line)
@@ -148,7 +161,7 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         clock = time.perf_counter()
         outcome = cache.write_candidates(block, result.candidates)
         cache.put_positions(block, tracker.positions)
-        if settings.borrowers_index_mode == "redis":  # the old bot's BORROWERS_INDEX_MODE=redis: ZSET user -> HF
+        if settings.borrowers_index_mode == "redis":  # ZSET user -> current HF
             cache.replace_borrower_index(block, result.users.select("user", pl.col("hf_current").alias("hf")))
         cache.put_price_windows(block, _price_observations(tracker))
         lake_ranges = [r.key for r in append_candidates(open_lake(settings), result.candidates)]
@@ -172,7 +185,6 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         hf_check = check_hf_agreement(rpc, tracker, result, settings.hf_check_sample, seed=block)
         seconds["hf_check"] = time.perf_counter() - clock
         # check outcomes as KPIs: the exporter turns them into liq_asset_check_passed for the alert rules
-        from ..cache.kpis import check_kpi_name
 
         cache.set_kpis(
             {
@@ -197,8 +209,6 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
 
 def _consume_dirty(cache) -> list:
     """Entries of the dirty-user stream for this group; none while Redis is down (the chain is re-read anyway)."""
-    import redis
-
     if not cache.reachable:
         return []
     try:
@@ -209,9 +219,6 @@ def _consume_dirty(cache) -> list:
 
 
 def _recent_latencies(cache) -> str | None:
-    import redis
-
-    from ..cache.kpis import get_kpis
 
     if not cache.reachable:
         return None

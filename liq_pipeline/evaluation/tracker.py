@@ -102,7 +102,7 @@ class Tracker:
     ema_span: int = 20
     prices: dict[str, deque] = field(default_factory=dict)
     # PREDICTIVE_MAX_USERS_PER_TICK: users re-read per block at most (0 = no cap). The rest wait for the next
-    # block, first in line; they are counted, never dropped (the old bot dropped them silently).
+    # block, first in line; they are counted, never dropped.
     max_users_per_tick: int = 0
     deferred: list[str] = field(default_factory=list)
     _book: PositionBook | None = None
@@ -146,10 +146,9 @@ class Tracker:
         if to_block - self.block <= FAST_PATH_BLOCKS:
             # one round trip: the new blocks' logs and the market at `to_block` (header, reserves, prices)
             answers = self.rpc.batch(
-                [self.scanner.request(self.block + 1, to_block),
-                 *market_state_requests(self.market, to_block)],
+                [self.scanner.request(self.block + 1, to_block), *market_state_requests(self.market, to_block)],
                 raise_on_error=False,
-            )  # fmt: skip
+            )
             if isinstance(answers[0], RpcError):
                 raise ReaderError(f"eth_getLogs {self.block + 1}-{to_block} failed: {answers[0]}")
             if answers[1] is None:  # a node behind its own head, or a reorg that shortened the chain: retried
@@ -175,10 +174,16 @@ class Tracker:
             self._observe_prices(state)
         self.refresh_users(touched)
         return BlockDelta(
-            previous, to_block, touched, price_updates, len(self.deferred), decoded=events,
-            logs=scanned.logs if scanned is not None else None, market=self.market,
+            previous,
+            to_block,
+            touched,
+            price_updates,
+            len(self.deferred),
+            decoded=events,
+            logs=scanned.logs if scanned is not None else None,
+            market=self.market,
             header=header,
-        )  # fmt: skip
+        )
 
     @cached_property
     def scanner(self) -> LogScanner:
@@ -279,9 +284,14 @@ class Tracker:
         # the previous block's screen: users it proved far from liquidation are skipped while prices stay close
         try:
             result = evaluate(
-                self.book(state), state, params, self.trends(), screen=self._screen, previous=self._previous,
+                self.book(state),
+                state,
+                params,
+                self.trends(),
+                screen=self._screen,
+                previous=self._previous,
                 reuse_previous=True,  # the previous evaluation is not read again: its arrays are taken over
-            )  # fmt: skip
+            )
         except BaseException:
             self._previous = None  # its arrays may be half taken over: the next evaluation starts afresh
             raise

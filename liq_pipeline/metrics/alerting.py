@@ -12,6 +12,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import requests
+
+from ..cache.alerts import Alert
 from ..config import Settings
 
 log = logging.getLogger("liq_pipeline.alerts")
@@ -33,8 +36,6 @@ def raise_alert(settings: Settings, alert: AlertEvent, cache=None) -> dict[str, 
     log.log(level, "ALERT %s [%s] %s %s", alert.kind, alert.severity, alert.message, json.dumps(alert.details))
     outcome["log"] = "written"
     if cache is not None:
-        from ..cache.alerts import Alert
-
         stream_severity = {"ERROR": "critical", "WARN": "warning"}.get(alert.severity, "info")
         try:
             result = cache.append_alert(Alert(alert.kind, alert.message, stream_severity, alert.at, alert.details))
@@ -42,8 +43,6 @@ def raise_alert(settings: Settings, alert: AlertEvent, cache=None) -> dict[str, 
         except Exception as error:  # a sink failing must not stop the others
             outcome["redis"] = f"failed: {type(error).__name__}"
     if settings.alert_webhook_url is not None:
-        import requests
-
         try:
             response = requests.post(settings.alert_webhook_url.get_secret_value(), json=asdict(alert), timeout=2)
             outcome["webhook"] = f"HTTP {response.status_code}"

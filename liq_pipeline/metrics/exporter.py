@@ -38,9 +38,11 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..cache import connect, redis_url_for, safe_url
 from ..cache.context import CacheOptions, MarketCache
 from ..cache.keys import PREFIX, MarketKeys
 from ..cache.kpis import get_kpis, parse_check_kpi
+from ..config import SettingsError, load_settings
 from .server import DEFAULT_HOST, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -271,7 +273,6 @@ def exporter_registry(
 
 def client_factory(settings: Any, *, timeout: float = 1.0) -> Callable[[], redis.Redis]:
     """Connect the way the settings say (REDIS_URL or the embedded server), with scrape-sized timeouts."""
-    from ..cache import connect, redis_url_for, safe_url
 
     def make() -> redis.Redis:
         url = redis_url_for(settings.redis_url, settings.data_dir)
@@ -340,8 +341,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="export this market only (repeatable); default: every market with KPIs in Redis",
     )
     args = parser.parse_args(argv)
-
-    from ..config import SettingsError, load_settings
 
     try:
         settings = load_settings()

@@ -8,9 +8,9 @@ evaluated block:
 
 and, when they happen, `rpc_error(kind)`, `redis_up(bool)`, `set_miss_rate(rate)`, `asset_check(asset, check, ok)`.
 
-Names follow the old TypeScript bot where one fits (`predictive_candidates_total`,
+Names kept from the TypeScript bot (docs/predictive-hf.md §10): `predictive_candidates_total`,
 `predictive_crossings_confirmed_total`, `hf_calc_users_per_sec`, `hf_calc_batch_seconds`,
-`opportunity_latency_seconds`); the rest are `liq_*`.
+`opportunity_latency_seconds`; the rest are `liq_*`.
 docs/operations.md lists every metric and the alerts built on them.
 
 Cost: `observe()` with 100k health factors costs well under a millisecond (the HF distribution is counted with one
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeHistogramMetricFamily, Metric
 
@@ -32,13 +33,43 @@ from ..config import SCENARIO_NAMES
 
 # Block seen -> candidates written, and one engine batch: 1 ms .. 10 s, finest around the watcher's ~20 ms budget.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 # Current health factors: finest just above 1 (where users are about to cross), coarse far from it.
 HF_BUCKETS: tuple[float, ...] = (
-    0.8, 0.9, 0.95, 0.98, 1.0, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0,
-)  # fmt: skip
+    0.8,
+    0.9,
+    0.95,
+    0.98,
+    1.0,
+    1.01,
+    1.02,
+    1.05,
+    1.1,
+    1.2,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
 
 # Created at 0 from the start so that rate() has a baseline; other kinds appear on first use.
 RPC_ERROR_KINDS: tuple[str, ...] = ("timeout", "connection", "http", "rpc")
@@ -109,7 +140,7 @@ class BlockMetrics:
         self._clock = clock
         self._lock = threading.Lock()  # guards the child caches below (label sets created on first use)
         r = self.registry
-        # --- the old bot's names ------------------------------------------------------------------------------
+        # --- names kept from the TypeScript bot ----------------------------------------------------------------
         self.candidates_total = Counter(
             "predictive_candidates",
             "Candidates emitted per scenario, summed over evaluated blocks (a user stays counted every block it "
@@ -127,27 +158,34 @@ class BlockMetrics:
             "hf_calc_users_per_sec", "Users evaluated per second by the last engine batch", registry=r
         )
         self.batch_seconds = Histogram(
-            "hf_calc_batch_seconds", "Duration of one engine batch (every user, every scenario)",
-            buckets=latency_buckets, registry=r,
-        )  # fmt: skip
-        self.opportunity_latency = Histogram(
-            "opportunity_latency_seconds", "Block seen -> its candidates written (the watcher's end-to-end latency)",
-            buckets=latency_buckets, registry=r,
-        )  # fmt: skip
-        # --- liq_* --------------------------------------------------------------------------------------------
-        self.candidates = Gauge("liq_candidates", "Candidates of the last evaluated block, per scenario", ["scenario"],
-                                registry=r)  # fmt: skip
-        self.miss_rate = Gauge(
-            "liq_miss_rate", "Share of liquidations that were not flagged in advance (0..1; NaN = no liquidations)",
+            "hf_calc_batch_seconds",
+            "Duration of one engine batch (every user, every scenario)",
+            buckets=latency_buckets,
             registry=r,
-        )  # fmt: skip
+        )
+        self.opportunity_latency = Histogram(
+            "opportunity_latency_seconds",
+            "Block seen -> its candidates written (the watcher's end-to-end latency)",
+            buckets=latency_buckets,
+            registry=r,
+        )
+        # --- liq_* --------------------------------------------------------------------------------------------
+        self.candidates = Gauge(
+            "liq_candidates", "Candidates of the last evaluated block, per scenario", ["scenario"], registry=r
+        )
+        self.miss_rate = Gauge(
+            "liq_miss_rate",
+            "Share of liquidations that were not flagged in advance (0..1; NaN = no liquidations)",
+            registry=r,
+        )
         self.miss_rate.set(float("nan"))
         self.blocks_behind = Gauge("liq_blocks_behind_head", "Chain head minus the last evaluated block", registry=r)
         self.rpc_errors = Counter("liq_rpc_errors", "RPC errors by kind", ["kind"], registry=r)
         self.redis = Gauge(
-            "liq_redis_up", "1 when Redis answered at the last attempt, 0 when not, NaN before any (or without Redis)",
+            "liq_redis_up",
+            "1 when Redis answered at the last attempt, 0 when not, NaN before any (or without Redis)",
             registry=r,
-        )  # fmt: skip
+        )
         self.redis.set(float("nan"))  # a watcher run with --no-redis must not look like "Redis down"
         self.last_block = Gauge("liq_last_evaluated_block", "Last block the watcher evaluated", registry=r)
         self.last_block_time = Gauge(
@@ -158,9 +196,11 @@ class BlockMetrics:
         self.last_block_time.set(clock())
         self.users = Gauge("liq_watched_users", "Users evaluated in the last block", registry=r)
         self.check_passed = Gauge(
-            "liq_asset_check_passed", "1 when the check passed at its last evaluation, 0 when it failed",
-            ["asset", "check"], registry=r,
-        )  # fmt: skip
+            "liq_asset_check_passed",
+            "1 when the check passed at its last evaluation, 0 when it failed",
+            ["asset", "check"],
+            registry=r,
+        )
         self.hf_distribution = HfDistribution(bounds=hf_buckets)
         r.register(self.hf_distribution)
 
@@ -287,8 +327,6 @@ def _le(bound: float) -> str:
 
 def _as_float_array(values: Any) -> np.ndarray:
     if hasattr(values, "to_numpy") and hasattr(values, "dtype") and hasattr(values, "null_count"):  # polars Series
-        import polars as pl
-
         if values.dtype != pl.Float64:
             values = values.cast(pl.Float64)
         if values.null_count():

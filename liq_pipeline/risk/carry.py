@@ -57,25 +57,37 @@ class Carry:
             and key == self.key
         )
 
-    def bound(self, market: MarketState, sigmas: float, horizon_sec: float, drift: Mapping[int, float],
-              volatility: Mapping[int, float]) -> float:  # fmt: skip
+    def bound(
+        self,
+        market: MarketState,
+        sigmas: float,
+        horizon_sec: float,
+        drift: Mapping[int, float],
+        volatility: Mapping[int, float],
+    ) -> float:
         """How far any decision value (ln HF or f) of a carried user can have moved since it was computed."""
         ids = market.reserve_ids
         grown = max(
-            (abs(math.log(index[r] / before[r]))
-             for index, before in ((market.income_index, self.base.income_index),
-                                   (market.debt_index, self.base.debt_index))
-             for r in ids),
+            (
+                abs(math.log(index[r] / before[r]))
+                for index, before in (
+                    (market.income_index, self.base.income_index),
+                    (market.debt_index, self.base.debt_index),
+                )
+                for r in ids
+            ),
             default=0.0,
-        )  # fmt: skip
+        )
         shift = 4.0 * math.expm1(grown)  # sum over legs of |change of a value weight|, collateral and debt
         now = growth_rates(market)
         rate_change = max(
-            (max(abs(x[0] - y[0]) for x, y in zip(then, now, strict=True))
-             + max(abs(x[1] - y[1]) for x, y in zip(then, now, strict=True))
-             for then in self.growth_rates),
+            (
+                max(abs(x[0] - y[0]) for x, y in zip(then, now, strict=True))
+                + max(abs(x[1] - y[1]) for x, y in zip(then, now, strict=True))
+                for then in self.growth_rates
+            ),
             default=0.0,
-        )  # fmt: skip
+        )
         sigma_max = max((float(volatility.get(r) or 0.0) for r in ids), default=0.0)
         g_max = max((abs(drift.get(r, 0.0)) + max(now[i]) for i, r in enumerate(ids)), default=0.0)
         return grown + sigmas * horizon_sec**0.5 * sigma_max * shift + horizon_sec * (rate_change + shift * g_max)
@@ -91,10 +103,12 @@ class Carry:
 def growth_rates(market: MarketState) -> tuple[tuple[float, float], ...]:
     """Per reserve (in reserve id order): growth per second of supplied balances and of variable debt."""
     return tuple(
-        (income_growth_per_second(market.by_id[r].liquidity_rate),
-         debt_growth_per_second(market.by_id[r].variable_borrow_rate))
+        (
+            income_growth_per_second(market.by_id[r].liquidity_rate),
+            debt_growth_per_second(market.by_id[r].variable_borrow_rate),
+        )
         for r in market.reserve_ids
-    )  # fmt: skip
+    )
 
 
 def band_minimum(

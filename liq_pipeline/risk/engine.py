@@ -137,8 +137,9 @@ class Evaluation:
 
     def _check_fresh(self) -> None:
         if self.taken_over:
-            raise RuntimeError(f"the evaluation of block {self.block} is stale: the next block's evaluation took over"
-                               " its arrays")  # fmt: skip
+            raise RuntimeError(
+                f"the evaluation of block {self.block} is stale: the next block's evaluation took over its arrays"
+            )
         if self.book.version != self.book_version:
             raise RuntimeError(f"the evaluation of block {self.block} is stale: the positions changed since")
 
@@ -180,8 +181,20 @@ class Evaluation:
                 self.sums[spec.name][1][unscreened] = health.debt[:, 0]
             missing = np.flatnonzero(np.isnan(self.projected[spec.name]))
             if missing.size and spec.name in self.sums:
-                _project(self.book, self.market, self.scenario_prices[spec.name], spec, self.params, drift,
-                         volatility, self.sums[spec.name], missing, self.hf, self.eta, self.projected)  # fmt: skip
+                _project(
+                    self.book,
+                    self.market,
+                    self.scenario_prices[spec.name],
+                    spec,
+                    self.params,
+                    drift,
+                    volatility,
+                    self.sums[spec.name],
+                    missing,
+                    self.hf,
+                    self.eta,
+                    self.projected,
+                )
 
     @cached_property
     def candidates(self) -> pl.DataFrame:
@@ -324,8 +337,9 @@ def evaluate(
         near = rows[near_at]
         eta[spec.name] = _carried(before and before.eta[spec.name], n, np.inf, rows, reuse=reuse_previous)
         projected[spec.name] = _carried(before and before.projected[spec.name], n, np.nan, rows, reuse=reuse_previous)
-        f[near_at] = _project(book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta,
-                              projected)  # fmt: skip
+        f[near_at] = _project(
+            book, market, prices, spec, params, drift, volatility, sums[spec.name], near, hf, eta, projected
+        )
         room = np.minimum(room, np.abs(f))
     if live is None:
         screen = make_screen(book, market, by_name, bounds, floors, hf_current)
@@ -424,8 +438,8 @@ def _project(
 def prioritize(users: pl.DataFrame, cap: int, hf_column: str = "hf_current") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split users into this tick's batch (riskiest first) and the rest, which wait for the next tick.
 
-    `PREDICTIVE_MAX_USERS_PER_TICK` bounds work per tick; the old bot dropped the users past the cap silently,
-    here they are returned so the caller keeps them queued and reports how many waited. cap = 0: no cap.
+    The users past the cap are returned, so the caller keeps them queued and reports how many waited. cap = 0: no
+    cap.
     """
     ordered = users.sort(hf_column, nulls_last=True)
     if cap <= 0 or ordered.height <= cap:

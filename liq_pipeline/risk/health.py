@@ -90,8 +90,14 @@ class PositionBook:
     replaces a re-read user's row in place and appends new users, so row-aligned state kept by callers (the
     watcher's last written candidates) stays valid while `generation` is unchanged."""
 
-    def __init__(self, positions: pl.DataFrame, reserve_ids: tuple[int, ...], has_stable: bool, config: tuple,
-                 arrays: dict[str, np.ndarray]):  # fmt: skip
+    def __init__(
+        self,
+        positions: pl.DataFrame,
+        reserve_ids: tuple[int, ...],
+        has_stable: bool,
+        config: tuple,
+        arrays: dict[str, np.ndarray],
+    ):
         self.positions = positions  # the exact wide frame (Int128), the exact path's source
         self.reserve_ids = reserve_ids
         self.has_stable = has_stable
@@ -161,9 +167,11 @@ class PositionBook:
             raise ValueError("the market's thresholds or e-mode changed: build a new book instead of updating")
         if fresh.schema != self.positions.schema or fresh["user"].is_duplicated().any():
             fresh = fresh.unique("user", keep="last", maintain_order=True).select(
-                [pl.col(c).cast(t) if c in fresh.columns else pl.lit(0).cast(t).alias(c)
-                 for c, t in self.positions.schema.items()]
-            )  # fmt: skip
+                [
+                    pl.col(c).cast(t) if c in fresh.columns else pl.lit(0).cast(t).alias(c)
+                    for c, t in self.positions.schema.items()
+                ]
+            )
         named = set(fresh["user"].to_list())
         emptied = [u for u in dict.fromkeys(reread) if u not in named and u in self._row_of]
         if emptied:
@@ -233,9 +241,14 @@ class PositionBook:
 
 def _empty_rows(schema: Mapping[str, pl.DataType], users: Sequence[str]) -> pl.DataFrame:
     """Rows of users without any position: zero balances, nothing enabled, no e-mode."""
-    columns = {name: pl.Series(name, [users[i] if name == "user" else (False if dtype == pl.Boolean() else 0)
-                                      for i in range(len(users))], dtype=dtype)
-               for name, dtype in schema.items()}  # fmt: skip
+    columns = {
+        name: pl.Series(
+            name,
+            [users[i] if name == "user" else (False if dtype == pl.Boolean() else 0) for i in range(len(users))],
+            dtype=dtype,
+        )
+        for name, dtype in schema.items()
+    }
     return pl.DataFrame(columns)
 
 
@@ -304,11 +317,15 @@ def build_book(
         enabled = np.array([listed_column(on_col(r), False) for r in ids], dtype=bool).T.reshape(n, width)
     else:
         stable_exprs = floats(stable_col) if has_stable else [pl.lit(0.0)] * width
-        numbers = positions.select(
-            *[e.alias(f"c{j}") for j, e in enumerate(floats(coll_col))],
-            *[e.alias(f"d{j}") for j, e in enumerate(floats(debt_col))],
-            *[e.alias(f"s{j}") for j, e in enumerate(stable_exprs)],
-        ).to_numpy() if width else np.zeros((n, 0))  # fmt: skip
+        numbers = (
+            positions.select(
+                *[e.alias(f"c{j}") for j, e in enumerate(floats(coll_col))],
+                *[e.alias(f"d{j}") for j, e in enumerate(floats(debt_col))],
+                *[e.alias(f"s{j}") for j, e in enumerate(stable_exprs)],
+            ).to_numpy()
+            if width
+            else np.zeros((n, 0))
+        )
         enabled = positions.select(*[e.alias(f"e{j}") for j, e in enumerate(flags())]).to_numpy() if width else None
     coll = np.ascontiguousarray(numbers[:, :width])
     debt = np.ascontiguousarray(numbers[:, width : 2 * width])
@@ -463,9 +480,16 @@ def float_health(
     for start in range(0, weighted.shape[0], CHUNK_ROWS):
         part = slice(start, start + CHUNK_ROWS)
         hf[part], band[part] = _decide(
-            market.rules.floors_average_threshold, weighted[part], collateral[part], debt[part], slack_c[part],
-            slack_d[part], per_user["lt_uniform"][part], per_user["lt_min"][part], per_user["lt_spread"][part],
-        )  # fmt: skip
+            market.rules.floors_average_threshold,
+            weighted[part],
+            collateral[part],
+            debt[part],
+            slack_c[part],
+            slack_d[part],
+            per_user["lt_uniform"][part],
+            per_user["lt_min"][part],
+            per_user["lt_spread"][part],
+        )
         band[part] |= exact_only[part]
     return hf, band, weighted, collateral, debt
 

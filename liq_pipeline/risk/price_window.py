@@ -1,10 +1,10 @@
-"""Price window per asset: EMA, drift and volatility over the last observations (the old bot's PriceWindow).
+"""Price window per asset: EMA, drift and volatility over the last observations.
 
 Observations are irregular in time (a feed updates on deviation or heartbeat), so drift and volatility are per
 second, estimated from log returns weighted by their time gaps:
   drift    mu      = sum(r_k) / sum(dt_k)
   variance sigma^2 = mean((r_k - mu dt_k)^2 / dt_k)
-A window of N observations asks for N returns: the last N + 1 prices are used (the old bot used one fewer).
+A window of N observations asks for N returns: the last N + 1 prices are used.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ HF_s is the HF right after the scenario's price shock. The time to reach the thr
 quadratic in u = sqrt(t):  g u^2 - z sigma u + L = 0 with L = ln(HF_s / T) > 0; its smallest positive root is
     u = 2 L / (z sigma + sqrt(z^2 sigma^2 - 4 g L))
 and no root (infinite ETA) when the discriminant is negative or the denominator is zero. A user already at or
-below T has ETA 0 (the old bot gave everyone, even liquidatable users, the full horizon).
+below T has ETA 0.
 """
 
 from __future__ import annotations

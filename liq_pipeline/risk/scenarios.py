@@ -2,9 +2,8 @@
 
 A scenario is an adverse move applied at once: every collateral leg is valued at its price moved DOWN by the
 shock, every debt leg of a non-stable asset at its price moved UP (a user who borrowed ETH against USDC is hurt by
-ETH rising). The old bot haircut each user's own collateral only, so one asset had different prices for different
-users and debt-only assets never moved; here an asset has exactly two scenario prices, one for collateral legs and
-one for debt legs, shared by all users. Debt is never shrunk because the same asset is also collateral.
+ETH rising). An asset has exactly two scenario prices, one for collateral legs and one for debt legs, shared by
+all users. Debt is never shrunk because the same asset is also collateral.
 
 With volatility scaling, each asset's shock is the configured one times its volatility relative to the median
 volatility of the non-stable assets (clamped to [0.25, 4]): calm assets move less, wild ones more.

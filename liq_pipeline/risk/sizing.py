@@ -33,9 +33,15 @@ def size_liquidations(
     count = len(rows)
     if not ids or count == 0:
         empty = np.zeros(count)
-        return {"debt_reserve": np.full(count, -1, np.int32), "collateral_reserve": np.full(count, -1, np.int32),
-                "close_factor": empty, "debt_to_cover_base": empty, "collateral_seized_base": empty,
-                "protocol_fee_base": empty, "expected_profit_base": empty}  # fmt: skip
+        return {
+            "debt_reserve": np.full(count, -1, np.int32),
+            "collateral_reserve": np.full(count, -1, np.int32),
+            "close_factor": empty,
+            "debt_to_cover_base": empty,
+            "collateral_seized_base": empty,
+            "protocol_fee_base": empty,
+            "expected_profit_base": empty,
+        }
     owed = debt_values(book, market, prices, rows)
     held = book.coll[rows] * collateral_weights(market, prices, ids)
     debt_pick, coll_pick = owed.argmax(axis=1), held.argmax(axis=1)

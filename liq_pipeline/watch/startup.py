@@ -29,9 +29,15 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     if snapshot is not None and snapshot.block <= head:
         log.info("starting from Redis: %d users at block %d (head %d)", snapshot.frame.height, snapshot.block, head)
         tracker = Tracker(
-            rpc, market, rules, snapshot.frame, snapshot.block, settings.stable_asset_symbols,
-            settings.predictive_price_window, settings.predictive_ema_span,
-        )  # fmt: skip
+            rpc,
+            market,
+            rules,
+            snapshot.frame,
+            snapshot.block,
+            settings.stable_asset_symbols,
+            settings.predictive_price_window,
+            settings.predictive_ema_span,
+        )
         windows = cache.get_price_windows()
         if windows is not None:
             for asset, timestamp, price in windows.sort("asset", "timestamp").iter_rows():
@@ -39,9 +45,15 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     else:
         log.info("no state in Redis: reading borrowers from events since block %d", settings.start_block)
         tracker = Tracker.bootstrap(
-            rpc, settings.aave_addresses_provider, rules, settings.start_block, head, settings.stable_asset_symbols,
-            price_window=settings.predictive_price_window, ema_span=settings.predictive_ema_span,
+            rpc,
+            settings.aave_addresses_provider,
+            rules,
+            settings.start_block,
+            head,
+            settings.stable_asset_symbols,
+            price_window=settings.predictive_price_window,
+            ema_span=settings.predictive_ema_span,
             multicall=settings.multicall_address,
-        )  # fmt: skip
+        )
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
     return Watcher(rpc, tracker, engine_params(settings), cache)

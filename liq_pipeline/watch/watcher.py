@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import redis
 
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
@@ -164,8 +165,12 @@ class Watcher:
             self.hashes.pop(number, None)
             self.touched_at.pop(number, None)
         self.stats.reorgs += 1
-        log.warning("reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor", len(orphaned), ancestor,
-                    len(users))  # fmt: skip
+        log.warning(
+            "reorg: %d block(s) after %d orphaned; %d users re-read at the ancestor",
+            len(orphaned),
+            ancestor,
+            len(users),
+        )
         return len(orphaned)
 
     # --- one block ---------------------------------------------------------------------------------------------------
@@ -294,8 +299,6 @@ class Watcher:
         return confirmed
 
     def _append_record(self, record: BlockRecord) -> None:
-        import redis
-
         if not self.cache.reachable:
             return
         try:

@@ -52,8 +52,9 @@ def test_index_replacement_is_whole_and_guarded_by_block(cache):
 
 def test_reserve_state_keeps_ray_integers_exactly(cache):
     market = sample_market_state()
-    reserves = {r.asset: {"index": r.liquidity_index, "rate": r.variable_borrow_rate, "price": r.price} for r in
-                market.reserves}  # fmt: skip
+    reserves = {
+        r.asset: {"index": r.liquidity_index, "rate": r.variable_borrow_rate, "price": r.price} for r in market.reserves
+    }
     assert get_reserves(cache) is None
     put_reserves(cache, 500, reserves)
     snapshot = get_reserves(cache)

@@ -23,8 +23,10 @@ def test_alerts_page_forward(cache):
     first = append_alert(cache, Alert("miss_rate", "miss rate 12 % over 100 blocks", "critical", details={"n": 12}))
     append_alert(cache, Alert("latency", "p95 over budget"))
     alerts = read_alerts(cache)
-    assert [(a.kind, a.severity, a.details) for a in alerts] == [("miss_rate", "critical", {"n": 12}), ("latency",
-            "warning", {})]  # fmt: skip
+    assert [(a.kind, a.severity, a.details) for a in alerts] == [
+        ("miss_rate", "critical", {"n": 12}),
+        ("latency", "warning", {}),
+    ]
     assert alerts[0].id == first and alerts[0].at > 0
     assert [a.kind for a in read_alerts(cache, after_id=first)] == ["latency"]
     with pytest.raises(ValueError, match="severity"):

@@ -202,8 +202,10 @@ def test_log_scan_names_the_same_owners_and_price_updates_as_decoding(chain, rea
     actions.set_prices(chain.rpc, chain.market, {s: p * 80 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
     head = _head(reader)
     market = discover_market(reader, chain.market.addresses_provider, head, RULES)
-    decided = health_factors(read_positions(reader, market, chain.users, head, RULES), read_market_state(
-        reader, market, head, RULES, STABLES))  # fmt: skip
+    decided = health_factors(
+        read_positions(reader, market, chain.users, head, RULES),
+        read_market_state(reader, market, head, RULES, STABLES),
+    )
     victim = decided.filter(pl.col("liquidatable_baseline"))["user"][0]
     actions.liquidate(chain.rpc, chain.market, victim)
     head = _head(reader)

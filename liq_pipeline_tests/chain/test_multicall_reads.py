@@ -99,8 +99,9 @@ def test_an_undecodable_answer_inside_the_multicall_names_the_reserve_and_user(c
     # an aToken address without code: its call "succeeds" with no data, which no balance decodes from
     broken = dataclasses.replace(first, a_token="0x000000000000000000000000000000000000dEaD")
     market = dataclasses.replace(market, reserves=(broken, *market.reserves[1:]))
-    holders = read_positions(reader, dataclasses.replace(market, reserves=(first, *market.reserves[1:])),
-                             chain.users[:50], head, RULES)  # fmt: skip
+    holders = read_positions(
+        reader, dataclasses.replace(market, reserves=(first, *market.reserves[1:])), chain.users[:50], head, RULES
+    )
     user = holders.filter(holders[f"coll_{first.reserve_id}"] > 0)["user"][0]
     with pytest.raises(ReaderError, match=rf"{first.symbol} aToken balance of {user} .*block {head}"):
         read_positions(reader, market, [user], head, RULES)
@@ -126,6 +127,7 @@ def test_hinted_legs_are_read_with_the_configuration_and_a_wrong_hint_costs_a_ro
     few = users[:10]
     half = {user: exact[user] for user in few[::2]}
     reader.posts = 0
-    assert_frame_equal(read_positions(reader, market, few, head, RULES, hints=half), expected.filter(
-        expected["user"].is_in(few)))  # fmt: skip
+    assert_frame_equal(
+        read_positions(reader, market, few, head, RULES, hints=half), expected.filter(expected["user"].is_in(few))
+    )
     assert reader.posts == 1

@@ -15,9 +15,20 @@ def test_demo_summary(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     result = run_demo(load_settings(data_dir=str(tmp_path / "d")), blocks=40, borrowers=300, dagster_every=20)
-    for key in ("blocks", "borrowers", "liquidations_onchain", "flagged_before", "miss_rate", "recall_at_cross",
-                "watcher_p50_ms", "watcher_p99_ms", "dagster_runs", "dagster_block_to_candidates_p50_s", "hf_flips",
-                "checks_failed"):  # fmt: skip
+    for key in (
+        "blocks",
+        "borrowers",
+        "liquidations_onchain",
+        "flagged_before",
+        "miss_rate",
+        "recall_at_cross",
+        "watcher_p50_ms",
+        "watcher_p99_ms",
+        "dagster_runs",
+        "dagster_block_to_candidates_p50_s",
+        "hf_flips",
+        "checks_failed",
+    ):
         assert key in result, key
     assert result["blocks"] >= 40  # every simulated block, plus the seeder's closing one
     assert result["hf_flips"] == 0

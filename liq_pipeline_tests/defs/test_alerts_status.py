@@ -51,10 +51,13 @@ def _evaluate(instance, block: int, raise_on_error: bool = True):
     key = range_of(block, 100).key
     instance.add_dynamic_partitions(BLOCK_RANGES, [key])
     return dg.materialize(
-        [liquidation_candidates], partition_key=key, instance=instance, resources=RESOURCES,
+        [liquidation_candidates],
+        partition_key=key,
+        instance=instance,
+        resources=RESOURCES,
         run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": {"block": block, "from_block": block}}}),
         raise_on_error=raise_on_error,
-    )  # fmt: skip
+    )
 
 
 def test_a_failed_blocking_check_becomes_an_alert_everywhere(chain, platform_env, instance, webhook, caplog):
@@ -62,8 +65,9 @@ def test_a_failed_blocking_check_becomes_an_alert_everywhere(chain, platform_env
     assert _evaluate(instance, head).success
     cache = open_market_cache(load_settings(), 31337, chain.market.pool)
     snapshot = get_positions(cache.cache)
-    broken = snapshot.frame.with_columns([pl.lit(0, pl.Int128).alias(c) for c in snapshot.frame.columns
-                                          if c.startswith("debt_")])  # fmt: skip
+    broken = snapshot.frame.with_columns(
+        [pl.lit(0, pl.Int128).alias(c) for c in snapshot.frame.columns if c.startswith("debt_")]
+    )
     prices = actions.oracle_prices(chain.rpc, chain.market)
     actions.set_prices(chain.rpc, chain.market, {s: p * 80 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
     new_head = int(chain.rpc.call("eth_blockNumber"), 16)
@@ -75,9 +79,12 @@ def test_a_failed_blocking_check_becomes_an_alert_everywhere(chain, platform_env
     run = instance.get_run_by_id(failed.run_id)
     failure = next(e for e in instance.all_logs(failed.run_id) if e.dagster_event and e.dagster_event.is_run_failure)
     with dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=run,
-        dagster_event=failure.dagster_event, resources=RESOURCES,
-    ) as context:  # fmt: skip
+        sensor_name="run_failure_alerts",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+        resources=RESOURCES,
+    ) as context:
         run_failure_alerts(context.for_run_failure())
     alerts = read_alerts(cache.cache)
     assert alerts and alerts[-1].kind == "run_failed" and "hf_agreement" in alerts[-1].message

@@ -86,9 +86,12 @@ def test_a_liquidation_flagged_in_advance_is_not_a_miss(chain, platform_env, ins
     candidates_key = range_of(head, 100).key
     instance.add_dynamic_partitions(BLOCK_RANGES, [candidates_key])
     dg.materialize(
-        [liquidation_candidates], partition_key=candidates_key, instance=instance, resources=RESOURCES,
+        [liquidation_candidates],
+        partition_key=candidates_key,
+        instance=instance,
+        resources=RESOURCES,
         run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": {"block": head, "from_block": head}}}),
-    )  # fmt: skip
+    )
     actions.mine_blocks(chain.rpc, 1)
     event = actions.liquidate(chain.rpc, chain.market, victim)
     key = _finish_range(chain, event.block)
@@ -100,8 +103,9 @@ def test_a_liquidation_flagged_in_advance_is_not_a_miss(chain, platform_env, ins
 def test_a_range_that_is_not_final_fails_clearly(chain, platform_env, instance):
     key = range_of(_head(chain), 100).key
     instance.add_dynamic_partitions(BLOCK_RANGES, [key])
-    result = dg.materialize(ALL_LAKE_ASSETS[:1], partition_key=key, instance=instance, resources=RESOURCES,
-                            raise_on_error=False)  # fmt: skip
+    result = dg.materialize(
+        ALL_LAKE_ASSETS[:1], partition_key=key, instance=instance, resources=RESOURCES, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "the chain is at" in failure.event_specific_data.error.message
@@ -110,8 +114,9 @@ def test_a_range_that_is_not_final_fails_clearly(chain, platform_env, instance):
 
 def test_a_partition_key_that_is_not_a_block_range_is_refused(chain, platform_env, instance):
     instance.add_dynamic_partitions(BLOCK_RANGES, ["abc"])
-    result = dg.materialize(ALL_LAKE_ASSETS[:1], partition_key="abc", instance=instance, resources=RESOURCES,
-                            raise_on_error=False)  # fmt: skip
+    result = dg.materialize(
+        ALL_LAKE_ASSETS[:1], partition_key="abc", instance=instance, resources=RESOURCES, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "'abc'" in failure.event_specific_data.error.message

@@ -21,9 +21,12 @@ def _evaluate(instance, block: int, from_block: int) -> dg.ExecuteInProcessResul
     key = range_of(block, 100).key
     instance.add_dynamic_partitions(BLOCK_RANGES, [key])
     return dg.materialize(
-        [liquidation_candidates], partition_key=key, instance=instance, resources=RESOURCES,
+        [liquidation_candidates],
+        partition_key=key,
+        instance=instance,
+        resources=RESOURCES,
         run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": {"block": block, "from_block": from_block}}}),
-    )  # fmt: skip
+    )
 
 
 def _meta(result) -> dict:

@@ -73,8 +73,14 @@ def test_missing_node_modules_says_how_to_fix_it(monkeypatch, tmp_path):
 def test_libraries_are_linked_at_byte_offsets():
     pool = artifacts.load("Pool")
     assert pool.libraries == [
-        "BorrowLogic", "BridgeLogic", "EModeLogic", "FlashLoanLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic",
-    ]  # fmt: skip
+        "BorrowLogic",
+        "BridgeLogic",
+        "EModeLogic",
+        "FlashLoanLogic",
+        "LiquidationLogic",
+        "PoolLogic",
+        "SupplyLogic",
+    ]
     addresses = {name: f"0x{index + 1:040x}" for index, name in enumerate(pool.libraries)}
     code = pool.linked(addresses)
     assert "__$" not in code and len(code) == len(pool.bytecode)

@@ -95,8 +95,10 @@ def test_exports_kpis_then_survives_redis_stopping(redis_server) -> None:
             requests.get(http.url, timeout=5).raise_for_status()
             totals.append(time.perf_counter() - started)
             reads.append(collector.last_read_seconds)
-        print(f"\nexporter, 2 markets: Redis read {sorted(reads)[10] * 1e3:.2f} ms, "
-              f"HTTP scrape {sorted(totals)[10] * 1e3:.2f} ms (medians)")  # fmt: skip
+        print(
+            f"\nexporter, 2 markets: Redis read {sorted(reads)[10] * 1e3:.2f} ms, "
+            f"HTTP scrape {sorted(totals)[10] * 1e3:.2f} ms (medians)"
+        )
         assert sorted(reads)[10] < 0.05
 
         # Redis goes away: the scrape still answers 200, with liq_redis_up 0 and no stale market values
@@ -184,8 +186,11 @@ def test_module_entry_point(redis_server, clean_env) -> None:
     env = {"REDIS_URL": info.url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(
         [sys.executable, "-W", "error::RuntimeWarning", "-m", "liq_pipeline.metrics.exporter", "--port", "0"],
-        env=env, stderr=subprocess.PIPE, text=True, cwd=clean_env,
-    )  # fmt: skip
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=clean_env,
+    )
     try:
         url, lines = None, []
         deadline = time.monotonic() + 20

@@ -59,9 +59,15 @@ def _observe(metrics: BlockMetrics, first_block: int, blocks: int) -> None:
     hf = np.array([0.97, 0.999, 1.004, 1.03, 1.3, 2.5, np.inf])
     for block in range(first_block, first_block + blocks):
         metrics.observe(
-            block, 0.012 if block % 10 else 0.2, 7, 0.004, {"baseline": 1, "adverse": 2, "extreme": 4},
-            {"adverse": 1}, hf, 1,
-        )  # fmt: skip
+            block,
+            0.012 if block % 10 else 0.2,
+            7,
+            0.004,
+            {"baseline": 1, "adverse": 2, "extreme": 4},
+            {"adverse": 1},
+            hf,
+            1,
+        )
 
 
 @pytest.fixture

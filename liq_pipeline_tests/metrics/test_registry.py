@@ -130,11 +130,21 @@ def test_exposed_names_cover_every_series() -> None:
     scraped = {name for name, _ in _samples(metrics.registry)}
     assert scraped <= names
     for name in (
-        "predictive_candidates_total", "predictive_crossings_confirmed_total", "hf_calc_users_per_sec",
-        "hf_calc_batch_seconds_bucket", "opportunity_latency_seconds_bucket", "opportunity_latency_seconds_count",
-        "liq_miss_rate", "liq_blocks_behind_head", "liq_rpc_errors_total", "liq_redis_up", "liq_last_evaluated_block",
-        "liq_asset_check_passed", "liq_hf_distribution_bucket", "liq_hf_distribution_gcount",
-    ):  # fmt: skip
+        "predictive_candidates_total",
+        "predictive_crossings_confirmed_total",
+        "hf_calc_users_per_sec",
+        "hf_calc_batch_seconds_bucket",
+        "opportunity_latency_seconds_bucket",
+        "opportunity_latency_seconds_count",
+        "liq_miss_rate",
+        "liq_blocks_behind_head",
+        "liq_rpc_errors_total",
+        "liq_redis_up",
+        "liq_last_evaluated_block",
+        "liq_asset_check_passed",
+        "liq_hf_distribution_bucket",
+        "liq_hf_distribution_gcount",
+    ):
         assert name in names
 
 
@@ -158,8 +168,10 @@ def test_observe_cost_at_100k_users() -> None:
     for _ in range(20):
         generate_latest(metrics.registry)
     scrape = (time.perf_counter() - started) / 20
-    print(f"\nobserve() with 100k HF values: {with_hf * 1e3:.3f} ms; without: {without_hf * 1e6:.1f} us; "
-          f"one scrape: {scrape * 1e3:.2f} ms")  # fmt: skip
+    print(
+        f"\nobserve() with 100k HF values: {with_hf * 1e3:.3f} ms; without: {without_hf * 1e6:.1f} us; "
+        f"one scrape: {scrape * 1e3:.2f} ms"
+    )
     # generous bounds (shared CI machines): typical is ~0.4 ms and ~6 us
     assert with_hf < 0.004
     assert without_hf < 0.0005

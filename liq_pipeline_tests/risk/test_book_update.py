@@ -64,8 +64,10 @@ def test_updated_rows_equal_a_fresh_build(seed: int):
 
 def test_a_changed_configuration_is_refused():
     book = build_book(positions_frame([_user(random.Random(1), "0x1")], MARKET.reserve_ids), MARKET)
-    lowered = market([reserve(0, "WETH", 18, 2_000 * 10**8, 8000, emode=1), *RESERVES[1:]],
-                     emode=[EModeCategory(1, 9000, 9300, 10100)])  # fmt: skip
+    lowered = market(
+        [reserve(0, "WETH", 18, 2_000 * 10**8, 8000, emode=1), *RESERVES[1:]],
+        emode=[EModeCategory(1, 9000, 9300, 10100)],
+    )
     with pytest.raises(ValueError, match="build a new book"):
         book.update(positions_frame([_user(random.Random(2), "0x1")], MARKET.reserve_ids), lowered)
 

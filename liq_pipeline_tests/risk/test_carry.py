@@ -168,8 +168,15 @@ def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
         book = build_book(market_sample.positions, market)
         previous, seen = None, []
         for step in range(12):
-            current = evaluate(book, market, params, trends, screen=previous and previous.screen, previous=previous,
-                               reuse_previous=reuse)  # fmt: skip
+            current = evaluate(
+                book,
+                market,
+                params,
+                trends,
+                screen=previous and previous.screen,
+                previous=previous,
+                reuse_previous=reuse,
+            )
             seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
             if reuse and previous is not None and current.carried:
                 with pytest.raises(RuntimeError, match="stale: the next block's evaluation took over"):

@@ -16,7 +16,6 @@ def _frame(rows):
 
 
 def test_window_of_n_uses_n_returns():
-    # The old bot's volatility used one return fewer than asked.
     rows = [("ETH", 2 * k, 3000.0 + k) for k in range(100)]
     stats = price_window_stats(_frame(rows), window=20, ema_span=5)
     assert stats["returns"].to_list() == [20]

@@ -34,7 +34,7 @@ def test_baseline_is_the_oracle():
 
 
 def test_debt_only_assets_move_and_no_debt_shrinks_for_collateral_of_the_same_asset():
-    # The old bot moved only each user's own collateral: a WETH debt never rose. Here a user holding and owing
+    # A user holding and owing
     # WETH sees collateral valued lower and debt higher, never a smaller debt.
     m = market([WETH, USDC])
     prices = scenario_prices(ScenarioSpec("extreme", 200, 2.0), m)
@@ -62,7 +62,7 @@ def _eval(hf, g, sigma, sigmas=1.0, threshold=1.004, horizon=180.0):
 
 
 def test_eta_is_zero_below_threshold_even_for_liquidatable_users():
-    # The old bot gave every user, even a liquidatable one, an ETA equal to the full horizon.
+    # A liquidatable user's ETA is 0, never the full horizon.
     out = _eval([0.95, 1.002], [0.0, 0.0], [0.0, 0.0])
     assert out["eta"].to_list() == [0.0, 0.0]
 

@@ -22,9 +22,10 @@ from liq_pipeline_tests.risk.factories import baseline_start, traffic
 def _moved(market: MarketState, rng: random.Random, step_bps: float, seconds: int) -> MarketState:
     reserves = tuple(
         dataclasses.replace(r, price=max(1, int(r.price * (1 + rng.gauss(0, step_bps / 10_000)))))
-        if not r.is_stable else r
+        if not r.is_stable
+        else r
         for r in market.reserves
-    )  # fmt: skip
+    )
     return dataclasses.replace(market, reserves=reserves, block=market.block + 1, timestamp=market.timestamp + seconds)
 
 

@@ -78,26 +78,46 @@ def _details_block(cache, member: str) -> int:
 
 def test_incremental_writes_keep_the_live_set_exact(cache):
     writer = CandidateWriter(cache)
-    writer.write(_frame(10, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 50.0, False),
-                                 ("0xc", "extreme", 120.0, False)]))  # fmt: skip
+    writer.write(
+        _frame(10, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 50.0, False), ("0xc", "extreme", 120.0, False)])
+    )
     assert _live(cache) == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 120.0}
 
     cache.cache.stats.reset()
     # 0xa unchanged, 0xb moved by 0.4 s (below 1 s), 0xc by 10 s (below 10 % of 120 s), 0xd new, none removed
-    writer.write(_frame(11, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False),
-                                 ("0xc", "extreme", 110.0, False), ("0xd", "baseline", 5.0, False)]))  # fmt: skip
+    writer.write(
+        _frame(
+            11,
+            [
+                ("0xa", "baseline", 0.0, True),
+                ("0xb", "adverse", 49.6, False),
+                ("0xc", "extreme", 110.0, False),
+                ("0xd", "baseline", 5.0, False),
+            ],
+        )
+    )
     live = _live(cache)
     assert live == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 120.0, "0xd:baseline": 5.0}
 
     # 0xc moved 15 s (over 10 %), 0xd 2 s (over 1 s: near-term ETAs keep the fine resolution)
-    writer.write(_frame(12, [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False),
-                                 ("0xc", "extreme", 105.0, False), ("0xd", "baseline", 3.0, False)]))  # fmt: skip
+    writer.write(
+        _frame(
+            12,
+            [
+                ("0xa", "baseline", 0.0, True),
+                ("0xb", "adverse", 49.6, False),
+                ("0xc", "extreme", 105.0, False),
+                ("0xd", "baseline", 3.0, False),
+            ],
+        )
+    )
     assert _live(cache) == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 105.0, "0xd:baseline": 3.0}
     assert _details_block(cache, "0xc:extreme") == 10  # a moved ETA moves the score; the details stay as written
 
     # 0xb leaves the set, 0xa is no longer liquidatable now (rewritten although its ETA stayed)
-    writer.write(_frame(13, [("0xa", "baseline", 0.0, False), ("0xc", "extreme", 105.0, False),
-                                 ("0xd", "baseline", 3.0, False)]))  # fmt: skip
+    writer.write(
+        _frame(13, [("0xa", "baseline", 0.0, False), ("0xc", "extreme", 105.0, False), ("0xd", "baseline", 3.0, False)])
+    )
     frame = cache.read_candidates()
     assert set(frame["user"] + ":" + frame["scenario"]) == {"0xa:baseline", "0xc:extreme", "0xd:baseline"}
     assert frame.filter(pl.col("user") == "0xa")["liquidatable_now"].to_list() == [False]
@@ -165,8 +185,7 @@ def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_sa
         if step % 6 == 4:
             users = rng.sample(book.positions["user"].to_list(), 2)
             book.update(spare.sample(2, seed=step).with_columns(pl.Series("user", users)), market_now)
-        evaluation = evaluate(book, market_now, params, trends, screen=previous and previous.screen,
-                              previous=previous)  # fmt: skip
+        evaluation = evaluate(book, market_now, params, trends, screen=previous and previous.screen, previous=previous)
         narrowed += narrow._rows_to_compare(evaluation) is not None
         narrow.write(evaluation)
         wide.write(evaluation)
@@ -175,9 +194,13 @@ def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_sa
         previous = evaluation
         market_now = dataclasses.replace(market_now, block=market_now.block + 1, timestamp=market_now.timestamp + 60)
         if step == 25:  # a price move: that block is compared in full
-            market_now = dataclasses.replace(market_now, reserves=tuple(
-                dataclasses.replace(r, price=r.price * 99 // 100) if not r.is_stable else r
-                for r in market_now.reserves))  # fmt: skip
+            market_now = dataclasses.replace(
+                market_now,
+                reserves=tuple(
+                    dataclasses.replace(r, price=r.price * 99 // 100) if not r.is_stable else r
+                    for r in market_now.reserves
+                ),
+            )
     assert narrowed >= 25
 
 

@@ -30,8 +30,9 @@ def _assert_state_equals_fresh_scan(watcher) -> None:
     """The watcher's positions equal a fresh read of the same users (its rows keep their order and a user left
     without any position keeps an empty row; the reader sorts and omits such users)."""
     held = watcher.tracker.positions
-    fresh = read_positions(watcher.rpc, watcher.tracker.market, held["user"].to_list(), watcher.tracker.block,
-                           rules_for("3.0"))  # fmt: skip
+    fresh = read_positions(
+        watcher.rpc, watcher.tracker.market, held["user"].to_list(), watcher.tracker.block, rules_for("3.0")
+    )
     balances = [c for c in held.columns if c != "user"]
     not_empty = pl.any_horizontal([pl.col(c).cast(pl.Int128) != 0 for c in balances])
     assert_frame_equal(held.filter(not_empty).sort("user"), fresh.select(held.columns).sort("user"))

@@ -30,15 +30,27 @@ def test_prometheus_sees_the_watcher_on_a_moving_market(chain, prometheus_binary
     server = serve_metrics(watcher.metrics.registry, port=0)
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "liq-watcher", "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}],
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [
+                    {"job_name": "liq-watcher", "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}
+                ],
+            }
+        )
+    )
     prometheus = subprocess.Popen(
-        [prometheus_binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            prometheus_binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     thread = threading.Thread(target=watcher.run, kwargs={"deadline": time.monotonic() + 60}, daemon=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -6,6 +6,7 @@ whose check evaluations include a failure (WARN or non-blocking)."""
 
 import dagster as dg
 
+from ...metrics.alerting import AlertEvent, raise_alert
 from ..resources import ChainResource, RedisResource
 
 
@@ -43,8 +44,6 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
     description="A failed run (including one stopped by a blocking ERROR check) becomes an alert.",
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource, redis: RedisResource) -> None:
-    from ...metrics.alerting import AlertEvent, raise_alert
-
     run = context.dagster_run
     checks = failed_checks(context.instance, run.run_id)
     message = f"run {run.run_id[:8]} of {run.job_name} failed"
@@ -62,8 +61,6 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource
     description="A successful run whose asset checks failed (WARN, non-blocking) becomes an alert.",
 )
 def check_warning_alerts(context: dg.RunStatusSensorContext, chain: ChainResource, redis: RedisResource) -> None:
-    from ...metrics.alerting import AlertEvent, raise_alert
-
     run = context.dagster_run
     checks = failed_checks(context.instance, run.run_id)
     if not checks:

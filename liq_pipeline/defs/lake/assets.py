@@ -11,6 +11,17 @@ import time
 import dagster as dg
 import polars as pl
 
+from ...cache import open_market_cache
+from ...cache.kpis import check_kpi_name
+from ...chain.discovery import ReaderError
+from ...lake.datasets.borrower_snapshots import build_borrower_snapshots, known_users_before
+from ...lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
+from ...lake.datasets.pool_events import build_pool_events
+from ...lake.datasets.price_histories import ORACLE, SCHEMA, build_price_histories
+from ...lake.datasets.reserve_indices import build_reserve_indices
+from ...lake.datasets.watcher_blocks import build_watcher_blocks
+from ...lake.errors import LakeError
+from ...lake.partitions import BlockRange
 from ..partitions import block_range_of, block_ranges
 from ..resources import ChainResource, LakeResource, RedisResource
 
@@ -34,10 +45,6 @@ def _build(
     context, chain: ChainResource, lake_resource: LakeResource, dataset: str, build
 ) -> tuple[pl.DataFrame, dict]:
     """Build the partition's frame, write it atomically; the frame and the materialization metadata."""
-    from ...chain.discovery import ReaderError
-    from ...lake.errors import LakeError
-    from ...lake.partitions import BlockRange
-
     began = time.perf_counter()
     start, end = block_range_of(context)
     lake = lake_resource.lake()
@@ -57,9 +64,6 @@ def _build(
 
 def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **kpis) -> None:
     """A check's outcome (and related KPIs) into Redis for the exporter; a Redis outage must not fail the run."""
-    from ...cache import open_market_cache
-    from ...cache.kpis import check_kpi_name
-
     try:
         with chain.client() as rpc:
             market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
@@ -71,31 +75,34 @@ def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **
 
 def _events_of(store, start: int, end: int):
     """This range's pool_events when already in the lake (saves an eth_getLogs pass), else None."""
-    from ...lake.partitions import BlockRange
-
     block_range = BlockRange(start, end)
     return store.read("pool_events", block_range) if store.exists("pool_events", block_range) else None
 
 
-@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"},
-          description="Decoded Pool, token, oracle and price-feed events of the range.")  # fmt: skip
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name=GROUP,
+    kinds={"parquet"},
+    description="Decoded Pool, token, oracle and price-feed events of the range.",
+)
 def pool_events(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource) -> dg.MaterializeResult:
-    from ...lake.datasets.pool_events import build_pool_events
-
     _frame, metadata = _build(
         context, chain, lake, "pool_events", lambda rpc, m, r, s, e, _lake: build_pool_events(rpc, m, r, s, e)
     )
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"}, deps=[pool_events],
-          description="Per reserve: indices, rates, timestamps and configuration at the range's end, and every "
-          "ReserveDataUpdated in the range.")  # fmt: skip
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name=GROUP,
+    kinds={"parquet"},
+    deps=[pool_events],
+    description="Per reserve: indices, rates, timestamps and configuration at the range's end, and every "
+    "ReserveDataUpdated in the range.",
+)
 def reserve_indices(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    from ...lake.datasets.reserve_indices import build_reserve_indices
-
     def build(rpc, market, rules, start, end, store):
         return build_reserve_indices(rpc, market, rules, start, end, events=_events_of(store, start, end))
 
@@ -108,22 +115,24 @@ def reserve_indices(
     group_name=GROUP,
     kinds={"parquet"},
     description="AaveOracle price of every asset at every block of the range, and the price-feed updates.",
-    check_specs=[dg.AssetCheckSpec("block_continuity", asset="price_histories", blocking=True,
-                                   description="Every block of the range present: count = max - min + 1")],
-)  # fmt: skip
+    check_specs=[
+        dg.AssetCheckSpec(
+            "block_continuity",
+            asset="price_histories",
+            blocking=True,
+            description="Every block of the range present: count = max - min + 1",
+        )
+    ],
+)
 def price_histories(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    from ...lake.datasets.price_histories import ORACLE, build_price_histories
-
     # Per-block state reads need a node that still holds the state of those blocks (STATE_HISTORY_FROM_BLOCK).
     history_from = chain.settings().state_history_from_block
 
     def build(rpc, market, rules, start, end, _lake):
         first = max(start, history_from)
         if first > end:  # the whole range predates the node's state history
-            from ...lake.datasets.price_histories import SCHEMA
-
             return pl.DataFrame(schema=SCHEMA)
         return build_price_histories(rpc, market, rules, first, end)
 
@@ -153,19 +162,27 @@ def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckRe
         check_name="block_continuity",
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"blocks": distinct.len(), "expected": end - start + 1, "min": low, "max": high,
-                  "missing": ", ".join(map(str, missing))},
-    )  # fmt: skip
+        metadata={
+            "blocks": distinct.len(),
+            "expected": end - start + 1,
+            "min": low,
+            "max": high,
+            "missing": ", ".join(map(str, missing)),
+        },
+    )
 
 
-@dg.asset(partitions_def=block_ranges, group_name=GROUP, kinds={"parquet"}, deps=[pool_events],
-          description="Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, "
-          "for every borrower known up to the range's end.")  # fmt: skip
+@dg.asset(
+    partitions_def=block_ranges,
+    group_name=GROUP,
+    kinds={"parquet"},
+    deps=[pool_events],
+    description="Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, "
+    "for every borrower known up to the range's end.",
+)
 def borrower_snapshots(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    from ...lake.datasets.borrower_snapshots import build_borrower_snapshots, known_users_before
-
     first_block = chain.settings().start_block
 
     def build(rpc, market, rules, start, end, store):
@@ -194,17 +211,21 @@ def borrower_snapshots(
 def liquidation_outcomes(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    from ...lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
-
     settings = chain.settings()
     lookback = settings.lake_range_blocks
 
     def build(rpc, market, rules, start, end, store):
         candidates = store.scan("liquidation_candidates", max(0, start - lookback), end)
         return build_liquidation_outcomes(
-            rpc, market, rules, start, end, candidates=candidates, events=_events_of(store, start, end),
+            rpc,
+            market,
+            rules,
+            start,
+            end,
+            candidates=candidates,
+            events=_events_of(store, start, end),
             lookback_blocks=lookback,
-        )  # fmt: skip
+        )
 
     outcomes, metadata = _build(context, chain, lake, "liquidation_outcomes", build)
     rate = miss_rate(outcomes)
@@ -213,9 +234,12 @@ def liquidation_outcomes(
         check_name="miss_rate",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"miss_rate": -1.0 if rate is None else rate, "liquidations": outcomes.height,
-                  "limit": settings.kpi_miss_rate_max},
-    )  # fmt: skip
+        metadata={
+            "miss_rate": -1.0 if rate is None else rate,
+            "liquidations": outcomes.height,
+            "limit": settings.kpi_miss_rate_max,
+        },
+    )
     metadata["miss_rate"] = -1.0 if rate is None else rate
     _record_check(
         chain, "liquidation_outcomes", "miss_rate", passed, **({"miss_rate": rate} if rate is not None else {})
@@ -242,9 +266,6 @@ CHAIN_ASSETS = [pool_events, reserve_indices, price_histories, borrower_snapshot
 def watcher_blocks(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource, redis: RedisResource
 ) -> dg.MaterializeResult:
-    from ...lake.datasets.watcher_blocks import build_watcher_blocks
-    from ...lake.partitions import BlockRange
-
     began = time.perf_counter()
     settings = chain.settings()
     start, end = block_range_of(context)
@@ -267,9 +288,14 @@ def watcher_blocks(
         check_name="watcher_latency_p99",
         passed=covered and p99 <= settings.kpi_watcher_p99_ms,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"p50_ms": float(latencies.median()) if frame.height else 0.0, "p99_ms": p99,
-                  "limit_ms": settings.kpi_watcher_p99_ms, "blocks": frame.height, "contiguous": covered},
-    )  # fmt: skip
+        metadata={
+            "p50_ms": float(latencies.median()) if frame.height else 0.0,
+            "p99_ms": p99,
+            "limit_ms": settings.kpi_watcher_p99_ms,
+            "blocks": frame.height,
+            "contiguous": covered,
+        },
+    )
     return dg.MaterializeResult(metadata={**metadata, "p99_ms": p99}, check_results=[check])
 
 

@@ -6,6 +6,8 @@ import time
 
 import dagster as dg
 
+from ...chain.rpc import NodeUnavailable
+from ...lake.partitions import parse_key
 from ..partitions import BLOCK_RANGES
 from ..resources import ChainResource, LakeResource
 from .assets import CHAIN_ASSETS, lake_ranges_job
@@ -16,8 +18,6 @@ RETRY_AFTER_SEC = 600  # a failed range is requested again after this long (run 
 
 def missing_ranges(lake, keys, head: int, confirmations: int) -> list[str]:
     """Known partitions whose range is final and lacks any chain dataset, oldest first."""
-    from ...lake.partitions import parse_key
-
     datasets = [a.key.to_user_string() for a in CHAIN_ASSETS]
     out = []
     for key in sorted(keys):
@@ -36,8 +36,6 @@ def missing_ranges(lake, keys, head: int, confirmations: int) -> list[str]:
     description="Every minute: materialize finished block ranges missing from the lake (oldest first).",
 )
 def backfill_finished_ranges(context: dg.ScheduleEvaluationContext, chain: ChainResource, lake: LakeResource):
-    from ...chain.rpc import NodeUnavailable
-
     try:
         head = chain.head()
     except NodeUnavailable as error:

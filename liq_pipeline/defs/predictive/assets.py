@@ -12,6 +12,7 @@ import time
 
 import dagster as dg
 
+from ...evaluation.run import evaluate_block
 from ..partitions import block_range_of, block_ranges
 from ..resources import ChainResource
 
@@ -48,8 +49,6 @@ class EvaluationConfig(dg.Config):
 def liquidation_candidates(
     context: dg.AssetExecutionContext, config: EvaluationConfig, chain: ChainResource
 ) -> dg.MaterializeResult:
-    from ...evaluation.run import evaluate_block
-
     settings = chain.settings()
     start, end = block_range_of(context)
     block = config.block
