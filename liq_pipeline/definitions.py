@@ -14,6 +14,10 @@ from .defs.maintenance.schedules import prune_runs_job, prune_runs_schedule
 from .defs.predictive.assets import liquidation_candidates, predictive_evaluation_job
 from .defs.predictive.sensors import new_block_sensor
 from .defs.resources import RESOURCES
+from .risk.blas import use_one_blas_thread
+
+# Dagster loads this module in every run process: the engine runs there (risk/blas.py says why one thread).
+use_one_blas_thread()
 
 defs = dg.Definitions(
     assets=[*ALL_LAKE_ASSETS, liquidation_candidates],

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from threadpoolctl import threadpool_limits
 
 from .exact import AccountData, account_data
 from .market import MarketState, UserPosition, coll_col, debt_col, on_col, stable_col, user_positions
@@ -51,10 +50,6 @@ HARD_MAX_CHUNKS = 4096  # compacted during the update itself (only when nobody c
 KEPT_CHANGES = 1_024  # updates remembered for rows_changed_since (a screen lives 300 blocks at most)
 
 _generations = itertools.count(1)
-
-# The engine's products are tall and thin (users x ~10 reserves x 3 scenarios): one BLAS thread does them in
-# 0.6 ms at 100k users, while OpenBLAS's default thread pool took 32 ms on this 2-core machine under load.
-threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
