@@ -135,6 +135,27 @@ class Tracker:
         positions = read_positions(rpc, market, users, at_block, rules)
         return cls(rpc, market, rules, positions, at_block, tuple(stable_symbols), price_window, ema_span)
 
+    @classmethod
+    def resume(
+        cls,
+        rpc: RpcClient,
+        market: Market,
+        rules: ProtocolRules,
+        positions: pl.DataFrame,
+        block: int,
+        windows: pl.DataFrame | None,
+        stable_symbols: Iterable[str] = (),
+        price_window: int = 60,
+        ema_span: int = 20,
+    ) -> Tracker:
+        """A tracker at `block` from saved positions and price windows (asset, timestamp, price), e.g. Redis'."""
+        tracker = cls(rpc, market, rules, positions, block, tuple(stable_symbols), price_window, ema_span)
+        if windows is not None:
+            ordered = windows.sort("asset", "timestamp").select("asset", "timestamp", "price")
+            for asset, timestamp, price in ordered.iter_rows():
+                tracker.prices.setdefault(asset, deque(maxlen=price_window + 1)).append((int(timestamp), float(price)))
+        return tracker
+
     @property
     def users(self) -> int:
         return self.positions.height

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from ..cache import open_market_cache
 from ..chain.discovery import discover_market
@@ -28,20 +27,17 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     snapshot = cache.get_positions() if cache is not None else None
     if snapshot is not None and snapshot.block <= head:
         log.info("starting from Redis: %d users at block %d (head %d)", snapshot.frame.height, snapshot.block, head)
-        tracker = Tracker(
+        tracker = Tracker.resume(
             rpc,
             market,
             rules,
             snapshot.frame,
             snapshot.block,
+            cache.get_price_windows(),
             settings.stable_asset_symbols,
             settings.predictive_price_window,
             settings.predictive_ema_span,
         )
-        windows = cache.get_price_windows()
-        if windows is not None:
-            for asset, timestamp, price in windows.sort("asset", "timestamp").iter_rows():
-                tracker.prices.setdefault(asset, deque(maxlen=tracker.price_window + 1)).append((timestamp, price))
     else:
         log.info("no state in Redis: reading borrowers from events since block %d", settings.start_block)
         tracker = Tracker.bootstrap(

@@ -85,32 +85,13 @@ def test_incremental_writes_keep_the_live_set_exact(cache):
 
     cache.cache.stats.reset()
     # 0xa unchanged, 0xb moved by 0.4 s (below 1 s), 0xc by 10 s (below 10 % of 120 s), 0xd new, none removed
-    writer.write(
-        _frame(
-            11,
-            [
-                ("0xa", "baseline", 0.0, True),
-                ("0xb", "adverse", 49.6, False),
-                ("0xc", "extreme", 110.0, False),
-                ("0xd", "baseline", 5.0, False),
-            ],
-        )
-    )
+    steady = [("0xa", "baseline", 0.0, True), ("0xb", "adverse", 49.6, False)]
+    writer.write(_frame(11, [*steady, ("0xc", "extreme", 110.0, False), ("0xd", "baseline", 5.0, False)]))
     live = _live(cache)
     assert live == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 120.0, "0xd:baseline": 5.0}
 
     # 0xc moved 15 s (over 10 %), 0xd 2 s (over 1 s: near-term ETAs keep the fine resolution)
-    writer.write(
-        _frame(
-            12,
-            [
-                ("0xa", "baseline", 0.0, True),
-                ("0xb", "adverse", 49.6, False),
-                ("0xc", "extreme", 105.0, False),
-                ("0xd", "baseline", 3.0, False),
-            ],
-        )
-    )
+    writer.write(_frame(12, [*steady, ("0xc", "extreme", 105.0, False), ("0xd", "baseline", 3.0, False)]))
     assert _live(cache) == {"0xa:baseline": 0.0, "0xb:adverse": 50.0, "0xc:extreme": 105.0, "0xd:baseline": 3.0}
     assert _details_block(cache, "0xc:extreme") == 10  # a moved ETA moves the score; the details stay as written
 
