@@ -1,57 +1,73 @@
-"""Measure the devnet: anvil start, deployment, seeding throughput, state dump size and reload, ground-truth reads.
+"""`liq bench-seed [--borrowers 2000] [--repeats 3] [--sim-blocks 200]`: the devnet's own figures: anvil start,
+deployment, seeding throughput, state dump size and reload, ground-truth reads, simulator speed.
 
-    .venv/bin/python -m liq_pipeline.bench.devnet_seed --borrowers 2000 --repeats 3
-
-Prints one JSON object (medians over the repeats). Uses a throw-away data dir; leaves no node running.
+Medians over the repeats. Uses a throw-away data dir; leaves no node running.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import tempfile
-import time
 from pathlib import Path
 
 from ..devnet import anvil, state_cache
 from ..devnet.actions import account_data
 from ..devnet.deploy import deploy_market
 from ..devnet.rpc import Rpc
-from ..devnet.seed import seed
+from ..devnet.seed import SeedResult, seed
 from ..devnet.simulate import SimConfig, simulate
 from ..devnet.solc import compile_contract
+from .report import BenchRun, Stopwatch, median, scratch_dir
 
 
-def run(borrowers: int, repeats: int, sim_blocks: int, data_dir: Path) -> dict[str, object]:
-    compile_contract("DevnetAggregator", data_dir)  # compiled once, outside the timings
+def run_seed_bench(borrowers: int = 2000, repeats: int = 3, sim_blocks: int = 200) -> dict:
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    run = BenchRun("devnet_seed", {"borrowers": borrowers, "repeats": repeats, "sim_blocks": sim_blocks})
+    with scratch_dir("liq-devnet-bench-") as data_dir:
+        compile_contract("DevnetAggregator", data_dir)  # compiled once, outside the timings
+        fresh = _fresh_markets(data_dir, borrowers, repeats)
+        cached = _cached_markets(data_dir, borrowers, repeats, sim_blocks)
+    return run.report({"borrowers": borrowers, "repeats": repeats, **fresh, **cached})
+
+
+def _fresh_markets(data_dir: Path, borrowers: int, repeats: int) -> dict:
+    """Start, deploy, seed and read a new market `repeats` times."""
     starts, deploys, rates, reads = [], [], [], []
+    result: SeedResult | None = None
     for index in range(repeats):
-        began = time.perf_counter()
-        node = anvil.start()
-        starts.append(time.perf_counter() - began)
+        with Stopwatch() as starting:
+            node = anvil.start()
+        starts.append(starting.seconds)
         try:
             with Rpc(node.url) as rpc:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
-                began = time.perf_counter()
-                market = deploy_market(rpc, data_dir)
-                deploys.append(time.perf_counter() - began)
+                with Stopwatch() as deploying:
+                    market = deploy_market(rpc, data_dir)
+                deploys.append(deploying.seconds)
                 result = seed(rpc, market, borrowers, seed=index)
                 rates.append(result.per_second)
-                began = time.perf_counter()
-                account_data(rpc, market.pool, result.users)
-                reads.append(time.perf_counter() - began)
+                with Stopwatch() as reading:
+                    account_data(rpc, market.pool, result.users)
+                reads.append(reading.seconds)
         finally:
             anvil.stop(node)
+    return {
+        "anvil_start_s": median(starts, 3),
+        "deploy_s": median(deploys, 3),
+        "seed_borrowers_per_s": round(median(rates, 0) or 0),
+        "seed_transactions": result.transactions if result else 0,
+        "account_data_all_users_s": median(reads, 3),
+    }
 
-    began = time.perf_counter()
-    entry, _ = state_cache.ensure(data_dir, borrowers, 0)
-    build = time.perf_counter() - began
+
+def _cached_markets(data_dir: Path, borrowers: int, repeats: int, sim_blocks: int) -> dict:
+    """Build the state cache entry once, reload it `repeats` times, simulate `sim_blocks` on the first reload."""
+    with Stopwatch() as building:
+        entry, _ = state_cache.ensure(data_dir, borrowers, 0)
     loads, sim_rate = [], 0.0
     for _ in range(repeats):
-        began = time.perf_counter()
-        node, market = state_cache.start_from(entry)
-        loads.append(time.perf_counter() - began)
+        with Stopwatch() as loading:
+            node, market = state_cache.start_from(entry)
+        loads.append(loading.seconds)
         try:
             if sim_blocks and not sim_rate:
                 with Rpc(node.url) as rpc:
@@ -61,29 +77,8 @@ def run(borrowers: int, repeats: int, sim_blocks: int, data_dir: Path) -> dict[s
         finally:
             anvil.stop(node)
     return {
-        "borrowers": borrowers,
-        "repeats": repeats,
-        "anvil_start_s": round(statistics.median(starts), 3),
-        "deploy_s": round(statistics.median(deploys), 3),
-        "seed_borrowers_per_s": round(statistics.median(rates)),
-        "seed_transactions": result.transactions,
-        "account_data_all_users_s": round(statistics.median(reads), 3),
-        "cache_build_s": round(build, 2),
+        "cache_build_s": round(building.seconds, 2),
         "state_dump_bytes": entry.size_bytes(),
-        "state_load_s": round(statistics.median(loads), 3),
+        "state_load_s": median(loads, 3),
         "simulate_blocks_per_s": round(sim_rate, 1),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--borrowers", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sim-blocks", type=int, default=200)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="liq-devnet-bench-") as tmp:
-        print(json.dumps(run(args.borrowers, args.repeats, args.sim_blocks, Path(tmp))))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,47 +10,36 @@ Every figure is a ratio against a reference timed in the same process, because t
   from float matrices of the scaled balances (the conversion from the frame is not timed);
 - loop_s: a plain per-user Python loop over a sample, scaled to all users;
 - exact_mismatches: users whose HF<1 decision in any scenario differs from the exact integer path, checked on
-  every user within 1e-3 of HF = 1 in any scenario plus a random sample of the others.
+  every user within 1e-3 of HF = 1 in any scenario plus a random sample of the others;
+- the fields every benchmark reports (peak_rss_mb, params, machine, ...): liq_pipeline/bench/report.py.
 """
 
 from __future__ import annotations
 
-import gc
 import random
-import resource
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
 
-from ..risk.engine import CURRENT, AssetTrend, EngineParams, evaluate
+from ..risk.blas import use_one_blas_thread
+from ..risk.book import build_book
+from ..risk.engine import evaluate
+from ..risk.evaluation import CURRENT
 from ..risk.exact import account_data
-from ..risk.health import ScenarioPrices, build_book, evaluate_health
+from ..risk.health import evaluate_health
 from ..risk.market import MarketState, coll_col, debt_col, on_col, user_positions
+from ..risk.params import AssetTrend, EngineParams
 from ..risk.scenarios import default_specs, scenario_prices
 from ..risk.synthetic import sample, sample_volatility
+from ..risk.valuation import ScenarioPrices
 from ..risk.wadray import RAY
+from .report import BenchRun, Stopwatch, median_seconds, quiet
 
 SCENARIO_ORDER = ("baseline", "adverse", "extreme")
 # Share of users placed within 1e-6 of HF = 1, where only the exact path can decide: a stress far denser than a
 # real market (there, a handful per 10,000 sit within 1e-4), kept so that the exact path is always exercised.
 NEAR_ONE_SHARE = 0.005
-
-
-def _median_time(function: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class DenseKernel:
@@ -112,73 +101,85 @@ def run_bench(
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    say = progress or (lambda _msg: None)
+    say = progress or quiet
     if not 1 <= scenarios <= len(SCENARIO_ORDER):
         raise ValueError(f"--scenarios must be 1 to {len(SCENARIO_ORDER)}")
+    use_one_blas_thread()
+    run = BenchRun(
+        "engine",
+        {
+            "users": users,
+            "scenarios": scenarios,
+            "repeats": repeats,
+            "loop_sample": loop_sample,
+            "exact_sample": exact_sample,
+            "version": version,
+            "seed": seed,
+        },
+    )
     say(f"generating {users:,} users")
-    start = time.perf_counter()
-    generated = sample(users, version=version, seed=seed, near_one_share=NEAR_ONE_SHARE)
+    with Stopwatch() as generating:
+        generated = sample(users, version=version, seed=seed, near_one_share=NEAR_ONE_SHARE)
     market, positions = generated.market, generated.positions
-    generate_s = time.perf_counter() - start
     trends = {r: AssetTrend(0.0, v) for r, v in sample_volatility().items()}
     params = EngineParams(default_specs(list(SCENARIO_ORDER[:scenarios])), horizon_sec=180, hf_buffer_bps=40)
 
     say("position book")
-    start = time.perf_counter()
-    book = build_book(positions, market)
-    book_s = time.perf_counter() - start
+    with Stopwatch() as booking:
+        book = build_book(positions, market)
 
     say("engine: health factors, every user, every scenario")
     priced = [scenario_prices(spec, market) for spec in params.scenarios]
     evaluate_health(book, market, priced)  # warm-up
-    engine_s = _median_time(lambda: evaluate_health(book, market, priced), repeats)
+    engine_s = median_seconds(lambda: evaluate_health(book, market, priced), repeats)
 
     say("engine: full pipeline (projection, ETA, candidates, sizing)")
     result = evaluate(book, market, params, trends)
-    pipeline_s = _median_time(lambda: evaluate(book, market, params, trends).candidates, max(1, repeats // 2))
+    pipeline_s = median_seconds(lambda: evaluate(book, market, params, trends).candidates, max(1, repeats // 2))
 
     say("dense kernel")
     kernel = DenseKernel(positions, market, priced)
     kernel.run()
-    kernel_s = _median_time(kernel.run, repeats)
+    kernel_s = median_seconds(kernel.run, repeats)
 
     say("python loop")
     sample_n = min(loop_sample, users)
     rows = positions.head(sample_n).to_dicts()
-    start = time.perf_counter()
-    _loop_hf(rows, market, priced)
-    loop_s = (time.perf_counter() - start) * users / sample_n
+    with Stopwatch() as looping:
+        _loop_hf(rows, market, priced)
+    loop_s = looping.seconds * users / sample_n
 
     say("exact path check")
     hf_frame = result.users.select("user", *[pl.col(f"hf_{s.name}") for s in priced])
     checked, mismatches, rel_err = _exact_check(hf_frame, positions, market, priced, exact_sample, seed)
 
     engine_hz = users * len(priced) / engine_s
-    return {
-        "users": users,
-        "scenarios": len(priced),
-        "protocol_version": version,
-        "engine_s": round(engine_s, 6),
-        "pipeline_s": round(pipeline_s, 6),
-        "book_s": round(book_s, 4),
-        "kernel_s": round(kernel_s, 6),
-        "loop_s": round(loop_s, 3),
-        "loop_sample": sample_n,
-        "engine_vs_kernel": round(kernel_s / engine_s, 3),
-        "speedup_vs_loop": round(loop_s / engine_s, 1),
-        "user_scenarios_per_s": round(engine_hz),
-        "exact_redecided": result.exact_redecided,
-        "exact_checked": checked,
-        "exact_mismatches": mismatches,
-        # float HF values against the exact ones (decisions are exact regardless): dust legs dominate the max
-        "rel_err_p50": rel_err[0],
-        "rel_err_p99": rel_err[1],
-        "rel_err_max": rel_err[2],
-        "candidates": result.candidates_per_scenario(),
-        "generate_s": round(generate_s, 3),
-        "repeats": repeats,
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-    }
+    return run.report(
+        {
+            "users": users,
+            "scenarios": len(priced),
+            "protocol_version": version,
+            "engine_s": round(engine_s, 6),
+            "pipeline_s": round(pipeline_s, 6),
+            "book_s": round(booking.seconds, 4),
+            "kernel_s": round(kernel_s, 6),
+            "loop_s": round(loop_s, 3),
+            "loop_sample": sample_n,
+            "engine_vs_kernel": round(kernel_s / engine_s, 3),
+            "speedup_vs_loop": round(loop_s / engine_s, 1),
+            "user_scenarios_per_s": round(engine_hz),
+            "exact_redecided": result.exact_redecided,
+            "exact_checked": checked,
+            "exact_mismatches": mismatches,
+            # float HF values against the exact ones (decisions are exact regardless): dust legs dominate the max
+            "rel_err_p50": rel_err[0],
+            "rel_err_p99": rel_err[1],
+            "rel_err_max": rel_err[2],
+            "candidates": result.candidates_per_scenario(),
+            "generate_s": round(generating.seconds, 3),
+            "repeats": repeats,
+        }
+    )
 
 
 def _exact_check(

@@ -13,33 +13,25 @@ is mined; latency = time the block was seen -> its candidates written to Redis.
 from __future__ import annotations
 
 import random
-import shutil
 import statistics
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from ..cache import open_market_cache
-from ..cache.server import EmbeddedRedis
-from ..chain.rpc import RpcClient
 from ..config import Settings
-from ..devnet import actions, anvil, state_cache
-from ..devnet.rpc import Rpc
+from ..devnet import actions
 from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
+from ..risk.blas import use_one_blas_thread
 from ..risk.versions import rules_for
 from ..watch.watcher import Watcher
+from .report import BenchRun, Stopwatch, median, percentile, quiet
+from .services import LiveDevnet, live_devnet, scratch_redis
 
 WATCHED = 2_000  # users the simulated competitor polls per block
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def run_bench_watch(
@@ -47,97 +39,99 @@ def run_bench_watch(
     borrowers: int,
     blocks: int,
     seed: int = 0,
-    say: Callable[[str], None] = lambda _m: None,
+    say: Callable[[str], None] = quiet,
     shocks: bool = False,
     vol_scale: float = 1.0,
 ) -> dict:
-    data_dir = Path(settings.data_dir).absolute() / "bench-watch"
+    use_one_blas_thread()
+    run = BenchRun(
+        "watch", {"borrowers": borrowers, "blocks": blocks, "seed": seed, "shocks": shocks, "vol_scale": vol_scale}
+    )
     say(f"preparing {borrowers} borrowers (cached after the first run)")
-    started = time.perf_counter()
-    entry, built = state_cache.ensure(data_dir, borrowers, seed)
-    prepare_s = time.perf_counter() - started
-    node, market = state_cache.start_from(entry, prune_history=True)  # the watcher reads at the head only
-    # A fresh Redis per run: the chain restarts from the dump's block, and a previous run's live set (at later
-    # blocks) would make every write of this run an "older block" that is skipped.
-    redis_dir = Path(tempfile.mkdtemp(prefix="bench-watch-redis-"))
-    redis = EmbeddedRedis(redis_dir)
-    devnet = Rpc(node.url)
-    rpc = RpcClient(node.url)
-    try:
-        own = settings.model_copy(update={"redis_url": SecretStr(redis.ensure_running().url)})  # the bench's server
-        cache = open_market_cache(own, market.chain_id, market.pool)
-        head = int(rpc.call("eth_blockNumber"), 16)
-        say("bootstrapping the watcher from the chain's events")
-        started = time.perf_counter()
+    data_dir = Path(settings.data_dir).absolute() / "bench-watch"
+    # The node prunes old states: the watcher reads at the head only. A fresh Redis per run: the chain restarts
+    # from the dump's block, and a previous run's live set (at later blocks) would make every write of this run an
+    # "older block" that is skipped.
+    with (
+        live_devnet(data_dir, borrowers, seed, prune_history=True) as chain,
+        scratch_redis("bench-watch-redis-") as redis_url,
+    ):
+        own = settings.model_copy(update={"redis_url": SecretStr(redis_url)})  # the bench's own server
+        results = _measure(chain, own, blocks, seed, say, shocks, vol_scale)
+    return run.report({"borrowers": borrowers, **results})
+
+
+def _measure(
+    chain: LiveDevnet,
+    settings: Settings,
+    blocks: int,
+    seed: int,
+    say: Callable[[str], None],
+    shocks: bool,
+    vol_scale: float,
+) -> dict:
+    market = chain.market
+    cache = open_market_cache(settings, market.chain_id, market.pool)
+    say("bootstrapping the watcher from the chain's events")
+    with Stopwatch() as bootstrapping:
         tracker = Tracker.bootstrap(
-            rpc,
+            chain.rpc,
             market.addresses_provider,
             rules_for(market.protocol_version),
             0,
-            head,
+            chain.head(),
             settings.stable_asset_symbols,
             multicall=settings.multicall_address,
         )
-        bootstrap_s = time.perf_counter() - started
-        predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
-        watcher = Watcher(rpc, tracker, engine_params(predictive), cache)
-        actions.mine_blocks(devnet, 1)
-        watcher.step()  # warm-up: first evaluation, first (full) write
-        watched = _competitor_watchlist(watcher, state_cache.read_borrowers(entry).users, seed)
-        config = SimConfig(
-            blocks=blocks,
-            seed=seed,
-            vol_scale=vol_scale,
-            shock_probability=SimConfig.shock_probability if shocks else 0.0,
-        )
-        say(f"{blocks} simulated blocks")
-        traffic = simulate(devnet, market, config, watched, on_block=lambda _i, _r: watcher.step())
-        watcher.step()  # the simulator's closing block, if any
-        records = watcher.stats.records[1:]  # without the warm-up
-        latencies = [r.latency_ms for r in records]
-        expected = list(range(records[0].block, records[-1].block + 1)) if records else []
-        phases = {
-            name: round(statistics.median(r.phases_ms.get(name, 0.0) for r in records), 2) if records else None
-            for name in ("read", "evaluate", "write")
-        }
-        return {
-            "borrowers": borrowers,
-            "users_tracked": tracker.users,
-            "blocks": len(records),
-            "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-            "p99_ms": round(_percentile(latencies, 0.99), 2),
-            "max_ms": round(max(latencies), 2) if latencies else None,
-            "missed_blocks": len(set(expected) - {r.block for r in records}),
-            "phases_p50_ms": phases,
-            "candidates_last_block": records[-1].candidates if records else {},
-            "price_updates": traffic.price_updates,
-            "shocks": traffic.shocks,
-            "vol_scale": vol_scale,
-            "arrivals": traffic.arrivals,
-            "repays": traffic.repays,
-            "withdrawals": traffic.withdrawals,
-            "liquidations": traffic.liquidations,
-            "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
-            "users_evaluated_median": int(statistics.median(r.evaluated for r in records)) if records else 0,
-            "carried_blocks": sum(r.carried for r in records),
-            "p50_ms_by_kind": _p50_by_kind(records),
-            "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
-            "bootstrap_s": round(bootstrap_s, 2),
-            "prepare_s": round(prepare_s, 2),
-            "state_cache_built": built,
-        }
-    finally:
-        rpc.close()
-        devnet.close()
-        anvil.stop(node)
-        redis.stop()
-        shutil.rmtree(redis_dir, ignore_errors=True)
+    predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
+    watcher = Watcher(chain.rpc, tracker, engine_params(predictive), cache)
+    actions.mine_blocks(chain.devnet, 1)
+    watcher.step()  # warm-up: first evaluation, first (full) write
+    watched = _competitor_watchlist(watcher, chain.borrowers(), seed)
+    config = SimConfig(
+        blocks=blocks,
+        seed=seed,
+        vol_scale=vol_scale,
+        shock_probability=SimConfig.shock_probability if shocks else 0.0,
+    )
+    say(f"{blocks} simulated blocks")
+    traffic = simulate(chain.devnet, market, config, watched, on_block=lambda _i, _r: watcher.step())
+    watcher.step()  # the simulator's closing block, if any
+    records = watcher.stats.records[1:]  # without the warm-up
+    latencies = [r.latency_ms for r in records]
+    expected = list(range(records[0].block, records[-1].block + 1)) if records else []
+    phases = {name: median((r.phases_ms.get(name, 0.0) for r in records), 2) for name in ("read", "evaluate", "write")}
+    return {
+        "users_tracked": tracker.users,
+        "blocks": len(records),
+        "p50_ms": median(latencies, 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(max(latencies), 2) if latencies else None,
+        "missed_blocks": len(set(expected) - {r.block for r in records}),
+        "phases_p50_ms": phases,
+        "candidates_last_block": records[-1].candidates if records else {},
+        "price_updates": traffic.price_updates,
+        "shocks": traffic.shocks,
+        "vol_scale": vol_scale,
+        "arrivals": traffic.arrivals,
+        "repays": traffic.repays,
+        "withdrawals": traffic.withdrawals,
+        "liquidations": traffic.liquidations,
+        "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
+        "users_evaluated_median": int(median((r.evaluated for r in records), 1) or 0),
+        "carried_blocks": sum(r.carried for r in records),
+        "p50_ms_by_kind": _p50_by_kind(records),
+        "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
+        "bootstrap_s": round(bootstrapping.seconds, 2),
+        "prepare_s": round(chain.prepare_s, 2),
+        "state_cache_built": chain.built,
+    }
 
 
 def _p50_by_kind(records) -> dict[str, float]:
     """Median latency of blocks that carried the previous values (no price moved) and of the others."""
     kinds = {"carried": [r for r in records if r.carried], "evaluated": [r for r in records if not r.carried]}
-    return {kind: round(statistics.median(r.latency_ms for r in group), 2) for kind, group in kinds.items() if group}
+    return {kind: median((r.latency_ms for r in group), 2) for kind, group in kinds.items() if group}
 
 
 def _summary(record) -> dict:

@@ -1,0 +1,65 @@
+"""The services a benchmark starts for itself and stops when it ends, touching nothing else.
+
+- `live_devnet` (`liq bench-watch`, `liq bench-lake`): an anvil started from the devnet state cache (deployed +
+  seeded market, built on first use), with one client to drive the chain (mine, simulate) and one to read it as
+  the pipeline does;
+- `scratch_redis` (`liq bench-cache`, `liq bench-watch`): an embedded Redis in a temporary folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..cache.server import EmbeddedRedis
+from ..chain.rpc import RpcClient
+from ..devnet import anvil, state_cache
+from ..devnet.market import Market
+from ..devnet.rpc import Rpc
+from .report import Stopwatch, scratch_dir
+
+
+@dataclass
+class LiveDevnet:
+    entry: state_cache.CacheEntry
+    built: bool  # the state cache entry was built by this run
+    prepare_s: float  # finding or building the entry
+    node: anvil.AnvilNode
+    market: Market
+    devnet: Rpc  # drives the chain: mining, the simulator
+    rpc: RpcClient  # reads it, as the pipeline does
+
+    def head(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def borrowers(self) -> list[str]:
+        return state_cache.read_borrowers(self.entry).users
+
+
+@contextmanager
+def live_devnet(data_dir: Path, borrowers: int, seed: int, *, prune_history: bool = False) -> Iterator[LiveDevnet]:
+    """The cached chain of (borrowers, seed) under `data_dir`, running until the block ends."""
+    with Stopwatch() as preparing:
+        entry, built = state_cache.ensure(data_dir, borrowers, seed)
+    node, market = state_cache.start_from(entry, prune_history=prune_history)
+    devnet, rpc = Rpc(node.url), RpcClient(node.url)
+    try:
+        yield LiveDevnet(entry, built, preparing.seconds, node, market, devnet, rpc)
+    finally:
+        rpc.close()
+        devnet.close()
+        anvil.stop(node)
+
+
+@contextmanager
+def scratch_redis(prefix: str, **options: Any) -> Iterator[str]:
+    """The URL of an embedded Redis (EmbeddedRedis `options`) in a temporary folder, stopped and removed after."""
+    with scratch_dir(prefix) as folder:
+        server = EmbeddedRedis(folder / "redis", **options)
+        try:
+            yield server.ensure_running().url
+        finally:
+            server.stop()
