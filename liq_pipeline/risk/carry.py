@@ -24,13 +24,15 @@ few 1e-7 stale, far below what the candidate writer's ETA resolution (1 s or 10 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
+from .params import EngineParams
+from .valuation import ScenarioPrices
 
 CARRY_MARGIN = 1e-3  # log-HF headroom on top of the bound: covers float error, floored thresholds, rounding
 MAX_CARRY_BLOCKS = 30  # quiet blocks in a row before every hot user is evaluated again (1 minute on Base)
@@ -98,6 +100,25 @@ class Carry:
         need[: self.headroom.size] = self.headroom <= bound + CARRY_MARGIN
         need[book.rows_changed_since(self.version)] = True
         return need
+
+
+def carry_key(
+    market: MarketState,
+    shocked: Sequence[ScenarioPrices],
+    drift: Mapping[int, float],
+    volatility: Mapping[int, float],
+    params: EngineParams,
+) -> tuple:
+    """What must be unchanged for a block to carry the previous one's values: every price (oracle, e-mode,
+    scenario), the trends, the parameters."""
+    return (
+        dict(market.prices),
+        dict(market.emode_categories),
+        [(p.name, dict(p.collateral), dict(p.debt)) for p in shocked],
+        dict(drift),
+        dict(volatility),
+        params,
+    )
 
 
 def growth_rates(market: MarketState) -> tuple[tuple[float, float], ...]:

@@ -19,9 +19,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .health import PositionBook, ScenarioPrices, collateral_weights, debt_weights, stable_weights, take_rows
+from .book import PositionBook, take_rows
+from .carry import band_minimum
 from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
+from .params import EngineParams
+from .scenarios import ScenarioSpec
+from .valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
 
 
 def growth_and_sigma(
@@ -107,3 +111,28 @@ def projected_hf(hf: np.ndarray, g: np.ndarray, sigma: np.ndarray, sigmas: float
     exponent = g * horizon_sec - sigma * sigmas * horizon_sec**0.5
     with np.errstate(over="ignore", invalid="ignore"):
         return np.where(np.isinf(hf), hf, hf * np.exp(exponent))
+
+
+def project_rows(
+    book: PositionBook,
+    market: MarketState,
+    prices: ScenarioPrices,
+    spec: ScenarioSpec,
+    params: EngineParams,
+    drift: Mapping[int, float],
+    volatility: Mapping[int, float],
+    sums: tuple[np.ndarray, np.ndarray],
+    rows: np.ndarray,
+    hf: Mapping[str, np.ndarray],
+    eta: dict[str, np.ndarray],
+    projected: dict[str, np.ndarray],
+) -> np.ndarray:
+    """ETA and projected HF of the book's `rows` in one scenario, written into `eta` and `projected`; returns the
+    rows' band minimum (carry.band_minimum: negative for a candidate). `sums`: every row's (S, D) in the scenario,
+    `hf`: every row's HF right after the shock, per scenario."""
+    weighted, debt = sums
+    g, sigma = growth_and_sigma(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
+    shocked_hf = hf[spec.name][rows]
+    eta[spec.name][rows] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
+    projected[spec.name][rows] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
+    return band_minimum(shocked_hf, g, sigma, spec.sigmas, params.threshold, params.horizon_sec)

@@ -15,8 +15,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .health import ScenarioPrices
 from .market import MarketState
+from .valuation import ScenarioPrices
 
 PPM = 1_000_000
 SCALE_BOUNDS = (0.25, 4.0)

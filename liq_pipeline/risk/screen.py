@@ -2,7 +2,7 @@
 
 A full evaluation (every user) proves for each user whether, with a margin, it can neither be liquidatable nor a
 candidate in any scenario: its HF, moved by the scenario's worst price ratio and the floored-threshold and
-rounding allowances (health.scenario_floor), stays above the scenario's reach bound times (1 + MARGIN). Those
+rounding allowances (floors.scenario_floor), stays above the scenario's reach bound times (1 + MARGIN). Those
 users are cold. At a later block, every user's HF has moved by at least the price-move floor from the reference
 prices (lowest collateral price ratio over highest debt price ratio) times the debt index growth since; while
 that factor, together with the change of the scenarios' shocks and reach bounds, stays within the margin, no
@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .health import PositionBook, ScenarioPrices, price_move_floor
+from .book import PositionBook
+from .floors import price_move_floor
 from .indices import debt_growth_per_second
 from .market import MarketState
+from .valuation import ScenarioPrices
 
 MARGIN = 0.02  # relative HF headroom a cold user keeps over its bounds at the reference block
 MAX_AGE_BLOCKS = 300  # a full evaluation at least this often (10 minutes on Base): values stay fresh

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .health import EMODE_IDS, PositionBook, ScenarioPrices, collateral_weights, debt_values, emode_table
+from .book import EMODE_IDS, PositionBook, emode_table
 from .market import MarketState
+from .valuation import ScenarioPrices, collateral_weights, debt_values
 
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
 DEFAULT_CLOSE_FACTOR = 0.5

@@ -92,8 +92,9 @@ def traffic(book, spare, market: MarketState, rng, step: int, moved: int = 3) ->
 def baseline_start(users: int, seed: int):
     """A sampled market, baseline-only parameters, its position book and a first full evaluation: where the
     screen and carry tests start from. Returns (market, params, book, first)."""
-    from liq_pipeline.risk.engine import EngineParams, evaluate
-    from liq_pipeline.risk.health import build_book
+    from liq_pipeline.risk.book import build_book
+    from liq_pipeline.risk.engine import evaluate
+    from liq_pipeline.risk.params import EngineParams
     from liq_pipeline.risk.scenarios import default_specs
     from liq_pipeline.risk.synthetic import sample
 

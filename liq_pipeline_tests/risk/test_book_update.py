@@ -8,9 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liq_pipeline.risk.engine import EngineParams, evaluate
-from liq_pipeline.risk.health import MAX_CHUNKS, build_book, health_factors
+from liq_pipeline.risk import book as position_book
+from liq_pipeline.risk.book import MAX_CHUNKS, build_book
+from liq_pipeline.risk.engine import evaluate
+from liq_pipeline.risk.health import health_factors
 from liq_pipeline.risk.market import EModeCategory, Leg, UserPosition, positions_frame
+from liq_pipeline.risk.params import EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline_tests.risk.factories import market, reserve
 
@@ -92,9 +95,7 @@ def test_a_user_reread_without_any_position_is_emptied_not_kept():
 
 
 def test_changed_rows_are_remembered_for_the_recent_updates_only(monkeypatch):
-    import liq_pipeline.risk.health as health
-
-    monkeypatch.setattr(health, "KEPT_CHANGES", 3)
+    monkeypatch.setattr(position_book, "KEPT_CHANGES", 3)
     rng = random.Random(4)
     users = [_user(rng, f"0x{i:040x}") for i in range(5)]
     book = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)
@@ -107,9 +108,7 @@ def test_changed_rows_are_remembered_for_the_recent_updates_only(monkeypatch):
 
 
 def test_exact_positions_kept_past_their_limit_start_over_with_the_rows_asked_for(monkeypatch):
-    import liq_pipeline.risk.health as health
-
-    monkeypatch.setattr(health, "MAX_EXACT_KEPT", 10)
+    monkeypatch.setattr(position_book, "MAX_EXACT_KEPT", 10)
     rng = random.Random(5)
     users = [_user(rng, f"0x{i:040x}") for i in range(20)]
     book = build_book(positions_frame(users, MARKET.reserve_ids), MARKET)

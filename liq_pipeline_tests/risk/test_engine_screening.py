@@ -7,11 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liq_pipeline.risk.engine import AssetTrend, EngineParams, evaluate
-from liq_pipeline.risk.health import build_book, health_factors
+from liq_pipeline.risk.book import build_book
+from liq_pipeline.risk.engine import evaluate
+from liq_pipeline.risk.health import health_factors
+from liq_pipeline.risk.params import AssetTrend, EngineParams
 from liq_pipeline.risk.projection import eta_seconds, growth_and_sigma, projected_hf
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.risk.synthetic import sample
+from liq_pipeline.risk.valuation import collateral_weights, debt_weights
 
 
 @pytest.mark.parametrize(("seed", "drift", "vol_scale"), [(1, 0.0, 1.0), (2, -2e-4, 5.0), (3, 3e-4, 20.0)])
@@ -50,6 +53,4 @@ def test_screened_projection_equals_projecting_everyone(seed: int, drift: float,
 
 
 def _weights(market, prices, book):
-    from liq_pipeline.risk.health import collateral_weights, debt_weights
-
     return collateral_weights(market, prices, book.reserve_ids), debt_weights(market, prices, book.reserve_ids)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from liq_pipeline.risk.engine import AssetTrend, EngineParams, evaluate, prioritize
+from liq_pipeline.risk.engine import evaluate, prioritize
 from liq_pipeline.risk.market import positions_frame
+from liq_pipeline.risk.params import AssetTrend, EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline_tests.risk.factories import both, coll, debt, market, reserve, user
 

@@ -10,9 +10,10 @@ import random
 import numpy as np
 import pytest
 
-from liq_pipeline.risk.engine import AssetTrend, EngineParams, evaluate
-from liq_pipeline.risk.health import build_book
+from liq_pipeline.risk.book import build_book
+from liq_pipeline.risk.engine import evaluate
 from liq_pipeline.risk.market import MarketState
+from liq_pipeline.risk.params import AssetTrend, EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.risk.screen import MAX_AGE_BLOCKS
 from liq_pipeline.risk.synthetic import sample
