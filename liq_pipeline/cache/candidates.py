@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import msgpack
 import polars as pl
 
-from ..risk.engine import CANDIDATE_SCHEMA
+from ..risk.evaluation import CANDIDATE_SCHEMA
 from .batching import chunked, commit_if_not_older, send_chunks
 from .codec import details_packer, score_strings, unpack
 from .columnar_msgpack import pack_maps

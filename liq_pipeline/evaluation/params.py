@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import Settings
-from ..risk.engine import EngineParams
+from ..risk.params import EngineParams
 from ..risk.scenarios import default_specs
 
 

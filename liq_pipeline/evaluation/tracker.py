@@ -30,9 +30,11 @@ from ..chain.log_scan import LogScanner
 from ..chain.multicall import MULTICALL3
 from ..chain.positions import read_positions
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
-from ..risk.engine import AssetTrend, EngineParams, Evaluation, evaluate
-from ..risk.health import PositionBook, book_config_key, build_book
+from ..risk.book import PositionBook, book_config_key, build_book
+from ..risk.engine import evaluate
+from ..risk.evaluation import Evaluation
 from ..risk.market import MarketState
+from ..risk.params import AssetTrend, EngineParams
 from ..risk.price_window import price_window_stats
 from ..risk.screen import Screen
 from ..risk.versions import ProtocolRules

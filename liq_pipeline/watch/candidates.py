@@ -27,7 +27,7 @@ import numpy as np
 from ..cache.candidates import write_candidate_changes
 from ..cache.codec import score_strings
 from ..cache.keys import candidate_member
-from ..risk.engine import Evaluation
+from ..risk.evaluation import Evaluation
 
 ETA_RESOLUTION_SEC = 1.0
 ETA_RELATIVE = 0.1

@@ -28,7 +28,7 @@ import redis
 
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
-from ..risk.engine import EngineParams
+from ..risk.params import EngineParams
 from .candidates import CandidateWriter
 from .process_memory import freeze_long_lived, keep_freed_buffers
 

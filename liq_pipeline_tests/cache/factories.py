@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from liq_pipeline.risk.engine import CANDIDATE_SCHEMA
+from liq_pipeline.risk.evaluation import CANDIDATE_SCHEMA
 
 
 def candidate_frame(block: int, users: list[int], scenarios=("baseline", "adverse"), eta_base: float = 0.0):

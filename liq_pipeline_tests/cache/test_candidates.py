@@ -10,7 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from liq_pipeline.cache import candidates_block, read_candidates, write_candidates
-from liq_pipeline.risk.engine import CANDIDATE_SCHEMA
+from liq_pipeline.risk.evaluation import CANDIDATE_SCHEMA
 from liq_pipeline_tests.cache.factories import candidate_frame, sorted_by_eta
 
 

@@ -14,7 +14,7 @@ from liq_pipeline.chain.discovery import ReaderError, discover_market, read_mark
 from liq_pipeline.chain.multicall import MULTICALL3, eth_calls
 from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient, RpcError
-from liq_pipeline.risk.health import build_book
+from liq_pipeline.risk.book import build_book
 from liq_pipeline.risk.versions import rules_for
 
 pytestmark = pytest.mark.integration

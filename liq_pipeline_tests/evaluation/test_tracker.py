@@ -11,7 +11,7 @@ from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet import actions
 from liq_pipeline.evaluation.tracker import Tracker
-from liq_pipeline.risk.engine import EngineParams
+from liq_pipeline.risk.params import EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.risk.versions import rules_for
 

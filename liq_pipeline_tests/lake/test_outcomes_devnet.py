@@ -11,7 +11,8 @@ from liq_pipeline.lake.datasets.liquidation_candidates import NAME as CANDIDATES
 from liq_pipeline.lake.datasets.liquidation_candidates import append_candidates, build_liquidation_candidates
 from liq_pipeline.lake.datasets.liquidation_outcomes import NAME as OUTCOMES
 from liq_pipeline.lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
-from liq_pipeline.risk.engine import CANDIDATE_SCHEMA, EngineParams
+from liq_pipeline.risk.evaluation import CANDIDATE_SCHEMA
+from liq_pipeline.risk.params import EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,11 @@ import pytest
 from liq_pipeline.cache import open_market_cache
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.config import load_settings
-from liq_pipeline.risk.engine import EngineParams, Evaluation, evaluate
-from liq_pipeline.risk.health import build_book
+from liq_pipeline.risk.book import build_book
+from liq_pipeline.risk.engine import evaluate
+from liq_pipeline.risk.evaluation import Evaluation
 from liq_pipeline.risk.market import positions_frame
+from liq_pipeline.risk.params import EngineParams
 from liq_pipeline.risk.scenarios import default_specs
 from liq_pipeline.watch.candidates import CandidateWriter
 from liq_pipeline_tests.risk.factories import both, market, reserve, user
@@ -149,7 +151,7 @@ def test_details_are_refreshed_a_slice_per_block(cache):
 def test_a_carried_block_compares_only_the_rows_evaluated_anew_and_writes_the_same(cache):
     import random
 
-    from liq_pipeline.risk.engine import AssetTrend
+    from liq_pipeline.risk.params import AssetTrend
     from liq_pipeline.risk.synthetic import sample
 
     market_sample = sample(2_000, seed=11, near_one_share=0.05)

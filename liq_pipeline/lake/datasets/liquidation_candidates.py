@@ -16,7 +16,9 @@ import polars as pl
 from ...chain.discovery import Market, ReaderError, read_market_state
 from ...chain.positions import read_positions
 from ...chain.rpc import RpcClient
-from ...risk.engine import CANDIDATE_SCHEMA, AssetTrend, EngineParams, evaluate
+from ...risk.engine import evaluate
+from ...risk.evaluation import CANDIDATE_SCHEMA
+from ...risk.params import AssetTrend, EngineParams
 from ...risk.versions import ProtocolRules
 from ..errors import DatasetError
 from ..partitions import BlockRange, range_of
