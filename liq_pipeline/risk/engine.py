@@ -324,16 +324,4 @@ def _carried(
     return out
 
 
-def prioritize(users: pl.DataFrame, cap: int, hf_column: str = "hf_current") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split users into this tick's batch (riskiest first) and the rest, which wait for the next tick.
-
-    The users past the cap are returned, so the caller keeps them queued and reports how many waited. cap = 0: no
-    cap.
-    """
-    ordered = users.sort(hf_column, nulls_last=True)
-    if cap <= 0 or ordered.height <= cap:
-        return ordered, ordered.clear()
-    return ordered.head(cap), ordered.slice(cap)
-
-
-__all__ = ["evaluate", "prioritize"]
+__all__ = ["evaluate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from liq_pipeline.risk.engine import evaluate, prioritize
+from liq_pipeline.risk.engine import evaluate
 from liq_pipeline.risk.market import positions_frame
 from liq_pipeline.risk.params import AssetTrend, EngineParams
 from liq_pipeline.risk.scenarios import default_specs
@@ -104,12 +104,3 @@ def test_users_without_debt_are_never_candidates():
     result = _run([user("0xh", {0: coll(10**18)})])
     assert result.candidates.height == 0
     assert result.users["hf_current"].to_list() == [float("inf")]
-
-
-def test_prioritize_keeps_the_rest_instead_of_dropping_it():
-    users = pl.DataFrame({"user": [f"u{i}" for i in range(5)], "hf_current": [1.5, 0.9, 1.1, 2.0, 1.01]})
-    batch, rest = prioritize(users, 2)
-    assert batch["user"].to_list() == ["u1", "u4"]
-    assert sorted(rest["user"].to_list()) == ["u0", "u2", "u3"]
-    everyone, none = prioritize(users, 0)
-    assert everyone.height == 5 and none.height == 0
