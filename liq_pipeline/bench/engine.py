@@ -50,7 +50,8 @@ class DenseKernel:
         self.scaled_coll = np.column_stack([positions[coll_col(r)].cast(pl.Float64).to_numpy() for r in ids])
         self.scaled_debt = np.column_stack([positions[debt_col(r)].cast(pl.Float64).to_numpy() for r in ids])
         enabled = np.column_stack([positions[on_col(r)].to_numpy() for r in ids])
-        lt_ok = np.array([market.by_id[r].liquidation_threshold > 0 for r in ids])
+        counts_any = market.rules.counts_zero_threshold_collateral
+        lt_ok = np.array([counts_any or market.by_id[r].liquidation_threshold > 0 for r in ids])
         self.enabled = enabled & lt_ok
         emode = positions["emode"].to_numpy()
         categories = [0, *sorted(market.emode_categories)]
@@ -80,7 +81,7 @@ def _loop_hf(rows: list[dict], market: MarketState, scenarios: list[ScenarioPric
             debt = 0.0
             for r in ids:
                 reserve = market.by_id[r]
-                if row[on_col(r)] and reserve.liquidation_threshold:
+                if row[on_col(r)] and (reserve.liquidation_threshold or market.rules.counts_zero_threshold_collateral):
                     amount = float(row[coll_col(r)]) * market.income_index[r] / RAY / reserve.unit
                     lt = market.effective_threshold(row["emode"], r)
                     weighted += amount * s.collateral[r] * lt

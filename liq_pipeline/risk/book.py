@@ -1,10 +1,10 @@
 """The position book: exact positions and their float mirrors, row for row, kept across blocks.
 
 `build_book` (when positions change) makes float mirrors of the exact Int128 scaled balances as users x reserves
-matrices: collateral masked by the user's enabled bit and LT > 0, LT-weighted collateral with each user's e-mode
-threshold, debt, per-leg flags. `PositionBook.update` replaces the rows of re-read users in place (rows never
-move), so a block that touched five users costs five rows, not a rebuild. The health passes (risk/health.py) read
-these matrices every block.
+matrices: collateral masked by the user's enabled bit and LT > 0 (any LT from V3.6), LT-weighted collateral with
+each user's e-mode threshold, debt, per-leg flags. `PositionBook.update` replaces the rows of re-read users in
+place (rows never move), so a block that touched five users costs five rows, not a rebuild. The health passes
+(risk/health.py) read these matrices every block.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PositionBook:
         self.generation = next(_generations)  # a new row layout
         self.version = 0  # bumped by every in-place update
         self._changes: list[np.ndarray] = []  # rows each recent update touched, in version order (for screens)
-        self.coll: np.ndarray = arrays["coll"]  # scaled collateral, only where enabled and LT > 0
+        self.coll: np.ndarray = arrays["coll"]  # scaled collateral, only where enabled and counted (LT > 0 before V3.6)
         self.weighted: np.ndarray = arrays["weighted"]  # scaled collateral x the user's effective LT (bps)
         self.debt: np.ndarray = arrays["debt"]  # scaled variable debt
         self.stable: np.ndarray = arrays["stable"]  # stable debt balance (V3.0-3.1 only; zeros otherwise)
@@ -290,7 +290,8 @@ def build_book(
     emode = positions["emode"].cast(pl.Int64).fill_null(0).to_numpy().copy()
     thresholds = emode_table(market, ids, "liquidation_threshold")
     threshold = thresholds[np.clip(emode, 0, EMODE_IDS - 1)] if width else np.zeros((n, 0))
-    listed = np.array([market.by_id[r].liquidation_threshold > 0 for r in ids], bool)
+    counts_any = market.rules.counts_zero_threshold_collateral
+    listed = np.array([counts_any or market.by_id[r].liquidation_threshold > 0 for r in ids], bool)
     usable = enabled.astype(bool) & listed if width else np.zeros((n, 0), bool)
     coll = np.where(usable, coll, 0.0)
     holds = usable & (coll > 0)  # a positive Int128 stays positive as a float
@@ -301,6 +302,10 @@ def build_book(
         lt_min = np.nanmin(held_threshold, axis=1) if width else np.full(n, np.nan)
         lt_max = np.nanmax(held_threshold, axis=1) if width else np.full(n, np.nan)
     none_held = np.isnan(lt_min)
+    # A held LT-0 leg (counted from V3.6) adds to the collateral but not to the weighted sum: no ratio of thresholds
+    # bounds the weighted sum's error then, so the spread is infinite and the exact path decides such users.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lt_spread = np.where(none_held, 1.0, np.where(lt_min > 0, lt_max / np.where(lt_min > 0, lt_min, 1.0), np.inf))
     override_categories = [
         c for c, category in market.emode_categories.items() if market.rules.emode_price_source and category.price
     ]
@@ -314,7 +319,7 @@ def build_book(
         "owes": owes.astype(np.float32),
         "lt_min": lt_min,
         "lt_uniform": none_held | (lt_min == lt_max),
-        "lt_spread": np.where(none_held, 1.0, lt_max / np.where(none_held, 1.0, lt_min)),
+        "lt_spread": lt_spread,
         "exact_only": np.isin(emode, override_categories),
         "emode": emode,
     }

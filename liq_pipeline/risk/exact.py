@@ -64,7 +64,7 @@ def account_data(
         unit = reserve.unit
         override = market.emode_price_override(category, reserve_id)
 
-        if leg.collateral_enabled and reserve.liquidation_threshold != 0:
+        if leg.collateral_enabled and (reserve.liquidation_threshold != 0 or rules.counts_zero_threshold_collateral):
             price = _override_price(override, coll_prices[reserve_id], reserve.price)
             income = market.income_index[reserve_id]
             if rules.floors_average_threshold:

@@ -46,7 +46,7 @@ class ReserveState:
     symbol: str
     decimals: int
     ltv: int  # bps
-    liquidation_threshold: int  # bps; 0 means the asset is not collateral at all
+    liquidation_threshold: int  # bps; 0: not collateral up to V3.5, still counted in total collateral from V3.6
     liquidation_bonus: int  # bps, 10500 = 5 % bonus
     liquidation_protocol_fee: int  # bps of the bonus part
     liquidity_index: int  # ray, as stored at last_update_timestamp

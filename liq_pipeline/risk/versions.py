@@ -1,7 +1,8 @@
 """What changes between Aave V3 protocol versions, as far as the engine's arithmetic is concerned.
 
 The market's version is a setting (`AAVE_PROTOCOL_VERSION`): a node cannot be asked which rounding it runs.
-See docs/predictive-hf.md for the source of each rule.
+Each rule names the protocol file it comes from (aave-v3-core for 3.0, aave-v3-origin for later versions,
+`src/contracts/protocol/libraries/logic/...`); docs/predictive-hf.md §9 has the table with the tests.
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ProtocolRules:
     version: str
-    # V3.0-3.4: avgLT = floor(sum(coll x LT) / coll); HF = coll.percentMul(avgLT).wadDiv(debt).
-    # V3.5+:    HF = sum(coll x LT).wadDiv(debt) / 1e4, collateral rounds down and debt rounds up.
+    # GenericLogic.calculateUserAccountData. V3.0-3.4: avgLT = floor(sum(coll x LT) / coll);
+    # HF = coll.percentMul(avgLT).wadDiv(debt). V3.5+: HF = sum(coll x LT).wadDiv(debt) / 1e4, collateral rounds
+    # down (rayMulFloor) and debt up (rayMulCeil, mulDivCeil).
     floors_average_threshold: bool
-    # V3.0-3.1 e-mode categories may carry their own price source; removed in 3.2 (collateral bitmaps instead).
+    # EModeLogic / GenericLogic: V3.0-3.1 e-mode categories may carry their own price source; V3.2 removed it
+    # (categories list their assets in collateral and borrowable bitmaps instead).
     emode_price_source: bool
-    # V3.3+: a reserve position under $2,000 (debt or collateral) may be liquidated in full.
+    # LiquidationLogic.executeLiquidationCall: V3.3+ closes up to 100 % of a reserve position; 50 % only when both
+    # the collateral and the debt reserve are worth >= $2,000 and HF > 0.95.
     small_position_full_close: bool
-    # V3.4+ compounded interest: x = rate*dt/year; RAY + x + x.rayMul(x/2 + x.rayMul(x/6)).
-    # V3.0-3.3 use the binomial form with basePowerTwo / basePowerThree (different digits).
+    # MathUtils.calculateCompoundedInterest: V3.4+ x = rate*dt/year, RAY + x + x.rayMul(x/2 + x.rayMul(x/6));
+    # V3.0-3.3 the binomial form with basePowerTwo / basePowerThree (different digits).
     compounding_x_form: bool
-    # Stable-rate debt counts in the HF up to V3.1; V3.2 removed stable borrowing.
+    # GenericLogic: stable-rate debt counts in the HF up to V3.1; V3.2 removed stable borrowing.
     counts_stable_debt: bool
+    # GenericLogic.calculateUserAccountData: up to V3.5 an enabled collateral whose reserve LT is 0 is skipped; V3.6
+    # removed that filter, so it counts in total collateral (and at its e-mode category's LT when the category's
+    # collateral bitmap lists it, although its own LT is 0).
+    counts_zero_threshold_collateral: bool
 
     @property
     def label(self) -> str:
@@ -41,4 +49,5 @@ def rules_for(version: str) -> ProtocolRules:
         small_position_full_close=minor >= 3,
         compounding_x_form=minor >= 4,
         counts_stable_debt=minor <= 1,
+        counts_zero_threshold_collateral=minor >= 6,
     )

@@ -156,3 +156,29 @@ def test_stable_debt_counts_up_to_v31_only():
     position = user("0xs", {0: Leg(scaled_atoken=1_000 * 10**6, stable_debt=900 * 10**6, collateral_enabled=True)})
     assert account_data(position, market([usdc], "3.0")).liquidatable
     assert not account_data(position, market([usdc], "3.2")).liquidatable
+
+
+@pytest.mark.parametrize("version", ["3.5", "3.6", "3.7"])
+def test_zero_threshold_collateral_counts_from_v36(version):
+    # An e-mode-only collateral: its own LT is 0, its category (LT 9000) lists it in the collateral bitmap.
+    usdc = reserve(0, "USDC", 6, 10**8, 7800, emode=1, stable=True)
+    susde = reserve(1, "sUSDe", 18, 10**8, 0, emode=1, stable=True)
+    weth = reserve(2, "WETH", 18, 3_000 * 10**8, 8250)
+    m = market([usdc, susde, weth], version, emode=[EModeCategory(1, 8800, 9000, 10300)])
+    in_emode = user("0xe", {1: coll(10_000 * 10**18), 0: debt(8_000 * 10**6)}, emode=1)
+    outside = user("0xo", {1: coll(10_000 * 10**18), 2: coll(10**18), 0: debt(2_000 * 10**6)})
+    counted = version != "3.5"
+    e, o = account_data(in_emode, m), account_data(outside, m)
+    # in e-mode: $10,000 at the category's 9000 against $8,000 of debt -> HF 1.125 from V3.6, 0 before
+    assert e.total_collateral_base == (10_000 * 10**8 if counted else 0)
+    assert e.health_factor == (
+        (10_000 * 10**8 * 9000 * 10**18 + 4_000 * 10**8) // (8_000 * 10**8) // 10_000 if counted else 0
+    )
+    # outside e-mode the LT-0 asset adds to total collateral (and the average LT's denominator), not to the HF
+    assert o.total_collateral_base == 3_000 * 10**8 + (10_000 * 10**8 if counted else 0)
+    assert o.avg_liquidation_threshold == 3_000 * 8250 // (13_000 if counted else 3_000)
+    assert o.health_factor == (3_000 * 10**8 * 8250 * 10**18 + 1_000 * 10**8) // (2_000 * 10**8) // 10_000
+    # the vectorized path decides alike and lands within its float tolerance of the exact HF
+    frame = health_factors(positions_frame([in_emode, outside], m.reserve_ids), m)
+    assert frame["liquidatable_baseline"].to_list() == [e.liquidatable, o.liquidatable]
+    assert frame["hf_baseline"].to_list() == pytest.approx([e.hf_float, o.hf_float], rel=1e-9)
