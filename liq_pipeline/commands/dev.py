@@ -1,4 +1,4 @@
-"""`liq dev` (what `make dev` runs): the whole platform on this machine, stopped together by Ctrl-C.
+"""`liq dev` (what `make dev` runs): the whole platform on this machine, stopped together by Ctrl-C or `kill`.
 
 1. the devnet: anvil with the real Aave V3 contracts and a seeded market (state cache: ~1 s after the first time);
 2. the embedded Redis (unless REDIS_URL points at a server);
@@ -8,22 +8,67 @@
    and the KPI exporter (`liq exporter`) for what Dagster runs compute;
 5. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
 Every child is started in its own process group and stopped by it; the devnet and Redis are stopped last.
+SIGINT (Ctrl-C), SIGTERM (systemd, `docker stop`, a CI runner, `kill`) and SIGHUP (the terminal closed) all stop
+everything the same way; a second signal while stopping does not cut the cleanup short (make forwards SIGTERM, so
+`kill -TERM -<make's group>` delivers it twice).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
-import time
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..cache.server import EmbeddedRedis
+from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..devnet import lifecycle
 from .supervisor import Child, Supervisor, SupervisorError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: dagster.yaml, workspace.yaml
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopping(KeyboardInterrupt):
+    """A stop signal arrived (a KeyboardInterrupt, so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on_signals(say: Callable[[str], None]) -> Callable[[], None]:
+    """The first SIGINT/SIGTERM/SIGHUP raises Stopping; any later one is only acknowledged. Returns `shutting_down`,
+    which switches to the latter before the cleanup starts (whether a signal or a dead child led there)."""
+
+    def again(signum: int, _frame: object) -> None:
+        say(f"{signal.Signals(signum).name}: already stopping")
+
+    def shutting_down() -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, again)
+
+    def first(signum: int, _frame: object) -> None:
+        shutting_down()  # before raising: a second signal must not interrupt the cleanup
+        raise Stopping(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, first)
+    return shutting_down
+
+
+def _together(*steps: Callable[[], object]) -> None:
+    """Run the steps at once and wait for all of them (stopping the devnet and Redis, each with its own timeout)."""
+    threads = [threading.Thread(target=step, daemon=True) for step in steps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _answers(url: str) -> Callable[[], bool]:
@@ -64,9 +109,6 @@ def platform_env(
 
 
 def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[str], None]) -> int:
-    from ..cache.server import EmbeddedRedis
-    from ..devnet import lifecycle
-
     data_dir = Path(settings.data_dir).absolute()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -74,19 +116,18 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
 
-    say(f"starting the devnet ({borrowers} borrowers; first time builds the state cache)")
-    if lifecycle.anvil.running_node(data_dir) is not None:
-        lifecycle.down(data_dir)
-    devnet = lifecycle.up(data_dir, borrowers=borrowers)
+    shutting_down = _stop_on_signals(say)
     embedded = None
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     supervisor = Supervisor(say)
     try:
+        say(f"starting the devnet ({borrowers} borrowers; first time builds the state cache)")
+        if lifecycle.anvil.running_node(data_dir) is not None:
+            lifecycle.down(data_dir)
+        devnet = lifecycle.up(data_dir, borrowers=borrowers)
         if redis_url is None:
             embedded = EmbeddedRedis(data_dir / "redis")
             redis_url = embedded.ensure_running().url
-        from ..chain.rpc import RpcClient
-
         with RpcClient(devnet.node.url) as rpc:
             loaded_at = int(rpc.call("eth_blockNumber"), 16)
         env = platform_env(settings, devnet.node.url, devnet.market.addresses_provider, redis_url, loaded_at)
@@ -147,17 +188,16 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say(f"  logs           {logs}")
         say("  Ctrl-C stops everything.")
         dead = supervisor.wait()
+        shutting_down()
         say(f"{dead.name} stopped on its own (exit {dead.process.returncode}); see {dead.log_path}")
         return 1
-    except KeyboardInterrupt:
-        say("stopping")
+    except Stopping as stop:
+        say(f"stopping ({stop})")
         return 0
     except SupervisorError as error:
         say(f"error: {error}")
         return 2
     finally:
-        supervisor.stop_all()
-        lifecycle.down(data_dir)
-        if embedded is not None:
-            embedded.stop()
-        time.sleep(0.1)
+        shutting_down()
+        supervisor.stop_all()  # the children first: the watcher writes its last snapshot to Redis on the way out
+        _together(lambda: lifecycle.down(data_dir), *([embedded.stop] if embedded is not None else []))

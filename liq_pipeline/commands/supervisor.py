@@ -2,8 +2,9 @@
 
 `make dev` uses it. Each child gets its own process group, so stopping it stops what it started too (dagster dev
 starts five processes). Measured trap: a child started from a non-interactive shell inherits SIGINT ignored, and
-dagster copies that onto SIGTERM; the supervisor resets both signals in each child and stops children by their
-own process group with SIGTERM, then SIGKILL after a grace period.
+dagster copies that onto SIGTERM; the supervisor resets both signals in each child. Stopping is concurrent: every
+child's process group gets SIGTERM at once, all share one deadline, then whatever is left of their process trees
+gets SIGKILL (a descendant that left its group too: the trees are read before the first signal).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 Ready = Callable[[], bool]
+KILL_WAIT = 5.0  # after SIGKILL: the kernel only has to reap
 
 
 @dataclass
@@ -86,20 +90,49 @@ class Supervisor:
             time.sleep(poll)
 
     def stop_all(self, grace: float = 10.0) -> None:
-        """Stop children in reverse start order, each by its process group."""
-        for child in reversed(self.children):
-            process = child.process
-            if process is None or process.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=grace)
-            # children of the group that outlived their leader
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        """Stop every child at once: SIGTERM to each process group, then one deadline `grace` s away for all the
+        children to exit; SIGKILL to whatever is left of their process trees once they have (what a child leaves
+        behind is an orphan: measured, dagster dev exits ~1.5 s before its code server) or at the deadline."""
+        leaders = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
+        tree = _descendants(leaders)
+        for process in leaders:
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in leaders) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree += _descendants([p for p in tree if _alive(p)])  # started since the trees were read
+        for process in leaders:
+            _signal_group(process.pid, signal.SIGKILL)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        deadline = time.monotonic() + KILL_WAIT
+        while _any_alive(leaders, tree) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.children.clear()
+
+
+def _descendants(processes: Sequence[subprocess.Popen | psutil.Process]) -> list[psutil.Process]:
+    found: list[psutil.Process] = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            found += psutil.Process(process.pid).children(recursive=True)
+    return found
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a dead process whose parent has not reaped it yet is gone for us)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _any_alive(leaders: Sequence[subprocess.Popen], tree: Sequence[psutil.Process]) -> bool:
+    # the leaders are our children: poll() reaps them and keeps their exit code
+    return any(p.poll() is None for p in leaders) or any(_alive(p) for p in tree)

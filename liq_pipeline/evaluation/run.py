@@ -27,7 +27,7 @@ from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..lake.datasets.liquidation_candidates import append_candidates
 from ..lake.open import open_lake
-from ..risk.engine import Evaluation
+from ..risk.evaluation import Evaluation
 from ..risk.versions import rules_for
 from .params import engine_params
 from .tracker import EvaluationRecord, Tracker

@@ -78,3 +78,50 @@ def test_sigint_in_the_parent_shell_is_not_inherited(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     lines = out.stdout.split()
     assert int(lines[1]) == -signal.SIGTERM, out.stderr
+
+
+def test_every_child_is_signalled_at_once(tmp_path):
+    # each child, on SIGTERM, waits up to 20 s for the other's SIGTERM: stopped one after the other, the first
+    # would never see the second's (it only comes once the first has exited)
+    script = (
+        "import os, signal, sys, time\n"
+        "me, other = sys.argv[1], sys.argv[2]\n"
+        "def stop(*_):\n"
+        "    open(me + '.term', 'w').close()\n"
+        "    deadline = time.monotonic() + 20\n"
+        "    while not os.path.exists(other + '.term') and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "    if os.path.exists(other + '.term'):\n"
+        "        open(me + '.together', 'w').close()\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "open(me + '.up', 'w').close()\n"
+        "time.sleep(600)\n"
+    )
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    supervisor = Supervisor(say=lambda _m: None)
+    for me, other in ((a, b), (b, a)):
+        supervisor.start(
+            Child(me, [sys.executable, "-c", script, me, other], ready=lambda m=me: os.path.exists(m + ".up"))
+        )
+    supervisor.stop_all(grace=60)
+    assert os.path.exists(a + ".together") and os.path.exists(b + ".together")
+
+
+def test_a_descendant_that_left_the_group_and_ignores_sigterm_is_killed(tmp_path):
+    marker = tmp_path / "escaped.pid"
+    # the grandchild starts a session of its own (not reached by the child's process group) and ignores SIGTERM
+    script = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(marker)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = Supervisor(say=lambda _m: None)
+    child = supervisor.start(Child("parent", [sys.executable, "-c", script], ready=marker.exists))
+    escaped = int(marker.read_text())
+    assert os.getpgid(escaped) != os.getpgid(child.process.pid)
+    supervisor.stop_all(grace=5)
+    assert not _alive(escaped)
+    assert child.process.returncode == -signal.SIGTERM

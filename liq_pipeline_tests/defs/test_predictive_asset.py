@@ -17,6 +17,7 @@ from liq_pipeline.defs.predictive.assets import liquidation_candidates
 from liq_pipeline.defs.predictive.sensors import new_block_sensor
 from liq_pipeline.defs.resources import RESOURCES
 from liq_pipeline.devnet import actions
+from liq_pipeline.evaluation.ticks import Cursor
 from liq_pipeline.lake.partitions import range_of
 
 pytestmark = pytest.mark.integration
@@ -95,14 +96,15 @@ def test_sensor_adds_ranges_and_requests_the_newest_block(chain, platform_env, i
     head = _head(chain)
     with dg.build_sensor_context(instance=instance, cursor=str(head - 3), resources=RESOURCES) as context:
         result = new_block_sensor(context)
-    assert [r.run_key for r in result.run_requests] == [f"evaluate-{head}"]
+    head_hash = chain.rpc.call("eth_getBlockByNumber", hex(head), False)["hash"]
+    assert [r.run_key for r in result.run_requests] == [f"evaluate-{head}-{head_hash[2:10]}"]
     request = result.run_requests[0]
     assert request.partition_key == range_of(head, 100).key
     config = request.run_config["ops"]["liquidation_candidates"]["config"]
     assert (config["block"], config["from_block"]) == (head, head - 2)
     added = result.dynamic_partitions_requests[0].partition_keys
     assert range_of(head, 100).key in added
-    assert result.cursor == str(head)
+    assert Cursor.decode(result.cursor).block == head and Cursor.decode(result.cursor).hash == head_hash
 
 
 def test_sensor_coalesces_while_a_run_is_in_flight(chain, platform_env, instance):
@@ -115,4 +117,4 @@ def test_sensor_coalesces_while_a_run_is_in_flight(chain, platform_env, instance
     actions.mine_blocks(chain.rpc, 2)
     with dg.build_sensor_context(instance=instance, cursor=str(head), resources=RESOURCES) as context:
         result = new_block_sensor(context)
-    assert result.run_requests == [] and result.cursor == str(head)
+    assert result.run_requests == [] and Cursor.decode(result.cursor).block == head

@@ -1,11 +1,21 @@
-"""The new-block sensor: partitions for finished ranges, one evaluation run for the newest block (see ticks.py)."""
+"""The new-block sensor: partitions for finished ranges, one evaluation run for the newest block (see ticks.py).
+
+When the chain no longer holds the cursor's block (a restarted devnet, a reorg), the tick first has the lake and
+Redis forget the old chain's blocks after the last block both chains hold (evaluation/rewind.py); if that fails, the
+tick keeps its cursor and the next one tries again.
+"""
 
 # No `from __future__ import annotations` here: Dagster reads these signatures' annotations at load time.
 
 import time
 
 import dagster as dg
+import redis
 
+from ...chain.rpc import NodeUnavailable, RpcClient
+from ...evaluation.rewind import rewind
+from ...evaluation.ticks import Cursor, hashes_needed, plan_tick
+from ...lake.partitions import range_of
 from ..partitions import BLOCK_RANGES, block_ranges
 from ..resources import ChainResource
 from .assets import ASSET, predictive_evaluation_job
@@ -18,20 +28,32 @@ IN_FLIGHT = [
 ]
 
 
+def chain_hashes(rpc: RpcClient, cursor: Cursor | None, anchor: int) -> tuple[int, dict[int, str | None]]:
+    """The head and the hashes `plan_tick` needs: one round trip for the head, one for the cursor's block and the
+    anchor, one more only when the cursor's block is gone (every block the cursor remembers)."""
+    latest = rpc.call("eth_getBlockByNumber", "latest", False)
+    head = int(latest["number"], 16)
+    hashes: dict[int, str | None] = {head: latest["hash"]}
+    while missing := hashes_needed(cursor, head, hashes, anchor):
+        answers = rpc.batch([("eth_getBlockByNumber", [hex(block), False]) for block in missing])
+        hashes.update({block: (answer or {}).get("hash") for block, answer in zip(missing, answers, strict=True)})
+    return head, hashes
+
+
 @dg.sensor(
     job=predictive_evaluation_job,
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Each tick: add finished block ranges as partitions, evaluate the newest block (coalescing).",
+    description="Each tick: add finished block ranges as partitions, evaluate the newest block (coalescing); "
+    "a new chain under the cursor (restarted devnet, reorg) rolls the lake and Redis back first.",
 )
 def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) -> dg.SensorResult:
-    from ...chain.rpc import NodeUnavailable
-    from ...evaluation.ticks import plan_tick
-    from ...lake.partitions import range_of
-
     settings = chain.settings()
+    cursor = Cursor.decode(context.cursor)
+    anchor = max(settings.start_block, settings.state_history_from_block)  # the first block with state
     try:
-        head = chain.head()
+        with chain.client() as rpc:
+            head, hashes = chain_hashes(rpc, cursor, anchor)
     except NodeUnavailable as error:
         return dg.SensorResult(skip_reason=f"node unavailable: {error}", cursor=context.cursor)
     seen_at = time.time()
@@ -42,14 +64,26 @@ def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) 
         )
     )
     plan = plan_tick(
-        int(context.cursor) if context.cursor else None,
+        cursor,
         head,
         known,
         in_flight,
         settings.lake_range_blocks,
         settings.confirmations,
         settings.start_block,
+        hashes=hashes,
+        anchor=anchor,
     )
+    if plan.rewound_to is not None:
+        try:
+            done = rewind(settings, plan.rewound_to)
+        except (NodeUnavailable, redis.RedisError) as error:
+            reason = f"new chain, but the old one's state cannot be dropped yet ({type(error).__name__}: {error})"
+            return dg.SensorResult(skip_reason=reason, cursor=context.cursor)
+        context.log.warning(
+            f"{plan.notice} (lake: {len(done.lake_trimmed)} file(s) trimmed, {len(done.lake_deleted)} deleted; "
+            f"Redis: {len(done.redis_deleted)} key(s) deleted)"
+        )
     requests = []
     if plan.evaluate_block is not None:
         block = plan.evaluate_block
@@ -60,7 +94,11 @@ def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) 
                 run_config=dg.RunConfig(
                     ops={ASSET: {"config": {"block": block, "from_block": plan.from_block, "observed_at": seen_at}}}
                 ),
-                tags={"liq/block": str(block), "liq/from_block": str(plan.from_block)},
+                tags={
+                    "liq/block": str(block),
+                    "liq/from_block": str(plan.from_block),
+                    **({"liq/block_hash": plan.block_hash} if plan.block_hash else {}),
+                },
             )
         )
     return dg.SensorResult(
@@ -68,6 +106,6 @@ def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) 
         dynamic_partitions_requests=[block_ranges.build_add_request(plan.new_partitions)]
         if plan.new_partitions
         else [],
-        cursor=str(plan.cursor),
+        cursor=plan.cursor.encode(),
         skip_reason=None if requests else (plan.skipped_reason or None),
     )
