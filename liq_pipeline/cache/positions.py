@@ -22,21 +22,25 @@ class PositionsSnapshot:
     block: int
     frame: pl.DataFrame
     updated_at: float
+    block_hash: str | None = None  # the chain the positions were read from (a restarted devnet is another chain)
 
 
-def put_positions(cache: MarketCache, block: int, frame: pl.DataFrame) -> bool:
+def put_positions(cache: MarketCache, block: int, frame: pl.DataFrame, block_hash: str | None = None) -> bool:
     """Store `frame` as the positions at `block`; False (nothing written) when a newer block is stored."""
     data = frame_to_ipc(frame, cache.options.ipc_compression)
     key = cache.keys.positions
     command = ("HSET", key, "ipc", data, "block", block, "rows", frame.height, "codec", CODEC_VERSION)
-    return commit_if_not_older(cache, key, block, [(*command, "updated_at", f"{cache.clock():.3f}")])
+    stamped = (*command, "updated_at", f"{cache.clock():.3f}", "hash", block_hash or "")
+    return commit_if_not_older(cache, key, block, [stamped])
 
 
 def get_positions(cache: MarketCache) -> PositionsSnapshot | None:
-    data, block, updated_at = cache.client.hmget(cache.keys.positions, ["ipc", "block", "updated_at"])
+    fields = ["ipc", "block", "updated_at", "hash"]
+    data, block, updated_at, block_hash = cache.client.hmget(cache.keys.positions, fields)
     if data is None or block is None:
         return None
-    return PositionsSnapshot(int(block), ipc_to_frame(data), float(updated_at or 0.0))
+    stored_hash = block_hash.decode() if block_hash else ""
+    return PositionsSnapshot(int(block), ipc_to_frame(data), float(updated_at or 0.0), stored_hash or None)
 
 
 def positions_block(cache: MarketCache) -> int | None:

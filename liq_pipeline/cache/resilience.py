@@ -131,11 +131,11 @@ class ResilientCache:
             lambda: candidates.write_candidates(self.cache, block, frame),
         )
 
-    def put_positions(self, block: int, frame: pl.DataFrame) -> Outcome:
+    def put_positions(self, block: int, frame: pl.DataFrame, block_hash: str | None = None) -> Outcome:
         return self._write_latest(
             "positions",
             f"positions (block {block}, {frame.height} rows)",
-            lambda: positions.put_positions(self.cache, block, frame),
+            lambda: positions.put_positions(self.cache, block, frame, block_hash),
         )
 
     def put_reserves(self, block: int, reserves: Any) -> Outcome:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from ..cache import open_market_cache
+from ..cache.positions import PositionsSnapshot
 from ..chain.discovery import discover_market
 from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..evaluation.params import engine_params
+from ..evaluation.rewind import rewind_redis
 from ..evaluation.tracker import Tracker
 from ..risk.versions import rules_for
 from .watcher import Watcher
@@ -25,7 +27,17 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
     cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
     snapshot = cache.get_positions() if cache is not None else None
-    if snapshot is not None and snapshot.block <= head:
+    if snapshot is not None and not _same_chain(rpc, snapshot, head):
+        dropped = rewind_redis(cache.cache, -1)
+        log.warning(
+            "Redis holds positions of another chain (block %d, the node's head %d): starting from the chain; "
+            "%d evaluation key(s) deleted",
+            snapshot.block,
+            head,
+            len(dropped),
+        )
+        snapshot = None
+    if snapshot is not None:
         log.info("starting from Redis: %d users at block %d (head %d)", snapshot.frame.height, snapshot.block, head)
         tracker = Tracker.resume(
             rpc,
@@ -53,3 +65,15 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
         )
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
     return Watcher(rpc, tracker, engine_params(settings), cache)
+
+
+def _same_chain(rpc: RpcClient, snapshot: PositionsSnapshot, head: int) -> bool:
+    """Is the snapshot's block on the node's chain? A restarted devnet is a new chain: its head may be below the
+    snapshot's block, or the block at that height has another hash. A snapshot without a hash (written before
+    hashes were kept) is trusted when its block exists."""
+    if snapshot.block > head:
+        return False
+    if snapshot.block_hash is None:
+        return True
+    header = rpc.call("eth_getBlockByNumber", hex(snapshot.block), False)
+    return header is not None and header["hash"] == snapshot.block_hash

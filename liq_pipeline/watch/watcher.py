@@ -253,7 +253,7 @@ class Watcher:
             )
             # after the candidates are out: the snapshot is for a restart (~45 ms at 100k users), not for bots
             if number % POSITIONS_EVERY == 0 or record.reorg_depth:
-                self.cache.put_positions(number, self.tracker.positions)
+                self.cache.put_positions(number, self.tracker.positions, self.hashes.get(number))
             self._append_record(record)
             if number % 50 == 0:  # price windows change slowly; a restart rebuilds them from the oracle anyway
                 self.cache.put_price_windows(number, _observations(self.tracker))
@@ -341,7 +341,7 @@ class Watcher:
     def checkpoint(self) -> None:
         """Snapshot the positions now (on shutdown): a restart then resumes from here."""
         if self.cache is not None and self.hashes:
-            self.cache.put_positions(self.tracker.block, self.tracker.positions)
+            self.cache.put_positions(self.tracker.block, self.tracker.positions, self.hashes.get(self.tracker.block))
 
     def run(self, max_blocks: int | None = None, deadline: float | None = None) -> WatchStats:
         """Follow the chain until stopped, `max_blocks` processed, or `deadline` (monotonic) passed."""

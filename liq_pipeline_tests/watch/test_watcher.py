@@ -17,6 +17,7 @@ from liq_pipeline.chain.rpc import NodeUnavailable
 from liq_pipeline.config import load_settings
 from liq_pipeline.devnet import actions
 from liq_pipeline.risk.versions import rules_for
+from liq_pipeline.watch.startup import watcher_from_settings
 from liq_pipeline_tests.fixtures.watcher import TcpProxy, make_watcher
 
 pytestmark = pytest.mark.integration
@@ -228,3 +229,38 @@ def test_users_over_the_per_tick_cap_wait_for_the_next_block_not_dropped(chain, 
     watcher.step()
     assert watcher.tracker.deferred == []
     _assert_state_equals_fresh_scan(watcher)
+
+
+def test_a_restart_on_a_new_chain_starts_from_the_chain_not_the_old_snapshot(chain, tmp_path, monkeypatch):
+    """A restarted devnet is a new chain: a positions snapshot of the old one must not be resumed from (its block
+    may be below the new head, with another hash) and the old chain's evaluation state must not block writes."""
+    server = EmbeddedRedis(tmp_path / "r")
+    monkeypatch.setenv("REDIS_URL", server.ensure_running().url)
+    monkeypatch.setenv("RPC_URL", chain.node.url)
+    monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", chain.market.addresses_provider)
+    settings = load_settings()
+    fork = chain.rpc.call("evm_snapshot")
+    try:
+        first = watcher_from_settings(settings)
+        actions.mine_blocks(chain.rpc, 3)
+        assert first.step() == 3
+        first.checkpoint()
+        saved = first.tracker.block
+        actions.mine_blocks(chain.rpc, 1)
+        again = watcher_from_settings(settings)  # the same chain: resumed from the snapshot
+        assert again.tracker.block == saved < _head(chain) and again.tracker.users == first.tracker.users
+
+        chain.rpc.call("evm_revert", fork)  # the old chain is gone; the new one reaches past the saved block
+        prices = actions.oracle_prices(chain.rpc, chain.market)
+        actions.set_prices(chain.rpc, chain.market, {"WETH": prices["WETH"] * 99 // 100})
+        actions.mine_blocks(chain.rpc, 4)
+        assert _head(chain) > saved
+        restarted = watcher_from_settings(settings)
+        assert restarted.tracker.block == _head(chain)  # bootstrapped from the chain
+        assert restarted.cache.get_positions() is None  # the old chain's state is gone, not resumed
+        actions.mine_blocks(chain.rpc, 1)
+        restarted.step()
+        restarted.checkpoint()
+        assert restarted.cache.get_positions().block == _head(chain)  # and no longer refuses the new chain's writes
+    finally:
+        server.stop()
