@@ -18,7 +18,7 @@ from liq_pipeline.config import load_settings
 from liq_pipeline.defs.alerts.sensors import run_failure_alerts
 from liq_pipeline.defs.lake.schedules import backfill_finished_ranges
 from liq_pipeline.defs.partitions import BLOCK_RANGES
-from liq_pipeline.defs.predictive.assets import liquidation_candidates
+from liq_pipeline.defs.predictive.assets import evaluate_in_process
 from liq_pipeline.defs.resources import RESOURCES
 from liq_pipeline.devnet import actions
 from liq_pipeline.lake.partitions import range_of
@@ -47,22 +47,9 @@ def webhook(monkeypatch):
     server.server_close()
 
 
-def _evaluate(instance, block: int, raise_on_error: bool = True):
-    key = range_of(block, 100).key
-    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
-    return dg.materialize(
-        [liquidation_candidates],
-        partition_key=key,
-        instance=instance,
-        resources=RESOURCES,
-        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": {"block": block, "from_block": block}}}),
-        raise_on_error=raise_on_error,
-    )
-
-
 def test_a_failed_blocking_check_becomes_an_alert_everywhere(chain, platform_env, instance, webhook, caplog):
     head = int(chain.rpc.call("eth_blockNumber"), 16)
-    assert _evaluate(instance, head).success
+    assert evaluate_in_process(instance, head).success
     cache = open_market_cache(load_settings(), 31337, chain.market.pool)
     snapshot = get_positions(cache.cache)
     broken = snapshot.frame.with_columns(
@@ -73,7 +60,7 @@ def test_a_failed_blocking_check_becomes_an_alert_everywhere(chain, platform_env
     new_head = int(chain.rpc.call("eth_blockNumber"), 16)
     cache.cache.client.delete(cache.cache.keys.positions)
     put_positions(cache.cache, new_head - 1, broken)
-    failed = _evaluate(instance, new_head, raise_on_error=False)
+    failed = evaluate_in_process(instance, new_head, raise_on_error=False)
     assert not failed.success
 
     run = instance.get_run_by_id(failed.run_id)
@@ -104,7 +91,7 @@ def test_backfill_schedule_requests_missing_final_ranges_oldest_first(chain, pla
 
 def test_status_reports_chain_redis_and_lake(chain, platform_env, instance):
     head = int(chain.rpc.call("eth_blockNumber"), 16)
-    _evaluate(instance, head)
+    evaluate_in_process(instance, head)
     status = platform_status(load_settings())
     assert status["chain"]["reachable"] and status["chain"]["latest_block"] == head
     assert status["redis"]["reachable"] is True

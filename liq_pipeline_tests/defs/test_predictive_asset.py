@@ -13,7 +13,7 @@ from liq_pipeline.cache.positions import get_positions, put_positions
 from liq_pipeline.config import load_settings
 from liq_pipeline.definitions import defs
 from liq_pipeline.defs.partitions import BLOCK_RANGES
-from liq_pipeline.defs.predictive.assets import liquidation_candidates
+from liq_pipeline.defs.predictive.assets import evaluate_in_process
 from liq_pipeline.defs.predictive.sensors import new_block_sensor
 from liq_pipeline.defs.resources import RESOURCES
 from liq_pipeline.devnet import actions
@@ -27,27 +27,13 @@ def _head(chain) -> int:
     return int(chain.rpc.call("eth_blockNumber"), 16)
 
 
-def _evaluate(instance, block: int, from_block: int | None = None, raise_on_error: bool = True):
-    key = range_of(block, 100).key
-    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
-    config = {"block": block, "from_block": block if from_block is None else from_block}
-    return dg.materialize(
-        [liquidation_candidates],
-        partition_key=key,
-        instance=instance,
-        resources=RESOURCES,
-        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": config}}),
-        raise_on_error=raise_on_error,
-    )
-
-
 def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
 def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env, instance):
     head = _head(chain)
-    result = _evaluate(instance, head)
+    result = evaluate_in_process(instance, head)
     assert result.success
     assert _checks(result) == {"hf_agreement": True, "latency_p95": True}
     metadata = result.asset_materializations_for_node("liquidation_candidates")[0].metadata
@@ -66,7 +52,7 @@ def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env,
     # a price shock: the next run re-reads only what changed and finds more candidates
     prices = actions.oracle_prices(chain.rpc, chain.market)
     actions.set_prices(chain.rpc, chain.market, {s: p * 85 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
-    second = _evaluate(instance, _head(chain), head + 1)
+    second = evaluate_in_process(instance, _head(chain), head + 1)
     meta = second.asset_materializations_for_node("liquidation_candidates")[0].metadata
     assert second.success and meta["bootstrapped"].value is False
     assert meta["candidates_baseline"].value > metadata["candidates_baseline"].value
@@ -74,7 +60,7 @@ def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env,
 
 def test_hf_agreement_fails_the_run_when_the_engine_is_wrong(chain, platform_env, instance):
     head = _head(chain)
-    assert _evaluate(instance, head).success
+    assert evaluate_in_process(instance, head).success
     # corrupt the cached state: forget the debt of the users nearest to liquidation (a stale or broken cache)
     settings = load_settings()
     market_cache = open_market_cache(settings, 31337, chain.market.pool)
@@ -86,7 +72,7 @@ def test_hf_agreement_fails_the_run_when_the_engine_is_wrong(chain, platform_env
     new_head = _head(chain)
     market_cache.cache.client.delete(market_cache.cache.keys.positions)
     put_positions(market_cache.cache, new_head - 1, broken)
-    result = _evaluate(instance, new_head, raise_on_error=False)
+    result = evaluate_in_process(instance, new_head, raise_on_error=False)
     assert not result.success  # blocking ERROR check
     assert _checks(result)["hf_agreement"] is False
 

@@ -3,30 +3,14 @@ the next run covers every block since the last state Redis holds (no block lost)
 
 from __future__ import annotations
 
-import dagster as dg
 import polars as pl
 import pytest
 
 from liq_pipeline.cache.server import EmbeddedRedis
-from liq_pipeline.defs.partitions import BLOCK_RANGES
-from liq_pipeline.defs.predictive.assets import liquidation_candidates
-from liq_pipeline.defs.resources import RESOURCES
+from liq_pipeline.defs.predictive.assets import evaluate_in_process
 from liq_pipeline.devnet import actions
-from liq_pipeline.lake.partitions import range_of
 
 pytestmark = pytest.mark.integration
-
-
-def _evaluate(instance, block: int, from_block: int) -> dg.ExecuteInProcessResult:
-    key = range_of(block, 100).key
-    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
-    return dg.materialize(
-        [liquidation_candidates],
-        partition_key=key,
-        instance=instance,
-        resources=RESOURCES,
-        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": {"block": block, "from_block": from_block}}}),
-    )
 
 
 def _meta(result) -> dict:
@@ -37,7 +21,7 @@ def test_evaluations_survive_a_redis_outage(chain, platform_env, instance, monke
     server = EmbeddedRedis(tmp_path / "r")
     monkeypatch.setenv("REDIS_URL", server.ensure_running().url)  # a server we can stop, not the embedded default
     first = int(chain.rpc.call("eth_blockNumber"), 16)
-    assert _meta(_evaluate(instance, first, first))["redis"] == "written"
+    assert _meta(evaluate_in_process(instance, first, first))["redis"] == "written"
 
     server.stop()
     prices = actions.oracle_prices(chain.rpc, chain.market)
@@ -45,7 +29,7 @@ def test_evaluations_survive_a_redis_outage(chain, platform_env, instance, monke
     data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
     victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
     event = actions.liquidate(chain.rpc, chain.market, victim)
-    during = _evaluate(instance, event.block, first + 1)
+    during = evaluate_in_process(instance, event.block, first + 1)
     assert during.success  # Redis down is not a failed run
     meta = _meta(during)
     assert meta["redis"] == "deferred"
@@ -55,7 +39,7 @@ def test_evaluations_survive_a_redis_outage(chain, platform_env, instance, monke
     server.ensure_running()  # back on the same socket, with the state of before the outage
     actions.mine_blocks(chain.rpc, 1)
     now = int(chain.rpc.call("eth_blockNumber"), 16)
-    after = _evaluate(instance, now, event.block + 1)
+    after = evaluate_in_process(instance, now, event.block + 1)
     meta = _meta(after)
     assert after.success and meta["redis"] == "written"
     assert meta["touched_users"] >= 1  # blocks since Redis' last state re-read: the liquidated user among them

@@ -12,9 +12,11 @@ import time
 
 import dagster as dg
 
+from ...config import load_settings
 from ...evaluation.run import evaluate_block
-from ..partitions import block_range_of, block_ranges
-from ..resources import ChainResource
+from ...lake.partitions import range_of
+from ..partitions import BLOCK_RANGES, block_range_of, block_ranges
+from ..resources import RESOURCES, ChainResource
 
 ASSET = "liquidation_candidates"
 
@@ -108,3 +110,25 @@ predictive_evaluation_job = dg.define_asset_job(
     selection=[ASSET],
     description="Refresh dirty users, evaluate every user in every scenario, write candidates (sensor-launched).",
 )
+
+
+def evaluate_in_process(
+    instance: dg.DagsterInstance,
+    block: int,
+    from_block: int | None = None,
+    observed_at: float = 0.0,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """One evaluation run of `block` in this process, recorded in `instance` (the demo and the tests drive the
+    asset this way, without a daemon); the block's range partition is added first."""
+    key = range_of(block, load_settings().lake_range_blocks).key
+    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
+    config = {"block": block, "from_block": block if from_block is None else from_block, "observed_at": observed_at}
+    return dg.materialize(
+        [liquidation_candidates],
+        partition_key=key,
+        instance=instance,
+        resources=RESOURCES,
+        run_config=dg.RunConfig(ops={ASSET: {"config": config}}),
+        raise_on_error=raise_on_error,
+    )
