@@ -1,7 +1,7 @@
 """Every setting of liq-pipeline, its default and its validation, in one place.
 
 Settings come from the environment and from a `.env` file in the working directory (the environment wins).
-`.env.example` mirrors this file; `liq_pipeline_tests/unit/test_config.py` proves the two never drift.
+`.env.example` mirrors this file; `liq_pipeline_tests/test_config.py` proves the two never drift.
 
 A bad value never surfaces as a stack trace: `load_settings()` raises `SettingsError`, whose message is one line
 per bad variable naming the variable, the value given and what is allowed.
@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -115,6 +116,7 @@ class Settings(BaseSettings):
 
     # --- chain -----------------------------------------------------------------------------------------------
     # The RPC URL often carries an API key: kept secret, never printed (SecretStr masks it in reprs and logs).
+    # Empty, with AAVE_ADDRESSES_PROVIDER empty too: the commands use the running devnet of DATA_DIR.
     rpc_url: SecretStr | None = None
     chain_id: int | None = None
     aave_addresses_provider: str | None = None
@@ -254,8 +256,6 @@ class Settings(BaseSettings):
         text = str(value).strip()
         if not _ADDRESS_RE.match(text):
             raise ValueError("expected a 0x-prefixed 20-byte hex address (42 characters)")
-        from eth_utils import is_checksum_address, to_checksum_address
-
         mixed = text[2:] != text[2:].lower() and text[2:] != text[2:].upper()
         if mixed and not is_checksum_address(text):
             raise ValueError("expected an address with a valid EIP-55 checksum (or all lower case)")
@@ -279,8 +279,10 @@ class Settings(BaseSettings):
         text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
         if text == "":
             return None
-        if not re.match(r"^(https?|wss?)://[^\s/]+", text):
-            raise ValueError("expected an http(s):// or ws(s):// URL")
+        if re.match(r"^wss?://", text, re.IGNORECASE):
+            raise ValueError("expected an http(s):// URL: the client speaks JSON-RPC over HTTP only, not ws(s)://")
+        if not re.match(r"^https?://[^\s/?#]+", text, re.IGNORECASE):
+            raise ValueError("expected an http(s):// URL of a JSON-RPC node, or empty for the running devnet")
         return text
 
     @field_validator("redis_url", mode="before")

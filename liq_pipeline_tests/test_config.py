@@ -160,7 +160,21 @@ def test_cli_config_masks_secrets(cli_env):
     result = _liq(["config", "--json"], cli_env, RPC_URL="https://node.example/v2/SECRETKEY123")
     assert result.returncode == 0, result.stderr
     assert "SECRETKEY123" not in result.stdout + result.stderr
-    assert '"RPC_URL": "**********"' in result.stdout
+    assert '"RPC_URL": "https://node.example/***"' in result.stdout  # scheme and host: safe, and useful
+
+
+@pytest.mark.parametrize("url", ["ws://node.example/v2/KEY", "wss://node.example/v2/KEY", "WSS://node.example"])
+def test_websocket_rpc_urls_are_refused(url, clean_env, monkeypatch):
+    # the client speaks JSON-RPC over HTTP only: a ws(s):// URL would pass and then fail on the first call
+    monkeypatch.setenv("RPC_URL", url)
+    with pytest.raises(SettingsError, match=r"RPC_URL=\(hidden\) is not valid: expected an http\(s\):// URL.*ws\(s\)"):
+        load_settings()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8545", "https://u:p@node.example:8443/v2/KEY?x=1"])
+def test_http_rpc_urls_are_accepted(url, clean_env, monkeypatch):
+    monkeypatch.setenv("RPC_URL", url)
+    assert load_settings().rpc_url.get_secret_value() == url
 
 
 def test_every_numeric_setting_has_a_validation_rule():

@@ -10,7 +10,7 @@ share one server that outlives each of them. So:
 - it listens on a unix socket in that folder (mode 700), or on 127.0.0.1 with a random password when the socket
   path is too long for the OS (108 bytes), never on another interface;
 - it saves to dump.rdb every minute when something changed and on `stop()`, and loads it on the next start.
-Run `python -m liq_pipeline.cache start|status|stop|url [DATA_DIR]` to manage it by hand (see __main__.py).
+Run `liq redis start|status|stop|url` to manage it by hand.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -303,24 +302,3 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m liq_pipeline.cache start|status|stop|url [DATA_DIR] (default: ./data)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("start", "status", "stop", "url"):
-        print("usage: python -m liq_pipeline.cache start|status|stop|url [DATA_DIR]", file=sys.stderr)
-        return 2
-    server = EmbeddedRedis(Path(args[1] if len(args) > 1 else "data") / "redis")
-    if args[0] == "start":
-        state = server.ensure_running()
-        print(f"running: pid {state.pid}, {state.socket or f'127.0.0.1:{state.port}'}")
-    elif args[0] == "status":
-        state = server.info()
-        print(f"running: pid {state.pid}, {state.socket or f'127.0.0.1:{state.port}'}" if state else "not running")
-        return 0 if state else 1
-    elif args[0] == "stop":
-        print("stopped" if server.stop() else "was not running")
-    else:
-        print(server.url())  # carries the password in TCP mode: for scripts of the same user
-    return 0

@@ -3,7 +3,8 @@
 Batches work on every node (position reads go through Multicall3 where it exists: chain/multicall.py). A node's
 answer that is an error for one entry of a batch is returned as an `RpcError` in that entry's place, so callers
 can name the block and address.
-The endpoint URL usually carries an API key: only its scheme and host ever appear in messages.
+The endpoint URL usually carries an API key: only its scheme and host ever appear in messages, and an answer quoted
+in a message has the URL's secret pieces cut out (`scrub`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -33,7 +34,43 @@ TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 def redact_url(url: str) -> str:
     """scheme://host[:port] only: paths and query strings of hosted RPC URLs carry API keys."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The pieces of `url` that may carry a key, longest first, to be cut out of any text that could show them:
+    the path with its query (what an HTTP request line shows), the path, the query, the fragment, the password,
+    every query value and every key-like path segment (8+ characters with a digit, or 16+), each also
+    percent-decoded."""
+    parts = urlsplit(url)
+    found: set[str] = set()
+    if parts.path not in ("", "/"):
+        found.add(parts.path)
+        if parts.query:
+            found.add(f"{parts.path}?{parts.query}")
+    for piece in (parts.query, parts.fragment, parts.password):
+        if piece:
+            found.add(piece)
+    for pair in parts.query.split("&"):
+        value = pair.partition("=")[2]
+        if len(value) >= 4:
+            found.add(value)
+    for segment in parts.path.split("/"):
+        if len(segment) >= 16 or (len(segment) >= 8 and any(c.isdigit() for c in segment)):
+            found.add(segment)
+    found |= {unquote(piece) for piece in found}
+    return sorted((piece for piece in found if len(piece) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with every secret piece of `url` replaced by ***."""
+    for piece in url_secrets(url):
+        text = text.replace(piece, "***")
+    return text
 
 
 class RpcError(RuntimeError):
@@ -90,10 +127,15 @@ class RpcClient:
                 if response.status_code == 200:
                     return response.json()
                 problem = f"HTTP {response.status_code}"
-                if response.status_code not in TRANSIENT_HTTP:
-                    raise NodeUnavailable(f"{self.label} answered {problem}: {response.text[:200]}")
+                if response.status_code not in TRANSIENT_HTTP:  # a gateway may echo the key: scrubbed
+                    text = scrub(" ".join(response.text[:200].split()), self.url)
+                    raise NodeUnavailable(f"{self.label} answered {problem}: {text}")
             except (requests.ConnectionError, requests.Timeout) as error:
-                problem = type(error).__name__
+                problem = type(error).__name__  # never str(error): it holds the full URL
+            except requests.JSONDecodeError:
+                problem = "an answer that is not JSON"
+            except requests.RequestException as error:  # not worth retrying (a bad URL, too many redirects)
+                raise NodeUnavailable(f"cannot send a request to {self.label} ({type(error).__name__})") from None
             except ValueError:
                 problem = "an answer that is not JSON"
             if attempt < self.retries:

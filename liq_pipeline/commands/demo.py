@@ -16,6 +16,7 @@ getUserAccountData.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -23,9 +24,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 from pydantic import SecretStr
+from rich.console import Console
 
+from ..cache import open_market_cache
+from ..cache.server import EmbeddedRedis
+from ..chain.events import fetch_events
+from ..chain.ground_truth import user_account_data
+from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..defs.predictive.assets import evaluate_in_process
+from ..devnet import lifecycle
+from ..devnet.borrowers import BorrowerRecord
+from ..devnet.paths import borrowers_json_path
+from ..devnet.rpc import Rpc
+from ..devnet.simulate import SimConfig, simulate
+from ..evaluation.params import engine_params
+from ..evaluation.tracker import Tracker
+from ..risk.blas import use_one_blas_thread
+from ..risk.versions import rules_for
+from ..watch.watcher import Watcher
+from . import runtime
 
 
 def _p(values: list[float], q: float) -> float | None:
@@ -43,27 +63,6 @@ def run_demo(
     seed: int = 0,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict:
-    import dagster as dg
-
-    from ..cache import open_market_cache
-    from ..cache.server import EmbeddedRedis
-    from ..chain.events import fetch_events
-    from ..chain.ground_truth import user_account_data
-    from ..chain.rpc import RpcClient
-    from ..defs.partitions import BLOCK_RANGES
-    from ..defs.predictive.assets import liquidation_candidates
-    from ..defs.resources import RESOURCES
-    from ..devnet import lifecycle
-    from ..devnet.borrowers import BorrowerRecord
-    from ..devnet.paths import borrowers_json_path
-    from ..devnet.rpc import Rpc
-    from ..devnet.simulate import SimConfig, simulate
-    from ..evaluation.params import engine_params
-    from ..evaluation.tracker import Tracker
-    from ..lake.partitions import range_of
-    from ..risk.versions import rules_for
-    from ..watch.watcher import Watcher
-
     workdir = Path(tempfile.mkdtemp(prefix="liq-demo-"))
     say(f"devnet with {borrowers} borrowers")
     devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed)
@@ -117,18 +116,8 @@ def run_demo(
                 below.clear()
                 below.update(now)
                 if dagster_every and index % dagster_every == 0:
-                    key = range_of(block, 100).key
-                    instance.add_dynamic_partitions(BLOCK_RANGES, [key])
                     seen = time.time()
-                    config = {"block": block, "from_block": block, "observed_at": seen}
-                    run = dg.materialize(
-                        [liquidation_candidates],
-                        partition_key=key,
-                        instance=instance,
-                        resources=RESOURCES,
-                        run_config=dg.RunConfig(ops={"liquidation_candidates": {"config": config}}),
-                        raise_on_error=False,
-                    )
+                    run = evaluate_in_process(instance, block, observed_at=seen, raise_on_error=False)
                     counters["dagster_runs"] += 1
                     dagster_latency.append(time.time() - seen)
                     counters["checks_failed"] += sum(not e.passed for e in run.get_asset_check_evaluations())
@@ -176,3 +165,16 @@ def run_demo(
         chain.close()
         lifecycle.down(workdir)
         redis.stop()
+
+
+def main(blocks: int, borrowers: int, dagster_every: int, as_json: bool) -> None:
+    settings = runtime.settings()
+    use_one_blas_thread()
+    if as_json:
+        print(json.dumps(run_demo(settings, blocks, borrowers, dagster_every)))
+        return
+    with Console(stderr=True).status("running the demo") as status:
+        result = run_demo(settings, blocks, borrowers, dagster_every, say=status.update)
+    out = Console(highlight=False)
+    for key, value in result.items():
+        out.print(f"{key:>34}  {value}")

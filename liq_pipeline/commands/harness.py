@@ -1,4 +1,4 @@
-"""Dev harness: evaluate a generated sample market and print the candidates ."""
+"""`liq harness`: evaluate a generated sample market and print the candidates."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from rich.table import Table
 
 from ..config import Settings
 from ..evaluation.params import engine_params
-from ..risk.engine import evaluate, trends_from_window
+from ..risk.blas import use_one_blas_thread
+from ..risk.engine import evaluate
+from ..risk.params import trends_from_window
 from ..risk.price_window import price_window_stats
 from ..risk.synthetic import sample_market_state, sample_positions, sample_price_history
 from ..risk.versions import rules_for
+from . import runtime
 
 
 def run_harness(settings: Settings, users: int, top: int, as_json: bool, console: Console) -> None:
@@ -72,3 +75,9 @@ def run_harness(settings: Settings, users: int, top: int, as_json: bool, console
                 f"{row['expected_profit_base'] / usd:,.2f}",
             )
         console.print(table)
+
+
+def main(users: int, top: int, as_json: bool) -> None:
+    settings = runtime.settings()
+    use_one_blas_thread()
+    run_harness(settings, users=users, top=top, as_json=as_json, console=Console(highlight=False))

@@ -1,25 +1,32 @@
 """`liq scan`: discover borrowers in a block range, read their state at the last block, compute their HF.
 
-Works against any Aave V3 deployment from RPC_URL + AAVE_ADDRESSES_PROVIDER + AAVE_PROTOCOL_VERSION alone.
-Reported values (collateral, debt, HF) come from the exact path, i.e. what getUserAccountData would say.
+Works against any Aave V3 deployment from RPC_URL + AAVE_ADDRESSES_PROVIDER + AAVE_PROTOCOL_VERSION alone (both
+empty: the running devnet of DATA_DIR). Reported values (collateral, debt, HF) come from the exact path, i.e. what
+getUserAccountData would say. The options are checked before the node is asked anything.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
+from rich.console import Console
 
 from ..chain.discovery import Market, discover_market, read_market_state
 from ..chain.events import borrowers_from_events, fetch_events
 from ..chain.positions import read_positions
-from ..chain.rpc import RpcClient
 from ..config import Settings
+from ..lake.files import write_parquet_atomic
+from ..risk.blas import use_one_blas_thread
 from ..risk.exact import account_data
 from ..risk.health import health_factors
 from ..risk.market import MarketState, user_positions
 from ..risk.versions import rules_for
+from . import runtime
+from .runtime import CommandError
 
 SCAN_SCHEMA = {
     "user": pl.String,
@@ -33,10 +40,6 @@ SCAN_SCHEMA = {
 }
 
 
-class ScanInputError(ValueError):
-    """A setting or option the scan needs is missing or wrong; the message says which."""
-
-
 @dataclass
 class ScanResult:
     market: Market
@@ -44,19 +47,6 @@ class ScanResult:
     events: pl.DataFrame
     positions: pl.DataFrame
     rows: pl.DataFrame
-
-
-def rpc_from_settings(settings: Settings) -> RpcClient:
-    if settings.rpc_url is None:
-        raise ScanInputError("RPC_URL is not set: expected the http(s):// URL of a node of the chain to scan")
-    return RpcClient(settings.rpc_url.get_secret_value())
-
-
-def check_chain(rpc: RpcClient, settings: Settings) -> int:
-    chain_id = int(rpc.call("eth_chainId"), 16)
-    if settings.chain_id is not None and settings.chain_id != chain_id:
-        raise ScanInputError(f"CHAIN_ID={settings.chain_id} but the node at {rpc.label} is chain {chain_id}")
-    return chain_id
 
 
 def exact_rows(positions: pl.DataFrame, state: MarketState) -> pl.DataFrame:
@@ -85,18 +75,17 @@ def scan(
     to_block: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ScanResult:
+    """`settings` name the node and the market (runtime.node_settings)."""
     say = progress or (lambda _m: None)
-    if settings.aave_addresses_provider is None:
-        raise ScanInputError("AAVE_ADDRESSES_PROVIDER is not set: expected the market's PoolAddressesProvider")
+    check_range(from_block, to_block)
     rules = rules_for(settings.aave_protocol_version)
-    with rpc_from_settings(settings) as rpc:
-        check_chain(rpc, settings)
+    with runtime.connect(settings) as rpc:
         head = int(rpc.call("eth_blockNumber"), 16)
         last = head if to_block is None else to_block
-        if from_block < 0 or from_block > last:
-            raise ScanInputError(f"--from-block {from_block} must be between 0 and --to-block {last}")
+        if from_block > last:
+            raise CommandError(f"--from-block {from_block} is past the node's latest block {head}")
         if last > head:
-            raise ScanInputError(f"--to-block {last} is past the node's latest block {head}")
+            raise CommandError(f"--to-block {last} is past the node's latest block {head}")
         say("discovering the market")
         market = discover_market(
             rpc, settings.aave_addresses_provider, last, rules, multicall=settings.multicall_address
@@ -108,3 +97,34 @@ def scan(
         state = read_market_state(rpc, market, last, rules, settings.stable_asset_symbols)
         positions = read_positions(rpc, market, borrowers, last, rules)
     return ScanResult(market, state, events, positions, exact_rows(positions, state))
+
+
+def check_range(from_block: int, to_block: int | None) -> None:
+    if to_block is not None and to_block < from_block:
+        raise CommandError(f"--to-block {to_block} is before --from-block {from_block}")
+
+
+def main(from_block: int, to_block: int | None, as_json: bool, out_path: str | None) -> None:
+    check_range(from_block, to_block)
+    if out_path is not None and not out_path.endswith(".parquet"):
+        raise CommandError(f"--out {out_path!r} is not valid: expected a file name ending in .parquet")
+    settings = runtime.node_settings(runtime.settings())
+    use_one_blas_thread()
+    err, out = Console(stderr=True), Console(highlight=False)
+    if as_json:
+        result = scan(settings, from_block, to_block)
+    else:
+        with err.status("scanning") as status:
+            result = scan(settings, from_block, to_block, status.update)
+    rows = result.rows
+    if out_path is not None:
+        write_parquet_atomic(rows, Path(out_path))
+        runtime.note(f"wrote {rows.height} users to {out_path}")
+    if as_json:
+        for row in rows.iter_rows(named=True):
+            print(json.dumps(row))
+    elif out_path is None:
+        out.print(
+            f"{rows.height} borrowers at block {result.state.block}; {int(rows['liquidatable'].sum())} liquidatable"
+        )
+        out.print(rows.head(20))

@@ -10,21 +10,28 @@ reader, and compare with the contract:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+from rich.console import Console
 
 from ..chain.discovery import discover_market, read_market_state
 from ..chain.events import borrowers_from_events, fetch_events
 from ..chain.ground_truth import user_account_data
 from ..chain.positions import read_positions
 from ..chain.rpc import RpcClient
+from ..devnet import actions, lifecycle
+from ..devnet.rpc import Rpc
+from ..devnet.seed import seed as seed_borrowers
+from ..risk.blas import use_one_blas_thread
 from ..risk.exact import account_data
 from ..risk.health import health_factors
 from ..risk.market import user_positions
 from ..risk.versions import rules_for
+from . import runtime
 
 DEFAULT_SHOCK = 0.12  # non-stable prices fall 12 %: enough to push a share of the seeded users below 1
 
@@ -97,9 +104,6 @@ def run_verify(
     stable_symbols: tuple[str, ...] = ("USDC", "DAI", "USDT", "USDBC", "GHO", "EURC"),
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    from ..devnet import actions, lifecycle
-    from ..devnet.seed import seed as seed_borrowers
-
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     owned = None
@@ -111,8 +115,6 @@ def run_verify(
         say(f"starting a fresh devnet with {borrowers} borrowers")
         owned = lifecycle.up(data_dir / "verify", borrowers=borrowers, seed=seed)
         market = owned.market
-        from ..devnet.rpc import Rpc
-
         devnet_rpc = Rpc(owned.node.url)
     try:
         prices = actions.oracle_prices(devnet_rpc, market)
@@ -133,3 +135,19 @@ def run_verify(
             lifecycle.down(data_dir / "verify")
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
+
+
+def main(borrowers: int, seed: int, shock: float, running: bool, as_json: bool) -> int:
+    """Exit code 0, or 1 when a decision differs from the contract's."""
+    data_dir = Path(runtime.settings().data_dir)
+    use_one_blas_thread()
+    if as_json:
+        result = run_verify(data_dir, borrowers, seed, shock, use_running=running)
+        print(json.dumps(result))
+    else:
+        with Console(stderr=True).status("verifying") as status:
+            result = run_verify(data_dir, borrowers, seed, shock, use_running=running, progress=status.update)
+        out = Console(highlight=False)
+        for key, value in result.items():
+            out.print(f"{key:>24}  {value}")
+    return runtime.EXIT_UNHEALTHY if result["flips"] else 0

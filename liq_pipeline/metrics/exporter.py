@@ -5,7 +5,7 @@ hash `kpi` (`cache.set_kpis`), and this exporter reads that hash on every scrape
 and turns it into gauges. (prometheus_client's multiprocess mode was measured at 10,060 files for 30 runs; the
 Pushgateway keeps only the last push per group.)
 
-    python -m liq_pipeline.metrics.exporter [--port 9465] [--host 127.0.0.1] [--market CHAIN_ID:POOL ...]
+    liq exporter [--port 9465] [--host 127.0.0.1] [--market CHAIN_ID:POOL ...]
     run_exporter(settings, port)          # what `liq exporter` calls; blocks until SIGINT / SIGTERM
 
 Markets: those given, else every market that has a KPI hash in Redis (found with SCAN, again every 30 s), limited to
@@ -25,7 +25,6 @@ counted in `liq_exporter_errors_total{kind="decode"}`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import signal
@@ -42,7 +41,6 @@ from ..cache import connect, redis_url_for, safe_url
 from ..cache.context import CacheOptions, MarketCache
 from ..cache.keys import PREFIX, MarketKeys
 from ..cache.kpis import get_kpis, parse_check_kpi
-from ..config import SettingsError, load_settings
 from .server import DEFAULT_HOST, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -315,40 +313,13 @@ def run_exporter(
     return 0
 
 
-def _market(text: str) -> Market:
+def parse_market(text: str) -> Market:
+    """CHAIN_ID:POOL_ADDRESS (as `liq exporter --market` takes it) -> (chain id, pool lower case); ValueError."""
     chain, sep, pool = text.partition(":")
+    if not sep:
+        raise ValueError(f"expected CHAIN_ID:POOL_ADDRESS, got {text!r}")
     try:
         keys = MarketKeys.for_market(int(chain), pool)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected CHAIN_ID:POOL_ADDRESS, got {text!r} ({error})") from None
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected CHAIN_ID:POOL_ADDRESS, got {text!r}")
+        raise ValueError(f"expected CHAIN_ID:POOL_ADDRESS, got {text!r} ({error})") from None
     return keys.chain_id, keys.pool
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m liq_pipeline.metrics.exporter", description="Serve the markets' Redis KPIs to Prometheus."
-    )
-    parser.add_argument("--port", type=int, default=None, help=f"default EXPORTER_PORT or {DEFAULT_PORT}; 0 = free")
-    parser.add_argument("--host", default=None, help="address to bind (default METRICS_HOST or 127.0.0.1)")
-    parser.add_argument(
-        "--market",
-        action="append",
-        type=_market,
-        default=None,
-        metavar="CHAIN_ID:POOL",
-        help="export this market only (repeatable); default: every market with KPIs in Redis",
-    )
-    args = parser.parse_args(argv)
-
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        parser.exit(2, f"config error: {error}\n")
-    logging.basicConfig(level=getattr(settings, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(message)s")
-    return run_exporter(settings, args.port, host=args.host, markets=args.market)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

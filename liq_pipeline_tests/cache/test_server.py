@@ -100,18 +100,6 @@ def test_a_socket_path_too_long_for_the_os_falls_back_to_tcp(tmp_path):
         server.stop()
 
 
-def test_the_module_command(tmp_path):
-    def run(*args):
-        cmd = [sys.executable, "-m", "liq_pipeline.cache", *args, str(tmp_path)]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-
-    assert run("status").returncode == 1
-    assert run("start").stdout.startswith("running: pid ")
-    assert run("status").returncode == 0
-    assert run("stop").stdout.strip() == "stopped"
-    assert run("bogus").returncode == 2
-
-
 def test_a_running_server_that_does_not_answer_is_waited_for_not_replaced(own_server):
     info = own_server.ensure_running()
     os.kill(info.pid, signal.SIGSTOP)  # alive but silent, as while it loads a large dump.rdb

@@ -3,9 +3,6 @@ them come out as gauges; Redis stopped gives liq_redis_up 0 and never a failed s
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -17,7 +14,7 @@ import requests
 from liq_pipeline.cache import CacheOptions, MarketCache, MarketKeys, connect, set_kpis
 from liq_pipeline.cache.kpis import check_kpi_name, parse_check_kpi
 from liq_pipeline.metrics import exporter_registry, run_exporter, serve_metrics
-from liq_pipeline_tests.fixtures.prometheus import ROOT, sample_value, scrape
+from liq_pipeline_tests.fixtures.prometheus import sample_value, scrape
 
 pytestmark = pytest.mark.integration  # a real redis-server
 
@@ -176,37 +173,3 @@ def test_run_exporter_serves_until_stopped(redis_server) -> None:
     thread.join(5)
     assert not thread.is_alive()
     client.close()
-
-
-def test_module_entry_point(redis_server, clean_env) -> None:
-    """`python -m liq_pipeline.metrics.exporter` with REDIS_URL: serves, then stops cleanly on SIGTERM."""
-    _, info = redis_server
-    client = connect(info.url)
-    _write_dagster_kpis(client, POOL, 4242, time.time())
-    env = {"REDIS_URL": info.url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    process = subprocess.Popen(
-        [sys.executable, "-W", "error::RuntimeWarning", "-m", "liq_pipeline.metrics.exporter", "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=clean_env,
-    )
-    try:
-        url, lines = None, []
-        deadline = time.monotonic() + 20
-        while url is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            match = re.search(r"KPI exporter serving on (http://\S+)", line)
-            url = match[1] if match else None
-        assert url, "exporter did not start:\n" + "".join(lines)
-        assert sample_value(scrape(url), "liq_last_evaluated_block", pool=POOL) == 4242
-        process.terminate()
-        assert process.wait(10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
-        client.close()

@@ -1,0 +1,79 @@
+"""`liq bench`, `liq bench-watch`, `liq bench-cache`, `liq bench-lake`, `liq bench-seed`: the benchmarks of bench/,
+each printing one JSON object on stdout (`bench` and `bench-watch` print aligned lines without `--json`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..bench.cache import run_cache_bench
+from ..bench.devnet_seed import run_seed_bench
+from ..bench.engine import run_bench
+from ..bench.lake import run_lake_bench
+from ..bench.watch import run_bench_watch
+from ..config import PROTOCOL_VERSIONS
+from ..risk.blas import use_one_blas_thread
+from . import runtime
+
+
+def _lines(result: dict[str, Any], width: int) -> None:
+    out = Console(highlight=False)
+    for key, value in result.items():
+        out.print(f"{key:>{width}}  {value}")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def engine(
+    users: int, scenarios: int, repeats: int, loop_sample: int, exact_sample: int, version: str, as_json: bool
+) -> None:
+    settings = runtime.settings()
+    chosen = version or settings.aave_protocol_version
+    if chosen not in PROTOCOL_VERSIONS:
+        raise runtime.CommandError(f"--version {chosen!r} is not valid: expected one of {', '.join(PROTOCOL_VERSIONS)}")
+    use_one_blas_thread()
+    if as_json:
+        print(json.dumps(run_bench(users, scenarios, repeats, loop_sample, exact_sample, chosen)))
+        return
+    with Console(stderr=True).status("benchmarking") as status:
+        result = run_bench(users, scenarios, repeats, loop_sample, exact_sample, chosen, status.update)
+    _lines(result, 22)
+
+
+def watch(borrowers: int, blocks: int, as_json: bool, *, shocks: bool, seed: int, vol_scale: float) -> None:
+    settings = runtime.settings()
+    use_one_blas_thread()
+    options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale}
+    if as_json:
+        print(json.dumps(run_bench_watch(settings, borrowers, blocks, **options)))
+        return
+    with Console(stderr=True).status("benchmarking the watcher") as status:
+        result = run_bench_watch(settings, borrowers, blocks, say=status.update, **options)
+    _lines(result, 24)
+
+
+def cache(users: int, candidates: int, repeat: int, per_user: bool) -> None:
+    runtime.settings()
+    use_one_blas_thread()
+    print(json.dumps(run_cache_bench(users=users, candidates=candidates, repeat=repeat, per_user=per_user)))
+
+
+def lake(size: int, data_dir: Path | None, quiet_chain: bool, candidate_step: int) -> None:
+    runtime.settings()
+    use_one_blas_thread()
+    result = run_lake_bench(
+        size=size, data_dir=data_dir, quiet_chain=quiet_chain, candidate_step=candidate_step, say=_stderr
+    )
+    print(json.dumps(result))
+
+
+def seed(borrowers: int, repeats: int, sim_blocks: int) -> None:
+    runtime.settings()
+    use_one_blas_thread()
+    print(json.dumps(run_seed_bench(borrowers=borrowers, repeats=repeats, sim_blocks=sim_blocks)))

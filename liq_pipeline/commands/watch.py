@@ -1,0 +1,52 @@
+"""`liq watch`: the hot path. Every block: touched users re-read, the engine re-run, candidates written to Redis;
+/metrics on METRICS_HOST:METRICS_PORT. One log line per block at INFO."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+from ..metrics import BlockMetrics, serve_metrics
+from ..risk.blas import use_one_blas_thread
+from ..watch.startup import watcher_from_settings
+from ..watch.watcher import BlockRecord
+from . import runtime
+
+log = logging.getLogger("liq_pipeline.watch")
+
+
+def report(record: BlockRecord) -> None:
+    counts = " ".join(f"{k}={v}" for k, v in sorted(record.candidates.items()))
+    log.info(
+        "block %d: %d users, %d touched, %.1f ms, candidates %s",
+        record.block,
+        record.users,
+        record.touched,
+        record.latency_ms,
+        counts,
+    )
+
+
+def main(max_blocks: int, use_redis: bool) -> None:
+    settings = runtime.node_settings(runtime.settings())
+    runtime.connect(settings).close()  # CHAIN_ID, and a node that answers, before anything starts
+    use_one_blas_thread()
+    watcher = watcher_from_settings(settings, use_cache=use_redis)
+    watcher.on_block = report
+    watcher.metrics = BlockMetrics()
+    try:
+        server = serve_metrics(watcher.metrics.registry, port=settings.metrics_port, host=settings.metrics_host)
+    except OSError as error:
+        watcher.rpc.close()
+        if error.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise runtime.CommandError(f"cannot serve /metrics on {where} ({error.strerror}): set METRICS_PORT") from None
+    log.info("metrics on %s", server.url)
+    try:
+        watcher.run(max_blocks=max_blocks or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        watcher.rpc.close()

@@ -1,0 +1,142 @@
+"""Running `liq` as a user does (the venv's console script, in a subprocess), and a tiny JSON-RPC node to point it
+at when a test needs a node that misbehaves (answers errors, echoes a key, is of another chain)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+LIQ = str(Path(sys.executable).parent / "liq")
+
+
+def liq(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LIQ, *args],
+        env={**env, **settings},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# Runs the `liq` entry point (the console script's `main`) once per argv in ONE process: many help pages for the
+# price of one start-up. Prints a JSON list of [exit code, stdout, stderr].
+_MANY = """
+import contextlib, io, json, sys
+from liq_pipeline.commands.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["liq", *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as leaving:
+            code = leaving.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def liq_many(argvs: list[list[str]], env: dict[str, str], cwd: Path) -> list[tuple[list[str], int, str, str]]:
+    """(argv, exit code, stdout, stderr) of each argv, run through `liq`'s entry point in one subprocess."""
+    ran = subprocess.run(
+        [sys.executable, "-c", _MANY, json.dumps(argvs)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return [(argv, *result) for argv, result in zip(argvs, json.loads(ran.stdout), strict=True)]
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# A node's answer to one JSON-RPC request: ("result", value), ("error", {code, message}), or an HTTP reply
+# (status, body) for the whole request.
+Answer = Callable[[str, list[Any]], tuple[str, Any]]
+
+
+def error_for_everything(_method: str, _params: list[Any]) -> tuple[str, Any]:
+    return "error", {"code": -32000, "message": "header not found"}
+
+
+def chain_of(chain_id: int) -> Answer:
+    """A node of chain `chain_id` that answers eth_chainId and an error to anything else."""
+
+    def answer(method: str, params: list[Any]) -> tuple[str, Any]:
+        if method == "eth_chainId":
+            return "result", hex(chain_id)
+        return error_for_everything(method, params)
+
+    return answer
+
+
+class FakeNode:
+    """An HTTP JSON-RPC endpoint on 127.0.0.1; `requests` holds the methods asked, `paths` the request paths."""
+
+    def __init__(self, answer: Answer = error_for_everything, http: tuple[int, str] | None = None):
+        self.answer, self.http = answer, http
+        self.requests: list[str] = []
+        self.paths: list[str] = []
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                node.paths.append(self.path)
+                if node.http is not None:
+                    status, text = node.http
+                    self._reply(status, text.encode(), "text/plain")
+                    return
+                batch = body if isinstance(body, list) else [body]
+                out = []
+                for entry in batch:
+                    node.requests.append(entry["method"])
+                    kind, value = node.answer(entry["method"], entry.get("params", []))
+                    out.append({"jsonrpc": "2.0", "id": entry["id"], kind: value})
+                self._reply(200, json.dumps(out if isinstance(body, list) else out[0]).encode(), "application/json")
+
+            def _reply(self, status: int, data: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str = "", userinfo: str = "") -> str:
+        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def fake_node(answer: Answer = error_for_everything, http: tuple[int, str] | None = None) -> Iterator[FakeNode]:
+    node = FakeNode(answer, http)
+    node.thread.start()
+    try:
+        yield node
+    finally:
+        node.server.shutdown()
+        node.server.server_close()

@@ -1,0 +1,106 @@
+"""The `liq` command's surface as a user meets it: help everywhere (even with a bad setting), `-h`, `--version`,
+flags without a value placeholder, one error style. Each run is the console script in a subprocess (help pages of
+every command: its entry point, once per command, in one subprocess)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from liq_pipeline import __version__
+from liq_pipeline.commands.cli import app
+from liq_pipeline_tests.commands.clirun import lines, liq, liq_many
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    paths, stack = [], [((), typer.main.get_command(app))]
+    while stack:
+        path, command = stack.pop()
+        paths.append(path)
+        stack.extend(((*path, name), sub) for name, sub in getattr(command, "commands", {}).items())
+    return sorted(paths)
+
+
+def test_the_command_tree_is_complete():
+    paths = command_paths()
+    for expected in [("config",), ("status",), ("scan",), ("devnet", "up"), ("redis", "start"), ("bench-cache",)]:
+        assert expected in paths
+
+
+def test_help_of_every_command_works_with_a_bad_setting(cli_env, clean_env):
+    env = {**cli_env, "PREDICTIVE_HF_BUFFER_BPS": "abc", "RPC_URL": "wss://node.example"}
+    results = liq_many([[*path, "--help"] for path in command_paths()], env, clean_env)
+    for argv, code, out, err in results:
+        assert code == 0 and out.startswith("Usage: liq"), (argv, err)
+        assert err == "", argv
+    # and the bad setting still stops a command that runs
+    ran = liq("config", env=env, cwd=clean_env)
+    assert ran.returncode == 2 and "PREDICTIVE_HF_BUFFER_BPS='abc'" in ran.stderr
+
+
+def test_dash_h_is_help_everywhere(cli_env, clean_env):
+    for path in [(), ("devnet",), ("redis",), ("scan",), ("devnet", "up")]:
+        short, long = (liq(*path, flag, env=cli_env, cwd=clean_env) for flag in ("-h", "--help"))
+        assert short.returncode == 0 and short.stdout == long.stdout and "Usage: liq" in short.stdout
+
+
+def test_version(cli_env, clean_env):
+    result = liq("--version", env=cli_env, cwd=clean_env)
+    assert result.returncode == 0 and result.stdout == f"liq {__version__}\n"
+
+
+def test_flags_take_no_value_and_show_none(cli_env, clean_env):
+    """No `<bool>` placeholder, and every flag the help shows parses as shown (`--flag -h` is help, not a value)."""
+    helps = liq_many([[*path, "-h"] for path in command_paths()], cli_env, clean_env)
+    flag_runs = []
+    for argv, _, out, _ in helps:
+        assert "<bool>" not in out and "BOOLEAN" not in out, argv
+        for row in re.findall(r"^  (-[-\w]+(?: / --[-\w]+)?)\s{2,}", out, flags=re.MULTILINE):
+            for flag in row.split(" / "):  # a row with no value placeholder: a flag (or a pair of them)
+                if flag not in ("-h", "--help", "--version"):
+                    flag_runs.append([*argv[:-1], flag, "-h"])
+    assert ["watch", "--no-redis", "-h"] in flag_runs and ["devnet", "up", "--no-cache", "-h"] in flag_runs
+    for argv, code, out, err in liq_many(flag_runs, cli_env, clean_env):
+        assert code == 0 and out.startswith("Usage: liq"), (argv, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "settings", "start"),
+    [
+        (["scan", "--from-block", "x"], {}, "error: Invalid value for '--from-block'"),
+        (["scan"], {}, "error: Missing option '--from-block'"),
+        (["bogus"], {}, "error: No such command 'bogus'"),
+        (["--bogus"], {}, "error: No such option: --bogus"),
+        (["devnet", "up", "--port", "0"], {}, "error: Invalid value for '--port'"),
+        (["scan", "--from-block", "10", "--to-block", "5"], {}, "error: --to-block 5 is before --from-block 10"),
+        (["exporter", "--market", "8453"], {}, "error: --market: expected CHAIN_ID:POOL_ADDRESS"),
+        (["harness"], {"PREDICTIVE_HF_BUFFER_BPS": "abc"}, "config error: PREDICTIVE_HF_BUFFER_BPS='abc'"),
+        (["devnet", "status"], {}, "error: no devnet is running for data dir"),
+    ],
+)
+def test_one_error_style(argv, settings, start, cli_env, clean_env):
+    result = liq(*argv, env=cli_env, cwd=clean_env, **settings)
+    assert result.returncode == 2, result.stderr
+    assert len(lines(result.stderr)) == 1 and result.stderr.startswith(start), result.stderr
+    assert result.stdout == ""
+
+
+def test_help_imports_neither_the_settings_nor_the_commands(clean_env):
+    """What keeps `liq --help` fast: it loads typer and the command tree only."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['liq', '--help']\n"
+        "from liq_pipeline.commands.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'liq_pipeline.config', 'pydantic', 'polars', 'dagster', 'web3', 'requests', 'rich', 'numpy'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=clean_env, check=False)
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout + result.stderr

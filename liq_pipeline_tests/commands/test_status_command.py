@@ -1,0 +1,93 @@
+"""`liq status`: its exit code is the platform's health, Redis is reachable or not (never null), a wrong provider
+address is told apart from an unreachable node, and without --json it prints lines for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from liq_pipeline.cache import CacheOptions, EmbeddedRedis, MarketCache, MarketKeys, connect, set_kpis
+from liq_pipeline_tests.commands.clirun import lines, liq
+
+
+@pytest.fixture
+def platform(chain, tmp_path: Path, cli_env) -> Iterator[dict[str, str]]:
+    """The session devnet as RPC_URL, the embedded Redis of a fresh DATA_DIR running (started by `liq redis start`)."""
+    env = {
+        **cli_env,
+        "RPC_URL": chain.node.url,
+        "AAVE_ADDRESSES_PROVIDER": chain.market.addresses_provider,
+        "DATA_DIR": str(tmp_path / "d"),  # short: the socket path must fit in ~100 bytes
+    }
+    started = liq("redis", "start", env=env, cwd=tmp_path)
+    assert started.returncode == 0 and started.stdout.startswith("running: pid "), started.stderr
+    try:
+        yield env
+    finally:
+        EmbeddedRedis(tmp_path / "d" / "redis").stop()
+
+
+def _status(env: dict[str, str], cwd: Path, *extra: str):
+    result = liq("status", *extra, env=env, cwd=cwd)
+    return result, (json.loads(result.stdout) if "--json" in extra else None)
+
+
+@pytest.mark.integration
+def test_healthy_is_exit_0(platform, chain, tmp_path):
+    result, report = _status(platform, tmp_path, "--json")
+    assert result.returncode == 0, result.stdout
+    assert report["healthy"] is True and report["problems"] == []
+    assert report["redis"]["reachable"] is True and report["redis"]["embedded"] is True
+    assert report["chain"]["market"]["found"] is True
+
+
+@pytest.mark.integration
+def test_an_evaluation_far_behind_is_exit_1(platform, chain, tmp_path):
+    head = int(chain.rpc.call("eth_blockNumber"), 16)
+    client = connect(EmbeddedRedis(Path(platform["DATA_DIR"]) / "redis").url())
+    set_kpis(
+        MarketCache(client, MarketKeys.for_market(31337, chain.market.pool), CacheOptions()),
+        {"last_evaluated_block": head - 100},
+    )
+    client.close()
+    result, report = _status(platform, tmp_path, "--json")
+    assert result.returncode == 1
+    assert report["blocks_behind"] == 100
+    assert report["problems"] == ["evaluation: 100 blocks behind the chain (more than 30)"]
+
+
+@pytest.mark.integration
+def test_a_wrong_provider_is_not_an_unreachable_node(platform, chain, tmp_path):
+    env = {**platform, "AAVE_ADDRESSES_PROVIDER": "0x000000000000000000000000000000000000dEaD"}
+    result, report = _status(env, tmp_path, "--json")
+    assert result.returncode == 1
+    assert report["chain"]["reachable"] is True and report["chain"]["latest_block"] > 0
+    market = report["chain"]["market"]
+    assert market["found"] is False and "no contract at AAVE_ADDRESSES_PROVIDER" in market["error"]
+    assert report["redis"]["reachable"] is True
+
+
+def test_redis_is_reachable_or_not_never_null(cli_env, clean_env):
+    result, report = _status({**cli_env, "REDIS_URL": "redis://:pw@127.0.0.1:9/0"}, clean_env, "--json")
+    assert result.returncode == 1
+    assert report["redis"]["reachable"] is False and report["redis"]["url"] == "redis://***@127.0.0.1:9/***"
+    assert "Connection refused" in report["redis"]["error"]
+    _, embedded = _status(cli_env, clean_env, "--json")
+    assert embedded["redis"] == {
+        "reachable": False,
+        "embedded": True,
+        "error": "the embedded Redis of DATA_DIR=./data is not running (`liq redis start`, or `liq dev`)",
+    }
+
+
+def test_without_json_it_prints_lines(cli_env, clean_env):
+    result, _ = _status(cli_env, clean_env)
+    assert result.returncode == 1
+    assert not result.stdout.lstrip().startswith("{")
+    shown = lines(result.stdout)
+    assert shown[0].split()[:2] == ["chain", "unreachable"]
+    assert any(line.split()[:2] == ["redis", "unreachable"] for line in shown)
+    assert shown[-1].startswith("unhealthy: chain: RPC_URL and AAVE_ADDRESSES_PROVIDER are not set")
