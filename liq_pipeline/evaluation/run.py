@@ -13,7 +13,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -30,6 +29,7 @@ from ..lake.open import open_lake
 from ..risk.evaluation import Evaluation
 from ..risk.versions import rules_for
 from .params import engine_params
+from .start import start_tracker
 from .tracker import EvaluationRecord, Tracker
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,6 @@ class EvaluationOutcome:
     hf_check: HfAgreement
     latency_p95_ms: float
     seconds: dict[str, float]
-
-
-def _restore_prices(tracker: Tracker, windows: pl.DataFrame | None) -> None:
-    if windows is None or windows.height == 0:
-        return
-    for asset, timestamp, price in windows.sort("asset", "timestamp").select("asset", "timestamp", "price").iter_rows():
-        tracker.prices.setdefault(asset, deque(maxlen=tracker.price_window + 1)).append((int(timestamp), float(price)))
 
 
 def _price_observations(tracker: Tracker) -> pl.DataFrame:
@@ -117,30 +110,10 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
         snapshot = cache.get_positions()
         bootstrapped = snapshot is None or snapshot.block >= block
         if bootstrapped:
-            tracker = Tracker.bootstrap(
-                rpc,
-                settings.aave_addresses_provider,
-                rules,
-                settings.start_block,
-                block,
-                settings.stable_asset_symbols,
-                price_window=settings.predictive_price_window,
-                ema_span=settings.predictive_ema_span,
-                multicall=settings.multicall_address,
-            )
+            tracker = start_tracker(rpc, settings, market, rules, block)
             touched: list[str] = tracker.positions["user"].to_list()
         else:
-            tracker = Tracker(
-                rpc,
-                market,
-                rules,
-                snapshot.frame,
-                snapshot.block,
-                settings.stable_asset_symbols,
-                settings.predictive_price_window,
-                settings.predictive_ema_span,
-            )
-            _restore_prices(tracker, cache.get_price_windows())
+            tracker = start_tracker(rpc, settings, market, rules, block, snapshot, cache.get_price_windows())
             # no PREDICTIVE_MAX_USERS_PER_TICK here: a run is a fresh process and could not carry deferred users
             # to the next one; the cap is the watcher's (its deferred users stay in memory, first in line)
             delta = tracker.advance(block)

@@ -11,7 +11,7 @@ from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..evaluation.params import engine_params
 from ..evaluation.rewind import rewind_redis
-from ..evaluation.tracker import Tracker
+from ..evaluation.start import start_tracker
 from ..risk.versions import rules_for
 from .watcher import Watcher
 
@@ -39,30 +39,10 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
         snapshot = None
     if snapshot is not None:
         log.info("starting from Redis: %d users at block %d (head %d)", snapshot.frame.height, snapshot.block, head)
-        tracker = Tracker.resume(
-            rpc,
-            market,
-            rules,
-            snapshot.frame,
-            snapshot.block,
-            cache.get_price_windows(),
-            settings.stable_asset_symbols,
-            settings.predictive_price_window,
-            settings.predictive_ema_span,
-        )
     else:
         log.info("no state in Redis: reading borrowers from events since block %d", settings.start_block)
-        tracker = Tracker.bootstrap(
-            rpc,
-            settings.aave_addresses_provider,
-            rules,
-            settings.start_block,
-            head,
-            settings.stable_asset_symbols,
-            price_window=settings.predictive_price_window,
-            ema_span=settings.predictive_ema_span,
-            multicall=settings.multicall_address,
-        )
+    windows = cache.get_price_windows() if snapshot is not None else None
+    tracker = start_tracker(rpc, settings, market, rules, head, snapshot, windows)
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
     return Watcher(rpc, tracker, engine_params(settings), cache)
 
