@@ -62,3 +62,48 @@ def mul_div_ceil(a: int, b: int, c: int) -> int:
     if c == 0:
         raise ZeroDivisionError("mulDivCeil by zero: the contract would revert")
     return -(-_check(a * b) // c)
+
+
+def ray_div(a: int, b: int) -> int:
+    """a*RAY/b rounded half up (WadRayMath.rayDiv)."""
+    if b == 0:
+        raise ZeroDivisionError("rayDiv by zero: the contract would revert")
+    return _check(a * RAY + b // 2) // b
+
+
+def ray_div_floor(a: int, b: int) -> int:
+    """a*RAY/b rounded down (V3.5 rayDivFloor: aToken mint, vToken burn)."""
+    if b == 0:
+        raise ZeroDivisionError("rayDivFloor by zero: the contract would revert")
+    return _check(a * RAY) // b
+
+
+def ray_div_ceil(a: int, b: int) -> int:
+    """a*RAY/b rounded up (V3.5 rayDivCeil: aToken burn and transfer, vToken mint)."""
+    if b == 0:
+        raise ZeroDivisionError("rayDivCeil by zero: the contract would revert")
+    return -(-_check(a * RAY) // b)
+
+
+def percent_mul_floor(value: int, percentage: int) -> int:
+    """value*percentage/1e4 rounded down (PercentageMath.percentMulFloor, V3.5+)."""
+    return _check(value * percentage) // PERCENTAGE_FACTOR
+
+
+def percent_mul_ceil(value: int, percentage: int) -> int:
+    """value*percentage/1e4 rounded up (PercentageMath.percentMulCeil, V3.5+)."""
+    return -(-_check(value * percentage) // PERCENTAGE_FACTOR)
+
+
+def percent_div_floor(value: int, percentage: int) -> int:
+    """value*1e4/percentage rounded down (PercentageMath.percentDivFloor, V3.7)."""
+    if percentage == 0:
+        raise ZeroDivisionError("percentDivFloor by zero: the contract would revert")
+    return _check(value * PERCENTAGE_FACTOR) // percentage
+
+
+def percent_div_ceil(value: int, percentage: int) -> int:
+    """value*1e4/percentage rounded up (PercentageMath.percentDivCeil, V3.5+)."""
+    if percentage == 0:
+        raise ZeroDivisionError("percentDivCeil by zero: the contract would revert")
+    return -(-_check(value * PERCENTAGE_FACTOR) // percentage)
