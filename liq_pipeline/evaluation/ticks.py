@@ -8,11 +8,13 @@ meanwhile (coalesced), instead of a queue of stale runs.
 
 A restarted devnet (or a reorg) is a new chain under the same block numbers, so the cursor carries the hashes of
 the blocks it launched runs for, and of the anchor (the first block with state, START_BLOCK or
-STATE_HISTORY_FROM_BLOCK). When the chain no longer holds the cursor's block (another hash there, or a head below
-it with no launched block up to the head still there; a node merely behind is waited for), the cursor goes back
-to the newest remembered block the chain still holds, the last block both chains share (before START_BLOCK when
-there is none): the sensor has the lake and Redis forget what they hold past it (evaluation/rewind.py) and the
-next run evaluates the new chain.
+STATE_HISTORY_FROM_BLOCK). A new chain is declared only on evidence, since what follows deletes data: a
+remembered block now has another hash, or the head went more than LAG_TOLERANCE blocks below the cursor with no
+remembered block up to the head still there. A node that does not serve a block yet (it answers null: another
+backend of a provider, a little behind) or whose head is a few blocks below the cursor is waited for. On a new
+chain the cursor goes back to the newest remembered block the chain still holds, the last block both chains share
+(before START_BLOCK when there is none): the sensor has the lake and Redis forget what they hold past it
+(evaluation/rewind.py) and the next run evaluates the new chain.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from dataclasses import dataclass, field
 from ..lake.partitions import BlockRange, finished_ranges, range_of
 
 KEEP = 16  # launched blocks remembered: 16 runs are ~40 blocks on Base, deeper than its reorgs
+# How far a head may lag below the cursor, with nothing remembered up to it, and still be the same chain (a
+# provider's backends differ by a block or two); a restarted devnet falls back by its whole run, tens of blocks.
+LAG_TOLERANCE = 8
 
 Hashes = Mapping[int, "str | None"]  # block -> its hash on the chain now (None: past the head)
 
@@ -75,13 +80,30 @@ def hashes_needed(cursor: Cursor | None, head: int, hashes: Hashes, anchor: int 
         wanted.append(anchor)
     if cursor is not None:
         wanted.append(cursor.block)
-        if head < cursor.block or (cursor.hash is not None and cursor.block in hashes and _moved(cursor, hashes)):
+        now = hashes.get(cursor.block)
+        if head < cursor.block or (cursor.hash is not None and now is not None and now != cursor.hash):
             wanted += cursor.blocks
     return sorted({b for b in wanted if 0 <= b <= head and b not in hashes}, reverse=True)
 
 
-def _moved(cursor: Cursor, hashes: Hashes) -> bool:
-    return hashes.get(cursor.block) != cursor.hash
+def _verdict(cursor: Cursor, head: int, hashes: Hashes, anchor: int | None) -> str:
+    """ "same", "behind" (the node lags: wait) or "new" (evidence of another chain) for the chain under `cursor`."""
+    if cursor.block <= head:
+        now = hashes.get(cursor.block)
+        if cursor.hash is None:  # a cursor written before hashes were kept: nothing to compare
+            return "same"
+        if now is None:
+            return "behind"  # the head's backend has the block, the one asked for it not yet
+        return "same" if now == cursor.hash else "new"
+    for block, block_hash in cursor.seen:  # newest first
+        now = hashes.get(block) if block <= head else None
+        if now is None:
+            continue
+        if now != block_hash:
+            return "new"
+        if block != anchor:  # a restarted devnet holds the anchor too: only a launched block tells
+            return "behind"
+    return "behind" if cursor.block - head <= LAG_TOLERANCE else "new"
 
 
 def plan_tick(
@@ -105,28 +127,26 @@ def plan_tick(
     new_partitions = sorted(k for k in dict.fromkeys(wanted) if k not in known_partitions)
 
     rewound_to, notice = None, ""
-    if cursor is not None and hashes:
-        if head < cursor.block and _node_behind(cursor, head, hashes, anchor):
-            reason = f"the node's head {head} is behind the cursor {cursor.block} on the same chain: waiting"
+    verdict = _verdict(cursor, head, hashes, anchor) if cursor is not None and hashes else "same"
+    if verdict == "behind":
+        reason = f"the node is behind (head {head}): it does not serve the cursor's block {cursor.block} yet; waiting"
+        return TickPlan(cursor, None, None, None, new_partitions, reason)
+    if verdict == "new":
+        if evaluation_in_flight:
+            reason = f"the chain no longer holds block {cursor.block}: waiting for the evaluation in flight"
             return TickPlan(cursor, None, None, None, new_partitions, reason)
-        if head < cursor.block or (cursor.hash is not None and _moved(cursor, hashes)):
-            if evaluation_in_flight:
-                reason = f"the chain no longer holds block {cursor.block}: waiting for the evaluation in flight"
-                return TickPlan(cursor, None, None, None, new_partitions, reason)
-            rewound_to = _common_ancestor(cursor, head, hashes, start_block)
-            now = hashes.get(cursor.block) if cursor.block <= head else None
-            found = (
-                f"block {cursor.block} is now {now}, was {cursor.hash}"
-                if now
-                else f"head {head} < cursor {cursor.block}"
-            )
-            back = (
-                f"back to block {rewound_to}, the last block both chains hold"
-                if rewound_to >= start_block
-                else f"no block it remembers is on it: starting over from block {start_block}"
-            )
-            notice = f"new chain ({found}): {back}; the lake and Redis forget every later block"
-            cursor = Cursor(rewound_to, tuple(s for s in cursor.seen if s[0] <= rewound_to))
+        rewound_to = _common_ancestor(cursor, head, hashes, start_block)
+        now = hashes.get(cursor.block) if cursor.block <= head else None
+        found = (
+            f"block {cursor.block} is now {now}, was {cursor.hash}" if now else f"head {head} < cursor {cursor.block}"
+        )
+        back = (
+            f"back to block {rewound_to}, the last block both chains hold"
+            if rewound_to >= start_block
+            else f"no block it remembers is on it: starting over from block {start_block}"
+        )
+        notice = f"new chain ({found}): {back}; the lake and Redis forget every later block"
+        cursor = Cursor(rewound_to, tuple(s for s in cursor.seen if s[0] <= rewound_to))
 
     last = head - 1 if cursor is None else cursor.block
     seen = cursor.seen if cursor is not None else ()
@@ -150,14 +170,6 @@ def plan_tick(
         rewound_to=rewound_to,
         notice=notice,
     )
-
-
-def _node_behind(cursor: Cursor, head: int, hashes: Hashes, anchor: int | None) -> bool:
-    """The head went below the cursor, but the newest launched block up to the head is still there: a node that
-    lags (another backend of a provider), not another chain. The anchor does not count: a restarted devnet holds
-    it too."""
-    below = [(b, h) for b, h in cursor.seen if b <= head and b != anchor]
-    return bool(below) and hashes.get(below[0][0]) == below[0][1]
 
 
 def _common_ancestor(cursor: Cursor, head: int, hashes: Hashes, start_block: int) -> int:

@@ -3,6 +3,8 @@ new chain under the cursor (a restarted devnet, a reorg) noticed by its block ha
 
 from __future__ import annotations
 
+import pytest
+
 from liq_pipeline.evaluation.ticks import KEEP, Cursor, hashes_needed, plan_tick
 
 
@@ -115,13 +117,42 @@ def test_the_cursor_carries_the_hash_of_its_block_and_of_the_anchor():
 
 
 def test_a_restarted_devnet_below_the_cursor_starts_again_after_the_block_it_was_loaded_at():
-    old_cursor, _ = _run("a", [106, 109, 112])
+    old_cursor, _ = _run("a", [106, 109, 112, 115])
     plan = _tick(old_cursor, _chain("b", 104))  # the devnet reloaded at block 100, 4 new blocks since
     assert plan.rewound_to == ANCHOR  # the anchor is the last block both chains hold
     assert (plan.evaluate_block, plan.from_block) == (104, 101)
     assert plan.cursor.block == 104 and plan.cursor.hash == _chain("b", 104)[104]
     assert all(b <= ANCHOR or h == _chain("b", 104)[b] for b, h in plan.cursor.seen)  # nothing of chain a is kept
-    assert plan.notice.startswith("new chain (head 104 < cursor 112): back to block 100")
+    assert plan.notice.startswith("new chain (head 104 < cursor 115): back to block 100")
+
+
+def test_a_restarted_devnet_a_few_blocks_below_the_cursor_is_found_when_it_reaches_the_cursor():
+    old_cursor, _ = _run("a", [103, 106])
+    waiting = _tick(old_cursor, _chain("b", 102))  # within LAG_TOLERANCE, nothing remembered up to 102: could lag
+    assert waiting.rewound_to is None and waiting.evaluate_block is None and waiting.cursor == old_cursor
+    found = _tick(old_cursor, _chain("b", 106))  # at the cursor's height with another hash: evidence
+    assert found.rewound_to == ANCHOR and found.evaluate_block == 106
+
+
+def test_a_block_the_node_does_not_serve_yet_is_waited_for_not_a_new_chain():
+    old_cursor, _ = _run("a", [103, 106])
+    chain = _chain("a", 108)
+    chain[106] = None  # the backend asked for block 106 is a little behind the one that gave the head
+    plan = _tick(old_cursor, chain)
+    assert plan.rewound_to is None and plan.evaluate_block is None and plan.cursor == old_cursor
+    assert "behind" in plan.skipped_reason
+
+
+def test_one_block_behind_on_the_second_tick_is_waited_for():
+    first = _tick(None, _chain("a", 101)).cursor  # remembers block 101 and the anchor only
+    plan = _tick(first, _chain("a", 100))
+    assert plan.rewound_to is None and plan.cursor == first
+
+
+@pytest.mark.parametrize(("head", "rewound"), [(107, None), (90, -1)])
+def test_a_cursor_without_hashes_rewinds_only_past_the_lag_tolerance(head, rewound):
+    plan = _tick(Cursor.decode("109"), _chain("a", head))
+    assert plan.rewound_to == rewound
 
 
 def test_the_same_block_number_on_the_new_chain_gets_its_own_run_key():
