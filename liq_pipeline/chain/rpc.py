@@ -127,8 +127,8 @@ class RpcClient:
                 if response.status_code == 200:
                     return response.json()
                 problem = f"HTTP {response.status_code}"
-                if response.status_code not in TRANSIENT_HTTP:  # a gateway may echo the key: scrubbed
-                    text = scrub(" ".join(response.text[:200].split()), self.url)
+                if response.status_code not in TRANSIENT_HTTP:  # a gateway may echo the key: scrubbed, then cut
+                    text = scrub(" ".join(response.text.split()), self.url)[:200]  # (cut first, a key's prefix stays)
                     raise NodeUnavailable(f"{self.label} answered {problem}: {text}")
             except (requests.ConnectionError, requests.Timeout) as error:
                 problem = type(error).__name__  # never str(error): it holds the full URL

@@ -15,6 +15,7 @@ everything the same way; a second signal while stopping does not cut the cleanup
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -47,7 +48,9 @@ def _stop_on_signals(say: Callable[[str], None]) -> Callable[[], None]:
     which switches to the latter before the cleanup starts (whether a signal or a dead child led there)."""
 
     def again(signum: int, _frame: object) -> None:
-        say(f"{signal.Signals(signum).name}: already stopping")
+        # a closed terminal (SIGHUP) or pipe makes printing raise: that must not abort the cleanup it interrupts
+        with contextlib.suppress(OSError):
+            say(f"{signal.Signals(signum).name}: already stopping")
 
     def shutting_down() -> None:
         for sig in STOP_SIGNALS:
@@ -96,6 +99,7 @@ def platform_env(
         "STATE_HISTORY_FROM_BLOCK": str(state_from),
         "RPC_URL": rpc_url,
         "AAVE_ADDRESSES_PROVIDER": provider,
+        "CHAIN_ID": "",  # the devnet's own chain, whatever CHAIN_ID the user's .env names for a real one
         "AAVE_PROTOCOL_VERSION": settings.aave_protocol_version,
         "DATA_DIR": str(Path(settings.data_dir).absolute()),
         "DAGSTER_HOME": str((Path(settings.data_dir) / "dagster").absolute()),
@@ -192,7 +196,8 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say(f"{dead.name} stopped on its own (exit {dead.process.returncode}); see {dead.log_path}")
         return 1
     except Stopping as stop:
-        say(f"stopping ({stop})")
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            say(f"stopping ({stop})")
         return 0
     except SupervisorError as error:
         say(f"error: {error}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 
 from ..metrics import BlockMetrics, serve_metrics
 from ..risk.blas import use_one_blas_thread
 from ..watch.startup import watcher_from_settings
-from ..watch.watcher import BlockRecord
+from ..watch.watcher import BlockRecord, Watcher
 from . import runtime
 
 log = logging.getLogger("liq_pipeline.watch")
@@ -43,10 +44,28 @@ def main(max_blocks: int, use_redis: bool) -> None:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         raise runtime.CommandError(f"cannot serve /metrics on {where} ({error.strerror}): set METRICS_PORT") from None
     log.info("metrics on %s", server.url)
+    _stop_gracefully(watcher)
     try:
         watcher.run(max_blocks=max_blocks or None)
+        watcher.checkpoint()  # after a whole block only: a restart resumes from here (on the same chain)
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
         watcher.rpc.close()
+
+
+def _stop_gracefully(watcher: Watcher) -> None:
+    """SIGINT or SIGTERM (Ctrl-C, `liq dev` stopping): finish the block in hand, then stop; a second one stops at
+    once (KeyboardInterrupt, no snapshot: positions halfway through a block must not be saved)."""
+
+    def force(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def graceful(_signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, force)
+        watcher.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, graceful)

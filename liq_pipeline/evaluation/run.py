@@ -133,7 +133,8 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
 
         clock = time.perf_counter()
         outcome = cache.write_candidates(block, result.candidates)
-        cache.put_positions(block, tracker.positions)
+        header = rpc.call("eth_getBlockByNumber", hex(block), False)  # the chain the snapshot belongs to
+        cache.put_positions(block, tracker.positions, header["hash"] if header else None)
         if settings.borrowers_index_mode == "redis":  # ZSET user -> current HF
             cache.replace_borrower_index(block, result.users.select("user", pl.col("hf_current").alias("hf")))
         cache.put_price_windows(block, _price_observations(tracker))

@@ -27,14 +27,21 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
     cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
     snapshot = cache.get_positions() if cache is not None else None
-    if snapshot is not None and not _same_chain(rpc, snapshot, head):
+    chain = _chain_of(rpc, snapshot, head) if snapshot is not None else "same"
+    if chain == "other":  # evidence: the snapshot's block has another hash on this chain (a restarted devnet)
         dropped = rewind_redis(cache.cache, -1)
         log.warning(
-            "Redis holds positions of another chain (block %d, the node's head %d): starting from the chain; "
+            "Redis holds positions of another chain (block %d has another hash now): starting from the chain; "
             "%d evaluation key(s) deleted",
             snapshot.block,
-            head,
             len(dropped),
+        )
+        snapshot = None
+    elif chain == "unknown":  # the node does not serve the snapshot's block (yet): do not resume, delete nothing
+        log.warning(
+            "Redis positions at block %d are past what the node serves (head %d): starting from the chain",
+            snapshot.block,
+            head,
         )
         snapshot = None
     if snapshot is not None:
@@ -47,13 +54,15 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     return Watcher(rpc, tracker, engine_params(settings), cache)
 
 
-def _same_chain(rpc: RpcClient, snapshot: PositionsSnapshot, head: int) -> bool:
-    """Is the snapshot's block on the node's chain? A restarted devnet is a new chain: its head may be below the
-    snapshot's block, or the block at that height has another hash. A snapshot without a hash (written before
-    hashes were kept) is trusted when its block exists."""
+def _chain_of(rpc: RpcClient, snapshot: PositionsSnapshot, head: int) -> str:
+    """ "same", "other" (the snapshot's block has another hash on the node: another chain) or "unknown" (the node
+    does not serve that block: a head below it, a null answer). A snapshot without a hash is trusted when its
+    block exists."""
     if snapshot.block > head:
-        return False
+        return "unknown"
     if snapshot.block_hash is None:
-        return True
+        return "same"
     header = rpc.call("eth_getBlockByNumber", hex(snapshot.block), False)
-    return header is not None and header["hash"] == snapshot.block_hash
+    if header is None:
+        return "unknown"
+    return "same" if header["hash"] == snapshot.block_hash else "other"
