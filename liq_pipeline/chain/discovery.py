@@ -132,7 +132,7 @@ def discover_market(
     code = rpc.call("eth_getCode", provider, hex(block))
     if code in ("0x", "0x0", None):
         raise ReaderError(f"no contract at AAVE_ADDRESSES_PROVIDER {provider} (block {block})")
-    chain_id = int(rpc.call("eth_chainId"), 16)
+    chain_id = rpc.quantity("eth_chainId")
     (pool,) = _one(rpc, "PoolAddressesProvider", "getPool", provider, block=block)
     (oracle,) = _one(rpc, "PoolAddressesProvider", "getPriceOracle", provider, block=block)
     (data_provider,) = _one(rpc, "PoolAddressesProvider", "getPoolDataProvider", provider, block=block)

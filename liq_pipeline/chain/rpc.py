@@ -150,6 +150,15 @@ class RpcClient:
             raise result
         return result
 
+    def quantity(self, method: str, *params: Any) -> int:
+        """A call whose answer is a hex quantity (eth_blockNumber, eth_chainId); anything else (null, a number, a
+        word) is the node's error, raised as RpcError, not a TypeError deep in a caller."""
+        answer = self.call(method, *params)
+        try:
+            return int(answer, 16)
+        except (TypeError, ValueError):
+            raise RpcError(method, {"message": f"expected a hex quantity, got {str(answer)[:40]!r}"}) from None
+
     def batch(self, requests_: Iterable[Request], *, raise_on_error: bool = True) -> list[Any]:
         """Results in request order, in chunks under the node's limits. Entries that fail transiently are retried;
         with raise_on_error=False a failed entry yields its RpcError instead of raising."""

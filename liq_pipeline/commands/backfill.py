@@ -69,7 +69,7 @@ def main(from_block: int, to_block: int) -> int:
         raise runtime.CommandError(f"--to-block {to_block} is before --from-block {from_block}")
     settings = runtime.node_settings(runtime.settings())
     with runtime.connect(settings) as rpc:  # CHAIN_ID, a node that answers, final ranges: before Dagster starts
-        final_ranges(from_block, to_block, settings, int(rpc.call("eth_blockNumber"), 16))
+        final_ranges(from_block, to_block, settings, rpc.quantity("eth_blockNumber"))
     use_one_blas_thread()
     home = Path(settings.data_dir).absolute() / "dagster"
     home.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def run_demo(
     rpc = RpcClient(devnet.node.url)
     chain = Rpc(devnet.node.url)
     try:
-        head = int(rpc.call("eth_blockNumber"), 16)
+        head = rpc.quantity("eth_blockNumber")
         env = {
             "RPC_URL": devnet.node.url,
             "AAVE_ADDRESSES_PROVIDER": devnet.market.addresses_provider,

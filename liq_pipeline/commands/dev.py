@@ -133,7 +133,7 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
             embedded = EmbeddedRedis(data_dir / "redis")
             redis_url = embedded.ensure_running().url
         with RpcClient(devnet.node.url) as rpc:
-            loaded_at = int(rpc.call("eth_blockNumber"), 16)
+            loaded_at = rpc.quantity("eth_blockNumber")
         env = platform_env(settings, devnet.node.url, devnet.market.addresses_provider, redis_url, loaded_at)
         os.environ.update(env)  # this process reads the same settings as its children
         supervisor.start(

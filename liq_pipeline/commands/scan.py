@@ -80,7 +80,7 @@ def scan(
     check_range(from_block, to_block)
     rules = rules_for(settings.aave_protocol_version)
     with runtime.connect(settings) as rpc:
-        head = int(rpc.call("eth_blockNumber"), 16)
+        head = rpc.quantity("eth_blockNumber")
         last = head if to_block is None else to_block
         if from_block > last:
             raise CommandError(f"--from-block {from_block} is past the node's latest block {head}")

@@ -45,13 +45,13 @@ def chain_status(settings: Settings, problem: str | None = None) -> tuple[dict[s
     market = None
     try:
         with RpcClient(url, retries=1, timeout=10) as rpc:
-            chain_id = int(rpc.call("eth_chainId"), 16)
+            chain_id = rpc.quantity("eth_chainId")
             chain.update(reachable=True, chain_id=chain_id)
             mismatch = runtime.chain_id_problem(settings, chain_id, rpc.label)
             if mismatch is not None:
                 chain["error"] = mismatch
                 return chain, None
-            head = int(rpc.call("eth_blockNumber"), 16)
+            head = rpc.quantity("eth_blockNumber")
             chain["latest_block"] = head
             provider = settings.aave_addresses_provider
             try:

@@ -29,7 +29,7 @@ class ChainResource(dg.ConfigurableResource):
 
     def head(self) -> int:
         with self.client() as rpc:
-            return int(rpc.call("eth_blockNumber"), 16)
+            return rpc.quantity("eth_blockNumber")
 
     def market(self, rpc, block: int):
         settings = self.settings()

@@ -46,7 +46,7 @@ def rewind(settings: Settings, block: int) -> Rewound:
     if settings.rpc_url is None or settings.aave_addresses_provider is None:
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set")
     with RpcClient(settings.rpc_url.get_secret_value()) as rpc:
-        head = int(rpc.call("eth_blockNumber"), 16)
+        head = rpc.quantity("eth_blockNumber")
         market = discover_market(
             rpc,
             settings.aave_addresses_provider,

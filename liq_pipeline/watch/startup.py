@@ -23,7 +23,7 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set for `liq watch`")
     rules = rules_for(settings.aave_protocol_version)
     rpc = RpcClient(settings.rpc_url.get_secret_value())
-    head = int(rpc.call("eth_blockNumber"), 16)
+    head = rpc.quantity("eth_blockNumber")
     market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
     cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
     snapshot = cache.get_positions() if cache is not None else None

@@ -132,7 +132,7 @@ class Watcher:
         return self.rpc.call("eth_getBlockByNumber", hex(number), False)
 
     def head(self) -> int:
-        return int(self.rpc.call("eth_blockNumber"), 16)
+        return self.rpc.quantity("eth_blockNumber")
 
     def remember(self, number: int, block_hash: str) -> None:
         self.hashes[number] = block_hash

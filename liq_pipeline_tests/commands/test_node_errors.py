@@ -94,3 +94,23 @@ def test_websocket_urls_are_refused_at_validation(url, cli_env, clean_env):
         "config error: RPC_URL=(hidden) is not valid: expected an http(s):// URL: the client speaks JSON-RPC over "
         "HTTP only, not ws(s)://"
     ]
+
+
+def _answers_null(method: str, _params: list) -> tuple[str, object]:
+    """A node of chain 31337 that answers null to everything else (a backend without the block yet, a broken
+    proxy)."""
+    return ("result", hex(31337)) if method == "eth_chainId" else ("result", None)
+
+
+@pytest.mark.parametrize("argv", [["scan", "--from-block", "0"], ["status", "--json"]], ids=" ".join)
+def test_a_node_answering_null_is_one_line_not_a_traceback(argv, cli_env, clean_env):
+    with fake_node(_answers_null) as node:
+        result = liq(*argv, env=cli_env, cwd=clean_env, RPC_URL=node.url(), AAVE_ADDRESSES_PROVIDER=PROVIDER)
+    assert "Traceback" not in result.stderr
+    if argv[0] == "status":
+        assert result.returncode == 1 and "expected a hex quantity, got 'None'" in result.stdout
+    else:
+        assert result.returncode == 3
+        assert lines(result.stderr) == [
+            "error: the node answered an error: eth_blockNumber: expected a hex quantity, got 'None'"
+        ]

@@ -14,7 +14,7 @@ def _cache(chain: ChainResource, redis: RedisResource):
     """The market's cache for the alerts stream, or None when the chain or Redis cannot be reached."""
     try:
         with chain.client() as rpc:
-            market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
+            market, _rules = chain.market(rpc, rpc.quantity("eth_blockNumber"))
         return redis.market_cache(market.chain_id, market.pool)
     except Exception:  # alerts still go to the log and the webhook
         return None

@@ -49,7 +49,7 @@ def _build(
     start, end = block_range_of(context)
     lake = lake_resource.lake()
     with chain.client() as rpc:
-        head = int(rpc.call("eth_blockNumber"), 16)
+        head = rpc.quantity("eth_blockNumber")
         if end > head:
             raise dg.Failure(f"{dataset}: range {context.partition_key} ends at {end}, the chain is at {head}")
         market, rules = chain.market(rpc, end)
@@ -66,7 +66,7 @@ def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **
     """A check's outcome (and related KPIs) into Redis for the exporter; a Redis outage must not fail the run."""
     try:
         with chain.client() as rpc:
-            market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
+            market, _rules = chain.market(rpc, rpc.quantity("eth_blockNumber"))
         cache = open_market_cache(chain.settings(), market.chain_id, market.pool)
         cache.set_kpis({check_kpi_name(asset, check): int(passed), **kpis})
     except Exception:  # the check result itself is recorded by Dagster either way
@@ -270,7 +270,7 @@ def watcher_blocks(
     settings = chain.settings()
     start, end = block_range_of(context)
     with chain.client() as rpc:
-        market, _rules = chain.market(rpc, int(rpc.call("eth_blockNumber"), 16))
+        market, _rules = chain.market(rpc, rpc.quantity("eth_blockNumber"))
     cache = redis.market_cache(market.chain_id, market.pool)
     if not cache.reachable:
         raise dg.Failure("Redis is unreachable: the watcher's records live there")

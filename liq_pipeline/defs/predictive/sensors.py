@@ -32,6 +32,8 @@ def chain_hashes(rpc: RpcClient, cursor: Cursor | None, anchor: int) -> tuple[in
     """The head and the hashes `plan_tick` needs: one round trip for the head, one for the cursor's block and the
     anchor, one more only when the cursor's block is gone (every block the cursor remembers)."""
     latest = rpc.call("eth_getBlockByNumber", "latest", False)
+    if not latest:
+        raise NodeUnavailable("the node answered null for its latest block")
     head = int(latest["number"], 16)
     hashes: dict[int, str | None] = {head: latest["hash"]}
     while missing := hashes_needed(cursor, head, hashes, anchor):
