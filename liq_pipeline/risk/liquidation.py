@@ -11,7 +11,7 @@ executor builds its transactions from this, so it follows the contracts operatio
 - 3.3-3.7: aave-v3-origin tags v3.3.0 ... v3.6.0 and main after `feat: v3.7.0`,
   `src/contracts/protocol/libraries/logic/LiquidationLogic.sol` and `ValidationLogic.sol`, `helpers/TokenMath.sol`.
 
-Version differences used here (`_Regime`, from `market.rules.version`):
+Version differences used here (fields of `market.rules`, risk/versions.py):
 - close factor: 3.0-3.2 `percentMul(reserveDebt, 50 % if HF > 0.95 else 100 %)`; 3.3+ the whole reserve debt
   unless the reserve's collateral and debt are both >= $2,000 and HF > 0.95, then half the user's TOTAL debt;
 - 3.3+: `MustNotLeaveDust` (both leftovers >= $1,000 unless debt or collateral is cleared) and deficits (no
@@ -81,41 +81,6 @@ ERROR_CODES = {  # aave-v3-core / aave-v3-origin (<= 3.3) helpers/Errors.sol
 
 
 @dataclass(frozen=True)
-class _Regime:
-    """What liquidationCall does differently per version (see the module docstring)."""
-
-    minor: int
-
-    @property
-    def grace_period(self) -> bool:
-        return self.minor >= 1
-
-    @property
-    def stable_debt(self) -> bool:
-        return self.minor <= 1
-
-    @property
-    def reserve_close_factor(self) -> bool:  # also: dust rule, deficits
-        return self.minor >= 3
-
-    @property
-    def named_errors(self) -> bool:  # also: no self-liquidation
-        return self.minor >= 4
-
-    @property
-    def token_math(self) -> bool:  # TokenMath floor/ceil, debt valued up, capped debt percentDivCeil
-        return self.minor >= 5
-
-    @property
-    def requires_threshold(self) -> bool:
-        return self.minor <= 5
-
-    @property
-    def explicit_split_rounding(self) -> bool:
-        return self.minor >= 7
-
-
-@dataclass(frozen=True)
 class LiquidationOutcome:
     """One liquidationCall, predicted. Amounts in asset units (wei of the token), scaled amounts in the token's
     scaled units. When `revert` is set the amounts are what was computed up to the failing check."""
@@ -145,16 +110,9 @@ class LiquidationOutcome:
         return self.revert is None
 
 
-def regime_of(market: MarketState) -> _Regime:
-    major, minor = (int(part) for part in market.rules.version.split(".")[:2])
-    if major != 3 or not 0 <= minor <= 7:
-        raise ValueError(f"unsupported Aave protocol version {market.rules.version!r}")
-    return _Regime(minor)
-
-
 def revert_for(reason: str, market: MarketState) -> str:
     """The revert string/name the Pool of `market`'s version raises for `reason`."""
-    return reason if regime_of(market).named_errors else ERROR_CODES[reason]
+    return reason if market.rules.custom_errors else ERROR_CODES[reason]
 
 
 def liquidation_outcome(
@@ -178,7 +136,7 @@ def liquidation_outcome(
     reserve ids whose configuration has that flag."""
     if debt_to_cover < 0 or debt_to_cover > UINT256_MAX:
         raise ValueError("debt_to_cover must be a uint256")
-    regime = regime_of(market)
+    rules = market.rules
     if timestamp is not None and timestamp != market.timestamp:
         market = dataclasses.replace(market, timestamp=timestamp)
     now = market.timestamp
@@ -190,13 +148,13 @@ def liquidation_outcome(
     hf = account.health_factor
     version = market.rules.version
 
-    if regime.token_math:
+    if rules.token_math:
         coll_balance = ray_mul_floor(coll_leg.scaled_atoken, income)
         variable_debt = ray_mul_ceil(debt_leg.scaled_variable_debt, debt_index)
     else:
         coll_balance = ray_mul(coll_leg.scaled_atoken, income)
         variable_debt = ray_mul(debt_leg.scaled_variable_debt, debt_index)
-    stable_debt = debt_leg.stable_debt if regime.stable_debt else 0
+    stable_debt = debt_leg.stable_debt if rules.counts_stable_debt else 0
     reserve_debt = variable_debt + stable_debt
 
     progress: dict = {
@@ -207,24 +165,26 @@ def liquidation_outcome(
     }
 
     def fail(reason: str, **more) -> LiquidationOutcome:
-        code = reason if regime.named_errors else ERROR_CODES[reason]
+        code = reason if rules.custom_errors else ERROR_CODES[reason]
         return LiquidationOutcome(revert=code, reason=reason, **{**progress, **more})
 
     # ValidationLogic.validateLiquidationCall, in its order.
     user = position.user.lower()
-    if regime.named_errors and liquidator is not None and liquidator.lower() == user:
+    if rules.custom_errors and liquidator is not None and liquidator.lower() == user:
         return fail(SELF_LIQUIDATION)
     if collateral_id in inactive or debt_id in inactive:
         return fail(RESERVE_INACTIVE)
     if collateral_id in paused or debt_id in paused:
         return fail(RESERVE_PAUSED)
-    if regime.grace_period:
+    if rules.liquidation_grace_period:
         grace = grace_period_until or {}
         if not (grace.get(collateral_id, 0) < now and grace.get(debt_id, 0) < now):
             return fail(GRACE_PERIOD)
     if hf >= WAD:
         return fail(HF_NOT_BELOW_THRESHOLD)
-    enabled = coll_leg.collateral_enabled and (collateral.liquidation_threshold != 0 or not regime.requires_threshold)
+    enabled = coll_leg.collateral_enabled and (
+        collateral.liquidation_threshold != 0 or rules.counts_zero_threshold_collateral
+    )
     if not enabled:
         return fail(COLLATERAL_CANNOT_BE_LIQUIDATED)
     if reserve_debt == 0:
@@ -242,11 +202,11 @@ def liquidation_outcome(
     coll_unit, debt_unit = collateral.unit, debt.unit
 
     # The close factor.
-    if not regime.reserve_close_factor:
+    if not rules.small_position_full_close:
         close = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else MAX_LIQUIDATION_CLOSE_FACTOR
         max_debt = percent_mul(reserve_debt, close)
     else:
-        if regime.token_math:
+        if rules.token_math:
             debt_base = mul_div_ceil(reserve_debt, debt_price, debt_unit)
         else:
             debt_base = reserve_debt * debt_price // debt_unit
@@ -265,21 +225,21 @@ def liquidation_outcome(
 
     # _calculateAvailableCollateralToLiquidate.
     base_collateral = debt_price * actual_debt * coll_unit // (coll_price * debt_unit)
-    if regime.explicit_split_rounding:
+    if rules.split_rounding_floor_ceil:
         max_collateral = percent_mul_floor(base_collateral, bonus)
     else:
         max_collateral = percent_mul(base_collateral, bonus)
     if max_collateral > coll_balance:
         coll_amount = coll_balance
         worth = coll_price * coll_amount * debt_unit // (debt_price * coll_unit)
-        actual_debt = percent_div_ceil(worth, bonus) if regime.token_math else percent_div(worth, bonus)
+        actual_debt = percent_div_ceil(worth, bonus) if rules.token_math else percent_div(worth, bonus)
     else:
         coll_amount = max_collateral
     coll_amount_base = coll_amount * coll_price // coll_unit  # before the fee (3.3-3.6 "no collateral left")
     fee = 0
     fee_pct = collateral.liquidation_protocol_fee
     if fee_pct:
-        if regime.explicit_split_rounding:
+        if rules.split_rounding_floor_ceil:
             bonus_part = coll_amount - percent_div_floor(coll_amount, bonus)
             fee = percent_mul_ceil(bonus_part, fee_pct)
         else:
@@ -289,9 +249,9 @@ def liquidation_outcome(
     progress.update(debt_repaid=actual_debt, collateral_seized=coll_amount, protocol_fee=fee)
 
     # The dust rule (3.3+).
-    if regime.reserve_close_factor and actual_debt < reserve_debt and coll_amount + fee < coll_balance:
+    if rules.dust_rule_and_deficits and actual_debt < reserve_debt and coll_amount + fee < coll_balance:
         left = reserve_debt - actual_debt
-        if regime.token_math:
+        if rules.token_math:
             debt_left_base = mul_div_ceil(left, debt_price, debt_unit)
         else:
             debt_left_base = left * debt_price // debt_unit
@@ -302,7 +262,7 @@ def liquidation_outcome(
     # Collateral flag and "no collateral left".
     scaled_coll = coll_leg.scaled_atoken
     no_collateral_left = False
-    if regime.explicit_split_rounding:
+    if rules.split_rounding_floor_ceil:
         consumed = ray_div_ceil(coll_amount, income) + ray_div_ceil(fee, income)
         consumed = min(consumed, scaled_coll)
         fully = consumed == scaled_coll
@@ -311,7 +271,7 @@ def liquidation_outcome(
         collateral_flag_cleared = fully or no_collateral_left
     else:
         collateral_flag_cleared = coll_amount + fee == coll_balance
-        if regime.reserve_close_factor:
+        if rules.dust_rule_and_deficits:
             no_collateral_left = account.total_collateral_base == coll_amount_base
 
     legs = dict(position.legs)
@@ -320,7 +280,7 @@ def liquidation_outcome(
     # _burnDebtTokens.
     scaled_debt = debt_leg.scaled_variable_debt
     new_stable = debt_leg.stable_debt
-    if not regime.reserve_close_factor:
+    if not rules.dust_rule_and_deficits:
         if variable_debt >= actual_debt:
             burned = ray_div(actual_debt, debt_index)
             if burned == 0:
@@ -333,7 +293,7 @@ def liquidation_outcome(
         debt_flag_cleared = reserve_debt == actual_debt
     else:
         burn_amount = reserve_debt if no_collateral_left else actual_debt
-        burned = ray_div_floor(burn_amount, debt_index) if regime.token_math else ray_div(burn_amount, debt_index)
+        burned = ray_div_floor(burn_amount, debt_index) if rules.token_math else ray_div(burn_amount, debt_index)
         if burned == 0:
             return fail(INVALID_BURN_AMOUNT)
         outstanding = reserve_debt - actual_debt
@@ -341,14 +301,14 @@ def liquidation_outcome(
             deficit[debt_id] = outstanding
             outstanding = 0
         # 3.4+: the vToken's burn reports a zero scaled balance; 3.3: no outstanding debt
-        debt_flag_cleared = scaled_debt - burned == 0 if regime.named_errors else outstanding == 0
+        debt_flag_cleared = scaled_debt - burned == 0 if rules.custom_errors else outstanding == 0
     scaled_debt -= burned
     debt_scaled_burned = burned
     legs[debt_id] = dataclasses.replace(debt_leg, scaled_variable_debt=scaled_debt, stable_debt=new_stable)
 
     # The collateral: moved to the liquidator or burned, then the protocol fee to the treasury.
     coll_leg = legs.get(collateral_id, Leg())
-    moved = ray_div_ceil(coll_amount, income) if regime.token_math else ray_div(coll_amount, income)
+    moved = ray_div_ceil(coll_amount, income) if rules.token_math else ray_div(coll_amount, income)
     if not receive_a_token and moved == 0:
         return fail(INVALID_BURN_AMOUNT)
     remaining = scaled_coll - moved
@@ -356,7 +316,7 @@ def liquidation_outcome(
         remaining += moved  # self-liquidation (up to 3.3) hands the aTokens back
     fee_scaled = 0
     if fee:
-        if regime.token_math:
+        if rules.token_math:
             fee_scaled = ray_div_ceil(fee, income)
             if fee_scaled > remaining:
                 fee_scaled = remaining
@@ -381,7 +341,7 @@ def liquidation_outcome(
             index = market.debt_index[reserve_id]
             owed = (
                 ray_mul_ceil(leg.scaled_variable_debt, index)
-                if regime.token_math
+                if rules.token_math
                 else ray_mul(leg.scaled_variable_debt, index)
             )
             deficit[reserve_id] = deficit.get(reserve_id, 0) + owed

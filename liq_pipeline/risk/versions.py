@@ -30,8 +30,24 @@ class ProtocolRules:
     counts_stable_debt: bool
     # GenericLogic.calculateUserAccountData: up to V3.5 an enabled collateral whose reserve LT is 0 is skipped; V3.6
     # removed that filter, so it counts in total collateral (and at its e-mode category's LT when the category's
-    # collateral bitmap lists it, although its own LT is 0).
+    # collateral bitmap lists it, although its own LT is 0). ValidationLogic.validateLiquidationCall likewise stops
+    # refusing to liquidate such collateral.
     counts_zero_threshold_collateral: bool
+    # The rest is liquidationCall's (risk/liquidation.py).
+    # ValidationLogic.validateLiquidationCall: V3.1+ both reserves' liquidation grace period must have passed.
+    liquidation_grace_period: bool
+    # LiquidationLogic: V3.3+ MustNotLeaveDust (both leftovers >= $1,000 unless debt or collateral is cleared), and
+    # with no collateral left the rest of the user's debt is burned into reserve deficits (_burnBadDebt).
+    dust_rule_and_deficits: bool
+    # helpers/Errors.sol: V3.4+ custom errors instead of numeric codes; ValidationLogic refuses self-liquidation;
+    # the debt flag clears when the scaled debt reaches 0 (before: when no debt is outstanding).
+    custom_errors: bool
+    # helpers/TokenMath.sol: V3.5+ scaled balances floor/ceil, the reserve debt valued rounded up, the capped debt
+    # percentDivCeil (the same release as the HF's floors_average_threshold=False).
+    token_math: bool
+    # LiquidationLogic: V3.7 splits seized collateral and fee with percentMulFloor / percentDivFloor /
+    # percentMulCeil (docs/3.7/liquidation-rounding.md), "no collateral left" from the scaled amounts consumed.
+    split_rounding_floor_ceil: bool
 
     @property
     def label(self) -> str:
@@ -50,4 +66,9 @@ def rules_for(version: str) -> ProtocolRules:
         compounding_x_form=minor >= 4,
         counts_stable_debt=minor <= 1,
         counts_zero_threshold_collateral=minor >= 6,
+        liquidation_grace_period=minor >= 1,
+        dust_rule_and_deficits=minor >= 3,
+        custom_errors=minor >= 4,
+        token_math=minor >= 5,
+        split_rounding_floor_ceil=minor >= 7,
     )
