@@ -21,6 +21,7 @@ from .chain.multicall import MULTICALL3
 
 SCENARIO_NAMES = ("baseline", "adverse", "extreme")
 PROTOCOL_VERSIONS = ("3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
+DEVNET_PROTOCOL_VERSIONS = ("3.0", "3.6")  # the markets liq_pipeline/devnet can run
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -121,6 +122,8 @@ class Settings(BaseSettings):
     chain_id: int | None = None
     aave_addresses_provider: str | None = None
     aave_protocol_version: str = "3.0"
+    # The market `liq devnet up` / `liq devnet verify` start when --protocol is not given: 3.0 or 3.6.
+    devnet_protocol_version: str = "3.0"
     multicall_address: str | None = MULTICALL3  # empty: plain JSON-RPC batches (chain/multicall.py)
 
     # --- predictive engine -------------------------------------------------------------------------------------
@@ -269,6 +272,16 @@ class Settings(BaseSettings):
             text = text.rsplit(".", 1)[0]
         if text not in PROTOCOL_VERSIONS:
             raise ValueError(f"expected an Aave protocol version from 3.0 to 3.7 ({', '.join(PROTOCOL_VERSIONS)})")
+        return text
+
+    @field_validator("devnet_protocol_version", mode="before")
+    @classmethod
+    def _devnet_version(cls, value: Any) -> str:
+        text = str(value).strip().lower().removeprefix("v")
+        if text.count(".") == 2:
+            text = text.rsplit(".", 1)[0]
+        if text not in DEVNET_PROTOCOL_VERSIONS:
+            raise ValueError(f"expected {' or '.join(DEVNET_PROTOCOL_VERSIONS)}: the devnet's two Aave markets")
         return text
 
     @field_validator("rpc_url", mode="before")

@@ -14,8 +14,11 @@ import typer
 from .base import new_app
 
 app = new_app(
-    "devnet", "A local anvil running the real Aave V3 contracts.\n\n@aave/core-v3 1.19.3: V3.0 rounding rules."
+    "devnet",
+    "A local anvil running the real Aave V3 contracts.\n\n@aave/core-v3 1.19.3 (V3.0 rounding rules) by default;"
+    " --protocol 3.6 (or DEVNET_PROTOCOL_VERSION=3.6): an L2Pool from @aave-dao/aave-v3-origin 3.6.0.",
 )
+PROTOCOL_HELP = "Aave market: 3.0 or 3.6 (default: DEVNET_PROTOCOL_VERSION, 3.0)."
 
 
 @app.command()
@@ -25,6 +28,7 @@ def up(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the borrowers' portfolios.")] = 0,
     cache: Annotated[bool, typer.Option(help="Load a cached deployed+seeded state (built on first use).")] = True,
     prune_history: Annotated[bool, typer.Option(help="Keep memory flat; old-block state reads fail.")] = False,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP)] = None,
 ) -> None:
     """Start anvil with the Aave V3 market; write market.json.
 
@@ -32,7 +36,7 @@ def up(
     """
     from . import devnet_ops
 
-    devnet_ops.up(port, borrowers, seed, cache, prune_history)
+    devnet_ops.up(port, borrowers, seed, cache, prune_history, protocol)
 
 
 @app.command()
@@ -117,6 +121,7 @@ def verify(
     shock: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fall of non-stable prices before comparing.")] = 0.12,
     running: Annotated[bool, typer.Option(help="Use the running devnet instead of a fresh one.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP + " Not with --running.")] = None,
 ) -> None:
     """The engine's HF against getUserAccountData, every borrower.
 
@@ -125,4 +130,4 @@ def verify(
     """
     from . import verify as command
 
-    raise typer.Exit(command.main(borrowers, seed, shock, running, as_json))
+    raise typer.Exit(command.main(borrowers, seed, shock, running, as_json, protocol))

@@ -10,12 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..devnet import lifecycle
+from ..devnet import lifecycle, protocols
 from ..devnet.actions import advance_time, set_price
 from ..devnet.borrowers import BorrowerRecord
 from ..devnet.errors import DevnetError
 from ..devnet.paths import borrowers_json_path
-from ..devnet.seed import seed as seed_borrowers
 from ..devnet.simulate import SimConfig
 from ..devnet.simulate import simulate as run_simulation
 from . import runtime
@@ -39,9 +38,15 @@ def _progress() -> Progress:
     )
 
 
-def up(port: int, borrowers: int, seed: int, cache: bool, prune_history: bool) -> None:
+def devnet_protocol(option: str | None) -> str:
+    """--protocol, else DEVNET_PROTOCOL_VERSION (validated by the settings), checked: DevnetError when unknown."""
+    return protocols.check_protocol(option if option is not None else runtime.settings().devnet_protocol_version)
+
+
+def up(port: int, borrowers: int, seed: int, cache: bool, prune_history: bool, protocol: str | None = None) -> None:
     data_dir = _data_dir()
-    lifecycle.preflight(data_dir, port)  # before the progress bar: a mistake is one clean line
+    version = devnet_protocol(protocol)
+    lifecycle.preflight(data_dir, port, version)  # before the progress bar: a mistake is one clean line
     with _progress() as progress:
         task = progress.add_task("building market state", total=max(borrowers, 1))
 
@@ -56,13 +61,17 @@ def up(port: int, borrowers: int, seed: int, cache: bool, prune_history: bool) -
             use_cache=cache,
             prune_history=prune_history,
             progress=report,
+            protocol=version,
         )
     origin = (
         "fresh deployment"
         if not result.from_cache
         else ("state cache, built now" if result.cache_built else "state cache")
     )
-    out.print(f"devnet up at {result.node.url} (pid {result.node.pid}, chain id {result.market.chain_id})")
+    out.print(
+        f"devnet up at {result.node.url} (pid {result.node.pid}, chain id {result.market.chain_id}, "
+        f"Aave V{result.market.protocol_version})"
+    )
     out.print(f"market: {result.market_path}  pool {result.market.pool}")
     out.print(f"borrowers: {result.borrowers} (seed {seed}), from {origin}, in {result.seconds:.1f} s")
     out.print("stop it with `liq devnet down`")
@@ -83,6 +92,7 @@ def status(as_json: bool) -> None:
     info = {
         "rpc_url": rpc.url,
         "chain_id": market.chain_id,
+        "protocol_version": market.protocol_version,
         "block": int(block["number"], 16),
         "timestamp": int(block["timestamp"], 16),
         "pool": market.pool,
@@ -104,7 +114,7 @@ def seed(borrowers: int, seed: int) -> None:
     start = record.next_index(seed)
     with rpc, _progress() as progress:
         task = progress.add_task("seeding", total=borrowers)
-        result = seed_borrowers(
+        result = protocols.seeder(market)(
             rpc, market, borrowers, seed, start_index=start, progress=lambda k: progress.advance(task, k)
         )
     record.add(seed, start, result.users, result.blocks[1])
@@ -161,7 +171,7 @@ def simulate(
 
 def price(symbol: str, usd: float) -> None:
     rpc, market = lifecycle.attach(_data_dir())
-    key = symbol.upper()
+    key = next((s for s in market.by_symbol if s.upper() == symbol.upper()), symbol)  # wstETH, WETH, weth
     if key not in market.by_symbol:
         rpc.close()
         raise DevnetError(f"unknown reserve {symbol!r}: expected one of {', '.join(market.by_symbol)}")

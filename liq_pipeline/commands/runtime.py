@@ -126,11 +126,19 @@ def node_settings(settings: Settings) -> Settings:
             f"DATA_DIR={shown(settings.data_dir)}: start one with `liq devnet up` (or `make dev`), "
             "or set both to use another chain"
         )
-    provider = load_market(settings.data_dir).addresses_provider
-    note(f"using the devnet of {shown(settings.data_dir)} ({node.url}, provider {provider})")
+    market = load_market(settings.data_dir)
+    provider, version = market.addresses_provider, market.protocol_version
+    if "aave_protocol_version" in settings.model_fields_set and settings.aave_protocol_version != version:
+        raise CommandError(
+            f"AAVE_PROTOCOL_VERSION={settings.aave_protocol_version} but the devnet of {shown(settings.data_dir)} "
+            f"runs Aave V{version}: unset it (the devnet's version is used) or set it to {version}"
+        )
+    note(f"using the devnet of {shown(settings.data_dir)} ({node.url}, provider {provider}, Aave V{version})")
     os.environ["RPC_URL"] = node.url
     os.environ["AAVE_ADDRESSES_PROVIDER"] = provider
-    return settings.model_copy(update={"rpc_url": SecretStr(node.url), "aave_addresses_provider": provider})
+    os.environ["AAVE_PROTOCOL_VERSION"] = version
+    update = {"rpc_url": SecretStr(node.url), "aave_addresses_provider": provider, "aave_protocol_version": version}
+    return settings.model_copy(update=update)
 
 
 def chain_id_problem(settings: Settings, chain_id: int, label: str) -> str | None:

@@ -23,9 +23,9 @@ from ..chain.events import borrowers_from_events, fetch_events
 from ..chain.ground_truth import user_account_data
 from ..chain.positions import read_positions
 from ..chain.rpc import RpcClient
-from ..devnet import actions, lifecycle
+from ..devnet import actions, lifecycle, protocols
+from ..devnet.errors import DevnetError
 from ..devnet.rpc import Rpc
-from ..devnet.seed import seed as seed_borrowers
 from ..risk.blas import use_one_blas_thread
 from ..risk.exact import account_data
 from ..risk.health import health_factors
@@ -103,17 +103,19 @@ def run_verify(
     use_running: bool = False,
     stable_symbols: tuple[str, ...] = ("USDC", "DAI", "USDT", "USDBC", "GHO", "EURC"),
     progress: Callable[[str], None] | None = None,
+    protocol: str = protocols.DEFAULT_PROTOCOL,
 ) -> dict:
+    """protocol: the market of a fresh devnet (the running one's is in its market.json)."""
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     owned = None
     if use_running:
         devnet_rpc, market = lifecycle.attach(data_dir)
-        say(f"seeding {borrowers} borrowers into the running devnet")
-        seed_borrowers(devnet_rpc, market, borrowers, seed, start_index=10_000_000 + seed * 100_000)
+        say(f"seeding {borrowers} borrowers into the running devnet (Aave V{market.protocol_version})")
+        protocols.seeder(market)(devnet_rpc, market, borrowers, seed, start_index=10_000_000 + seed * 100_000)
     else:
-        say(f"starting a fresh devnet with {borrowers} borrowers")
-        owned = lifecycle.up(data_dir / "verify", borrowers=borrowers, seed=seed)
+        say(f"starting a fresh Aave V{protocol} devnet with {borrowers} borrowers")
+        owned = lifecycle.up(data_dir / "verify", borrowers=borrowers, seed=seed, protocol=protocol)
         market = owned.market
         devnet_rpc = Rpc(owned.node.url)
     try:
@@ -137,16 +139,22 @@ def run_verify(
     return result
 
 
-def main(borrowers: int, seed: int, shock: float, running: bool, as_json: bool) -> int:
+def main(borrowers: int, seed: int, shock: float, running: bool, as_json: bool, protocol: str | None = None) -> int:
     """Exit code 0, or 1 when a decision differs from the contract's."""
-    data_dir = Path(runtime.settings().data_dir)
+    settings = runtime.settings()
+    data_dir = Path(settings.data_dir)
+    if running and protocol is not None:
+        raise DevnetError("--protocol picks a fresh devnet's market: with --running the running one's is used")
+    version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
     use_one_blas_thread()
     if as_json:
-        result = run_verify(data_dir, borrowers, seed, shock, use_running=running)
+        result = run_verify(data_dir, borrowers, seed, shock, use_running=running, protocol=version)
         print(json.dumps(result))
     else:
         with Console(stderr=True).status("verifying") as status:
-            result = run_verify(data_dir, borrowers, seed, shock, use_running=running, progress=status.update)
+            result = run_verify(
+                data_dir, borrowers, seed, shock, use_running=running, progress=status.update, protocol=version
+            )
         out = Console(highlight=False)
         for key, value in result.items():
             out.print(f"{key:>24}  {value}")

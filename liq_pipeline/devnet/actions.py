@@ -204,6 +204,7 @@ def pick_liquidations(
     """For each user, the largest enabled collateral and the largest debt by value (what a simple bot takes)."""
     picks = []
     reserves = market.by_symbol
+    counts_lt0 = market.protocol_version == "3.6"
     for user, legs in zip(users, user_reserves(client, market, users, block), strict=True):
 
         def value(symbol: str, amount: int) -> int:
@@ -212,7 +213,8 @@ def pick_liquidations(
         collaterals = [
             (value(s, leg.a_token_balance), s)
             for s, leg in legs.items()
-            if leg.collateral_enabled and leg.a_token_balance and reserves[s].liquidation_threshold
+            # V3.6 counts (and liquidates) an enabled collateral whose reserve LT is 0 (e-mode-only collateral)
+            if leg.collateral_enabled and leg.a_token_balance and (reserves[s].liquidation_threshold or counts_lt0)
         ]
         debts = [
             (value(s, leg.variable_debt + leg.stable_debt), s, leg.variable_debt + leg.stable_debt)

@@ -1,6 +1,7 @@
 """The devnet as a whole: bring it up (from the state cache or fresh), find the running one, take it down.
 
-Files in <DATA_DIR>/devnet: anvil.json (pid file), anvil.log, market.json, borrowers.json, cache/, build/.
+Files in <DATA_DIR>/devnet: anvil.json (pid file), anvil.log, market.json, borrowers.json, cache/, build/, and
+v36.json when the market is the V3.6 one (`protocol="3.6"`; market.json's protocol_version says which).
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil, state_cache
+from . import anvil, protocols, state_cache
 from .borrowers import BorrowerRecord
-from .deploy import deploy_market
 from .errors import DevnetError
 from .market import Market, load_market
 from .multicall import install_multicall
-from .paths import borrowers_json_path, check_packages, devnet_dir, market_json_path
+from .paths import borrowers_json_path, devnet_dir, market_json_path
+from .protocols import DEFAULT_PROTOCOL
 from .rpc import Rpc
-from .seed import seed as seed_borrowers
 
 
 @dataclass
@@ -42,19 +42,27 @@ def up(
     use_cache: bool = True,
     prune_history: bool = False,
     progress: Callable[[str, int], None] | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> UpResult:
-    """Start a detached devnet with a deployed (and optionally seeded) market; write market.json."""
+    """Start a detached devnet with a deployed (and optionally seeded) market; write market.json.
+
+    protocol: "3.0" (@aave/core-v3 1.19.3, the default) or "3.6" (the L2Pool market of devnet/v36)."""
     started = time.perf_counter()
-    preflight(data_dir, port)
+    protocol = protocols.check_protocol(protocol)
+    preflight(data_dir, port, protocol)
     log_path = devnet_dir(data_dir) / "anvil.log"
+    extras = devnet_dir(data_dir) / protocols.V36_EXTRAS
+    extras.unlink(missing_ok=True)  # a V3.0 market after a V3.6 one must not leave its extras behind
     built = False
     if use_cache:
-        entry, built = state_cache.ensure(data_dir, borrowers, seed, progress)
+        entry, built = state_cache.ensure(data_dir, borrowers, seed, progress, protocol=protocol)
         node, market = state_cache.start_from(
             entry, port=port, detach=True, prune_history=prune_history, log_path=log_path
         )
         anvil.write_pid_file(data_dir, node)  # from here on `liq devnet down` can stop it
         shutil.copyfile(entry.borrowers_path, borrowers_json_path(data_dir))
+        if entry.extras_path.is_file():
+            shutil.copyfile(entry.extras_path, extras)
     else:
         node = anvil.start(port, detach=True, prune_history=prune_history, log_path=log_path)
         anvil.write_pid_file(data_dir, node)
@@ -62,10 +70,11 @@ def up(
             with Rpc(node.url) as rpc:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
                 install_multicall(rpc, data_dir)  # before the market: every block has it
-                market = deploy_market(rpc, data_dir)
+                market, save_market = protocols.deploy(rpc, data_dir, protocol)
+                save_market(devnet_dir(data_dir))  # v36.json (market.json is written again below)
                 record = BorrowerRecord()
                 if borrowers:
-                    result = seed_borrowers(rpc, market, borrowers, seed)
+                    result = protocols.seeder(market)(rpc, market, borrowers, seed)
                     record.add(seed, 0, result.users, result.blocks[1])
                 record.save(borrowers_json_path(data_dir))
         except BaseException:
@@ -75,9 +84,9 @@ def up(
     return UpResult(node, market, path, borrowers, use_cache, built, time.perf_counter() - started)
 
 
-def preflight(data_dir: Path | str, port: int | None) -> None:
+def preflight(data_dir: Path | str, port: int | None, protocol: str = DEFAULT_PROTOCOL) -> None:
     """The mistakes `up` can report before doing anything: packages, a devnet already running, a busy port."""
-    check_packages()
+    protocols.check_packages(protocols.check_protocol(protocol))
     anvil.anvil_binary()
     running = anvil.running_node(data_dir)
     if running is not None:

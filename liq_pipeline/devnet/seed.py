@@ -317,9 +317,36 @@ def seed(
     number of users created in it; `on_block(number)` after every block mined (the state cache collects the
     history with it before the node drops it).
     """
+    plans = plan_portfolios(market, oracle_prices(rpc, market), n_borrowers, seed, start_index)
+    return run_seeding(
+        rpc,
+        market,
+        plans,
+        raise_ltv=ltv_txs(market, raised=True),
+        restore_ltv=ltv_txs(market, raised=False),
+        txs_for=lambda plan: borrower_txs(market, plan),
+        chunk_users=chunk_users,
+        progress=progress,
+        on_block=on_block,
+    )
+
+
+def run_seeding(
+    rpc: Rpc,
+    market: Market,
+    plans: list[Portfolio],
+    *,
+    raise_ltv: list[Tx],
+    restore_ltv: list[Tx],
+    txs_for: Callable[[Portfolio], list[Tx]],
+    chunk_users: int = CHUNK_USERS,
+    progress: Callable[[int], None] | None = None,
+    on_block: Callable[[int], None] | None = None,
+) -> SeedResult:
+    """The seeding blocks for planned portfolios (any protocol version: the admin transactions that raise and
+    restore the LTVs, and each user's transactions, come from the caller)."""
     started = time.perf_counter()
     chain = Chain(rpc)
-    plans = plan_portfolios(market, oracle_prices(rpc, market), n_borrowers, seed, start_index)
     first_block = chain.block_number() + 1
     sent = 0
     with chain.manual_mining():
@@ -340,7 +367,7 @@ def seed(
 
         # One sender's transactions, in nonce order; explicit 3M gas each counts against the 1G block gas limit,
         # so at most ~300 fit in a block (100k borrowers need thousands of sponsored supplies): chunk them.
-        setup = ltv_txs(market, raised=True) + liquidity_txs(market, plans)
+        setup = raise_ltv + liquidity_txs(market, plans)
         for begin in range(0, len(setup), SETUP_TXS_PER_BLOCK):
             run(setup[begin : begin + SETUP_TXS_PER_BLOCK])
         try:
@@ -351,11 +378,11 @@ def seed(
                 chain.nonces.prefetch(users)  # one batch; a reused address keeps its nonce
                 # at 100k borrowers a rare borrow can revert (a reserve's liquidity or cap met): the user keeps its
                 # collateral, the revert is counted in the result instead of aborting the whole seeding
-                run([tx for plan in part for tx in borrower_txs(market, plan)], allow_revert=True)
+                run([tx for plan in part for tx in txs_for(plan)], allow_revert=True)
                 if progress:
                     progress(len(part))
         finally:
-            run(ltv_txs(market, raised=False))
+            run(restore_ltv)
     users = [plan.user for plan in plans]
     return SeedResult(
         users=users,

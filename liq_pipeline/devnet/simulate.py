@@ -176,6 +176,29 @@ def _count_reverts(result: SimResult, txs: Sequence[Tx], ok: Sequence[bool]) -> 
             result.other_reverts += 1
 
 
+def _newcomers(
+    rpc: Rpc, market: Market
+) -> tuple[Callable[[dict[str, int], int, int, int], list[Portfolio]], Callable[[Portfolio], list[Tx]]]:
+    """The planner of arriving borrowers and their transactions, for the market's protocol version (V3.6: the
+    categories' bitmaps decide what an e-mode newcomer supplies and borrows, see v36/bulk.py)."""
+    if market.protocol_version == "3.6":
+        from .v36 import bulk
+
+        shape = bulk.read_shape(rpc, market)
+        return (
+            lambda prices, count, seed, start: bulk.plan_portfolios(
+                market, shape, prices, count, seed, start, namespace="arrival", within_ltv=True
+            ),
+            lambda plan: bulk.borrower_txs(market, plan),
+        )
+    return (
+        lambda prices, count, seed, start: plan_portfolios(
+            market, prices, count, seed, start, namespace="arrival", within_ltv=True
+        ),
+        lambda plan: borrower_txs(market, plan),
+    )
+
+
 def simulate(
     rpc: Rpc,
     market: Market,
@@ -199,6 +222,7 @@ def simulate(
     written_off: set[str] = set()  # debt without collateral: nothing a liquidator can do
     next_arrival = first_arrival_index
     queued: list[Portfolio] = []  # newcomers whose liquidity is supplied in this block, who act in the next
+    plan_newcomers, txs_for = _newcomers(rpc, market)
 
     def scan(subset: Sequence[str], block_index: int) -> None:
         subset = [u for u in subset if u not in written_off]
@@ -228,13 +252,11 @@ def simulate(
 
             arriving, queued = queued, []
             for plan in arriving:
-                txs += borrower_txs(market, plan)
+                txs += txs_for(plan)
             count = _poisson(rng, config.arrivals_per_block)
             if count:
                 current = {s: p for s, p in prices.published.items()}
-                queued = plan_portfolios(
-                    market, current, count, config.seed, next_arrival, namespace="arrival", within_ltv=True
-                )
+                queued = plan_newcomers(current, count, config.seed, next_arrival)
                 next_arrival += count
                 chain.set_balances([p.user for p in queued], GAS_MONEY)
                 chain.nonces.prefetch([p.user for p in queued])
@@ -295,7 +317,7 @@ def simulate(
                 on_block(i, result)
         if queued:  # newcomers whose liquidity is in place act in one last block
             timestamp += config.block_time
-            last = [tx for plan in queued for tx in borrower_txs(market, plan)]
+            last = [tx for plan in queued for tx in txs_for(plan)]
             done = chain.execute(last, timestamp, allow_revert=True)
             result.arrivals += len(queued)
             result.new_users += [p.user for p in queued]

@@ -1,10 +1,12 @@
 """Deployed + seeded markets kept as anvil state dumps, so tests and later runs start in ~1 s.
 
-Key: (npm package versions, a fingerprint of the devnet code that shapes the chain, borrowers, seed). An entry
-is a directory <DATA_DIR>/devnet/cache/<key>/ with `state.json.gz` (the dump), `market.json` and
-`borrowers.json`. anvil records a call trace for every transaction and dumps it; traces are 3/4 of a dump and
-no consumer replays them, so they are cut before saving (debug_trace* of old transactions is not available on
-a loaded chain; blocks, transactions, receipts and logs are).
+Key: (the protocol version, 3.0 or 3.6, and what identifies its contracts: the npm package version, or the V3.6
+build key; anvil's version; a fingerprint of the devnet code that shapes the chain; borrowers; seed), so the two
+markets never share an entry. An entry is a directory <DATA_DIR>/devnet/cache/<key>/ with `state.json.gz` (the
+dump), `market.json` and `borrowers.json` (and `v36.json` for V3.6). anvil records a call trace for every
+transaction and dumps it; traces are 3/4 of a dump and no consumer replays them, so they are cut before saving
+(debug_trace* of old transactions is not available on a loaded chain; blocks, transactions, receipts and logs
+are).
 
 Memory while building: anvil holds every transaction with its trace and, without --prune-history, a copy of the
 state per block; 100,000 borrowers went past 23 GB, and anvil_dumpState copies all of it once more. The build
@@ -18,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import hashlib
 import json
 import shutil
 import time
@@ -26,19 +27,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil
+from . import anvil, protocols
 from .borrowers import BorrowerRecord
-from .deploy import deploy_market, package_versions
 from .errors import DevnetError
 from .market import Market, load_market
 from .multicall import install_multicall
-from .paths import check_packages, devnet_dir
+from .paths import devnet_dir, package_version
+from .protocols import DEFAULT_PROTOCOL
 from .rpc import Rpc
-from .seed import seed as seed_borrowers
 
 CACHE_FORMAT = 1  # bump when the layout of an entry changes
-# Source files whose content decides what a deployed + seeded chain looks like.
-_SHAPING_SOURCES = ("spec.py", "deploy.py", "seed.py", "accounts.py", "anvil.py", "contracts/DevnetAggregator.sol")
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,11 @@ class CacheEntry:
     def borrowers_path(self) -> Path:
         return self.directory / "borrowers.json"
 
+    @property
+    def extras_path(self) -> Path:
+        """v36.json: the V3.6 market's extras (absent for V3.0)."""
+        return self.directory / protocols.V36_EXTRAS
+
     def exists(self) -> bool:
         return self.state_path.is_file() and self.market_path.is_file() and self.borrowers_path.is_file()
 
@@ -73,24 +76,20 @@ class CacheEntry:
         return self.state_path.stat().st_size
 
 
-def code_fingerprint() -> str:
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in _SHAPING_SOURCES:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:12]
+def code_fingerprint(protocol: str = DEFAULT_PROTOCOL) -> str:
+    return protocols.code_fingerprint(protocol)
 
 
-def cache_key(borrowers: int, seed: int) -> str:
-    packages = package_versions()
+def cache_key(borrowers: int, seed: int, protocol: str = DEFAULT_PROTOCOL) -> str:
+    protocol = protocols.check_protocol(protocol)
     return (
-        f"aave-{packages['@aave/core-v3']}_anvil-{packages['@foundry-rs/anvil']}_n{borrowers}_s{seed}"
-        f"_v{CACHE_FORMAT}-{code_fingerprint()}"
+        f"{protocols.cache_tag(protocol)}_anvil-{package_version('@foundry-rs/anvil')}_p{protocol}"
+        f"_n{borrowers}_s{seed}_v{CACHE_FORMAT}-{code_fingerprint(protocol)}"
     )
 
 
-def entry_for(data_dir: Path | str, borrowers: int, seed: int) -> CacheEntry:
-    key = cache_key(borrowers, seed)
+def entry_for(data_dir: Path | str, borrowers: int, seed: int, protocol: str = DEFAULT_PROTOCOL) -> CacheEntry:
+    key = cache_key(borrowers, seed, protocol)
     return CacheEntry(key, devnet_dir(data_dir) / "cache" / key)
 
 
@@ -233,10 +232,13 @@ def build(
     borrowers: int,
     seed: int,
     progress: Callable[[str, int], None] | None = None,
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> CacheEntry:
     """Deploy and seed on a private anvil, dump it, and store the entry (unless another process just did)."""
-    check_packages()
-    entry = entry_for(data_dir, borrowers, seed)
+    protocol = protocols.check_protocol(protocol)
+    protocols.check_packages(protocol)
+    entry = entry_for(data_dir, borrowers, seed, protocol)
     with _locked(entry.directory.parent / f"{entry.key}.lock"):
         if entry.exists():
             return entry
@@ -249,13 +251,13 @@ def build(
             with Rpc(node.url) as rpc, contextlib.ExitStack() as stack:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
                 history = stack.enter_context(contextlib.closing(_History(rpc, work)))
-                market = deploy_market(rpc, data_dir)
+                market, save_market = protocols.deploy(rpc, data_dir, protocol)
                 history.collect()
                 if progress:
                     progress("deployed", 0)
                 record = BorrowerRecord()
                 if borrowers:
-                    result = seed_borrowers(
+                    result = protocols.seeder(market)(
                         rpc,
                         market,
                         borrowers,
@@ -264,33 +266,42 @@ def build(
                         on_block=history.on_block,
                     )
                     record.add(seed, 0, result.users, result.blocks[1])
-                market.save(work / "market.json")
+                save_market(work)
                 record.save(work / "borrowers.json")
                 history.write(work / "state.json.gz")
         finally:
             anvil.stop(node)
         shutil.rmtree(entry.directory, ignore_errors=True)
         work.rename(entry.directory)
-        _drop_stale(entry, borrowers, seed)
+        _drop_stale(entry, borrowers, seed, protocol)
     return entry
 
 
-def _drop_stale(entry: CacheEntry, borrowers: int, seed: int) -> None:
-    """Entries for the same (borrowers, seed) built by other code or package versions are dead weight."""
+def _drop_stale(entry: CacheEntry, borrowers: int, seed: int, protocol: str) -> None:
+    """Entries for the same (protocol, borrowers, seed) built by other code or package versions are dead weight
+    (keys without a protocol are V3.0 entries from before V3.6 existed)."""
     for other in entry.directory.parent.glob(f"*_n{borrowers}_s{seed}_v*"):
+        tagged = "_p" in other.name.split("_n")[0]
+        if (tagged and f"_p{protocol}_n" not in other.name) or (not tagged and protocol != DEFAULT_PROTOCOL):
+            continue
         if other.is_dir() and other != entry.directory and not other.name.endswith(".building"):
             shutil.rmtree(other, ignore_errors=True)
             (other.parent / f"{other.name}.lock").unlink(missing_ok=True)
 
 
 def ensure(
-    data_dir: Path | str, borrowers: int, seed: int, progress: Callable[[str, int], None] | None = None
+    data_dir: Path | str,
+    borrowers: int,
+    seed: int,
+    progress: Callable[[str, int], None] | None = None,
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> tuple[CacheEntry, bool]:
-    """The entry for (borrowers, seed), built on first use. Returns (entry, built_now)."""
-    entry = entry_for(data_dir, borrowers, seed)
+    """The entry for (protocol, borrowers, seed), built on first use. Returns (entry, built_now)."""
+    entry = entry_for(data_dir, borrowers, seed, protocol)
     if entry.exists():
         return entry, False
-    return build(data_dir, borrowers, seed, progress), True
+    return build(data_dir, borrowers, seed, progress, protocol=protocol), True
 
 
 def start_from(

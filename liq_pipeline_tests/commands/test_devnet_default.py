@@ -29,7 +29,8 @@ def devnet_home(chain, tmp_path: Path) -> Path:
 
 def _announced(result: subprocess.CompletedProcess, chain) -> None:
     """Exactly one line says which devnet (DATA_DIR is ./data, the default, in the test's working directory)."""
-    expected = f"using the devnet of ./data ({chain.node.url}, provider {chain.market.addresses_provider})"
+    provider = chain.market.addresses_provider
+    expected = f"using the devnet of ./data ({chain.node.url}, provider {provider}, Aave V3.0)"
     assert [line for line in lines(result.stderr) if line.startswith("using the devnet")] == [expected]
 
 
@@ -50,6 +51,21 @@ def test_status_and_scan_use_the_running_devnet(devnet_home, chain, cli_env):
     assert scan.returncode == 0, scan.stderr
     _announced(scan, chain)
     assert set(chain.users) <= {json.loads(row)["user"] for row in lines(scan.stdout)}  # every seeded borrower
+
+
+@pytest.mark.integration
+def test_the_devnets_protocol_version_is_used_and_a_contrary_setting_refused(devnet_home, chain, cli_env):
+    """The devnet's rounding rules are a fact of its market.json: a command uses them, never a default of another
+    version's; an explicit AAVE_PROTOCOL_VERSION that contradicts them is a mistake, said in one line."""
+    cwd = devnet_home.parent
+    refused = liq("scan", "--from-block", "0", "--json", env=cli_env, cwd=cwd, AAVE_PROTOCOL_VERSION="3.6")
+    assert refused.returncode == 2
+    assert lines(refused.stderr) == [
+        "error: AAVE_PROTOCOL_VERSION=3.6 but the devnet of ./data runs Aave V3.0: unset it (the devnet's version "
+        "is used) or set it to 3.0"
+    ]
+    agreed = liq("status", "--json", env=cli_env, cwd=cwd, AAVE_PROTOCOL_VERSION="3.0")
+    _announced(agreed, chain)
 
 
 @pytest.mark.integration
@@ -94,7 +110,7 @@ def test_watch_follows_the_running_devnet(devnet_home, chain, cli_env):
             process.kill()
             process.wait(5)
     assert process.returncode == 0, "".join(seen)
-    expected = f"using the devnet of ./data ({chain.node.url}, provider {chain.market.addresses_provider})\n"
+    expected = f"using the devnet of ./data ({chain.node.url}, provider {chain.market.addresses_provider}, Aave V3.0)\n"
     assert seen[0] == expected
     assert any(" INFO liq_pipeline.watch: block " in line for line in seen)
 
