@@ -131,3 +131,23 @@ def verify(
     from . import verify as command
 
     raise typer.Exit(command.main(borrowers, seed, shock, running, as_json, protocol))
+
+
+@app.command("verify-liquidations")
+def verify_liquidations(
+    liquidations: Annotated[int, typer.Option(min=1, help="Real liquidations to predict, send and compare.")] = 300,
+    borrowers: Annotated[int, typer.Option(min=1, help="Borrowers of the fresh devnet.")] = 1_000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the borrowers' portfolios.")] = 0,
+    running: Annotated[bool, typer.Option(help="Use the running devnet instead of a fresh one.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    protocol: Annotated[str | None, typer.Option(help=PROTOCOL_HELP + " Not with --running.")] = None,
+) -> None:
+    """Predicted liquidations against the Pool, exactly.
+
+    Shocks prices, then sends liquidations (varied pairs, amounts, receiveAToken), each predicted from the block
+    before; compares event amounts, balances, flags, deficits and revert errors. Exit code 1 on any mismatch or
+    when fewer than --liquidations were made.
+    """
+    from . import verify_liquidations as command
+
+    raise typer.Exit(command.main(liquidations, borrowers, seed, running, as_json, protocol))
