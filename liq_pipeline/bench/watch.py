@@ -8,20 +8,26 @@ volatility (`vol_scale=1`; `liq demo` runs 10x to make an hour eventful). Market
 (`shocks=True` turns them on): a -5 to -25 % crash block is a different measurement (thousands of candidates
 appear at once). The watcher (with its own embedded Redis, as in production) processes each block as soon as it
 is mined; latency = time the block was seen -> its candidates written to Redis.
+
+The devnet runs the Aave version of DEVNET_PROTOCOL_VERSION (`protocol=`, `liq bench-watch --protocol 3.6`;
+default 3.0) and the engine's AAVE_PROTOCOL_VERSION follows it.
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from ..cache import open_market_cache
+from ..chain.rpc import RpcClient
 from ..config import Settings
-from ..devnet import actions
+from ..devnet import actions, anvil, protocols, state_cache
+from ..devnet.rpc import Rpc
 from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
@@ -42,23 +48,45 @@ def run_bench_watch(
     say: Callable[[str], None] = quiet,
     shocks: bool = False,
     vol_scale: float = 1.0,
+    protocol: str | None = None,
 ) -> dict:
     use_one_blas_thread()
-    run = BenchRun(
-        "watch", {"borrowers": borrowers, "blocks": blocks, "seed": seed, "shocks": shocks, "vol_scale": vol_scale}
-    )
+    version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
+    options = {"borrowers": borrowers, "blocks": blocks, "seed": seed, "shocks": shocks, "vol_scale": vol_scale}
+    if version != protocols.DEFAULT_PROTOCOL:  # the 3.0 run's parameters stay as they were
+        options["protocol"] = version
+    run = BenchRun("watch", options)
     say(f"preparing {borrowers} borrowers (cached after the first run)")
     data_dir = Path(settings.data_dir).absolute() / "bench-watch"
     # The node prunes old states: the watcher reads at the head only. A fresh Redis per run: the chain restarts
     # from the dump's block, and a previous run's live set (at later blocks) would make every write of this run an
     # "older block" that is skipped.
-    with (
-        live_devnet(data_dir, borrowers, seed, prune_history=True) as chain,
-        scratch_redis("bench-watch-redis-") as redis_url,
-    ):
-        own = settings.model_copy(update={"redis_url": SecretStr(redis_url)})  # the bench's own server
+    devnet = (
+        live_devnet(data_dir, borrowers, seed, prune_history=True)
+        if version == protocols.DEFAULT_PROTOCOL
+        else _live_devnet(data_dir, borrowers, seed, version)
+    )
+    with devnet as chain, scratch_redis("bench-watch-redis-") as redis_url:
+        own = settings.model_copy(  # the bench's own server; the engine's rules follow the devnet's version
+            update={"redis_url": SecretStr(redis_url), "aave_protocol_version": chain.market.protocol_version}
+        )
         results = _measure(chain, own, blocks, seed, say, shocks, vol_scale)
-    return run.report({"borrowers": borrowers, **results})
+    return run.report({"borrowers": borrowers, "protocol": version, **results})
+
+
+@contextmanager
+def _live_devnet(data_dir: Path, borrowers: int, seed: int, protocol: str) -> Iterator[LiveDevnet]:
+    """services.live_devnet for another protocol version (its own state cache entries)."""
+    with Stopwatch() as preparing:
+        entry, built = state_cache.ensure(data_dir, borrowers, seed, protocol=protocol)
+    node, market = state_cache.start_from(entry, prune_history=True)
+    devnet, rpc = Rpc(node.url), RpcClient(node.url)
+    try:
+        yield LiveDevnet(entry, built, preparing.seconds, node, market, devnet, rpc)
+    finally:
+        rpc.close()
+        devnet.close()
+        anvil.stop(node)
 
 
 def _measure(
@@ -77,7 +105,7 @@ def _measure(
         tracker = Tracker.bootstrap(
             chain.rpc,
             market.addresses_provider,
-            rules_for(market.protocol_version),
+            rules_for(settings.aave_protocol_version),
             0,
             chain.head(),
             settings.stable_asset_symbols,

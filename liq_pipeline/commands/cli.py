@@ -8,6 +8,7 @@ runs, so a bad setting never breaks `--help`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,29 @@ app = new_app("liq", "liq-pipeline: find Aave V3 borrowers about to become liqui
 redis_app = new_app("redis", "The embedded Redis of DATA_DIR (when REDIS_URL is empty).")
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _devnet_protocol(value: str | None) -> str | None:
+    """--protocol of the commands that start their own devnet: 3.0 or 3.6 (a usage error otherwise)."""
+    if value is None:
+        return None
+    from ..devnet.errors import DevnetError
+    from ..devnet.protocols import check_protocol
+
+    try:
+        return check_protocol(value)
+    except DevnetError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+DevnetProtocol = Annotated[
+    str | None,
+    typer.Option(
+        callback=_devnet_protocol,
+        help="Aave version of the devnet it starts, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.0); "
+        "the engine's AAVE_PROTOCOL_VERSION follows it.",
+    ),
+]
 
 
 def _print_version(value: bool) -> None:
@@ -167,12 +191,16 @@ def bench_watch(
     shocks: Annotated[bool, typer.Option(help="Let the simulator crash the market now and then.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the devnet's borrowers and of the traffic.")] = 0,
     vol_scale: Annotated[float, typer.Option(min=0.0, help="Price volatility x the assets' real one.")] = 1.0,
+    protocol: DevnetProtocol = None,
 ) -> None:
     """Watcher latency on real devnet positions under live traffic.
 
     Block seen -> candidates written, per block.
     """
     from . import benches
+
+    if protocol is not None:  # run_bench_watch reads it from the settings (DEVNET_PROTOCOL_VERSION)
+        os.environ["DEVNET_PROTOCOL_VERSION"] = protocol
 
     benches.watch(borrowers, blocks, as_json, shocks=shocks, seed=seed, vol_scale=vol_scale)
 
@@ -225,6 +253,7 @@ def demo(
     borrowers: Annotated[int, typer.Option(min=1, help="Seeded borrowers.")] = 2_000,
     dagster_every: Annotated[int, typer.Option(min=0, help="A Dagster evaluation every N blocks (0: none).")] = 25,
     as_json: Json = False,
+    protocol: DevnetProtocol = None,
 ) -> None:
     """The whole system headless on a simulated market, one summary.
 
@@ -232,7 +261,7 @@ def demo(
     """
     from . import demo as command
 
-    command.main(blocks, borrowers, dagster_every, as_json)
+    command.main(blocks, borrowers, dagster_every, as_json, protocol)
 
 
 @app.command()

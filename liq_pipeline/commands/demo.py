@@ -35,7 +35,7 @@ from ..chain.ground_truth import user_account_data
 from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..defs.predictive.assets import evaluate_in_process
-from ..devnet import lifecycle
+from ..devnet import lifecycle, protocols
 from ..devnet.borrowers import BorrowerRecord
 from ..devnet.paths import borrowers_json_path
 from ..devnet.rpc import Rpc
@@ -62,10 +62,14 @@ def run_demo(
     dagster_every: int = 25,
     seed: int = 0,
     say: Callable[[str], None] = lambda _m: None,
+    protocol: str | None = None,
 ) -> dict:
+    """`protocol`: the devnet's Aave version, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.0); the engine's
+    AAVE_PROTOCOL_VERSION follows it."""
+    version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
     workdir = Path(tempfile.mkdtemp(prefix="liq-demo-"))
-    say(f"devnet with {borrowers} borrowers")
-    devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed)
+    say(f"Aave V{version} devnet with {borrowers} borrowers")
+    devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed, protocol=version)
     redis = EmbeddedRedis(workdir / "redis")
     rpc = RpcClient(devnet.node.url)
     chain = Rpc(devnet.node.url)
@@ -79,10 +83,16 @@ def run_demo(
             "STATE_HISTORY_FROM_BLOCK": str(head),
             "LAKE_RANGE_BLOCKS": "100",
             "PREDICTIVE_ENABLED": "true",
+            "AAVE_PROTOCOL_VERSION": devnet.market.protocol_version,
         }
         os.environ.update(env)  # the Dagster resources read the settings from the environment
         own = settings.model_copy(
-            update={"redis_url": SecretStr(env["REDIS_URL"]), "data_dir": workdir, "predictive_enabled": True}
+            update={
+                "redis_url": SecretStr(env["REDIS_URL"]),
+                "data_dir": workdir,
+                "predictive_enabled": True,
+                "aave_protocol_version": devnet.market.protocol_version,
+            }
         )
         rules = rules_for(devnet.market.protocol_version)
         cache = open_market_cache(own, devnet.market.chain_id, devnet.market.pool)
@@ -141,6 +151,7 @@ def run_demo(
         latencies = [r.latency_ms for r in watcher.stats.records]
         count = liquidations.height
         return {
+            "protocol": devnet.market.protocol_version,
             "blocks": len(watcher.stats.records),
             "borrowers": watcher.tracker.users,
             "liquidations_onchain": count,
@@ -159,6 +170,8 @@ def run_demo(
             "price_updates": sim.price_updates,
             "shocks": sim.shocks,
             "reorgs": watcher.stats.reorgs,
+            "competitor_liquidations": sim.liquidations,
+            "competitor_reverts": sim.liquidation_reverts,
         }
     finally:
         rpc.close()
@@ -167,14 +180,14 @@ def run_demo(
         redis.stop()
 
 
-def main(blocks: int, borrowers: int, dagster_every: int, as_json: bool) -> None:
+def main(blocks: int, borrowers: int, dagster_every: int, as_json: bool, protocol: str | None = None) -> None:
     settings = runtime.settings()
     use_one_blas_thread()
     if as_json:
-        print(json.dumps(run_demo(settings, blocks, borrowers, dagster_every)))
+        print(json.dumps(run_demo(settings, blocks, borrowers, dagster_every, protocol=protocol)))
         return
     with Console(stderr=True).status("running the demo") as status:
-        result = run_demo(settings, blocks, borrowers, dagster_every, say=status.update)
+        result = run_demo(settings, blocks, borrowers, dagster_every, say=status.update, protocol=protocol)
     out = Console(highlight=False)
     for key, value in result.items():
         out.print(f"{key:>34}  {value}")

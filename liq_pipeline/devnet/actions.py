@@ -196,6 +196,7 @@ class LiquidationPick:
     collateral: str  # symbol
     debt: str  # symbol
     debt_amount: int  # the user's whole variable + stable debt in that asset, token units
+    debt_to_cover: int = MAX_UINT  # what liquidationCall is sent with (max uint: "as much as allowed")
 
 
 def pick_liquidations(
@@ -229,11 +230,14 @@ def pick_liquidations(
 
 
 def liquidation_txs(market: Market, liquidator: str, picks: Sequence[LiquidationPick]) -> list[Tx]:
-    """Mint the liquidator enough of each debt asset, approve the Pool, then liquidationCall(..., max uint)."""
+    """Mint the liquidator enough of each debt asset, approve the Pool, then liquidationCall with each pick's
+    debtToCover (max uint by default). On V3.6 the call goes through L2Pool's compact
+    liquidationCall(bytes32,bytes32)."""
     reserves, pool = market.by_symbol, market.pool
     need: dict[str, int] = {}
     for pick in picks:
-        need[pick.debt] = need.get(pick.debt, 0) + pick.debt_amount
+        amount = pick.debt_amount * 2 + 1 if pick.debt_to_cover == MAX_UINT else pick.debt_to_cover + 1
+        need[pick.debt] = need.get(pick.debt, 0) + amount
     txs = []
     for symbol, amount in need.items():
         asset = reserves[symbol].asset
@@ -241,7 +245,7 @@ def liquidation_txs(market: Market, liquidator: str, picks: Sequence[Liquidation
             Tx(
                 liquidator,
                 asset,
-                call_data("mint(address,uint256)", liquidator, amount * 2 + 1),
+                call_data("mint(address,uint256)", liquidator, amount),
                 label=f"liquidator mint {symbol}",
             )
         )
@@ -253,17 +257,41 @@ def liquidation_txs(market: Market, liquidator: str, picks: Sequence[Liquidation
                 label=f"liquidator approve {symbol}",
             )
         )
+    compact = market.protocol_version == "3.6"
     for pick in picks:
-        data = call_data(
-            "liquidationCall(address,address,address,uint256,bool)",
-            reserves[pick.collateral].asset,
-            reserves[pick.debt].asset,
-            pick.user,
-            MAX_UINT,  # "as much as the close factor allows"
-            False,
-        )
+        if compact:
+            args1, args2 = l2_liquidation_args(
+                reserves[pick.collateral].reserve_id, reserves[pick.debt].reserve_id, pick.user, pick.debt_to_cover
+            )
+            data = call_data("liquidationCall(bytes32,bytes32)", args1, args2)
+        else:
+            data = call_data(
+                "liquidationCall(address,address,address,uint256,bool)",
+                reserves[pick.collateral].asset,
+                reserves[pick.debt].asset,
+                pick.user,
+                pick.debt_to_cover,
+                False,
+            )
         txs.append(Tx(liquidator, pool, data, label=f"liquidationCall {pick.user}"))
     return txs
+
+
+UINT128_MAX = 2**128 - 1
+
+
+def l2_liquidation_args(
+    collateral_id: int, debt_id: int, user: str, debt_to_cover: int, receive_a_token: bool = False
+) -> tuple[bytes, bytes]:
+    """L2Encoder.encodeLiquidationCall, locally (CalldataLogic.decodeLiquidationCallParams is the reverse):
+    args1 = collateral id | debt id << 16 | user << 32; args2 = debtToCover as uint128 (uint128 max = uint256
+    max) | receiveAToken << 128."""
+    if debt_to_cover >= UINT128_MAX and debt_to_cover != MAX_UINT:
+        raise ValueError("debt_to_cover does not fit the compact call's uint128")
+    short = UINT128_MAX if debt_to_cover == MAX_UINT else debt_to_cover
+    args1 = collateral_id | debt_id << 16 | int(user, 16) << 32
+    args2 = short | int(receive_a_token) << 128
+    return args1.to_bytes(32, "big"), args2.to_bytes(32, "big")
 
 
 @dataclass(frozen=True)
@@ -337,3 +365,149 @@ def liquidate(
 def _debt_of(rpc: Rpc, market: Market, user: str, symbol: str) -> int:
     leg = user_reserves(rpc, market, [user])[0][symbol]
     return leg.variable_debt + leg.stable_debt
+
+
+# --- liquidations chosen with the exact model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChosenLiquidation:
+    collateral_id: int
+    debt_id: int
+    debt_to_cover: int  # MAX_UINT or an amount the Pool accepts
+    debt_repaid: int  # predicted, token units of the debt asset
+    reserve_debt: int  # the user's debt in that reserve before
+
+
+def _accepted(position: Any, states: Sequence[Any], collateral_id: int, debt_id: int, amount: int, liquidator: str):
+    """The outcome under the first state if every state (price orders within the block) accepts it, else None."""
+    from ..risk.liquidation import liquidation_outcome
+
+    first = None
+    for state in states:
+        outcome = liquidation_outcome(position, state, collateral_id, debt_id, amount, liquidator=liquidator)
+        if not outcome.ok:
+            return None
+        first = first or outcome
+    return first
+
+
+def choose_liquidation(
+    position: Any, states: Sequence[Any], liquidator: str, search_steps: int = 64
+) -> ChosenLiquidation | None:
+    """The (collateral, debt, debtToCover) that repays the most debt (by value) among the liquidationCalls every
+    one of `states` (risk.market.MarketState: the block's possible prices, indices at its timestamp) accepts,
+    predicted with risk.liquidation.liquidation_outcome. Per pair, max uint when accepted; when refused (V3.3+
+    MustNotLeaveDust: the close factor's cap would leave < $1,000), the largest amount accepted, by bisection,
+    backed off 1 % so that the leftovers are not on the $1,000 edge. None when nothing is accepted."""
+    from ..risk.liquidation import MUST_NOT_LEAVE_DUST, liquidation_outcome
+
+    first_state = states[0]
+    collaterals = [r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken]
+    debts = [r for r, leg in position.legs.items() if leg.scaled_variable_debt or leg.stable_debt]
+    best: tuple[int, int, int, int, ChosenLiquidation] | None = None
+    for collateral_id in sorted(collaterals):
+        for debt_id in sorted(debts):
+            outcome = _accepted(position, states, collateral_id, debt_id, MAX_UINT, liquidator)
+            amount = MAX_UINT
+            if outcome is None:
+                probe = liquidation_outcome(
+                    position, first_state, collateral_id, debt_id, MAX_UINT, liquidator=liquidator
+                )
+                if probe.reason != MUST_NOT_LEAVE_DUST or probe.max_liquidatable_debt <= 1:
+                    continue
+                low, high = 0, probe.max_liquidatable_debt  # accepted(low) (0: none yet), refused(high)
+                for _ in range(search_steps):
+                    if high - low <= 1:
+                        break
+                    middle = (low + high) // 2
+                    if _accepted(position, states, collateral_id, debt_id, middle, liquidator) is not None:
+                        low = middle
+                    else:
+                        high = middle
+                if low == 0:
+                    continue
+                amount = low - low // 100
+                outcome = _accepted(position, states, collateral_id, debt_id, amount, liquidator)
+                if outcome is None:
+                    amount = low
+                    outcome = _accepted(position, states, collateral_id, debt_id, amount, liquidator)
+                if outcome is None:
+                    continue
+            debt = first_state.by_id[debt_id]
+            value = outcome.debt_repaid * debt.price // debt.unit
+            chosen = ChosenLiquidation(collateral_id, debt_id, amount, outcome.debt_repaid, outcome.user_reserve_debt)
+            key = (value, outcome.debt_repaid, -collateral_id, -debt_id, chosen)
+            if best is None or key[:4] > best[:4]:
+                best = key
+    return best[4] if best else None
+
+
+class LiquidationPlanner:
+    """The competitor's eyes: positions and market state read with the chain reader (chain.discovery, positions)
+    under the rules of the devnet's protocol version, and each liquidation chosen with risk.liquidation."""
+
+    def __init__(self, rpc: Rpc, market: Market):
+        from ..chain.discovery import discover_market
+        from ..chain.rpc import RpcClient
+        from ..risk.versions import rules_for
+
+        self.devnet_market = market
+        self.rules = rules_for(market.protocol_version)
+        self.reader = RpcClient(rpc.url)
+        head = int(rpc.call("eth_blockNumber"), 16)
+        self.market = discover_market(self.reader, market.addresses_provider, head, self.rules)
+        self.symbol = {r.reserve_id: r.symbol for r in market.reserves}
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def plan(
+        self,
+        users: Sequence[str],
+        block: int,
+        timestamp: int,
+        new_prices: Mapping[str, int],
+        liquidator: str,
+    ) -> tuple[list[LiquidationPick], list[str]]:
+        """(the picks, users with nothing to seize: debt without enabled collateral) for a liquidation block at
+        `timestamp` following `block`; `new_prices` (by symbol) are feed answers published in that block, whose
+        order against the liquidation is not guaranteed: a pick must be accepted under both price sets."""
+        import dataclasses as dc
+
+        from ..chain.discovery import read_market_state
+        from ..chain.positions import read_positions
+        from ..risk.market import user_positions
+
+        state = read_market_state(self.reader, self.market, block, self.rules)
+        state = dc.replace(state, timestamp=timestamp)
+        states = [state]
+        by_symbol = {r.symbol: r.reserve_id for r in self.devnet_market.reserves}
+        moved = {by_symbol[s]: int(p) for s, p in new_prices.items() if s in by_symbol}
+        if any(state.by_id[r].price != p for r, p in moved.items()):
+            reserves = tuple(dc.replace(r, price=moved.get(r.reserve_id, r.price)) for r in state.reserves)
+            states.insert(0, dc.replace(state, reserves=reserves))  # most likely: prices first (sent first)
+        frame = read_positions(self.reader, self.market, users, block, self.rules)
+        positions = {p.user.lower(): p for p in user_positions(frame, state.reserve_ids)}
+        picks, hopeless = [], []
+        for user in users:
+            position = positions.get(user.lower())
+            has_collateral = position is not None and any(
+                leg.collateral_enabled and leg.scaled_atoken for leg in position.legs.values()
+            )
+            if not has_collateral:
+                hopeless.append(user)
+                continue
+            chosen = choose_liquidation(position, states, liquidator)
+            if chosen is None:
+                continue
+            picks.append(
+                LiquidationPick(
+                    user,
+                    self.symbol[chosen.collateral_id],
+                    self.symbol[chosen.debt_id],
+                    chosen.reserve_debt,
+                    chosen.debt_to_cover,
+                )
+            )
+        return picks, hopeless

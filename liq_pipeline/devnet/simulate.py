@@ -9,27 +9,32 @@ Per block (one mined block each, `block_time` seconds apart, so interest accrues
   block ahead, because transactions of different senders in one block run in no guaranteed order.
 - some borrowers repay (part or all) and some withdraw part of a collateral.
 - a competitor liquidator watches health factors with getUserAccountData and liquidates a user whose HF is
-  below 1 `liquidation_delay` blocks after it first saw it (debtToCover = max uint); a still-unhealthy user is
-  liquidated again later.
+  below 1 `liquidation_delay` blocks after it first saw it; a still-unhealthy user is liquidated again later.
+  It chooses each liquidation with risk/liquidation.py from the positions and market read with the chain
+  reader (actions.LiquidationPlanner): the (collateral, debt) pair and debtToCover that repay the most among those
+  the Pool accepts under both orders of the block's price updates (max uint when accepted; V3.6's dust rule
+  otherwise asks for less), so a liquidation reverts only when the model is wrong. V3.6: through L2Pool's compact
+  liquidationCall.
 Deterministic for a seed and a starting chain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .abi import call_data
 from .accounts import COMPETITOR, GAS_MONEY, LIQUIDITY_PROVIDER
 from .actions import (
+    LiquidationPlanner,
     account_data,
     liquidation_events,
     liquidation_txs,
     oracle_prices,
-    pick_liquidations,
     price_txs,
     user_reserves,
 )
@@ -39,6 +44,13 @@ from .rpc import Rpc
 from .seed import Portfolio, borrower_txs, liquidity_txs, plan_portfolios
 from .spec import spec_by_symbol
 from .txs import Chain, Tx
+
+# Price walk parameters (annual volatility, annual drift) per symbol: the V3.0 spec's, and for assets only the
+# V3.6 market lists, here (v36/spec.py shapes the cached chain; these shape only the simulated traffic).
+EXTRA_MOVES: dict[str, tuple[float, float]] = {
+    "wstETH": (0.62, 0.08),  # ETH's moves plus staking yield; correlated with the rest through the common factor
+}
+DEFAULT_MOVES = (0.5, 0.0)
 
 MAX_UINT = 2**256 - 1
 YEAR = 365 * 24 * 3600
@@ -89,12 +101,16 @@ class _Prices:
 
     def __init__(self, market: Market, published: dict[str, int], config: SimConfig, rng: random.Random):
         self.rng, self.config = rng, config
-        self.specs = spec_by_symbol()
+        specs = spec_by_symbol()
         self.symbols = [r.symbol for r in market.reserves]
+        self.moves = {
+            s: (specs[s].annual_volatility, specs[s].annual_drift) if s in specs else EXTRA_MOVES.get(s, DEFAULT_MOVES)
+            for s in self.symbols
+        }
         self.published = dict(published)
         self.true = {s: p / 1e8 for s, p in published.items()}
         self.peg = {s: r.initial_price / 1e8 for s, r in market.by_symbol.items()}
-        self.stable = {s for s in self.symbols if self.specs.get(s) and self.specs[s].annual_volatility < 0.05}
+        self.stable = {s for s in self.symbols if self.moves[s][0] < 0.05}
         self.last_update = dict.fromkeys(self.symbols, 0)
 
     def step(self, block_index: int) -> tuple[dict[str, int], bool]:
@@ -107,8 +123,8 @@ class _Prices:
             size = rng.uniform(*cfg.shock_range)
             shock = size if rng.random() < cfg.shock_up_share else -size
         for s in self.symbols:
-            spec = self.specs.get(s)
-            vol = (spec.annual_volatility if spec else 0.5) * cfg.vol_scale
+            annual_vol, annual_drift = self.moves[s]
+            vol = annual_vol * cfg.vol_scale
             if s in self.stable:  # mean reversion around the peg, rare small de-pegs
                 gap = self.true[s] / self.peg[s] - 1.0
                 move = -0.05 * gap + vol * math.sqrt(dt) * rng.gauss(0.0, 1.0)
@@ -117,7 +133,7 @@ class _Prices:
                 self.true[s] = self.peg[s] * (1.0 + gap + move)
                 continue
             z = cfg.correlation * common + math.sqrt(1 - cfg.correlation**2) * rng.gauss(0.0, 1.0)
-            drift = (spec.annual_drift if spec else 0.0) - vol * vol / 2
+            drift = annual_drift - vol * vol / 2
             log_return = drift * dt + vol * math.sqrt(dt) * z + (math.log1p(shock) if shock else 0.0)
             self.true[s] *= math.exp(log_return)
         publish = {}
@@ -199,6 +215,14 @@ def _newcomers(
     )
 
 
+@contextlib.contextmanager
+def planner_closed(planner: LiquidationPlanner) -> Iterator[LiquidationPlanner]:
+    try:
+        yield planner
+    finally:
+        planner.close()
+
+
 def simulate(
     rpc: Rpc,
     market: Market,
@@ -223,6 +247,7 @@ def simulate(
     next_arrival = first_arrival_index
     queued: list[Portfolio] = []  # newcomers whose liquidity is supplied in this block, who act in the next
     plan_newcomers, txs_for = _newcomers(rpc, market)
+    planner = LiquidationPlanner(rpc, market)
 
     def scan(subset: Sequence[str], block_index: int) -> None:
         subset = [u for u in subset if u not in written_off]
@@ -237,9 +262,10 @@ def simulate(
                 seen_unhealthy.pop(user, None)
 
     actors = [COMPETITOR, market.admin, LIQUIDITY_PROVIDER]  # they pay gas every block: topped up now and then
-    with chain.manual_mining():
+    with planner_closed(planner), chain.manual_mining():
         timestamp = chain.latest_timestamp()
-        result.blocks = (chain.block_number() + 1, chain.block_number())
+        head = chain.block_number()
+        result.blocks = (head + 1, head)
         scan(users, 0)
         for i in range(1, config.blocks + 1):
             if i % 500 == 1:
@@ -285,8 +311,10 @@ def simulate(
                         result.withdrawals += 1
 
             due = [u for u, first in seen_unhealthy.items() if i - first >= max(1, config.liquidation_delay)]
-            picks = pick_liquidations(rpc, market, due, prices.published) if due else []
-            for user in set(due) - {p.user for p in picks}:  # no collateral left to seize: bad debt, stop watching
+            picks, hopeless = (
+                planner.plan(due, head, timestamp + config.block_time, publish, COMPETITOR) if due else ([], [])
+            )
+            for user in hopeless:  # no collateral left to seize: bad debt, stop watching
                 seen_unhealthy.pop(user, None)
                 written_off.add(user)
             txs += liquidation_txs(market, COMPETITOR, picks)
@@ -311,6 +339,7 @@ def simulate(
                 watch = [u for u in users if hf.get(u, 0.0) < config.watch_hf]
                 scan(watch, i)
             result.blocks = (result.blocks[0], done.block)
+            head = done.block
             result.users_seen_liquidatable = len(ever_unhealthy)
             result.bad_debt_users = len(written_off)
             if on_block:
