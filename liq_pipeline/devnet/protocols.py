@@ -19,18 +19,11 @@ DEFAULT_PROTOCOL = "3.0"
 PROTOCOLS = ("3.0", "3.6")
 V36_EXTRAS = "v36.json"  # next to market.json: the V3.6 extras (L2Encoder, e-mode bitmaps, build key)
 # Source files (relative to this package) whose content decides what a deployed + seeded chain looks like.
+_SHARED_SOURCES = ("spec.py", "deploying.py", "seed.py", "accounts.py", "anvil.py", "contracts/DevnetAggregator.sol")
 SHAPING_SOURCES: dict[str, tuple[str, ...]] = {
-    "3.0": ("spec.py", "deploy.py", "seed.py", "accounts.py", "anvil.py", "contracts/DevnetAggregator.sol"),
-    "3.6": (
-        "seed.py",
-        "accounts.py",
-        "anvil.py",
-        "contracts/DevnetAggregator.sol",
-        "v36/spec.py",
-        "v36/deploy.py",
-        "v36/build.py",
-        "v36/bulk.py",
-    ),
+    "3.0": (*_SHARED_SOURCES, "deploy.py"),
+    # v36/spec.py's dataclasses extend spec.py's
+    "3.6": (*_SHARED_SOURCES, "v36/spec.py", "v36/deploy.py", "v36/build.py", "v36/bulk.py"),
 }
 
 

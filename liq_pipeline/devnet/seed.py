@@ -19,14 +19,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from .abi import call_data
 from .accounts import GAS_MONEY, LIQUIDITY_PROVIDER, borrower_address
 from .actions import oracle_prices
 from .anvil import BLOCK_TIME
-from .market import Market, ReserveInfo
+from .market import EModeInfo, Market, ReserveInfo
 from .rpc import Rpc
 from .spec import RAY, spec_by_symbol
 from .txs import Chain, Tx
@@ -85,6 +85,118 @@ def _units(usd: float, reserve: ReserveInfo, price: int) -> int:
     return int(usd * 10**8) * 10**reserve.decimals // price
 
 
+def _spread(
+    usd: float, symbols: list[str], weights: list[float], reserves: dict[str, ReserveInfo], prices: dict[str, int]
+) -> list[tuple[str, int]]:
+    """`usd` over `symbols` in proportion to `weights`, in token units; amounts that round to 0 left out."""
+    spread = []
+    for symbol, weight in zip(symbols, weights, strict=True):
+        amount = _units(usd * weight / sum(weights), reserves[symbol], prices[symbol])
+        if amount > 0:
+            spread.append((symbol, amount))
+    return spread
+
+
+def draw_size_and_hf(rng: random.Random) -> tuple[str, float, float]:
+    """(size kind, total collateral USD, target health factor), drawn from SIZE_BANDS and HF_BANDS."""
+    _, kind, low, high = _pick(rng, SIZE_BANDS)
+    total_usd = math.exp(rng.uniform(math.log(low), math.log(high)))
+    _, hf_low, hf_high = _pick(rng, HF_BANDS)
+    return kind, total_usd, rng.uniform(hf_low, hf_high)
+
+
+def split_collateral(
+    rng: random.Random, pool: list[str], total_usd: float, reserves: dict[str, ReserveInfo], prices: dict[str, int]
+) -> list[tuple[str, int]]:
+    """`total_usd` over the assets of `pool` at random weights (at least one unit of the first)."""
+    weights = [rng.random() + 0.1 for _ in pool]
+    collaterals = _spread(total_usd, pool, weights, reserves, prices)
+    if not collaterals:
+        collaterals = [(pool[0], max(1, _units(total_usd, reserves[pool[0]], prices[pool[0]])))]
+    return collaterals
+
+
+def debt_for(
+    collaterals: list[tuple[str, int]],
+    reserves: dict[str, ReserveInfo],
+    prices: dict[str, int],
+    target_hf: float,
+    category: EModeInfo | None,
+    boosted: Collection[str],
+    within_ltv: bool,
+) -> tuple[float, float]:
+    """(target HF, debt USD): debt = sum(collateral x threshold) / target HF, the e-mode category's LT and LTV
+    for the `boosted` collaterals. within_ltv: the target raised to keep the debt under the LTVs."""
+    threshold_usd = ltv_usd = 0.0
+    for symbol, amount in collaterals:
+        reserve = reserves[symbol]
+        boost = category if category is not None and symbol in boosted else None
+        lt = boost.liquidation_threshold if boost else reserve.liquidation_threshold
+        ltv = boost.ltv if boost else reserve.ltv
+        usd = amount * prices[symbol] / 10**reserve.decimals / 1e8
+        threshold_usd += usd * lt / 1e4
+        ltv_usd += usd * ltv / 1e4
+    if within_ltv:
+        target_hf = max(target_hf, threshold_usd / ltv_usd * 1.01)  # 1 % room for the price moving
+    return target_hf, threshold_usd / target_hf
+
+
+def split_debt(
+    rng: random.Random,
+    candidates: list[str],
+    held: set[str],
+    debt_usd: float,
+    reserves: dict[str, ReserveInfo],
+    prices: dict[str, int],
+    one_wei: bool = False,
+) -> list[tuple[str, int]]:
+    """The debt over 1-2 of the candidates, mostly ones not held as collateral (one_wei: 1 wei of one)."""
+    fresh = [s for s in candidates if s not in held]
+    debt_count = min(rng.choices((1, 2), weights=(0.7, 0.3))[0], len(candidates))
+    if one_wei:
+        return [(rng.choice(candidates), 1)]
+    if fresh and rng.random() >= SAME_ASSET_DEBT_SHARE:
+        debt_symbols = rng.sample(fresh, k=min(debt_count, len(fresh)))
+    else:
+        debt_symbols = rng.sample(candidates, k=debt_count)
+    shares = [rng.random() + 0.2 for _ in debt_symbols]
+    return _spread(debt_usd, debt_symbols, shares, reserves, prices)
+
+
+def debts_and_disabled(
+    rng: random.Random,
+    candidates: list[str],
+    collaterals: list[tuple[str, int]],
+    debt_usd: float,
+    spare_pool: list[str],
+    total_usd: float,
+    market: Market,
+    prices: dict[str, int],
+    *,
+    one_wei: bool = False,
+    may_disable: bool = True,
+) -> tuple[tuple[tuple[str, int], ...], list[tuple[str, int]]]:
+    """(debts, supplies turned off as collateral): `debt_usd` over the `candidates` (split_debt), and maybe
+    (DISABLED_COLLATERAL_SHARE) one asset of `spare_pool` that is neither held nor borrowed."""
+    reserves = market.by_symbol
+    held = {s for s, _ in collaterals}
+    debts = split_debt(rng, candidates, held, debt_usd, reserves, prices, one_wei) if candidates else []
+    disabled = []
+    spare = [s for s in spare_pool if s not in held and s not in {d for d, _ in debts}]
+    if may_disable and spare and rng.random() < DISABLED_COLLATERAL_SHARE:
+        disabled += extra_supply(rng, spare, total_usd, reserves, prices)
+    return tuple(debts), disabled
+
+
+def extra_supply(
+    rng: random.Random, spare: list[str], total_usd: float, reserves: dict[str, ReserveInfo], prices: dict[str, int]
+) -> list[tuple[str, int]]:
+    """One of `spare`, worth 5-50 % of `total_usd` (none if that rounds to 0 units)."""
+    symbol = rng.choice(spare)
+    amount = _units(total_usd * rng.uniform(0.05, 0.5), reserves[symbol], prices[symbol])
+    return [(symbol, amount)] if amount > 0 else []
+
+
 def plan_portfolios(
     market: Market,
     prices: dict[str, int],
@@ -104,13 +216,11 @@ def plan_portfolios(
     symbols = [r.symbol for r in market.reserves]
     emode = market.emode_categories[0] if market.emode_categories else None
     emode_symbols = [r.symbol for r in market.reserves if emode and r.emode_category == emode.category_id]
+    boosted = {r.symbol for r in market.reserves if r.emode_category}  # at the category's LT/LTV in e-mode
     plans: list[Portfolio] = []
     for index in range(start_index, start_index + n):
         user = borrower_address(seed, index, namespace)
-        _, kind, low, high = _pick(rng, SIZE_BANDS)
-        total_usd = math.exp(rng.uniform(math.log(low), math.log(high)))
-        _, hf_low, hf_high = _pick(rng, HF_BANDS)
-        target_hf = rng.uniform(hf_low, hf_high)
+        kind, total_usd, target_hf = draw_size_and_hf(rng)
         in_emode = bool(emode_symbols) and rng.random() < EMODE_SHARE
 
         count = rng.choices((1, 2, 3, 4), weights=(0.4, 0.3, 0.2, 0.1))[0]
@@ -119,69 +229,29 @@ def plan_portfolios(
             pool += rng.sample([s for s in symbols if s not in pool], k=min(count - 1, len(symbols) - 1))
         else:
             pool = rng.sample(symbols, k=count)
-        weights = [rng.random() + 0.1 for _ in pool]
-        collaterals = []
-        for symbol, weight in zip(pool, weights, strict=True):
-            amount = _units(total_usd * weight / sum(weights), reserves[symbol], prices[symbol])
-            if amount > 0:
-                collaterals.append((symbol, amount))
-        if not collaterals:
-            collaterals = [(pool[0], max(1, _units(total_usd, reserves[pool[0]], prices[pool[0]])))]
+        collaterals = split_collateral(rng, pool, total_usd, reserves, prices)
 
         # Debt = sum(collateral x threshold) / target HF, split over 1-2 assets.
-        threshold_usd = ltv_usd = 0.0
-        for symbol, amount in collaterals:
-            reserve = reserves[symbol]
-            boosted = in_emode and reserve.emode_category
-            lt = emode.liquidation_threshold if boosted else reserve.liquidation_threshold
-            ltv = emode.ltv if boosted else reserve.ltv
-            usd = amount * prices[symbol] / 10**reserve.decimals / 1e8
-            threshold_usd += usd * lt / 1e4
-            ltv_usd += usd * ltv / 1e4
-        if within_ltv:
-            target_hf = max(target_hf, threshold_usd / ltv_usd * 1.01)  # 1 % room for the price moving
-        debt_usd = threshold_usd / target_hf
-        held = {s for s, _ in collaterals}
+        category = emode if in_emode else None
+        target_hf, debt_usd = debt_for(collaterals, reserves, prices, target_hf, category, boosted, within_ltv)
         candidates = emode_symbols if in_emode else symbols
-        fresh = [s for s in candidates if s not in held]
-        debt_count = min(rng.choices((1, 2), weights=(0.7, 0.3))[0], len(candidates))
-        if fresh and rng.random() >= SAME_ASSET_DEBT_SHARE:
-            debt_symbols = rng.sample(fresh, k=min(debt_count, len(fresh)))
-        else:
-            debt_symbols = rng.sample(candidates, k=debt_count)
-        shares = [rng.random() + 0.2 for _ in debt_symbols]
-        debts = []
-        for symbol, share in zip(debt_symbols, shares, strict=True):
-            amount = _units(debt_usd * share / sum(shares), reserves[symbol], prices[symbol])
-            if amount > 0:
-                debts.append((symbol, amount))
-
-        disabled = []
-        spare = [s for s in symbols if s not in held and s not in {d for d, _ in debts}]
-        if spare and rng.random() < DISABLED_COLLATERAL_SHARE:
-            symbol = rng.choice(spare)
-            amount = _units(total_usd * rng.uniform(0.05, 0.5), reserves[symbol], prices[symbol])
-            if amount > 0:
-                disabled.append((symbol, amount))
-
-        plans.append(
-            Portfolio(
-                user=user,
-                kind=kind,
-                target_hf=target_hf,
-                emode=emode.category_id if in_emode else 0,
-                collaterals=tuple(collaterals),
-                disabled=tuple(disabled),
-                debts=tuple(debts),
-                sponsored=rng.random() < SPONSORED_SHARE,
-            )
-        )
+        debts, disabled = debts_and_disabled(rng, candidates, collaterals, debt_usd, symbols, total_usd, market, prices)
+        emode_id = category.category_id if category else 0
+        sponsored = rng.random() < SPONSORED_SHARE
+        plans.append(Portfolio(user, kind, target_hf, emode_id, tuple(collaterals), tuple(disabled), debts, sponsored))
     return plans
 
 
-def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
+def borrower_txs(market: Market, plan: Portfolio, *, v36: bool = False) -> list[Tx]:
+    """Supplies, collateral switched off where planned, setUserEMode, borrows.
+
+    v36: V3.6's order and rules: setUserEMode first (an e-mode-only collateral is enabled on supply only inside
+    its category), and no collateral switch for an LT-0 asset (never on)."""
     reserves, pool, user = market.by_symbol, market.pool, plan.user
     txs: list[Tx] = []
+    emode = [Tx(user, pool, call_data("setUserEMode(uint8)", plan.emode), label="setUserEMode")] if plan.emode else []
+    if v36:
+        txs += emode
     own_supplies = [] if plan.sponsored else list(plan.collaterals)
     for symbol, amount in [*own_supplies, *plan.disabled]:
         asset = reserves[symbol].asset
@@ -196,6 +266,8 @@ def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
             )
         )
     for symbol, _ in plan.disabled:
+        if v36 and not reserves[symbol].liquidation_threshold:
+            continue
         txs.append(
             Tx(
                 user,
@@ -204,8 +276,8 @@ def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
                 label=f"collateral off {symbol}",
             )
         )
-    if plan.emode:
-        txs.append(Tx(user, pool, call_data("setUserEMode(uint8)", plan.emode), label="setUserEMode"))
+    if not v36:
+        txs += emode
     for symbol, amount in plan.debts:
         txs.append(
             Tx(
@@ -259,11 +331,16 @@ def liquidity_txs(market: Market, plans: list[Portfolio]) -> list[Tx]:
     return txs
 
 
-def ltv_txs(market: Market, raised: bool) -> list[Tx]:
-    """Admin transactions that set every LTV to its threshold (raised) or back to its configured value."""
+def ltv_txs(market: Market, raised: bool, *, v36: bool = False) -> list[Tx]:
+    """Admin transactions that set every LTV to its threshold (raised) or back to its configured value.
+
+    v36: V3.6's configurator: setEModeCategory without a price source, LT-0 reserves (e-mode-only collateral,
+    LTV and LT 0 outside e-mode) untouched."""
     admin, configurator = market.admin, market.pool_configurator
     txs = []
     for r in market.reserves:
+        if v36 and not r.liquidation_threshold:
+            continue
         ltv = r.liquidation_threshold if raised else r.ltv
         txs.append(
             Tx(
@@ -281,23 +358,20 @@ def ltv_txs(market: Market, raised: bool) -> list[Tx]:
         )
     for e in market.emode_categories:
         ltv = e.liquidation_threshold if raised else e.ltv
-        txs.append(
-            Tx(
-                admin,
-                configurator,
-                call_data(
-                    "setEModeCategory(uint8,uint16,uint16,uint16,address,string)",
-                    e.category_id,
-                    ltv,
-                    e.liquidation_threshold,
-                    e.liquidation_bonus,
-                    e.price_source,
-                    e.label,
-                ),
-                label=f"emode ltv {e.category_id}",
-            )
-        )
+        price_source = () if v36 else (e.price_source,)  # V3.6 takes none
+        signature = f"setEModeCategory(uint8,uint16,uint16,uint16,{'' if v36 else 'address,'}string)"
+        args = (e.category_id, ltv, e.liquidation_threshold, e.liquidation_bonus, *price_source, e.label)
+        data = call_data(signature, *args)
+        txs.append(Tx(admin, configurator, data, label=f"emode ltv {e.category_id}"))
     return txs
+
+
+# (rpc, market, prices, n, seed, start_index) -> the borrowers to create
+Planner = Callable[[Rpc, Market, dict[str, int], int, int, int], list[Portfolio]]
+
+
+def _plan_v30(rpc: Rpc, market: Market, prices: dict[str, int], n: int, seed: int, start_index: int) -> list[Portfolio]:
+    return plan_portfolios(market, prices, n, seed, start_index)
 
 
 def seed(
@@ -310,21 +384,22 @@ def seed(
     chunk_users: int = CHUNK_USERS,
     progress: Callable[[int], None] | None = None,
     on_block: Callable[[int], None] | None = None,
+    planner: Planner = _plan_v30,
+    v36: bool = False,
 ) -> SeedResult:
     """Create `n_borrowers` borrowers (addresses borrower_address(seed, start_index + i)).
 
     Each chunk is one block, 2 s after the previous one. `progress(k)` is called after each chunk with the
     number of users created in it; `on_block(number)` after every block mined (the state cache collects the
-    history with it before the node drops it).
-    """
-    plans = plan_portfolios(market, oracle_prices(rpc, market), n_borrowers, seed, start_index)
+    history with it before the node drops it). `planner` and `v36` serve V3.6 (v36/bulk.py's `seed`)."""
+    plans = planner(rpc, market, oracle_prices(rpc, market), n_borrowers, seed, start_index)
     return run_seeding(
         rpc,
         market,
         plans,
-        raise_ltv=ltv_txs(market, raised=True),
-        restore_ltv=ltv_txs(market, raised=False),
-        txs_for=lambda plan: borrower_txs(market, plan),
+        raise_ltv=ltv_txs(market, raised=True, v36=v36),
+        restore_ltv=ltv_txs(market, raised=False, v36=v36),
+        txs_for=lambda plan: borrower_txs(market, plan, v36=v36),
         chunk_users=chunk_users,
         progress=progress,
         on_block=on_block,

@@ -40,6 +40,41 @@ class Compiled:
     bytecode: str  # 0x-prefixed creation code
 
 
+def run_solc_js(
+    args: list[str],
+    standard_input: str,
+    *,
+    timeout: float,
+    messages: tuple[str, str, str],
+    stderr: slice,
+    catch: tuple[type[Exception], ...] = (OSError,),
+) -> dict[str, Any]:
+    """solc-js's standard JSON output: `node -e *args` (a driver script and its arguments) fed `standard_input`.
+
+    DevnetError, its text from `messages` (could not run, the compiler failed, the sources do not compile), when
+    running raises one of `catch`, when the compiler exits non-zero (with that `stderr` excerpt), or on the first
+    compile error."""
+    cannot_run, failed, invalid = messages
+    try:
+        done = subprocess.run(
+            [str(node_binary()), "-e", *args],
+            input=standard_input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except catch as error:
+        raise DevnetError(f"{cannot_run}: {error}") from None
+    if done.returncode != 0:
+        raise DevnetError(f"{failed}: {done.stderr.strip()[stderr]}")
+    output = json.loads(done.stdout)
+    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise DevnetError(f"{invalid}: {errors[0].get('formattedMessage', errors[0])}")
+    return output
+
+
 def compile_contract(name: str, data_dir: Path | str) -> Compiled:
     """contracts/<name>.sol compiled, from the cache when source, compiler and settings are unchanged."""
     source_path = CONTRACTS_DIR / f"{name}.sol"
@@ -54,23 +89,15 @@ def compile_contract(name: str, data_dir: Path | str) -> Compiled:
         return Compiled(name=name, abi=cached["abi"], bytecode=cached["bytecode"])
 
     standard_input = {"language": "Solidity", "sources": {f"{name}.sol": {"content": source}}, "settings": _SETTINGS}
-    try:
-        done = subprocess.run(
-            [str(node_binary()), "-e", _DRIVER, str(node_modules() / "solc")],
-            input=json.dumps(standard_input),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    except OSError as error:
-        raise DevnetError(f"could not run node to compile {name}.sol: {error}") from None
-    if done.returncode != 0:
-        raise DevnetError(f"solcjs failed on {name}.sol: {done.stderr.strip()[:300]}")
-    output = json.loads(done.stdout)
-    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
-    if errors:
-        raise DevnetError(f"{name}.sol does not compile: {errors[0].get('formattedMessage', errors[0])}")
+    messages = (
+        f"could not run node to compile {name}.sol",
+        f"solcjs failed on {name}.sol",
+        f"{name}.sol does not compile",
+    )
+    solc = str(node_modules() / "solc")
+    output = run_solc_js(
+        [_DRIVER, solc], json.dumps(standard_input), timeout=300, messages=messages, stderr=slice(None, 300)
+    )
     contract = output["contracts"][f"{name}.sol"][name]
     compiled = Compiled(name=name, abi=contract["abi"], bytecode="0x" + contract["evm"]["bytecode"]["object"])
     cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,16 +60,22 @@ LONG_TAIL = RateStrategy(
 
 
 @dataclass(frozen=True)
-class ReserveSpec:
+class ReserveParameters:
+    """A reserve's token and risk parameters, as every protocol version's spec declares them."""
+
     symbol: str
     name: str
     decimals: int
     price: int  # initial price, USD with 8 decimals
     ltv: int  # bps
-    liquidation_threshold: int  # bps
-    liquidation_bonus: int  # bps, 10500 = 5 % bonus
+    liquidation_threshold: int  # bps; 0 (V3.6): collateral only inside e-mode
+    liquidation_bonus: int  # bps, 10500 = 5 % bonus; 0 when the threshold is 0
     reserve_factor: int  # bps
     liquidation_protocol_fee: int  # bps of the bonus
+
+
+@dataclass(frozen=True)
+class ReserveSpec(ReserveParameters):
     strategy: RateStrategy
     emode_category: int = 0
     annual_volatility: float = 0.0  # simulator only

@@ -18,18 +18,18 @@ them, and stitches the entry's dump from them and the final state.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import anvil, protocols
 from .borrowers import BorrowerRecord
 from .errors import DevnetError
+from .locks import locked
 from .market import Market, load_market
 from .multicall import install_multicall
 from .paths import devnet_dir, package_version
@@ -91,18 +91,6 @@ def cache_key(borrowers: int, seed: int, protocol: str = DEFAULT_PROTOCOL) -> st
 def entry_for(data_dir: Path | str, borrowers: int, seed: int, protocol: str = DEFAULT_PROTOCOL) -> CacheEntry:
     key = cache_key(borrowers, seed, protocol)
     return CacheEntry(key, devnet_dir(data_dir) / "cache" / key)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder per entry across processes (two test sessions may start at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def strip_traces(dump: bytes) -> bytes:
@@ -239,7 +227,7 @@ def build(
     protocol = protocols.check_protocol(protocol)
     protocols.check_packages(protocol)
     entry = entry_for(data_dir, borrowers, seed, protocol)
-    with _locked(entry.directory.parent / f"{entry.key}.lock"):
+    with locked(entry.directory.parent / f"{entry.key}.lock"):
         if entry.exists():
             return entry
         work = entry.directory.with_name(entry.directory.name + ".building")

@@ -19,15 +19,14 @@ LIQ = str(Path(sys.executable).parent / "liq")
 def liq(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **settings: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LIQ, *args],
-        env={**env, **settings},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_captured([LIQ, *args], env={**env, **settings}, cwd=cwd, timeout=timeout)
+
+
+def run_captured(
+    argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in a subprocess, its output captured as text."""
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=check)
 
 
 # Runs the `liq` entry point (the console script's `main`) once per argv in ONE process: many help pages for the
@@ -52,15 +51,7 @@ print(json.dumps(results))
 
 def liq_many(argvs: list[list[str]], env: dict[str, str], cwd: Path) -> list[tuple[list[str], int, str, str]]:
     """(argv, exit code, stdout, stderr) of each argv, run through `liq`'s entry point in one subprocess."""
-    ran = subprocess.run(
-        [sys.executable, "-c", _MANY, json.dumps(argvs)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    ran = run_captured([sys.executable, "-c", _MANY, json.dumps(argvs)], env=env, cwd=cwd, timeout=300, check=True)
     return [(argv, *result) for argv, result in zip(argvs, json.loads(ran.stdout), strict=True)]
 
 

@@ -23,19 +23,25 @@ def _alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def test_children_and_grandchildren_stop_together(tmp_path):
-    marker = tmp_path / "grandchild.pid"
-    # a child that starts a grandchild ignoring SIGINT (like `dagster dev &` in a script) and waits
+def _start_child_with_grandchild(name, marker, ignored_signal, start_new_session=False):
+    """A supervised child that starts a grandchild ignoring `ignored_signal`, writes its pid to `marker` and
+    waits: (the supervisor, the child, the grandchild's pid)."""
+    grandchild_code = f"import signal, time; signal.signal(signal.{ignored_signal}, signal.SIG_IGN); time.sleep(600)"
     script = (
-        "import os, signal, subprocess, sys, time\n"
-        "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-        "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)'])\n"
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {grandchild_code!r}], start_new_session={start_new_session})\n"
         f"open({str(marker)!r}, 'w').write(str(p.pid))\n"
         "time.sleep(600)\n"
     )
     supervisor = Supervisor(say=lambda _m: None)
-    child = supervisor.start(Child("sleeper", [sys.executable, "-c", script], ready=marker.exists))
-    grandchild = int(marker.read_text())
+    child = supervisor.start(Child(name, [sys.executable, "-c", script], ready=marker.exists))
+    return supervisor, child, int(marker.read_text())
+
+
+def test_children_and_grandchildren_stop_together(tmp_path):
+    marker = tmp_path / "grandchild.pid"
+    # a child that starts a grandchild ignoring SIGINT (like `dagster dev &` in a script) and waits
+    supervisor, child, grandchild = _start_child_with_grandchild("sleeper", marker, "SIGINT")
     assert _alive(child.process.pid) and _alive(grandchild)
     supervisor.stop_all(grace=5)
     deadline = time.monotonic() + 5
@@ -111,16 +117,7 @@ def test_every_child_is_signalled_at_once(tmp_path):
 def test_a_descendant_that_left_the_group_and_ignores_sigterm_is_killed(tmp_path):
     marker = tmp_path / "escaped.pid"
     # the grandchild starts a session of its own (not reached by the child's process group) and ignores SIGTERM
-    script = (
-        "import subprocess, sys, time\n"
-        "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'], start_new_session=True)\n"
-        f"open({str(marker)!r}, 'w').write(str(p.pid))\n"
-        "time.sleep(600)\n"
-    )
-    supervisor = Supervisor(say=lambda _m: None)
-    child = supervisor.start(Child("parent", [sys.executable, "-c", script], ready=marker.exists))
-    escaped = int(marker.read_text())
+    supervisor, child, escaped = _start_child_with_grandchild("parent", marker, "SIGTERM", start_new_session=True)
     assert os.getpgid(escaped) != os.getpgid(child.process.pid)
     supervisor.stop_all(grace=5)
     assert not _alive(escaped)

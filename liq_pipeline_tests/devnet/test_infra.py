@@ -18,6 +18,7 @@ from liq_pipeline.devnet import anvil, artifacts, paths, state_cache
 from liq_pipeline.devnet.errors import DevnetError
 from liq_pipeline.devnet.rpc import Rpc
 from liq_pipeline.devnet.solc import compile_contract
+from liq_pipeline_tests.commands.clirun import run_captured
 
 pytestmark = pytest.mark.integration
 
@@ -166,14 +167,8 @@ def test_a_block_dropped_before_collection_fails_the_build(build_cache, monkeypa
 
 def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "RPC_URL")} | {"DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "liq_pipeline.commands.cli", "devnet", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=data_dir,
-        timeout=120,
-        check=False,
+    return run_captured(
+        [sys.executable, "-m", "liq_pipeline.commands.cli", "devnet", *args], env=env, cwd=data_dir, timeout=120
     )
 
 

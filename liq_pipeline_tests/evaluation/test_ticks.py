@@ -29,36 +29,27 @@ def test_a_tick_covers_every_block_since_the_cursor():
     assert (plan.from_block, plan.evaluate_block, plan.cursor.block) == (101, 103, 103)
 
 
+def _plan_first_range(cursor, *, head, evaluation_in_flight=False):
+    """plan_tick with the first 1,000-block range already known."""
+    return plan_tick(
+        cursor,
+        head=head,
+        known_partitions={"000000000000-000000000999"},
+        evaluation_in_flight=evaluation_in_flight,
+        range_size=1_000,
+        confirmations=10,
+    )
+
+
 def test_coalesces_while_an_evaluation_runs():
-    busy = plan_tick(
-        Cursor(100),
-        head=103,
-        known_partitions={"000000000000-000000000999"},
-        evaluation_in_flight=True,
-        range_size=1_000,
-        confirmations=10,
-    )
+    busy = _plan_first_range(Cursor(100), head=103, evaluation_in_flight=True)
     assert busy.evaluate_block is None and busy.cursor.block == 100  # nothing launched, nothing skipped
-    later = plan_tick(
-        busy.cursor,
-        head=106,
-        known_partitions={"000000000000-000000000999"},
-        evaluation_in_flight=False,
-        range_size=1_000,
-        confirmations=10,
-    )
+    later = _plan_first_range(busy.cursor, head=106)
     assert (later.from_block, later.evaluate_block) == (101, 106)  # one run for the newest block covers all
 
 
 def test_no_new_block_no_run():
-    plan = plan_tick(
-        Cursor(50),
-        head=50,
-        known_partitions={"000000000000-000000000999"},
-        evaluation_in_flight=False,
-        range_size=1_000,
-        confirmations=10,
-    )
+    plan = _plan_first_range(Cursor(50), head=50)
     assert plan.evaluate_block is None and plan.new_partitions == []
 
 

@@ -52,16 +52,23 @@ def test_follows_every_block_in_order(chain, watcher):
     _assert_state_equals_fresh_scan(watcher)
 
 
-def test_a_reorg_rolls_back_to_the_common_ancestor(chain, watcher):
+def _liquidate_one_victim(chain, watcher):
+    """WETH and WBTC down 25 %, a step, one unhealthy borrower liquidated, a step: (the victim, its positions
+    before the liquidation, the watcher's record of the step before it)."""
     prices = actions.oracle_prices(chain.rpc, chain.market)
     actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
     watcher.step()
-    victims = watcher.stats.records[-1]
+    record = watcher.stats.records[-1]
     data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
     victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
     before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
     actions.liquidate(chain.rpc, chain.market, victim)
     watcher.step()
+    return victim, before, record
+
+
+def test_a_reorg_rolls_back_to_the_common_ancestor(chain, watcher):
+    victim, before, victims = _liquidate_one_victim(chain, watcher)
     assert not watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim).equals(before)
 
     chain.rpc.call("anvil_reorg", 1, [])  # the block with the liquidation is replaced by an empty one
@@ -75,14 +82,7 @@ def test_a_reorg_rolls_back_to_the_common_ancestor(chain, watcher):
 
 
 def test_a_reorg_seen_from_the_next_block_rolls_back_too(chain, watcher):
-    prices = actions.oracle_prices(chain.rpc, chain.market)
-    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
-    watcher.step()
-    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
-    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
-    before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
-    actions.liquidate(chain.rpc, chain.market, victim)
-    watcher.step()
+    victim, before, _ = _liquidate_one_victim(chain, watcher)
     chain.rpc.call("anvil_reorg", 1, [])  # the liquidation's block replaced by an empty one...
     actions.mine_blocks(chain.rpc, 1)  # ...and a block on top: the watcher first sees a parent hash it lacks
     watcher.step()
@@ -94,14 +94,7 @@ def test_a_reorg_seen_from_the_next_block_rolls_back_too(chain, watcher):
 
 
 def test_a_node_fault_in_the_middle_of_a_reorg_is_recovered_on_the_next_step(chain, watcher, monkeypatch):
-    prices = actions.oracle_prices(chain.rpc, chain.market)
-    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
-    watcher.step()
-    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
-    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
-    before = watcher.tracker.positions.filter(watcher.tracker.positions["user"] == victim)
-    actions.liquidate(chain.rpc, chain.market, victim)
-    watcher.step()
+    victim, before, _ = _liquidate_one_victim(chain, watcher)
     chain.rpc.call("anvil_reorg", 1, [])
     actions.mine_blocks(chain.rpc, 1)
     real_header, calls = watcher._header, []

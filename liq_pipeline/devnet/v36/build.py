@@ -12,21 +12,21 @@ settings: a cold build takes ~20 s and ~300 MB of Node memory, a cached one well
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..artifacts import Artifact
 from ..errors import DevnetError
-from ..paths import devnet_dir, node_binary, node_modules, package_version
+from ..locks import locked
+from ..paths import devnet_dir, node_modules, package_version
+from ..solc import run_solc_js
 
 AAVE_PACKAGE = "@aave-dao/aave-v3-origin"
 SOLC_PACKAGE = "solc-0.8.27"  # npm alias of solc@0.8.27 (package.json)
@@ -137,23 +137,11 @@ def build_v36(data_dir: Path | str, *, timeout: float = 600.0) -> Artifacts:
     directory = build_dir(data_dir)
     path = directory / "artifacts.json"
     if not path.is_file():
-        with _locked(directory.parent / f"{directory.name}.lock"):
+        with locked(directory.parent / f"{directory.name}.lock"):
             if not path.is_file():  # another process may have built it while we waited
                 _compile_to(path, timeout)
                 return _read(path, from_cache=False, started=started)
     return _read(path, from_cache=True, started=started)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One compiler per build dir across processes (two test sessions may start at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read(path: Path, *, from_cache: bool, started: float) -> Artifacts:
@@ -174,23 +162,19 @@ def standard_input() -> dict[str, Any]:
 
 def _compile_to(path: Path, timeout: float) -> None:
     solc = node_modules() / SOLC_PACKAGE
-    try:
-        done = subprocess.run(
-            [str(node_binary()), "-e", _DRIVER, str(solc), str(node_modules())],
-            input=json.dumps(standard_input()),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise DevnetError(f"could not run solc-js {PACKAGES[SOLC_PACKAGE]} on the V3.6 sources: {error}") from None
-    if done.returncode != 0:
-        raise DevnetError(f"solc-js failed on the V3.6 sources: {done.stderr.strip()[-500:]}")
-    output = json.loads(done.stdout)
-    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
-    if errors:
-        raise DevnetError(f"the V3.6 sources do not compile: {errors[0].get('formattedMessage', errors[0])}")
+    messages = (
+        f"could not run solc-js {PACKAGES[SOLC_PACKAGE]} on the V3.6 sources",
+        "solc-js failed on the V3.6 sources",
+        "the V3.6 sources do not compile",
+    )
+    output = run_solc_js(
+        [_DRIVER, str(solc), str(node_modules())],
+        json.dumps(standard_input()),
+        timeout=timeout,
+        messages=messages,
+        stderr=slice(-500, None),
+        catch=(OSError, subprocess.TimeoutExpired),
+    )
     contracts: dict[str, dict[str, Any]] = {}
     for file, by_name in output["contracts"].items():
         for name, c in by_name.items():

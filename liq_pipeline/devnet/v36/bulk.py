@@ -18,32 +18,27 @@ What changes from V3.0 (../seed.py):
 
 from __future__ import annotations
 
+import functools
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..abi import call_data
+from .. import seed as _seed
 from ..accounts import borrower_address
-from ..actions import oracle_prices
 from ..market import Market
 from ..rpc import Rpc
 from ..seed import (
-    DISABLED_COLLATERAL_SHARE,
-    HF_BANDS,
-    MAX_UINT,
-    SAME_ASSET_DEBT_SHARE,
-    SIZE_BANDS,
     SPONSORED_SHARE,
-    VARIABLE,
     Portfolio,
-    SeedResult,
-    _pick,
-    _units,
-    run_seeding,
+    debt_for,
+    debts_and_disabled,
+    draw_size_and_hf,
+    extra_supply,
+    split_collateral,
 )
 from ..txs import Tx
 from .deploy import eth_call
+from .spec import EModeSpec
 
 EMODE_SHARE = 0.35  # three categories
 EDGE_SHARE = 0.04
@@ -53,14 +48,7 @@ BORROWING_ENABLED_BIT = 58  # ReserveConfiguration
 FROZEN_BIT = 57
 
 
-@dataclass(frozen=True)
-class Category:
-    category_id: int
-    ltv: int
-    liquidation_threshold: int
-    label: str
-    collateral: tuple[str, ...]
-    borrowable: tuple[str, ...]
+Category = EModeSpec  # an e-mode category as read from the chain: its bitmaps as symbols
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,15 @@ def read_shape(rpc: Rpc, market: Market, block: int | str = "latest") -> Shape:
             rpc, market.pool, "getEModeCategoryBorrowableBitmap(uint8)", ["uint128"], e.category_id, block=block
         )
         categories.append(
-            Category(e.category_id, e.ltv, e.liquidation_threshold, e.label, symbols(collateral), symbols(borrowable))
+            Category(
+                e.category_id,
+                e.ltv,
+                e.liquidation_threshold,
+                e.liquidation_bonus,
+                e.label,
+                symbols(collateral),
+                symbols(borrowable),
+            )
         )
     borrowable_reserves = []
     for r in market.reserves:
@@ -130,11 +126,8 @@ def plan_portfolios(
             total_usd = math.exp(rng.uniform(math.log(10_000.0), math.log(1_000_000.0)))
             target_hf = 1.0 + math.exp(rng.uniform(math.log(1e-9), math.log(1e-7)))
         else:
-            _, size_kind, low, high = _pick(rng, SIZE_BANDS)
+            size_kind, total_usd, target_hf = draw_size_and_hf(rng)
             kind = kind or size_kind
-            total_usd = math.exp(rng.uniform(math.log(low), math.log(high)))
-            _, hf_low, hf_high = _pick(rng, HF_BANDS)
-            target_hf = rng.uniform(hf_low, hf_high)
 
         category: Category | None = None
         if kind == "edge" and stables:
@@ -153,182 +146,52 @@ def plan_portfolios(
             else:
                 pool = rng.sample(collateral_ok, k=min(count, len(collateral_ok)))
                 debt_candidates = borrowable
-        weights = [rng.random() + 0.1 for _ in pool]
-        collaterals = []
-        for symbol, weight in zip(pool, weights, strict=True):
-            amount = _units(total_usd * weight / sum(weights), reserves[symbol], prices[symbol])
-            if amount > 0:
-                collaterals.append((symbol, amount))
-        if not collaterals:
-            collaterals = [(pool[0], max(1, _units(total_usd, reserves[pool[0]], prices[pool[0]])))]
-
-        threshold_usd = ltv_usd = 0.0
-        for symbol, amount in collaterals:
-            reserve = reserves[symbol]
-            boosted = category is not None and symbol in category.collateral
-            lt = category.liquidation_threshold if boosted else reserve.liquidation_threshold
-            ltv = category.ltv if boosted else reserve.ltv
-            usd = amount * prices[symbol] / 10**reserve.decimals / 1e8
-            threshold_usd += usd * lt / 1e4
-            ltv_usd += usd * ltv / 1e4
-        if within_ltv:
-            target_hf = max(target_hf, threshold_usd / ltv_usd * 1.01)
-        debt_usd = threshold_usd / target_hf
-        held = {s for s, _ in collaterals}
-        debts: list[tuple[str, int]] = []
-        if debt_candidates:
-            fresh = [s for s in debt_candidates if s not in held]
-            debt_count = min(rng.choices((1, 2), weights=(0.7, 0.3))[0], len(debt_candidates))
-            if kind == "one_wei":
-                debts = [(rng.choice(debt_candidates), 1)]
-            else:
-                if fresh and rng.random() >= SAME_ASSET_DEBT_SHARE:
-                    debt_symbols = rng.sample(fresh, k=min(debt_count, len(fresh)))
-                else:
-                    debt_symbols = rng.sample(debt_candidates, k=debt_count)
-                shares = [rng.random() + 0.2 for _ in debt_symbols]
-                for symbol, share in zip(debt_symbols, shares, strict=True):
-                    amount = _units(debt_usd * share / sum(shares), reserves[symbol], prices[symbol])
-                    if amount > 0:
-                        debts.append((symbol, amount))
-
-        disabled = []
-        spare = [s for s in collateral_ok if s not in held and s not in {d for d, _ in debts}]
-        if kind != "edge" and spare and rng.random() < DISABLED_COLLATERAL_SHARE:
-            symbol = rng.choice(spare)
-            amount = _units(total_usd * rng.uniform(0.05, 0.5), reserves[symbol], prices[symbol])
-            if amount > 0:
-                disabled.append((symbol, amount))
-        if category is None and lt0 and kind != "edge" and rng.random() < LT0_HELD_SHARE:
-            symbol = rng.choice(lt0)  # supplied outside e-mode: not collateral (reserve LTV 0), nothing to turn off
-            amount = _units(total_usd * rng.uniform(0.05, 0.5), reserves[symbol], prices[symbol])
-            if amount > 0:
-                disabled.append((symbol, amount))
-
-        plans.append(
-            Portfolio(
-                user=user,
-                kind=kind,
-                target_hf=target_hf,
-                emode=category.category_id if category else 0,
-                collaterals=tuple(collaterals),
-                disabled=tuple(disabled),
-                debts=tuple(debts),
-                # supplied on its behalf before it enters e-mode, an LT-0 asset would not become collateral
-                sponsored=kind != "edge"
-                and rng.random() < SPONSORED_SHARE
-                and all(reserves[s].liquidation_threshold for s, _ in collaterals),
-            )
+        collaterals = split_collateral(rng, pool, total_usd, reserves, prices)
+        boosted = category.collateral if category else ()
+        target_hf, debt_usd = debt_for(collaterals, reserves, prices, target_hf, category, boosted, within_ltv)
+        edge = kind == "edge"
+        debts, disabled = debts_and_disabled(
+            rng,
+            debt_candidates,
+            collaterals,
+            debt_usd,
+            collateral_ok,
+            total_usd,
+            market,
+            prices,
+            one_wei=kind == "one_wei",
+            may_disable=not edge,
         )
+        if category is None and lt0 and not edge and rng.random() < LT0_HELD_SHARE:
+            # supplied outside e-mode: not collateral (reserve LTV 0), nothing to turn off
+            disabled += extra_supply(rng, lt0, total_usd, reserves, prices)
+        emode_id = category.category_id if category else 0
+        # supplied on its behalf before it enters e-mode, an LT-0 asset would not become collateral
+        sponsored = (
+            not edge
+            and rng.random() < SPONSORED_SHARE
+            and all(reserves[s].liquidation_threshold for s, _ in collaterals)
+        )
+        plans.append(Portfolio(user, kind, target_hf, emode_id, tuple(collaterals), tuple(disabled), debts, sponsored))
     return plans
 
 
 def borrower_txs(market: Market, plan: Portfolio) -> list[Tx]:
     """setUserEMode first (an e-mode-only collateral is enabled on supply only inside its category), then
     supplies, collateral switched off where planned (not for an LT-0 asset: never on), borrows."""
-    reserves, pool, user = market.by_symbol, market.pool, plan.user
-    txs: list[Tx] = []
-    if plan.emode:
-        txs.append(Tx(user, pool, call_data("setUserEMode(uint8)", plan.emode), label="setUserEMode"))
-    own_supplies = [] if plan.sponsored else list(plan.collaterals)
-    for symbol, amount in [*own_supplies, *plan.disabled]:
-        asset = reserves[symbol].asset
-        txs.append(Tx(user, asset, call_data("mint(address,uint256)", user, amount), label=f"mint {symbol}"))
-        txs.append(Tx(user, asset, call_data("approve(address,uint256)", pool, MAX_UINT), label=f"approve {symbol}"))
-        txs.append(
-            Tx(
-                user,
-                pool,
-                call_data("supply(address,uint256,address,uint16)", asset, amount, user, 0),
-                label=f"supply {symbol}",
-            )
-        )
-    for symbol, _ in plan.disabled:
-        if reserves[symbol].liquidation_threshold:
-            txs.append(
-                Tx(
-                    user,
-                    pool,
-                    call_data("setUserUseReserveAsCollateral(address,bool)", reserves[symbol].asset, False),
-                    label=f"collateral off {symbol}",
-                )
-            )
-    for symbol, amount in plan.debts:
-        txs.append(
-            Tx(
-                user,
-                pool,
-                call_data(
-                    "borrow(address,uint256,uint256,uint16,address)", reserves[symbol].asset, amount, VARIABLE, 0, user
-                ),
-                label=f"borrow {symbol}",
-            )
-        )
-    return txs
+    return _seed.borrower_txs(market, plan, v36=True)
 
 
 def ltv_txs(market: Market, raised: bool) -> list[Tx]:
     """V3.6 admin transactions that set every LTV to its threshold (raised) or back to its configured value."""
-    admin, configurator = market.admin, market.pool_configurator
-    txs = []
-    for r in market.reserves:
-        if not r.liquidation_threshold:  # e-mode-only collateral: LTV and LT stay 0 outside e-mode
-            continue
-        txs.append(
-            Tx(
-                admin,
-                configurator,
-                call_data(
-                    "configureReserveAsCollateral(address,uint256,uint256,uint256)",
-                    r.asset,
-                    r.liquidation_threshold if raised else r.ltv,
-                    r.liquidation_threshold,
-                    r.liquidation_bonus,
-                ),
-                label=f"ltv {r.symbol}",
-            )
-        )
-    for e in market.emode_categories:
-        txs.append(
-            Tx(
-                admin,
-                configurator,
-                call_data(
-                    "setEModeCategory(uint8,uint16,uint16,uint16,string)",
-                    e.category_id,
-                    e.liquidation_threshold if raised else e.ltv,
-                    e.liquidation_threshold,
-                    e.liquidation_bonus,
-                    e.label,
-                ),
-                label=f"emode ltv {e.category_id}",
-            )
-        )
-    return txs
+    return _seed.ltv_txs(market, raised, v36=True)
 
 
-def seed(
-    rpc: Rpc,
-    market: Market,
-    n_borrowers: int,
-    seed: int = 0,
-    *,
-    start_index: int = 0,
-    chunk_users: int = 250,
-    progress: Callable[[int], None] | None = None,
-    on_block: Callable[[int], None] | None = None,
-) -> SeedResult:
-    """Create `n_borrowers` borrowers on the V3.6 market: same signature and result as ../seed.py's `seed`."""
-    shape = read_shape(rpc, market)
-    plans = plan_portfolios(market, shape, oracle_prices(rpc, market), n_borrowers, seed, start_index)
-    return run_seeding(
-        rpc,
-        market,
-        plans,
-        raise_ltv=ltv_txs(market, raised=True),
-        restore_ltv=ltv_txs(market, raised=False),
-        txs_for=lambda plan: borrower_txs(market, plan),
-        chunk_users=chunk_users,
-        progress=progress,
-        on_block=on_block,
-    )
+def _plan_on_chain(
+    rpc: Rpc, market: Market, prices: dict[str, int], n: int, seed: int, start_index: int
+) -> list[Portfolio]:
+    return plan_portfolios(market, read_shape(rpc, market), prices, n, seed, start_index)
+
+
+# Create `n_borrowers` borrowers on the V3.6 market: same signature and result as ../seed.py's `seed`.
+seed = functools.partial(_seed.seed, planner=_plan_on_chain, v36=True)

@@ -23,20 +23,17 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
-from ..abi import call_data, constructor_data, constructor_types, create_address, decode_result
-from ..anvil import BLOCK_TIME, CHAIN_ID
-from ..market import EModeInfo, Market, ReserveInfo
+from ..deploying import ZERO, DeployPlan, describe_market, eth_call, reserve_infos
+from ..market import Market
 from ..paths import package_version
 from ..rpc import Rpc
 from ..solc import compile_contract
-from ..txs import CALL_GAS, CREATE_GAS, Chain, Tx
+from ..txs import CREATE_GAS
 from .build import PACKAGES, Artifacts, build_v36
 from .spec import BASE_CURRENCY_UNIT, EMODES, MARKET_ID, PROTOCOL_VERSION, RESERVES, EModeSpec, ReserveSpec
 
-ZERO = "0x0000000000000000000000000000000000000000"
 LIBRARIES = ("BorrowLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic", "ConfiguratorLogic")
 TREASURY = to_checksum_address(keccak(text="liq-devnet-v36:treasury")[12:])
-FEED_DECIMALS = 8
 
 
 @dataclass(frozen=True)
@@ -76,43 +73,6 @@ class Deployment:
         return path
 
 
-@dataclass
-class _Plan:
-    """One deployer's transactions, addresses predicted from its nonce as they are added."""
-
-    chain: Chain
-    build: Artifacts
-    deployer: str
-    nonce: int
-    txs: list[Tx] = field(default_factory=list)
-
-    def create(self, label: str, bytecode: str, types: list[str] | None = None, args: list | None = None) -> str:
-        address = create_address(self.deployer, self.nonce)
-        data = constructor_data(bytecode, types or [], args or [])
-        self.txs.append(Tx(self.deployer, None, data, gas=CREATE_GAS, label=f"deploy {label}"))
-        self.nonce += 1
-        return address
-
-    def deploy(self, name: str, args: list | None = None, libraries: dict[str, str] | None = None) -> str:
-        artifact = self.build[name]
-        code = artifact.linked(libraries or {}) if artifact.link_references else artifact.bytecode
-        return self.create(name, code, constructor_types(artifact.abi), args)
-
-    def call(self, to: str, signature: str, *args, gas: int = CALL_GAS) -> None:
-        self.txs.append(Tx(self.deployer, to, call_data(signature, *args), gas=gas, label=signature.split("(")[0]))
-        self.nonce += 1
-
-    def mine(self) -> int:
-        self.chain.execute(self.txs, timestamp=self.chain.latest_timestamp() + BLOCK_TIME)
-        self.txs = []
-        return self.chain.block_number()
-
-
-def eth_call(rpc: Rpc, to: str, signature: str, out_types: list[str], *args, block: int | str = "latest") -> tuple:
-    tag = hex(block) if isinstance(block, int) else block
-    return decode_result(out_types, rpc.call("eth_call", {"to": to, "data": call_data(signature, *args)}, tag))
-
-
 def rate_data(spec: ReserveSpec) -> bytes:
     return encode(["(uint16,uint32,uint32,uint32)"], [spec.rate.as_tuple()])
 
@@ -128,20 +88,12 @@ def deploy_v36_market(
     `anvil.start` runs it). `data_dir` holds the builds: the V3.6 contracts and the price feed."""
     build = build or build_v36(data_dir)
     feed = compile_contract("DevnetAggregator", data_dir)  # the V3.0 devnet's feed (solc 0.8.24): has a setter
-    chain = Chain(rpc)
-    deployer = to_checksum_address(rpc.call("eth_accounts")[0])
-    chain.nonces.prefetch([deployer])
-    plan = _Plan(chain, build, deployer, chain.nonces.known[deployer.lower()])
+    plan = DeployPlan.start(rpc, build.__getitem__)
     symbols = [r.symbol for r in reserves]
 
-    with chain.manual_mining():
+    with plan.chain.manual_mining():
         # Block 1 ------------------------------------------------------------------------------------------
-        provider = plan.deploy("PoolAddressesProvider", [MARKET_ID, deployer])
-        plan.call(provider, "setACLAdmin(address)", deployer)  # before the ACLManager reads it
-        acl = plan.deploy("ACLManager", [provider])
-        plan.call(provider, "setACLManager(address)", acl)
-        for role in ("addPoolAdmin", "addEmergencyAdmin", "addRiskAdmin", "addAssetListingAdmin"):
-            plan.call(acl, f"{role}(address)", deployer)
+        provider = plan.access_control(MARKET_ID)
         strategy = plan.deploy("DefaultReserveInterestRateStrategyV2", [provider])
         libs = {name: plan.deploy(name) for name in LIBRARIES}
         libs["FlashLoanLogic"] = plan.deploy("FlashLoanLogic", libraries=libs)  # links BorrowLogic
@@ -151,20 +103,8 @@ def deploy_v36_market(
         plan.call(provider, "setPoolConfiguratorImpl(address)", configurator_impl, gas=CREATE_GAS)
         data_provider = plan.deploy("AaveProtocolDataProvider", [provider])
         plan.call(provider, "setPoolDataProvider(address)", data_provider)
-        assets, feeds = [], []
-        for spec in reserves:
-            assets.append(plan.deploy("MintableERC20", [spec.name, spec.symbol, spec.decimals]))
-            feeds.append(
-                plan.create(
-                    f"{spec.symbol} feed",
-                    feed.bytecode,
-                    ["uint8", "string", "int256"],
-                    [FEED_DECIMALS, f"{spec.symbol} / USD", spec.price],
-                )
-            )
-        oracle = plan.deploy("AaveOracle", [provider, assets, feeds, ZERO, ZERO, BASE_CURRENCY_UNIT])
-        plan.call(provider, "setPriceOracle(address)", oracle)
-        block_one = plan.mine()
+        assets, feeds = plan.tokens_and_oracle(provider, reserves, feed.bytecode, BASE_CURRENCY_UNIT)
+        plan.mine()
 
         pool = to_checksum_address(eth_call(rpc, provider, "getPool()", ["address"])[0])
         configurator = to_checksum_address(eth_call(rpc, provider, "getPoolConfigurator()", ["address"])[0])
@@ -195,17 +135,9 @@ def deploy_v36_market(
         )
         for spec, asset in zip(reserves, assets, strict=True):
             if spec.liquidation_threshold:  # an LT-0 reserve starts that way: nothing to configure
-                plan.call(
-                    configurator,
-                    "configureReserveAsCollateral(address,uint256,uint256,uint256)",
-                    asset,
-                    spec.ltv,
-                    spec.liquidation_threshold,
-                    spec.liquidation_bonus,
-                )
+                plan.collateral_parameters(configurator, asset, spec)
             plan.call(configurator, "setReserveBorrowing(address,bool)", asset, spec.borrowable)
-            plan.call(configurator, "setReserveFactor(address,uint256)", asset, spec.reserve_factor)
-            plan.call(configurator, "setLiquidationProtocolFee(address,uint256)", asset, spec.liquidation_protocol_fee)
+            plan.fees(configurator, asset, spec)
         for emode in emodes:
             plan.call(
                 configurator,
@@ -216,82 +148,23 @@ def deploy_v36_market(
                 emode.liquidation_bonus,
                 emode.label,
             )
-            for symbol in emode.collateral:
-                plan.call(
-                    configurator,
-                    "setAssetCollateralInEMode(address,uint8,bool)",
-                    assets[symbols.index(symbol)],
-                    emode.category_id,
-                    True,
-                )
-            for symbol in emode.borrowable:
-                plan.call(
-                    configurator,
-                    "setAssetBorrowableInEMode(address,uint8,bool)",
-                    assets[symbols.index(symbol)],
-                    emode.category_id,
-                    True,
-                )
+            for setter, listed_symbols in (
+                ("setAssetCollateralInEMode(address,uint8,bool)", emode.collateral),
+                ("setAssetBorrowableInEMode(address,uint8,bool)", emode.borrowable),
+            ):
+                for symbol in listed_symbols:
+                    plan.call(configurator, setter, assets[symbols.index(symbol)], emode.category_id, True)
         plan.mine()
 
-    listed = [to_checksum_address(a) for a in eth_call(rpc, pool, "getReservesList()", ["address[]"])[0]]
-    reserve_id = {spec.symbol: listed.index(asset) for spec, asset in zip(reserves, assets, strict=True)}
-
-    def first_category(symbol: str) -> int:
+    def first_category(spec: ReserveSpec) -> int:
         """ReserveInfo.emode_category (one number in the shared format): the lowest category listing the
         reserve as collateral, 0 if none. V3.6 itself has bitmaps: Deployment.emodes."""
-        return min((e.category_id for e in emodes if symbol in e.collateral), default=0)
+        return min((e.category_id for e in emodes if spec.symbol in e.collateral), default=0)
 
-    infos = []
-    for spec, asset, feed_address in zip(reserves, assets, feeds, strict=True):
-        a_token, stable_debt, variable_debt = (
-            to_checksum_address(a)
-            for a in eth_call(rpc, data_provider, "getReserveTokensAddresses(address)", ["address"] * 3, asset)
-        )
-        infos.append(
-            ReserveInfo(
-                reserve_id=reserve_id[spec.symbol],
-                symbol=spec.symbol,
-                name=spec.name,
-                decimals=spec.decimals,
-                asset=asset,
-                a_token=a_token,
-                variable_debt_token=variable_debt,
-                stable_debt_token=stable_debt,  # zero address: V3.2+ has no stable debt
-                aggregator=feed_address,
-                interest_rate_strategy=strategy,
-                ltv=spec.ltv,
-                liquidation_threshold=spec.liquidation_threshold,
-                liquidation_bonus=spec.liquidation_bonus,
-                reserve_factor=spec.reserve_factor,
-                liquidation_protocol_fee=spec.liquidation_protocol_fee,
-                emode_category=first_category(spec.symbol),
-                initial_price=spec.price,
-            )
-        )
-    market = Market(
-        chain_id=CHAIN_ID,
-        rpc_url=rpc.url,
-        protocol_version=PROTOCOL_VERSION,
-        packages=package_versions(),
-        addresses_provider=provider,
-        pool=pool,
-        pool_configurator=configurator,
-        oracle=oracle,
-        data_provider=data_provider,
-        acl_manager=acl,
-        pool_implementation=pool_impl,
-        deployer=deployer,
-        admin=deployer,
-        treasury=TREASURY,
-        block_deployed=block_one,
-        base_currency_unit=BASE_CURRENCY_UNIT,
-        reserves=tuple(sorted(infos, key=lambda r: r.reserve_id)),
-        emode_categories=tuple(
-            EModeInfo(e.category_id, e.ltv, e.liquidation_threshold, e.liquidation_bonus, e.label) for e in emodes
-        ),
-        libraries=libs,
-    )
+    infos = reserve_infos(rpc, provider, reserves, assets, feeds, lambda _spec: strategy, first_category)
+    reserve_id = {info.symbol: info.reserve_id for info in infos}
+    version = (PROTOCOL_VERSION, package_versions())
+    market = describe_market(rpc, plan, provider, pool_impl, infos, emodes, libs, version, TREASURY, BASE_CURRENCY_UNIT)
     deployed = tuple(
         EModeDeployed(
             e.category_id,

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..spec import EModeSpec as BaseEModeSpec
+from ..spec import ReserveParameters
+
 PRICE_DECIMALS = 8
 BASE_CURRENCY_UNIT = 10**PRICE_DECIMALS
 MARKET_ID = "liq-pipeline devnet v3.6"
@@ -43,27 +46,15 @@ LONG_TAIL = RateData(4500, 0, 700, 30000)
 
 
 @dataclass(frozen=True)
-class ReserveSpec:
-    symbol: str
-    name: str
-    decimals: int
-    price: int  # initial price, USD with 8 decimals
-    ltv: int  # bps
-    liquidation_threshold: int  # bps; 0: not collateral outside e-mode
-    liquidation_bonus: int  # bps (10500 = 5 % bonus); 0 when the threshold is 0
-    reserve_factor: int  # bps
-    liquidation_protocol_fee: int  # bps of the bonus
+class ReserveSpec(ReserveParameters):
     rate: RateData
     borrowable: bool = True
 
 
 @dataclass(frozen=True)
-class EModeSpec:
-    category_id: int
-    ltv: int
-    liquidation_threshold: int
-    liquidation_bonus: int
-    label: str
+class EModeSpec(BaseEModeSpec):
+    """A category with its bitmaps (V3.6 lists assets per category, not a category per reserve)."""
+
     collateral: tuple[str, ...]  # symbols in the collateral bitmap
     borrowable: tuple[str, ...]  # symbols in the borrowable bitmap
 
