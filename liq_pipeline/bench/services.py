@@ -18,6 +18,7 @@ from ..cache.server import EmbeddedRedis
 from ..chain.rpc import RpcClient
 from ..devnet import anvil, state_cache
 from ..devnet.market import Market
+from ..devnet.protocols import DEFAULT_PROTOCOL
 from ..devnet.rpc import Rpc
 from .report import Stopwatch, scratch_dir
 
@@ -40,10 +41,12 @@ class LiveDevnet:
 
 
 @contextmanager
-def live_devnet(data_dir: Path, borrowers: int, seed: int, *, prune_history: bool = False) -> Iterator[LiveDevnet]:
-    """The cached chain of (borrowers, seed) under `data_dir`, running until the block ends."""
+def live_devnet(
+    data_dir: Path, borrowers: int, seed: int, *, prune_history: bool = False, protocol: str = DEFAULT_PROTOCOL
+) -> Iterator[LiveDevnet]:
+    """The cached chain of (borrowers, seed) on `protocol` under `data_dir`, running until the block ends."""
     with Stopwatch() as preparing:
-        entry, built = state_cache.ensure(data_dir, borrowers, seed)
+        entry, built = state_cache.ensure(data_dir, borrowers, seed, protocol=protocol)
     node, market = state_cache.start_from(entry, prune_history=prune_history)
     devnet, rpc = Rpc(node.url), RpcClient(node.url)
     try:

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from ..cache import open_market_cache
-from ..chain.rpc import RpcClient
 from ..config import Settings
-from ..devnet import actions, anvil, protocols, state_cache
-from ..devnet.rpc import Rpc
+from ..devnet import actions, protocols
 from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
@@ -61,32 +58,13 @@ def run_bench_watch(
     # The node prunes old states: the watcher reads at the head only. A fresh Redis per run: the chain restarts
     # from the dump's block, and a previous run's live set (at later blocks) would make every write of this run an
     # "older block" that is skipped.
-    devnet = (
-        live_devnet(data_dir, borrowers, seed, prune_history=True)
-        if version == protocols.DEFAULT_PROTOCOL
-        else _live_devnet(data_dir, borrowers, seed, version)
-    )
+    devnet = live_devnet(data_dir, borrowers, seed, prune_history=True, protocol=version)
     with devnet as chain, scratch_redis("bench-watch-redis-") as redis_url:
         own = settings.model_copy(  # the bench's own server; the engine's rules follow the devnet's version
             update={"redis_url": SecretStr(redis_url), "aave_protocol_version": chain.market.protocol_version}
         )
         results = _measure(chain, own, blocks, seed, say, shocks, vol_scale)
     return run.report({"borrowers": borrowers, "protocol": version, **results})
-
-
-@contextmanager
-def _live_devnet(data_dir: Path, borrowers: int, seed: int, protocol: str) -> Iterator[LiveDevnet]:
-    """services.live_devnet for another protocol version (its own state cache entries)."""
-    with Stopwatch() as preparing:
-        entry, built = state_cache.ensure(data_dir, borrowers, seed, protocol=protocol)
-    node, market = state_cache.start_from(entry, prune_history=True)
-    devnet, rpc = Rpc(node.url), RpcClient(node.url)
-    try:
-        yield LiveDevnet(entry, built, preparing.seconds, node, market, devnet, rpc)
-    finally:
-        rpc.close()
-        devnet.close()
-        anvil.stop(node)
 
 
 def _measure(

@@ -241,22 +241,12 @@ def liquidation_txs(market: Market, liquidator: str, picks: Sequence[Liquidation
     txs = []
     for symbol, amount in need.items():
         asset = reserves[symbol].asset
-        txs.append(
-            Tx(
-                liquidator,
-                asset,
-                call_data("mint(address,uint256)", liquidator, amount),
-                label=f"liquidator mint {symbol}",
-            )
+        calls = (
+            ("mint", "mint(address,uint256)", (liquidator, amount)),
+            ("approve", "approve(address,uint256)", (pool, MAX_UINT)),
         )
-        txs.append(
-            Tx(
-                liquidator,
-                asset,
-                call_data("approve(address,uint256)", pool, MAX_UINT),
-                label=f"liquidator approve {symbol}",
-            )
-        )
+        for what, signature, args in calls:
+            txs.append(Tx(liquidator, asset, call_data(signature, *args), label=f"liquidator {what} {symbol}"))
     compact = market.protocol_version == "3.6"
     for pick in picks:
         if compact:

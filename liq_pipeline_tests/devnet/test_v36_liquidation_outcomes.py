@@ -18,7 +18,6 @@ import dataclasses
 import random
 
 import pytest
-from eth_utils import keccak
 
 from liq_pipeline.chain.discovery import discover_market, read_market_state
 from liq_pipeline.chain.positions import read_positions
@@ -27,6 +26,7 @@ from liq_pipeline.devnet import actions
 from liq_pipeline.devnet.abi import call_data
 from liq_pipeline.devnet.accounts import GAS_MONEY, LIQUIDATOR
 from liq_pipeline.devnet.anvil import BLOCK_TIME
+from liq_pipeline.devnet.liquidation_check import CUSTOM_ERRORS
 from liq_pipeline.devnet.txs import CALL_GAS, Chain, Tx
 from liq_pipeline.devnet.v36.actions import (
     encode_liquidation,
@@ -49,20 +49,7 @@ RULES_35 = rules_for("3.5")
 ROUNDS = 6
 GRACE_SECONDS = 60  # on AERO, from the first liquidation: ~30 blocks of reverts, then AERO liquidations
 DUST = L.MIN_LEFTOVER_BASE
-ERRORS = {
-    "0x" + keccak(text=name + "()").hex()[:8]: name
-    for name in (
-        L.SELF_LIQUIDATION,
-        L.RESERVE_INACTIVE,
-        L.RESERVE_PAUSED,
-        L.GRACE_PERIOD,
-        L.HF_NOT_BELOW_THRESHOLD,
-        L.COLLATERAL_CANNOT_BE_LIQUIDATED,
-        L.NOT_BORROWED,
-        L.MUST_NOT_LEAVE_DUST,
-        L.INVALID_BURN_AMOUNT,
-    )
-}
+ERRORS = CUSTOM_ERRORS
 
 # Prices after the shock (seeded at WETH 3,000, WBTC 95,000, wstETH 3,600, AERO 1.2, DAI 1): see each plan.
 SHOCK = {"WETH": 2_340, "WBTC": 71_250, "wstETH": 2_600, "AERO": 0.6, "DAI": 1.04}
