@@ -7,13 +7,20 @@ batch (the simulator puts a whole block's activity in one batch).
 
 from __future__ import annotations
 
+import dataclasses as dc
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any, NamedTuple
 
 from eth_utils import keccak, to_checksum_address
 
+from ..chain.discovery import discover_market, read_market_state
 from ..chain.ground_truth import user_account_data
+from ..chain.positions import read_positions
+from ..chain.rpc import RpcClient
+from ..risk.liquidation import MUST_NOT_LEAVE_DUST, liquidation_outcome
+from ..risk.market import user_positions
+from ..risk.versions import rules_for
 from .abi import call_data, decode_result, selector
 from .accounts import GAS_MONEY, LIQUIDATOR
 from .anvil import BLOCK_TIME
@@ -371,8 +378,6 @@ class ChosenLiquidation:
 
 def _accepted(position: Any, states: Sequence[Any], collateral_id: int, debt_id: int, amount: int, liquidator: str):
     """The outcome under the first state if every state (price orders within the block) accepts it, else None."""
-    from ..risk.liquidation import liquidation_outcome
-
     first = None
     for state in states:
         outcome = liquidation_outcome(position, state, collateral_id, debt_id, amount, liquidator=liquidator)
@@ -390,8 +395,6 @@ def choose_liquidation(
     predicted with risk.liquidation.liquidation_outcome. Per pair, max uint when accepted; when refused (V3.3+
     MustNotLeaveDust: the close factor's cap would leave < $1,000), the largest amount accepted, by bisection,
     backed off 1 % so that the leftovers are not on the $1,000 edge. None when nothing is accepted."""
-    from ..risk.liquidation import MUST_NOT_LEAVE_DUST, liquidation_outcome
-
     first_state = states[0]
     collaterals = [r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken]
     debts = [r for r, leg in position.legs.items() if leg.scaled_variable_debt or leg.stable_debt]
@@ -438,10 +441,6 @@ class LiquidationPlanner:
     under the rules of the devnet's protocol version, and each liquidation chosen with risk.liquidation."""
 
     def __init__(self, rpc: Rpc, market: Market):
-        from ..chain.discovery import discover_market
-        from ..chain.rpc import RpcClient
-        from ..risk.versions import rules_for
-
         self.devnet_market = market
         self.rules = rules_for(market.protocol_version)
         self.reader = RpcClient(rpc.url)
@@ -463,11 +462,6 @@ class LiquidationPlanner:
         """(the picks, users with nothing to seize: debt without enabled collateral) for a liquidation block at
         `timestamp` following `block`; `new_prices` (by symbol) are feed answers published in that block, whose
         order against the liquidation is not guaranteed: a pick must be accepted under both price sets."""
-        import dataclasses as dc
-
-        from ..chain.discovery import read_market_state
-        from ..chain.positions import read_positions
-        from ..risk.market import user_positions
 
         state = read_market_state(self.reader, self.market, block, self.rules)
         state = dc.replace(state, timestamp=timestamp)

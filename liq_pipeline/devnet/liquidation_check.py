@@ -34,6 +34,8 @@ from .anvil import BLOCK_TIME
 from .market import Market
 from .rpc import Rpc
 from .txs import CALL_GAS, Chain, Tx
+from .v36.deploy import Deployment
+from .v36.seed import UserPlan, seed_examples, user_address
 
 STABLES = ("USDC", "DAI", "USDT", "USDBC", "GHO", "EURC")
 ERROR_STRING = "0x08c379a0"  # Error(string)
@@ -357,9 +359,6 @@ CASE_PLANS_36: tuple[tuple[str, int, dict[str, str], dict[str, str]], ...] = (
 
 def seed_case_users_36(rpc: Rpc, market: Market, l2_encoder: str, tag: str) -> list[str]:
     """Seed CASE_PLANS_36 as new users (roles prefixed with `tag`, so a second run gets new addresses)."""
-    from .v36.deploy import Deployment
-    from .v36.seed import UserPlan, seed_examples, user_address
-
     plans = tuple(
         UserPlan(f"{tag}:{role}", emode=emode, supplies=supplies, borrows=borrows)
         for role, emode, supplies, borrows in CASE_PLANS_36

@@ -10,10 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from .deploy import deploy_market
 from .errors import DevnetError
 from .market import Market
+from .paths import check_packages as check_v30
+from .paths import package_version
 from .rpc import Rpc
-from .seed import SeedResult
+from .seed import SeedResult, seed
+from .v36.build import AAVE_PACKAGE, PACKAGES, build_key
+from .v36.build import check_packages as check_v36
+from .v36.bulk import seed as seed_v36
+from .v36.deploy import deploy_v36_market
 
 DEFAULT_PROTOCOL = "3.0"
 PROTOCOLS = ("3.0", "3.6")
@@ -55,15 +62,12 @@ def deploy(rpc: Rpc, data_dir: Path | str, protocol: str) -> tuple[Market, Calla
     """Deploy the market of `protocol`; returns it and a function writing its description into a directory
     (market.json, and v36.json for V3.6)."""
     if check_protocol(protocol) == "3.0":
-        from .deploy import deploy_market
-
         market = deploy_market(rpc, data_dir)
 
         def save(directory: Path) -> None:
             market.save(Path(directory) / "market.json")
 
         return market, save
-    from .v36.deploy import deploy_v36_market
 
     deployment = deploy_v36_market(rpc, data_dir)
 
@@ -76,10 +80,7 @@ def deploy(rpc: Rpc, data_dir: Path | str, protocol: str) -> tuple[Market, Calla
 def seeder(market: Market) -> Seeder:
     """The bulk seeder for the market's protocol version (same signature and result)."""
     if check_protocol(market.protocol_version) == "3.0":
-        from .seed import seed
-
         return seed
-    from .v36.bulk import seed as seed_v36
 
     return seed_v36
 
@@ -87,11 +88,8 @@ def seeder(market: Market) -> Seeder:
 def cache_tag(protocol: str) -> str:
     """What identifies the contracts in a state cache key: the npm package version (3.0), or the V3.6 build key
     (packages, targets, compiler settings)."""
-    from .paths import package_version
-
     if check_protocol(protocol) == "3.0":
         return f"aave-{package_version('@aave/core-v3')}"
-    from .v36.build import AAVE_PACKAGE, PACKAGES, build_key
 
     return f"aave-v{PACKAGES[AAVE_PACKAGE]}-{build_key()}"
 
@@ -105,12 +103,8 @@ def code_fingerprint(protocol: str) -> str:
 
 
 def check_packages(protocol: str) -> None:
-    from .paths import check_packages as check_v30
-
     check_v30()  # anvil is pinned there, and the feed's compiler comes with it
     if check_protocol(protocol) == "3.6":
-        from .v36.build import check_packages as check_v36
-
         check_v36()
 
 

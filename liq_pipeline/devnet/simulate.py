@@ -44,6 +44,7 @@ from .rpc import Rpc
 from .seed import Portfolio, borrower_txs, liquidity_txs, plan_portfolios
 from .spec import spec_by_symbol
 from .txs import Chain, Tx
+from .v36 import bulk
 
 # Price walk parameters (annual volatility, annual drift) per symbol: the V3.0 spec's, and for assets only the
 # V3.6 market lists, here (v36/spec.py shapes the cached chain; these shape only the simulated traffic).
@@ -198,8 +199,6 @@ def _newcomers(
     """The planner of arriving borrowers and their transactions, for the market's protocol version (V3.6: the
     categories' bitmaps decide what an e-mode newcomer supplies and borrows, see v36/bulk.py)."""
     if market.protocol_version == "3.6":
-        from .v36 import bulk
-
         shape = bulk.read_shape(rpc, market)
         return (
             lambda prices, count, seed, start: bulk.plan_portfolios(
