@@ -29,6 +29,7 @@ from ..cache.server import EmbeddedRedis
 from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..devnet import lifecycle
+from ..devnet.market import Market
 from .supervisor import Child, Supervisor, SupervisorError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: dagster.yaml, workspace.yaml
@@ -92,15 +93,15 @@ def _bin(name: str) -> str:
 
 
 def platform_env(
-    settings: Settings, rpc_url: str, provider: str, redis_url: str | None, state_from: int
+    settings: Settings, market: Market, rpc_url: str, redis_url: str | None, state_from: int
 ) -> dict[str, str]:
     env = {
         # the devnet is loaded from a state dump: blocks before the load keep their logs, not their state
         "STATE_HISTORY_FROM_BLOCK": str(state_from),
         "RPC_URL": rpc_url,
-        "AAVE_ADDRESSES_PROVIDER": provider,
+        "AAVE_ADDRESSES_PROVIDER": market.addresses_provider,
         "CHAIN_ID": "",  # the devnet's own chain, whatever CHAIN_ID the user's .env names for a real one
-        "AAVE_PROTOCOL_VERSION": settings.aave_protocol_version,
+        "AAVE_PROTOCOL_VERSION": market.protocol_version,  # the devnet's rules, whatever the user's .env says
         "DATA_DIR": str(Path(settings.data_dir).absolute()),
         "DAGSTER_HOME": str((Path(settings.data_dir) / "dagster").absolute()),
         # make dev shows the whole platform: scenarios and projections on, the borrower index kept in Redis
@@ -128,13 +129,13 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say(f"starting the devnet ({borrowers} borrowers; first time builds the state cache)")
         if lifecycle.anvil.running_node(data_dir) is not None:
             lifecycle.down(data_dir)
-        devnet = lifecycle.up(data_dir, borrowers=borrowers)
+        devnet = lifecycle.up(data_dir, borrowers=borrowers, protocol=settings.devnet_protocol_version)
         if redis_url is None:
             embedded = EmbeddedRedis(data_dir / "redis")
             redis_url = embedded.ensure_running().url
         with RpcClient(devnet.node.url) as rpc:
             loaded_at = rpc.quantity("eth_blockNumber")
-        env = platform_env(settings, devnet.node.url, devnet.market.addresses_provider, redis_url, loaded_at)
+        env = platform_env(settings, devnet.market, devnet.node.url, redis_url, loaded_at)
         os.environ.update(env)  # this process reads the same settings as its children
         supervisor.start(
             Child(

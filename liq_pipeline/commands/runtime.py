@@ -128,7 +128,9 @@ def node_settings(settings: Settings) -> Settings:
         )
     market = load_market(settings.data_dir)
     provider, version = market.addresses_provider, market.protocol_version
-    if "aave_protocol_version" in settings.model_fields_set and settings.aave_protocol_version != version:
+    # the devnet's version is a fact of its market.json; only a contrary value in the environment is a mistake (a
+    # .env copied from .env.example names the default, 3.0, whatever devnet runs)
+    if os.environ.get("AAVE_PROTOCOL_VERSION", version) != version:
         raise CommandError(
             f"AAVE_PROTOCOL_VERSION={settings.aave_protocol_version} but the devnet of {shown(settings.data_dir)} "
             f"runs Aave V{version}: unset it (the devnet's version is used) or set it to {version}"

@@ -66,6 +66,10 @@ def test_the_devnets_protocol_version_is_used_and_a_contrary_setting_refused(dev
     ]
     agreed = liq("status", "--json", env=cli_env, cwd=cwd, AAVE_PROTOCOL_VERSION="3.0")
     _announced(agreed, chain)
+    (cwd / ".env").write_text("AAVE_PROTOCOL_VERSION=3.6\n")  # a .env names a version for real chains: not an error
+    from_file = liq("scan", "--from-block", "0", "--json", env=cli_env, cwd=cwd)
+    assert from_file.returncode == 0, from_file.stderr
+    _announced(from_file, chain)
 
 
 @pytest.mark.integration
