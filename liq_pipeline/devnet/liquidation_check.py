@@ -162,15 +162,7 @@ class LiquidationChecker:
     # -- writes -----------------------------------------------------------------------------------------------
 
     def fund_liquidator(self, liquidator: str = LIQUIDATOR) -> None:
-        """Gas, plenty of every reserve's token, and the Pool's allowance."""
-        chain = Chain(self.rpc)
-        chain.set_balances([liquidator], GAS_MONEY)
-        txs = []
-        for reserve in self.devnet_market.reserves:
-            txs.append(Tx(liquidator, reserve.asset, call_data("mint(address,uint256)", liquidator, 10**40)))
-            txs.append(Tx(liquidator, reserve.asset, call_data("approve(address,uint256)", self.pool, UINT256_MAX)))
-        with chain.manual_mining():
-            chain.execute(txs, timestamp=chain.latest_timestamp() + BLOCK_TIME)
+        fund_liquidator(self.rpc, self.devnet_market, liquidator)
 
     def call_data(self, user: str, collateral: int, debt: int, amount: int, receive: bool) -> str:
         coll, dbt = self.reserves[collateral].asset, self.reserves[debt].asset
@@ -366,3 +358,15 @@ def seed_case_users_36(rpc: Rpc, market: Market, l2_encoder: str, tag: str) -> l
     )
     seed_examples(rpc, Deployment(market, l2_encoder, (), ""), plans)
     return [user_address(p.role) for p in plans]
+
+
+def fund_liquidator(rpc: Rpc, market: Market, liquidator: str = LIQUIDATOR) -> None:
+    """Gas, plenty of every reserve's token, and the Pool's allowance, for `liquidator`."""
+    chain = Chain(rpc)
+    chain.set_balances([liquidator], GAS_MONEY)
+    txs = []
+    for reserve in market.reserves:
+        txs.append(Tx(liquidator, reserve.asset, call_data("mint(address,uint256)", liquidator, 10**40)))
+        txs.append(Tx(liquidator, reserve.asset, call_data("approve(address,uint256)", market.pool, UINT256_MAX)))
+    with chain.manual_mining():
+        chain.execute(txs, timestamp=chain.latest_timestamp() + BLOCK_TIME)

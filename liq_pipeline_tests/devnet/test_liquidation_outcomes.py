@@ -15,8 +15,9 @@ from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient, RpcError
 from liq_pipeline.devnet import actions
 from liq_pipeline.devnet.abi import call_data, decode_result
-from liq_pipeline.devnet.accounts import GAS_MONEY, LIQUIDATOR
+from liq_pipeline.devnet.accounts import LIQUIDATOR
 from liq_pipeline.devnet.anvil import BLOCK_TIME
+from liq_pipeline.devnet.liquidation_check import fund_liquidator
 from liq_pipeline.devnet.txs import Chain, Tx
 from liq_pipeline.risk.exact import account_data
 from liq_pipeline.risk.liquidation import liquidation_outcome
@@ -87,17 +88,6 @@ class Harness:
             return self.sender.execute([tx], timestamp=timestamp, allow_revert=True)
 
 
-def _fund_liquidator(chain) -> None:
-    chain_ = Chain(chain.rpc)
-    chain_.set_balances([LIQUIDATOR], GAS_MONEY)
-    txs = []
-    for reserve in chain.market.reserves:
-        txs.append(Tx(LIQUIDATOR, reserve.asset, call_data("mint(address,uint256)", LIQUIDATOR, 10**40)))
-        txs.append(Tx(LIQUIDATOR, reserve.asset, call_data("approve(address,uint256)", chain.market.pool, UINT256_MAX)))
-    with chain_.manual_mining():
-        chain_.execute(txs, timestamp=chain_.latest_timestamp() + BLOCK_TIME)
-
-
 def _amounts(owed: int) -> list[int]:
     """debtToCover values to try against a reserve debt of `owed`."""
     return [UINT256_MAX, owed // 2, owed // 7 + 1, owed, max(owed // 1000, 1), 3 * owed // 4]
@@ -108,7 +98,7 @@ def test_predicted_liquidations_equal_the_pool(chain):
     prices = actions.oracle_prices(chain.rpc, market)
     shocked = {"WETH": prices["WETH"] * 7 // 10, "WBTC": prices["WBTC"] * 7 // 10, "AERO": prices["AERO"] // 2}
     actions.set_prices(chain.rpc, market, shocked)
-    _fund_liquidator(chain)
+    fund_liquidator(chain.rpc, chain.market)
 
     with RpcClient(chain.node.url) as reader:
         h = Harness(chain, reader)

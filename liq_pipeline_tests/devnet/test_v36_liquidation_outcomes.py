@@ -26,7 +26,7 @@ from liq_pipeline.devnet import actions
 from liq_pipeline.devnet.abi import call_data
 from liq_pipeline.devnet.accounts import GAS_MONEY, LIQUIDATOR
 from liq_pipeline.devnet.anvil import BLOCK_TIME
-from liq_pipeline.devnet.liquidation_check import CUSTOM_ERRORS
+from liq_pipeline.devnet.liquidation_check import CUSTOM_ERRORS, fund_liquidator
 from liq_pipeline.devnet.txs import CALL_GAS, Chain, Tx
 from liq_pipeline.devnet.v36.actions import (
     encode_liquidation,
@@ -191,17 +191,6 @@ class Harness:
         return False, done.block, events, ERRORS.get(answer[:10], answer)
 
 
-def _fund_liquidator(dev) -> None:
-    chain = Chain(dev.rpc)
-    chain.set_balances([LIQUIDATOR], GAS_MONEY)
-    txs = []
-    for reserve in dev.market.reserves:
-        txs.append(Tx(LIQUIDATOR, reserve.asset, call_data("mint(address,uint256)", LIQUIDATOR, 10**40)))
-        txs.append(Tx(LIQUIDATOR, reserve.asset, call_data("approve(address,uint256)", dev.market.pool, UINT256_MAX)))
-    with chain.manual_mining():
-        chain.execute(txs, timestamp=chain.latest_timestamp() + BLOCK_TIME)
-
-
 def _enabled(position) -> list[int]:
     return sorted(r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken)
 
@@ -230,7 +219,7 @@ def test_predicted_v36_liquidations_equal_the_l2_pool(chain_v36):
     ]
     decimals = 10**8
     actions.set_prices(dev.rpc, market, {s: int(p * decimals) for s, p in SHOCK.items()})
-    _fund_liquidator(dev)
+    fund_liquidator(dev.rpc, dev.market)
     aero = market.by_symbol["AERO"].reserve_id
 
     stats = {"liquidations": 0, "reverts": 0, "reasons": {}, "mismatches": [], "mispredicted_35": 0}
