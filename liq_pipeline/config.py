@@ -92,11 +92,23 @@ _INT_RULES: dict[str, tuple[int, int | None, str]] = {
     "metrics_port": (1, 65_535, "a TCP port from 1 to 65535"),
     "exporter_port": (1, 65_535, "a TCP port from 1 to 65535"),
     "run_retention_days": (1, 3_650, "a whole number of days from 1 to 3650"),
+    "gas_ladder_profit_share_bps": (0, 10_000, _BPS.format(10000)),
+    # geth and op-geth refuse a replacement whose fees rise by less than 10 % (txpool.pricebump).
+    "gas_ladder_bump_bps": (
+        1_000,
+        100_000,
+        "a whole number of basis points from 1000 (the node's 10 % minimum) to 100000",
+    ),
+    "gas_ladder_bump_after_blocks": (1, 1_000, "a whole number of blocks from 1 to 1000"),
+    "gas_ladder_max_bumps": (0, 100, "a whole number of replacements from 0 to 100"),
+    "precompute_top_k": (0, 100_000, "a whole number of candidates from 0 to 100000 (0 = precompute none)"),
+    "execution_attempt_ttl_sec": (1, 86_400, "a whole number of seconds from 1 to 86400"),
 }
 _FLOAT_RULES: dict[str, tuple[float, float, str]] = {
     "predictive_adverse_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
     "predictive_extreme_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
     "kpi_miss_rate_max": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
+    "execution_min_profit_usd": (0.0, 1e9, "an amount in US dollars from 0 to 1000000000"),
 }
 
 
@@ -121,9 +133,10 @@ class Settings(BaseSettings):
     rpc_url: SecretStr | None = None
     chain_id: int | None = None
     aave_addresses_provider: str | None = None
-    aave_protocol_version: str = "3.0"
-    # The market `liq devnet up` / `liq devnet verify` start when --protocol is not given: 3.0 or 3.6.
-    devnet_protocol_version: str = "3.0"
+    aave_protocol_version: str = "3.7"  # what Base runs since ~May 2026 (Pool revision 11)
+    # The market `liq devnet up` / `liq devnet verify` start when --protocol is not given: 3.6 (the closest to Base
+    # the npm sources allow) or 3.0.
+    devnet_protocol_version: str = "3.6"
     multicall_address: str | None = MULTICALL3  # empty: plain JSON-RPC batches (chain/multicall.py)
 
     # --- predictive engine -------------------------------------------------------------------------------------
@@ -174,6 +187,37 @@ class Settings(BaseSettings):
     redis_max_pipeline: int = 500
     borrowers_index_mode: Literal["memory", "redis"] = "memory"
 
+    # --- execution (issue #13, being built: liq_pipeline/execution/) ------------------------------------------
+    # false = dry-run: the executor decides and records what it would send, and sends nothing. Sending real
+    # transactions with real money must be asked for explicitly.
+    execution_enabled: Annotated[bool, NoDecode] = False
+    # The operator key: a 32-byte hex private key, or a keystore file (geth / eth-account JSON) + its password.
+    # Secrets: never printed (`liq config` shows ***, logs and errors have them cut out).
+    executor_private_key: SecretStr | None = None
+    executor_keystore: Path | None = None
+    executor_keystore_password: SecretStr | None = None
+    executor_keystore_password_file: Path | None = None
+    # Smallest profit net of every cost worth a transaction. $1: on Base a liquidation's gas costs cents, and the
+    # floor absorbs the rounding of the oracle price used to convert the profit to wei.
+    execution_min_profit_usd: float = 1.0
+    # Share of the expected profit offered as priority fee (20 %): enough to be ordered ahead of a competitor that
+    # pays the usual tiny L2 tip, while most of the profit stays ours. Always capped by EXECUTION_MIN_PROFIT_USD.
+    gas_ladder_profit_share_bps: int = 2_000
+    # Fee rise of a replacement: 12.5 %, above the node's 10 % minimum with room for integer rounding.
+    gas_ladder_bump_bps: int = 1_250
+    # Replace a transaction not included after this many blocks (2 blocks = 4 s on Base: once is bad luck).
+    gas_ladder_bump_after_blocks: int = 2
+    # Replacements per attempt before it is left as it is (3 bumps raise the fees by 42 %).
+    gas_ladder_max_bumps: int = 3
+    # Candidates (by ETA and profit) whose liquidation calldata is kept ready in Redis. 50 covers the users
+    # that can become liquidatable within a few blocks on Base without rebuilding calldata nobody will send.
+    precompute_top_k: int = 50
+    # One attempt per opportunity (market, user, debt, collateral) per this many seconds, across every executor
+    # process on the Redis. 30 s = 15 Base blocks: longer than an attempt with all its replacements takes
+    # (1 + 3 bumps x 2 blocks), so nothing retries a transaction still in flight; short enough to try again
+    # when an opportunity outlives a failed attempt.
+    execution_attempt_ttl_sec: int = 30
+
     # --- validators: each names what is allowed, in words a user understands ---------------------------------
     @field_validator("log_level", mode="before")
     @classmethod
@@ -191,7 +235,13 @@ class Settings(BaseSettings):
             raise ValueError("expected memory or redis")
         return text
 
-    @field_validator("predictive_enabled", "predictive_volatility_scaling", "redis_enable_pipelining", mode="before")
+    @field_validator(
+        "predictive_enabled",
+        "predictive_volatility_scaling",
+        "redis_enable_pipelining",
+        "execution_enabled",
+        mode="before",
+    )
     @classmethod
     def _bools(cls, value: Any) -> bool:
         return _strict_bool(value)
@@ -310,6 +360,37 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://, rediss:// or unix:// URL, or empty for the embedded server")
         return text
 
+    @field_validator("executor_private_key", mode="before")
+    @classmethod
+    def _private_key(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
+        if text == "":
+            return None
+        if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", text) or int(text.removeprefix("0x"), 16) == 0:
+            raise ValueError("expected a 32-byte hex private key (64 hex digits, 0x optional), or empty")
+        return text
+
+    @field_validator("executor_keystore_password", mode="before")
+    @classmethod
+    def _password(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return None if text == "" else text  # a password's spaces are its own: not stripped
+
+    @field_validator("executor_keystore", "executor_keystore_password_file", mode="before")
+    @classmethod
+    def _optional_path(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None or str(value).strip() == "":
+            return None
+        if info.field_name == "executor_keystore" and info.data.get("executor_private_key") is not None:
+            raise ValueError("expected empty when EXECUTOR_PRIVATE_KEY is set: one operator key, from one place")
+        if info.field_name == "executor_keystore_password_file" and info.data.get("executor_keystore_password"):
+            raise ValueError("expected empty when EXECUTOR_KEYSTORE_PASSWORD is set: one password, from one place")
+        return Path(str(value).strip())
+
 
 def _describe(value: Any) -> str:
     if isinstance(value, SecretStr):
@@ -319,7 +400,7 @@ def _describe(value: Any) -> str:
 
 
 # Variables whose value must never be echoed back, even when wrong.
-_SECRET_FIELDS = {"rpc_url", "redis_url", "alert_webhook_url"}
+_SECRET_FIELDS = {"rpc_url", "redis_url", "alert_webhook_url", "executor_private_key", "executor_keystore_password"}
 
 
 def format_validation_error(error: ValidationError) -> str:

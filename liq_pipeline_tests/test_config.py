@@ -192,3 +192,87 @@ def test_predictive_enabled_decides_the_engine_parameters(clean_env, monkeypatch
     monkeypatch.setenv("PREDICTIVE_ENABLED", "true")
     on = engine_params(load_settings())
     assert [s.name for s in on.scenarios] == ["baseline", "adverse", "extreme"] and on.horizon_sec == 180
+
+
+# --- execution settings (issue #13) ---------------------------------------------------------------------------
+_OPERATOR_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+
+
+def test_execution_defaults_are_dry_run_and_keyless(clean_env):
+    settings = load_settings()
+    assert settings.execution_enabled is False
+    assert settings.executor_private_key is None and settings.executor_keystore is None
+    assert settings.execution_min_profit_usd == 1.0
+    assert settings.gas_ladder_bump_bps >= 1_000  # the node's minimum replacement bump
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("EXECUTION_ENABLED", "maybe", "true/false"),
+        ("EXECUTION_MIN_PROFIT_USD", "-1", "US dollars"),
+        ("EXECUTION_MIN_PROFIT_USD", "lots", "US dollars"),
+        ("GAS_LADDER_PROFIT_SHARE_BPS", "10001", "basis points from 0 to 10000"),
+        ("GAS_LADDER_BUMP_BPS", "500", "the node's 10 % minimum"),
+        ("GAS_LADDER_BUMP_AFTER_BLOCKS", "0", "blocks from 1"),
+        ("GAS_LADDER_MAX_BUMPS", "-1", "replacements"),
+        ("PRECOMPUTE_TOP_K", "ten", "candidates"),
+        ("EXECUTION_ATTEMPT_TTL_SEC", "0", "seconds from 1"),
+    ],
+)
+def test_bad_execution_value_is_one_line(name, value, expected, clean_env, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{name}={value!r} is not valid") and expected in message
+
+
+@pytest.mark.parametrize(
+    "bad", [_OPERATOR_KEY[:-1], "0x" + _OPERATOR_KEY + "00", "0x" + "0" * 64, "zz" + _OPERATOR_KEY[2:]]
+)
+def test_bad_private_key_is_refused_without_echoing_it(bad, clean_env, monkeypatch):
+    monkeypatch.setenv("EXECUTOR_PRIVATE_KEY", bad)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message == (
+        "EXECUTOR_PRIVATE_KEY=(hidden) is not valid: expected a 32-byte hex private key (64 hex digits, 0x optional), "
+        "or empty"
+    )
+    assert bad not in message and bad[4:-4] not in message
+
+
+def test_one_key_source_and_one_password_source(clean_env, monkeypatch):
+    monkeypatch.setenv("EXECUTOR_PRIVATE_KEY", _OPERATOR_KEY)
+    monkeypatch.setenv("EXECUTOR_KEYSTORE", "/keys/operator.json")
+    with pytest.raises(
+        SettingsError, match=r"^EXECUTOR_KEYSTORE='/keys/operator.json' is not valid: .*EXECUTOR_PRIVATE_KEY"
+    ):
+        load_settings()
+    monkeypatch.delenv("EXECUTOR_PRIVATE_KEY")
+    monkeypatch.setenv("EXECUTOR_KEYSTORE_PASSWORD", "pw-secret")
+    monkeypatch.setenv("EXECUTOR_KEYSTORE_PASSWORD_FILE", "/keys/pw")
+    with pytest.raises(SettingsError, match=r"^EXECUTOR_KEYSTORE_PASSWORD_FILE='/keys/pw' is not valid") as caught:
+        load_settings()
+    assert "pw-secret" not in str(caught.value)
+    monkeypatch.delenv("EXECUTOR_KEYSTORE_PASSWORD")
+    settings = load_settings()
+    assert settings.executor_keystore == Path("/keys/operator.json")
+    assert settings.executor_keystore_password_file == Path("/keys/pw")
+
+
+def test_cli_config_never_shows_the_operator_key_or_password(cli_env):
+    secrets = {"EXECUTOR_PRIVATE_KEY": "0x" + _OPERATOR_KEY, "EXECUTOR_KEYSTORE_PASSWORD": "pw-SECRET-123"}
+    as_json = _liq(["config", "--json"], cli_env, **secrets)
+    as_env = _liq(["config"], cli_env, **secrets)
+    for result in (as_json, as_env):
+        assert result.returncode == 0, result.stderr
+        text = result.stdout + result.stderr
+        for piece in (_OPERATOR_KEY, _OPERATOR_KEY.upper(), "pw-SECRET-123"):
+            assert piece not in text
+    assert '"EXECUTOR_PRIVATE_KEY": "***"' in as_json.stdout
+    assert '"EXECUTOR_KEYSTORE_PASSWORD": "***"' in as_json.stdout
+    assert "EXECUTOR_PRIVATE_KEY=***" in as_env.stdout.splitlines()
+    assert "EXECUTOR_KEYSTORE=" in as_env.stdout.splitlines()  # unset: empty, not ***

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "metrics": 3,
     "evaluation": 3,
     "watch": 4,
+    "execution": 4,
     "defs": 5,
     "definitions": 6,
     "bench": 7,

@@ -2,12 +2,15 @@
 
 Everything the engine needs is read from the chain, nothing is configured by hand: the pool, the oracle, the data
 provider, each reserve's configuration bitmap (decimals, LTV, threshold, bonus, protocol fee, e-mode category,
-flags), its token addresses, indices, rates and last update, the oracle prices and the e-mode categories.
+flags), its token addresses, indices, rates and last update, the oracle prices and the e-mode categories (V3.2+:
+collateral and borrowable bitmaps, label), and, from the versions that have them, each reserve's liquidation grace
+period and virtual balance (3.1+) and deficit (3.3+).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 
 from eth_abi.exceptions import DecodingError
@@ -16,7 +19,7 @@ from eth_utils import to_checksum_address
 from ..risk.market import EModeCategory, MarketState, ReserveState
 from ..risk.versions import ProtocolRules
 from .abi import function
-from .multicall import MULTICALL3, has_multicall
+from .multicall import MULTICALL3, aggregate_request, has_multicall, split_aggregate
 from .rpc import RpcClient, RpcError
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -25,6 +28,10 @@ MAX_EMODE_PROBE = 32  # V3.2+ has no list of categories: probe ids 1..32 (Base u
 
 class ReaderError(RuntimeError):
     """The chain answered something the reader cannot use; the message names the block and the address."""
+
+
+class AggregateUnusable(ReaderError):
+    """The market's multicall did not answer at this block (read_market_state then reads without it)."""
 
 
 def _bits(word: int, start: int, width: int) -> int:
@@ -92,6 +99,8 @@ class Market:
     price_sources: dict[str, str] = field(default_factory=dict)
     # Multicall3 (or compatible) deployed at the discovery block: many eth_calls read as one (chain/multicall.py)
     multicall: str | None = None
+    # The per-reserve getters the market's version has, read with its state at every block (RESERVE_EXTRAS)
+    reserve_extras: tuple[str, ...] = ()
 
     @property
     def by_asset(self) -> dict[str, ReserveInfo]:
@@ -106,6 +115,26 @@ class Market:
         for r in self.reserves:
             tokens += [r.a_token, r.variable_debt_token]
         return tokens
+
+
+# Per-reserve Pool getters added after V3.0: (ReserveState field, ABI group, function). Read at every block with
+# the reserves' data: through one aggregate3 they cost ~0.2 ms for 6 reserves, against ~2-4 ms as 18 plain eth_calls
+# on a busy anvil; an executor needs them current (a grace period can be set, a deficit grows, in any block).
+RESERVE_EXTRAS: dict[str, tuple[str, str]] = {
+    "liquidation_grace_until": ("PoolV31", "getLiquidationGracePeriod"),  # 3.1+ (ValidationLogic)
+    "virtual_underlying_balance": ("PoolV31", "getVirtualUnderlyingBalance"),  # 3.1+ (virtual accounting)
+    "deficit": ("PoolV33", "getReserveDeficit"),  # 3.3+ (LiquidationLogic._burnBadDebt)
+}
+
+
+def reserve_extras_for(rules: ProtocolRules) -> tuple[str, ...]:
+    """The RESERVE_EXTRAS fields a Pool of `rules`' version answers."""
+    wanted = {
+        "liquidation_grace_until": rules.liquidation_grace_period,
+        "virtual_underlying_balance": rules.virtual_accounting,
+        "deficit": rules.dust_rule_and_deficits,
+    }
+    return tuple(name for name in RESERVE_EXTRAS if wanted[name])
 
 
 def _one(rpc: RpcClient, contract: str, name: str, to: str, *args, block: int) -> tuple:
@@ -192,6 +221,7 @@ def discover_market(
         categories,
         sources,
         has_multicall(rpc, multicall, block),
+        reserve_extras_for(rules),
     )
 
 
@@ -212,26 +242,40 @@ def _emode_categories(
             out[category_id] = EModeCategory(category_id, ltv, lt, bonus, int(price), bitmap, label)
         return out
     config = function("PoolV32", "getEModeCategoryCollateralConfig")
-    bitmap_fn = function("PoolV32", "getEModeCategoryCollateralBitmap")
+    getters = [
+        function("PoolV32", name)
+        for name in ("getEModeCategoryCollateralBitmap", "getEModeCategoryBorrowableBitmap", "getEModeCategoryLabel")
+    ]
     ids = range(1, MAX_EMODE_PROBE + 1)
     answers = rpc.batch(
-        [config.request(pool, i, block=block) for i in ids] + [bitmap_fn.request(pool, i, block=block) for i in ids],
+        [fn.request(pool, i, block=block) for fn in (config, *getters) for i in ids],
         raise_on_error=False,
     )
     for i in ids:
-        answer, bitmap_answer = answers[i - 1], answers[MAX_EMODE_PROBE + i - 1]
-        if isinstance(answer, RpcError) or isinstance(bitmap_answer, RpcError):
+        config_answer, *rest = (answers[k * MAX_EMODE_PROBE + i - 1] for k in range(1 + len(getters)))
+        if any(isinstance(a, RpcError) for a in (config_answer, *rest)):
             raise ReaderError(
                 f"e-mode category {i} of pool {pool} unreadable at block {block}: is AAVE_PROTOCOL_VERSION right?"
             )
-        ltv, lt, bonus = config.decode(answer)[0]
+        ltv, lt, bonus = config.decode(config_answer)[0]
         if lt:
-            out[i] = EModeCategory(i, ltv, lt, bonus, 0, int(bitmap_fn.decode(bitmap_answer)[0]))
+            collateral, borrowable, label = (fn.decode(a)[0] for fn, a in zip(getters, rest, strict=True))
+            out[i] = EModeCategory(i, ltv, lt, bonus, 0, int(collateral), label, int(borrowable))
     return out
 
 
+def _extras_requests(market: Market, block: int) -> list:
+    calls = [
+        function(*RESERVE_EXTRAS[name]).request(market.pool, r.asset, block=block)
+        for name in market.reserve_extras
+        for r in market.reserves
+    ]
+    return [aggregate_request(market.multicall, calls)] if calls and market.multicall else calls
+
+
 def market_state_requests(market: Market, block: int) -> list:
-    """The batch that reads the market at `block`: the header, every reserve's data, the oracle prices."""
+    """The batch that reads the market at `block`: the header, every reserve's data, the oracle prices, then the
+    version's per-reserve extras (one aggregate3 call where the market has a multicall)."""
     reserve_data = function("Pool", "getReserveData")
     prices_fn = function("AaveOracle", "getAssetsPrices")
     assets = [r.asset for r in market.reserves]
@@ -239,7 +283,31 @@ def market_state_requests(market: Market, block: int) -> list:
         ("eth_getBlockByNumber", [hex(block), False]),
         *[reserve_data.request(market.pool, a, block=block) for a in assets],
         prices_fn.request(market.oracle, assets, block=block),
+        *_extras_requests(market, block),
     ]
+
+
+def _extras_from_answers(market: Market, block: int, answers: list) -> dict[str, list[int]]:
+    """Field -> one value per reserve, from the answers after the prices; ReaderError names a failed getter."""
+    n = len(market.reserves)
+    expected = n * len(market.reserve_extras)
+    if not expected:
+        return {}
+    if market.multicall:
+        try:
+            answers = split_aggregate(answers[0], expected)
+        except ValueError as problem:
+            raise AggregateUnusable(f"multicall {market.multicall} unusable at block {block}: {problem}") from None
+    out: dict[str, list[int]] = {}
+    for k, name in enumerate(market.reserve_extras):
+        fn = function(*RESERVE_EXTRAS[name])
+        values = []
+        for info, answer in zip(market.reserves, answers[k * n : (k + 1) * n], strict=True):
+            if isinstance(answer, RpcError):
+                raise ReaderError(f"Pool.{fn.name}({info.asset}) failed at block {block}: {answer}")
+            values.append(int(fn.decode(answer)[0]))
+        out[name] = values
+    return out
 
 
 def market_state_from_answers(
@@ -252,12 +320,15 @@ def market_state_from_answers(
     timestamp = int(header["timestamp"], 16)
     reserve_data = function("Pool", "getReserveData")
     prices_fn = function("AaveOracle", "getAssetsPrices")
-    if isinstance(answers[-1], RpcError):
-        raise ReaderError(f"AaveOracle.getAssetsPrices failed at block {block}: {answers[-1]}")
-    (prices,) = prices_fn.decode(answers[-1])
+    n = len(market.reserves)
+    prices_answer = answers[1 + n]
+    if isinstance(prices_answer, RpcError):
+        raise ReaderError(f"AaveOracle.getAssetsPrices failed at block {block}: {prices_answer}")
+    (prices,) = prices_fn.decode(prices_answer)
+    extras = _extras_from_answers(market, block, answers[2 + n :])
     stable = {s.upper() for s in stable_symbols}
     states = []
-    for info, answer, price in zip(market.reserves, answers[1:-1], prices, strict=True):
+    for k, (info, answer, price) in enumerate(zip(market.reserves, answers[1 : 1 + n], prices, strict=True)):
         if isinstance(answer, RpcError):
             raise ReaderError(f"Pool.getReserveData({info.asset}) failed at block {block}: {answer}")
         data = reserve_data.decode(answer)[0]
@@ -280,6 +351,11 @@ def market_state_from_answers(
                 price=int(price),
                 emode_category=config.emode_category if rules.emode_price_source else 0,
                 is_stable=info.symbol.upper() in stable,
+                active=config.active,
+                frozen=config.frozen,
+                paused=config.paused,
+                borrowing_enabled=config.borrowing_enabled,
+                **{name: values[k] for name, values in extras.items()},
             )
         )
     return MarketState(block, timestamp, rules, tuple(states), dict(market.emode_categories), market.base_currency_unit)
@@ -290,4 +366,9 @@ def read_market_state(
 ) -> MarketState:
     """Indices, rates, last updates and oracle prices of every reserve at `block`, with the block's timestamp."""
     answers = rpc.batch(market_state_requests(market, block), raise_on_error=False)
-    return market_state_from_answers(market, block, rules, answers, stable_symbols)
+    try:
+        return market_state_from_answers(market, block, rules, answers, stable_symbols)
+    except AggregateUnusable:  # a block before the multicall was deployed: plain eth_calls, one more round trip
+        plain = dataclasses.replace(market, multicall=None)
+        answers = rpc.batch(market_state_requests(plain, block), raise_on_error=False)
+        return market_state_from_answers(plain, block, rules, answers, stable_symbols)

@@ -88,6 +88,33 @@ def has_multicall(rpc: RpcClient, address: str | None, block: int) -> str | None
     return address if code not in (None, "0x", "0x0") else None
 
 
+def aggregate_request(multicall: str, requests: Sequence[Request]) -> Request:
+    """One eth_call of aggregate3 carrying `requests` (eth_calls at one block, at most CALLS_PER_AGGREGATE), to be
+    sent inside a larger batch; split_aggregate reads its answer."""
+    if len(requests) > CALLS_PER_AGGREGATE:
+        raise ValueError(f"aggregate_request takes at most {CALLS_PER_AGGREGATE} calls, got {len(requests)}")
+    tag = requests[0][1][1]
+    if any(method != "eth_call" or params[1] != tag for method, params in requests):
+        raise ValueError("aggregate_request takes eth_call requests at one block")
+    return "eth_call", [
+        {"to": multicall, "data": encode_aggregate3([(p[0]["to"], p[0]["data"]) for _m, p in requests])},
+        tag,
+    ]
+
+
+def split_aggregate(answer: object, expected: int) -> list:
+    """The per-call answers (return data hex, or an RpcError for a call that reverted) of an aggregate_request.
+    ValueError when the aggregate itself failed (no multicall at that block, a refused call)."""
+    if isinstance(answer, RpcError):
+        raise ValueError(str(answer))
+    if not isinstance(answer, str):
+        raise ValueError(f"aggregate3 answered {answer!r}")
+    return [
+        data if ok else RpcError("eth_call", {"message": f"reverted: {data}"})
+        for ok, data in decode_aggregate3(answer, expected)
+    ]
+
+
 def eth_calls(rpc: RpcClient, requests: Sequence[Request], multicall: str | None) -> list:
     """Answers to eth_call `requests` (all at one block), in order: return data hex, or an RpcError for a call that
     reverted or failed. Through `multicall` (aggregate3) when given, else as a plain batch."""

@@ -3,7 +3,8 @@
 Each line is NAME=value as config.py parses it: lists comma-separated, booleans true/false, empty for no value,
 single quotes around a value with spaces or characters an env file reader would interpret (python-dotenv takes
 single-quoted values literally). RPC_URL, REDIS_URL and ALERT_WEBHOOK_URL show scheme://host[:port] and *** for
-what may carry a key. `--json` prints the same values as one JSON object (lists as lists, numbers as numbers).
+what may carry a key; every other secret (EXECUTOR_PRIVATE_KEY, EXECUTOR_KEYSTORE_PASSWORD) shows *** when set.
+`--json` prints the same values as one JSON object (lists as lists, numbers as numbers).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from pydantic import SecretStr
 
 from ..config import Settings
 from . import runtime
-from .redaction import mask_url
+from .redaction import MASK, mask_url
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.,:/@+*=\-]*")
+# Secrets whose scheme and host are worth showing; any other secret shows nothing of itself.
+_URL_SECRETS = {"rpc_url", "redis_url", "alert_webhook_url"}
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, name: str = "") -> Any:
     """The JSON form of a setting's value, secrets masked."""
     if isinstance(value, SecretStr):
-        return mask_url(value.get_secret_value())
+        return mask_url(value.get_secret_value()) if name in _URL_SECRETS else MASK
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple):
@@ -46,7 +49,7 @@ def env_text(value: Any) -> str:
 
 
 def settings_values(settings: Settings) -> dict[str, Any]:
-    return {name.upper(): _value(getattr(settings, name)) for name in Settings.model_fields}
+    return {name.upper(): _value(getattr(settings, name), name) for name in Settings.model_fields}
 
 
 def main(as_json: bool) -> None:

@@ -64,12 +64,13 @@ def run_demo(
     say: Callable[[str], None] = lambda _m: None,
     protocol: str | None = None,
 ) -> dict:
-    """`protocol`: the devnet's Aave version, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.0); the engine's
+    """`protocol`: the devnet's Aave version, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.6); the engine's
     AAVE_PROTOCOL_VERSION follows it."""
     version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
     workdir = Path(tempfile.mkdtemp(prefix="liq-demo-"))
     say(f"Aave V{version} devnet with {borrowers} borrowers")
-    devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed, protocol=version)
+    # the state cache and the compiled contracts of DATA_DIR: a demo neither recompiles nor reseeds each run
+    devnet = lifecycle.up(workdir, borrowers=borrowers, seed=seed, protocol=version, cache_dir=settings.data_dir)
     redis = EmbeddedRedis(workdir / "redis")
     rpc = RpcClient(devnet.node.url)
     chain = Rpc(devnet.node.url)

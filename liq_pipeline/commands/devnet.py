@@ -15,10 +15,10 @@ from .base import new_app
 
 app = new_app(
     "devnet",
-    "A local anvil running the real Aave V3 contracts.\n\n@aave/core-v3 1.19.3 (V3.0 rounding rules) by default;"
-    " --protocol 3.6 (or DEVNET_PROTOCOL_VERSION=3.6): an L2Pool from @aave-dao/aave-v3-origin 3.6.0.",
+    "A local anvil running the real Aave V3 contracts.\n\nAn L2Pool from @aave-dao/aave-v3-origin 3.6.0 by default"
+    " (the closest to Base); --protocol 3.0 (or DEVNET_PROTOCOL_VERSION=3.0): @aave/core-v3 1.19.3.",
 )
-PROTOCOL_HELP = "Aave market: 3.0 or 3.6 (default: DEVNET_PROTOCOL_VERSION, 3.0)."
+PROTOCOL_HELP = "Aave market: 3.6 or 3.0 (default: DEVNET_PROTOCOL_VERSION, 3.6)."
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """No secret in anything the `liq` command writes, at any log level.
 
 RPC_URL usually carries an API key (in the path, the query or user:password@), REDIS_URL a password,
-ALERT_WEBHOOK_URL a token. What could show them:
+ALERT_WEBHOOK_URL a token; EXECUTOR_PRIVATE_KEY and EXECUTOR_KEYSTORE_PASSWORD are secrets whole. What could show
+them:
 - log records of any logger, ours or a library's (urllib3 logs each request line, path and query included, at
   DEBUG): a log record factory cuts the secret pieces out of every message when the record is made, whichever
   handler then writes it, and the command's own handler cuts them out of the formatted line again (tracebacks);
@@ -71,6 +72,11 @@ def redactor_for(settings: Settings) -> Redactor:
         if parts.scheme == "unix":  # the socket path is not a secret, a password in the query is
             url = f"unix://{parts.netloc}/?{parts.query}"
         pieces += url_secrets(url)
+    if settings.executor_private_key is not None:  # with or without 0x, in either case
+        key = settings.executor_private_key.get_secret_value().removeprefix("0x")
+        pieces += [key, key.lower(), key.upper()]
+    if settings.executor_keystore_password is not None:
+        pieces.append(settings.executor_keystore_password.get_secret_value())
     return Redactor(pieces)
 
 

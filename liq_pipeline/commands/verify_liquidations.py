@@ -47,6 +47,7 @@ from . import runtime
 FRESH_DIR = "verify-liquidations"  # under DATA_DIR: the fresh devnet's own data dir (build, state cache)
 MAX_ROUNDS = 60
 EXAMPLES = 5
+GRACE_SECONDS = 600  # the grace period of the last check (the run ends there: later attempts are not affected)
 
 
 def run_verify_liquidations(
@@ -157,6 +158,15 @@ def _run(checker: LiquidationChecker, users: list[str], target: int, say: Callab
     say("validation reverts")
     for case in _validation_cases(checker, users):
         record(checker.attempt(*case))
+    _, state, now = checker.snapshot(users)
+    victim = next((p for p in now.values() if borrowed(p) and account_data(p, state).health_factor < WAD), None)
+    if victim is not None:  # a paused reserve, then (3.1+) the grace period its unpausing starts: both refused
+        coll, debt = enabled_collaterals(victim)[0], borrowed(victim)[0]
+        checker.pause(debt, True)
+        record(checker.attempt(victim.user, coll, debt, UINT256_MAX, False))
+        checker.pause(debt, False, GRACE_SECONDS)
+        if checker.rules.liquidation_grace_period:
+            record(checker.attempt(victim.user, coll, debt, UINT256_MAX, False))
     return {
         "protocol_version": checker.version,
         "liquidations": stats["liquidations"],

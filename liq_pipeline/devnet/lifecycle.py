@@ -43,10 +43,14 @@ def up(
     prune_history: bool = False,
     progress: Callable[[str, int], None] | None = None,
     protocol: str = DEFAULT_PROTOCOL,
+    cache_dir: Path | str | None = None,
 ) -> UpResult:
     """Start a detached devnet with a deployed (and optionally seeded) market; write market.json.
 
-    protocol: "3.0" (@aave/core-v3 1.19.3, the default) or "3.6" (the L2Pool market of devnet/v36)."""
+    protocol: "3.6" (the L2Pool market of devnet/v36, the default) or "3.0" (@aave/core-v3 1.19.3).
+    cache_dir: the data dir whose state cache and compiled contracts to use (default `data_dir`): a throw-away
+    devnet (`liq demo`) then neither recompiles nor reseeds."""
+    cache_dir = data_dir if cache_dir is None else cache_dir
     started = time.perf_counter()
     protocol = protocols.check_protocol(protocol)
     preflight(data_dir, port, protocol)
@@ -55,7 +59,7 @@ def up(
     extras.unlink(missing_ok=True)  # a V3.0 market after a V3.6 one must not leave its extras behind
     built = False
     if use_cache:
-        entry, built = state_cache.ensure(data_dir, borrowers, seed, progress, protocol=protocol)
+        entry, built = state_cache.ensure(cache_dir, borrowers, seed, progress, protocol=protocol)
         node, market = state_cache.start_from(
             entry, port=port, detach=True, prune_history=prune_history, log_path=log_path
         )
@@ -69,8 +73,8 @@ def up(
         try:
             with Rpc(node.url) as rpc:
                 rpc.call("anvil_setBlockTimestampInterval", anvil.BLOCK_TIME)
-                install_multicall(rpc, data_dir)  # before the market: every block has it
-                market, save_market = protocols.deploy(rpc, data_dir, protocol)
+                install_multicall(rpc, cache_dir)  # before the market: every block has it
+                market, save_market = protocols.deploy(rpc, cache_dir, protocol)
                 save_market(devnet_dir(data_dir))  # v36.json (market.json is written again below)
                 record = BorrowerRecord()
                 if borrowers:

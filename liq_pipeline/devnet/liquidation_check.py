@@ -139,25 +139,9 @@ class LiquidationChecker:
         return {rid: (answers[2 * k], answers[2 * k + 1]) for k, rid in enumerate(reserve_ids)}
 
     def deficits(self, block: int) -> dict[int, int]:
-        if not self.rules.dust_rule_and_deficits:
-            return {}
-        requests = [
-            ("eth_call", [{"to": self.pool, "data": call_data("getReserveDeficit(address)", r.asset)}, hex(block)])
-            for r in self.reserves.values()
-        ]
-        return {rid: int(a, 16) for rid, a in zip(self.reserves, self.reader.batch(requests), strict=True)}
-
-    def grace(self, block: int) -> dict[int, int] | None:
-        if not self.rules.liquidation_grace_period:
-            return None
-        requests = [
-            (
-                "eth_call",
-                [{"to": self.pool, "data": call_data("getLiquidationGracePeriod(address)", r.asset)}, hex(block)],
-            )
-            for r in self.reserves.values()
-        ]
-        return {rid: int(a, 16) for rid, a in zip(self.reserves, self.reader.batch(requests), strict=True)}
+        """Pool.getReserveDeficit per reserve id, as the chain reader reads it with the reserves (3.3+)."""
+        state = read_market_state(self.reader, self.market, block, self.rules, self.stables)
+        return {r.reserve_id: r.deficit for r in state.reserves}
 
     # -- writes -----------------------------------------------------------------------------------------------
 
@@ -191,6 +175,22 @@ class LiquidationChecker:
                 allow_revert=True,
             )
 
+    def pause(self, reserve_id: int, paused: bool, grace_seconds: int = 0) -> None:
+        """PoolConfigurator.setReservePause as the pool admin; unpausing on 3.1+ starts a grace period of
+        `grace_seconds` (no liquidation with the reserve until it has passed)."""
+        asset = self.reserves[reserve_id].asset
+        if self.rules.liquidation_grace_period:
+            data = call_data("setReservePause(address,bool,uint40)", asset, paused, grace_seconds)
+        else:
+            data = call_data("setReservePause(address,bool)", asset, paused)
+        market = self.devnet_market
+        chain = Chain(self.rpc)
+        with chain.manual_mining():
+            chain.execute(
+                [Tx(market.admin, market.pool_configurator, data, label=f"pause {self.symbol[reserve_id]}: {paused}")],
+                timestamp=chain.latest_timestamp() + BLOCK_TIME,
+            )
+
     def reason_now(self, data: str, sender: str = LIQUIDATOR) -> str:
         """The Pool's answer to `data` at the latest block (the one holding the reverted call: same state)."""
         try:
@@ -216,9 +216,8 @@ class LiquidationChecker:
             receive,
             sender,
             timestamp,
-            grace_period_until=self.grace(head),
         )
-        deficits_before = self.deficits(head)
+        deficits_before = {r.reserve_id: r.deficit for r in state.reserves}
         data = self.call_data(user, collateral, debt, amount, receive)
         done = self.send(data, sender)
         ok = done.ok[-1]

@@ -1,6 +1,6 @@
-"""The devnet's two markets, by protocol version: V3.0 (@aave/core-v3 1.19.3, the default) and V3.6 (an L2Pool
-from @aave-dao/aave-v3-origin 3.6.0, v36/). What differs between them for the devnet's own code is here:
-deploying, seeding, and what the state cache keys an entry by."""
+"""The devnet's two markets, by protocol version: V3.6 (an L2Pool from @aave-dao/aave-v3-origin 3.6.0, v36/, the
+default: the closest to Base, which runs 3.7) and V3.0 (@aave/core-v3 1.19.3). What differs between them for the
+devnet's own code is here: deploying, seeding, and what the state cache keys an entry by."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .v36.build import check_packages as check_v36
 from .v36.bulk import seed as seed_v36
 from .v36.deploy import deploy_v36_market
 
-DEFAULT_PROTOCOL = "3.0"
+DEFAULT_PROTOCOL = "3.6"
 PROTOCOLS = ("3.0", "3.6")
 V36_EXTRAS = "v36.json"  # next to market.json: the V3.6 extras (L2Encoder, e-mode bitmaps, build key)
 # Source files (relative to this package) whose content decides what a deployed + seeded chain looks like.
@@ -30,7 +30,7 @@ _SHARED_SOURCES = ("spec.py", "deploying.py", "seed.py", "accounts.py", "anvil.p
 SHAPING_SOURCES: dict[str, tuple[str, ...]] = {
     "3.0": (*_SHARED_SOURCES, "deploy.py"),
     # v36/spec.py's dataclasses extend spec.py's
-    "3.6": (*_SHARED_SOURCES, "v36/spec.py", "v36/deploy.py", "v36/build.py", "v36/bulk.py"),
+    "3.6": (*_SHARED_SOURCES, "v36/spec.py", "v36/deploy.py", "v36/seasoning.py", "v36/build.py", "v36/bulk.py"),
 }
 
 

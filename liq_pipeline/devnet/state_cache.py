@@ -270,7 +270,7 @@ def _drop_stale(entry: CacheEntry, borrowers: int, seed: int, protocol: str) -> 
     (keys without a protocol are V3.0 entries from before V3.6 existed)."""
     for other in entry.directory.parent.glob(f"*_n{borrowers}_s{seed}_v*"):
         tagged = "_p" in other.name.split("_n")[0]
-        if (tagged and f"_p{protocol}_n" not in other.name) or (not tagged and protocol != DEFAULT_PROTOCOL):
+        if (tagged and f"_p{protocol}_n" not in other.name) or (not tagged and protocol != "3.0"):
             continue
         if other.is_dir() and other != entry.directory and not other.name.endswith(".building"):
             shutil.rmtree(other, ignore_errors=True)

@@ -28,7 +28,7 @@ liquidator's own collateral flag, the Pool's cash for `receiveAToken=false`, the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .exact import account_data
@@ -124,16 +124,12 @@ def liquidation_outcome(
     receive_a_token: bool = False,
     liquidator: str | None = None,
     timestamp: int | None = None,
-    *,
-    grace_period_until: Mapping[int, int] | None = None,
-    inactive: Collection[int] = (),
-    paused: Collection[int] = (),
 ) -> LiquidationOutcome:
     """Predict `liquidationCall(collateral, debt, user, debtToCover, receiveAToken)` sent by `liquidator` in a block
     at `timestamp` (default: `market.timestamp`), from the position and reserve state before that block.
 
-    `grace_period_until`: per reserve id, `getLiquidationGracePeriod` (3.1+; missing = 0). `inactive`, `paused`:
-    reserve ids whose configuration has that flag."""
+    The reserves' flags (active, paused) and grace periods (3.1+) come from `market` (chain/discovery reads them
+    with the reserves' data)."""
     if debt_to_cover < 0 or debt_to_cover > UINT256_MAX:
         raise ValueError("debt_to_cover must be a uint256")
     rules = market.rules
@@ -172,14 +168,14 @@ def liquidation_outcome(
     user = position.user.lower()
     if rules.custom_errors and liquidator is not None and liquidator.lower() == user:
         return fail(SELF_LIQUIDATION)
-    if collateral_id in inactive or debt_id in inactive:
+    if not (collateral.active and debt.active):
         return fail(RESERVE_INACTIVE)
-    if collateral_id in paused or debt_id in paused:
+    if collateral.paused or debt.paused:
         return fail(RESERVE_PAUSED)
-    if rules.liquidation_grace_period:
-        grace = grace_period_until or {}
-        if not (grace.get(collateral_id, 0) < now and grace.get(debt_id, 0) < now):
-            return fail(GRACE_PERIOD)
+    if rules.liquidation_grace_period and not (
+        collateral.liquidation_grace_until < now and debt.liquidation_grace_until < now
+    ):
+        return fail(GRACE_PERIOD)
     if hf >= WAD:
         return fail(HF_NOT_BELOW_THRESHOLD)
     enabled = coll_leg.collateral_enabled and (
@@ -336,7 +332,7 @@ def liquidation_outcome(
     if no_collateral_left:
         for reserve_id in sorted(legs):
             leg = legs[reserve_id]
-            if reserve_id == debt_id or not leg.scaled_variable_debt or reserve_id in inactive:
+            if reserve_id == debt_id or not leg.scaled_variable_debt or not market.by_id[reserve_id].active:
                 continue
             index = market.debt_index[reserve_id]
             owed = (

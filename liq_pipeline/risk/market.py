@@ -57,6 +57,15 @@ class ReserveState:
     price: int  # AaveOracle price, base-currency units (USD with 8 decimals on Base)
     emode_category: int = 0  # V3.0-3.1 membership (V3.2+ uses the categories' collateral bitmaps)
     is_stable: bool = False
+    # configuration flags (liquidationCall reverts on an inactive or paused reserve)
+    active: bool = True
+    frozen: bool = False
+    paused: bool = False
+    borrowing_enabled: bool = True
+    # read from the versions that have them (chain/discovery.RESERVE_EXTRAS); 0 where the version has none
+    liquidation_grace_until: int = 0  # 3.1+: no liquidation with this reserve while block.timestamp <= it
+    virtual_underlying_balance: int = 0  # 3.1+: the reserve's cash, in asset units
+    deficit: int = 0  # 3.3+: bad debt burned by liquidations, in asset units
 
     @property
     def unit(self) -> int:
@@ -72,6 +81,7 @@ class EModeCategory:
     price: int = 0  # V3.0-3.1 custom price source answer; 0 = the assets' own oracle prices
     collateral_bitmap: int = 0  # V3.2+: reserve ids whose collateral counts at the e-mode threshold
     label: str = ""
+    borrowable_bitmap: int = 0  # V3.2+: reserve ids a user in the category may borrow (V3.0-3.1: 0, unread)
 
 
 @dataclass(frozen=True)

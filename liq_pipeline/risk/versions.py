@@ -33,6 +33,9 @@ class ProtocolRules:
     # collateral bitmap lists it, although its own LT is 0). ValidationLogic.validateLiquidationCall likewise stops
     # refusing to liquidate such collateral.
     counts_zero_threshold_collateral: bool
+    # ReserveLogic / Pool.getVirtualUnderlyingBalance: V3.1+ reserves track their cash in a virtual balance (the
+    # reader reads it; the HF does not depend on it).
+    virtual_accounting: bool
     # The rest is liquidationCall's (risk/liquidation.py).
     # ValidationLogic.validateLiquidationCall: V3.1+ both reserves' liquidation grace period must have passed.
     liquidation_grace_period: bool
@@ -66,6 +69,7 @@ def rules_for(version: str) -> ProtocolRules:
         compounding_x_form=minor >= 4,
         counts_stable_debt=minor <= 1,
         counts_zero_threshold_collateral=minor >= 6,
+        virtual_accounting=minor >= 1,
         liquidation_grace_period=minor >= 1,
         dust_rule_and_deficits=minor >= 3,
         custom_errors=minor >= 4,

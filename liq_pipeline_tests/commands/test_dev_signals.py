@@ -20,6 +20,7 @@ import pytest
 
 from liq_pipeline.config import settings_fields
 from liq_pipeline.devnet import state_cache
+from liq_pipeline_tests.fixtures.devnet_v36 import share_builds
 from liq_pipeline_tests.fixtures.net import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -34,10 +35,12 @@ MAKE_DEV = ["make", "--no-print-directory", "-o", ".venv/.installed", "-o", "nod
 
 
 @pytest.fixture(scope="module")
-def seeded_devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The devnet state `make dev` loads, built once (~10 s) and copied into each test's DATA_DIR."""
+def seeded_devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, v36_build) -> Path:
+    """The devnet state `make dev` loads (the default market, V3.6), built once (~35 s) and copied into each
+    test's DATA_DIR."""
     cache = getattr(request.config, "cache", None)
     data = Path(cache.mkdir("liq-dev-devnet")) if cache is not None else tmp_path_factory.mktemp("liq-dev-devnet")
+    share_builds(v36_build, data)
     state_cache.ensure(data, BORROWERS, 0)
     return data / "devnet"
 

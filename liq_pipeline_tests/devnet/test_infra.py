@@ -139,7 +139,7 @@ def test_the_build_collects_history_the_node_drops(build_cache, monkeypatch):
     collections along the way and must still hold every block, transaction and log."""
     monkeypatch.setattr(state_cache, "HARVEST_EVERY", 2)
     monkeypatch.setattr(state_cache, "KEEP_BLOCKS", 3)
-    entry = state_cache.build(build_cache, 600, 1)  # 3 chunks of 250: more blocks than the node keeps
+    entry = state_cache.build(build_cache, 600, 1, protocol="3.0")  # 3 chunks of 250: more blocks than the node keeps
     dump = json.loads(gzip.decompress(entry.state_path.read_bytes()))
     numbers = sorted(int(block["header"]["number"], 16) for block in dump["blocks"])
     assert numbers == list(range(dump["best_block_number"] + 1)) and len(numbers) > 2 * 3
@@ -162,7 +162,7 @@ def test_a_block_dropped_before_collection_fails_the_build(build_cache, monkeypa
     monkeypatch.setattr(state_cache, "HARVEST_EVERY", 4)
     monkeypatch.setattr(state_cache, "KEEP_BLOCKS", 2)
     with pytest.raises(DevnetError, match="lost its transactions"):
-        state_cache.build(build_cache, 1000, 1)
+        state_cache.build(build_cache, 1000, 1, protocol="3.0")
 
 
 def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -175,7 +175,7 @@ def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_up_status_seed_down(build_cache):
     data_dir = build_cache
     port = anvil.free_port()
-    up = _liq(["up", "--port", str(port), "--no-cache"], data_dir)
+    up = _liq(["up", "--protocol", "3.0", "--port", str(port), "--no-cache"], data_dir)
     try:
         assert up.returncode == 0, up.stderr
         assert f"http://127.0.0.1:{port}" in up.stdout

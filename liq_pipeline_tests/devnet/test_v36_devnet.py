@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -23,30 +22,27 @@ from liq_pipeline.devnet.paths import borrowers_json_path
 from liq_pipeline.devnet.v36.build import build_key
 from liq_pipeline.devnet.v36.bulk import plan_portfolios, read_shape
 from liq_pipeline.devnet.v36.spec import EMODES
+from liq_pipeline_tests.fixtures.devnet_v36 import share_builds
 
 WAD = 10**18
 
 
-def _with_build(source: Path, target: Path) -> Path:
-    """A fresh data dir sharing only the compiled contracts (the V3.6 build and the feed): no cold compile."""
-    shutil.copytree(source / "devnet" / "build", target / "devnet" / "build", dirs_exist_ok=True)
-    return target
-
-
 @pytest.fixture
-def v36_data_dir(v36_build, devnet_v36_data_dir: Path, tmp_path: Path) -> Path:
-    return _with_build(devnet_v36_data_dir, tmp_path)
+def v36_data_dir(v36_build, tmp_path: Path) -> Path:
+    """A fresh data dir sharing only the compiled contracts: no cold compile."""
+    share_builds(v36_build, tmp_path)
+    return tmp_path
 
 
 def test_protocol_names_are_checked():
-    assert protocols.check_protocol(None) == "3.0"
+    assert protocols.check_protocol(None) == "3.6"  # the default
     assert protocols.check_protocol("v3.6") == protocols.check_protocol("3.6.0") == "3.6"
     with pytest.raises(DevnetError, match=r"3\.0 or 3\.6"):
         protocols.check_protocol("3.5")
 
 
 def test_devnet_protocol_version_setting(clean_env, monkeypatch):
-    assert load_settings().devnet_protocol_version == "3.0"
+    assert load_settings().devnet_protocol_version == "3.6"  # the default: the closest to Base
     monkeypatch.setenv("DEVNET_PROTOCOL_VERSION", "V3.6")
     assert load_settings().devnet_protocol_version == "3.6"
     monkeypatch.setenv("DEVNET_PROTOCOL_VERSION", "3.5")
@@ -57,7 +53,7 @@ def test_devnet_protocol_version_setting(clean_env, monkeypatch):
 
 @pytest.mark.integration  # reads the installed npm packages' versions
 def test_cache_keys_never_mix_the_two_markets():
-    v30, v36 = state_cache.cache_key(100, 1), state_cache.cache_key(100, 1, "3.6")
+    v30, v36 = state_cache.cache_key(100, 1, "3.0"), state_cache.cache_key(100, 1)  # 3.6: the default
     assert "_p3.0_n100_s1_" in v30 and v30.startswith("aave-1.19.3_")
     assert "_p3.6_n100_s1_" in v36 and build_key() in v36
     assert state_cache.cache_key(100, 1, "3.0") == v30 != v36

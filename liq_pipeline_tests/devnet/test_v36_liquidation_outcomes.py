@@ -249,15 +249,13 @@ def test_predicted_v36_liquidations_equal_the_l2_pool(chain_v36):
             head, state, now = h.snapshot([user, LIQUIDATOR])
             position = now.get(user.lower())
             timestamp = h.timestamp(head) + BLOCK_TIME
-            grace = h.grace(head)
-            predicted = liquidation_outcome(
-                position, state, collateral, debt, amount, receive, sender, timestamp, grace_period_until=grace
-            )
-            state35 = dataclasses.replace(state, rules=RULES_35)
-            predicted35 = liquidation_outcome(
-                position, state35, collateral, debt, amount, receive, sender, timestamp, grace_period_until=grace
-            )
+            # the reader's grace periods and deficits are the Pool's getters, reserve by reserve
+            assert {r.reserve_id: r.liquidation_grace_until for r in state.reserves} == h.grace(head)
             deficits_before = h.deficits(head)
+            assert {r.reserve_id: r.deficit for r in state.reserves} == deficits_before
+            predicted = liquidation_outcome(position, state, collateral, debt, amount, receive, sender, timestamp)
+            state35 = dataclasses.replace(state, rules=RULES_35)
+            predicted35 = liquidation_outcome(position, state35, collateral, debt, amount, receive, sender, timestamp)
             ok, block, events, reason = h.send(user, collateral, debt, amount, receive, sender)
             case = (h.symbol[collateral], h.symbol[debt], amount, receive, user)
             problems = []

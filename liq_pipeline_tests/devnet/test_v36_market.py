@@ -3,6 +3,8 @@ the project's chain reader, whose exact path must equal the Pool's getUserAccoun
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from liq_pipeline.chain.discovery import discover_market, read_market_state
@@ -16,7 +18,7 @@ from liq_pipeline.devnet.v36.spec import EMODES, RESERVES
 from liq_pipeline.risk.exact import account_data
 from liq_pipeline.risk.market import user_positions
 from liq_pipeline.risk.versions import rules_for
-from liq_pipeline.risk.wadray import WAD
+from liq_pipeline.risk.wadray import RAY, WAD
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +79,9 @@ def test_market_matches_spec_and_reads_from_the_provider(devnet_v36, tmp_path):
     dev.deployment.save(tmp_path)
     assert load_market(tmp_path / "market.json") == market
 
-    _, discovered, _, _ = engine_view(dev)
+    _, discovered, state, _ = engine_view(dev)
     assert discovered.pool == market.pool and discovered.oracle == market.oracle
+    assert discovered.reserve_extras == ("liquidation_grace_until", "virtual_underlying_balance", "deficit")
     by_symbol = {r.symbol: r for r in discovered.reserves}
     for spec in RESERVES:
         info = market.by_symbol[spec.symbol]
@@ -98,6 +101,12 @@ def test_market_matches_spec_and_reads_from_the_provider(devnet_v36, tmp_path):
         virtual = dev.pool.functions.getVirtualUnderlyingBalance(info.asset).call()
         held = dev.contract(info.asset, "MintableERC20").functions.balanceOf(info.a_token).call()
         assert virtual == held
+        # the chain reader's state carries the same getters, read through one aggregate3
+        read = state.by_id[info.reserve_id]
+        assert (read.virtual_underlying_balance, read.deficit, read.liquidation_grace_until) == (virtual, 0, 0)
+        assert (read.active, read.paused, read.frozen, read.borrowing_enabled) == (True, False, False, spec.borrowable)
+        if spec.borrowable:  # seasoned: years of interest stored in the indices, as on Base
+            assert read.liquidity_index > RAY * 103 // 100 and read.variable_borrow_index > RAY * 110 // 100, spec
     # e-mode: the reader's categories and the Pool's bitmaps, as declared
     ids = {r.symbol: r.reserve_id for r in market.reserves}
     assert sorted(discovered.emode_categories) == [e.category_id for e in EMODES]
@@ -113,7 +122,8 @@ def test_market_matches_spec_and_reads_from_the_provider(devnet_v36, tmp_path):
             emode.liquidation_threshold,
             emode.liquidation_bonus,
         )
-        assert category.collateral_bitmap == collateral
+        assert (category.collateral_bitmap, category.borrowable_bitmap) == (collateral, borrowable)
+        assert category.label == emode.label
     # an e-mode-only collateral: LT 0 on its own, listed as collateral in categories 2 and 3
     assert market.by_symbol["wstETH"].liquidation_threshold == 0
     assert all(discovered.emode_categories[c].collateral_bitmap >> ids["wstETH"] & 1 for c in (2, 3))
@@ -161,6 +171,10 @@ def test_l2_liquidation_with_grace_period(chain_v36):
     until = set_liquidation_grace_period(dev.rpc, dev.deployment, "wstETH", 3600)
     now = int(dev.rpc.call("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
     assert until == now + 3600 == liquidation_grace_period(dev.rpc, dev.deployment, "wstETH")
+    state = engine_view(dev)[2]  # the reader sees it, with and without a multicall
+    plain = read_market_state(dev.rpc, dataclasses.replace(engine_view(dev)[1], multicall=None), state.block, RULES)
+    wsteth = dev.market.by_symbol["wstETH"].reserve_id
+    assert state.by_id[wsteth].liquidation_grace_until == plain.by_id[wsteth].liquidation_grace_until == until
     refused, events = liquidate_l2(dev.rpc, dev.deployment, user, "wstETH", "WETH", allow_revert=True)
     assert refused.ok[:2] == [True, True] and not refused.ok[-1] and events == []
 

@@ -30,6 +30,12 @@ def _market(version: str, reserves=RESERVES):
     return market(reserves, version, emode=[STABLE_EMODE])
 
 
+def _with(m, reserve_id: int, **fields):
+    """`m` with one reserve's fields changed (flags, grace period), as the reader would have read them."""
+    reserves = tuple(dataclasses.replace(r, **fields) if r.reserve_id == reserve_id else r for r in m.reserves)
+    return dataclasses.replace(m, reserves=reserves)
+
+
 def _near_one():
     # 1 WETH ($2,000, 80 % LT -> $1,600) against 1,650 USDC: HF 0.9697, above 0.95.
     return user("0xnear", {0: coll(E18), 1: debt(1_650 * E6)})
@@ -255,13 +261,13 @@ def test_self_liquidation_is_refused_from_v34(version, ok):
 def test_grace_period_must_be_strictly_past(version, code):
     m = _market(version)
     for until in (T0, T0 + 100):  # until == now still reverts
-        out = liquidation_outcome(_near_one(), m, 0, 1, MAX, grace_period_until={1: until})
-        assert out.revert == code
-    assert liquidation_outcome(_near_one(), m, 0, 1, MAX, grace_period_until={1: T0 - 1}).ok
+        assert liquidation_outcome(_near_one(), _with(m, 1, liquidation_grace_until=until), 0, 1, MAX).revert == code
+        assert liquidation_outcome(_near_one(), _with(m, 0, liquidation_grace_until=until), 0, 1, MAX).revert == code
+    assert liquidation_outcome(_near_one(), _with(m, 1, liquidation_grace_until=T0 - 1), 0, 1, MAX).ok
 
 
 def test_no_grace_period_in_v30():
-    assert liquidation_outcome(_near_one(), _market("3.0"), 0, 1, MAX, grace_period_until={1: T0 + 100}).ok
+    assert liquidation_outcome(_near_one(), _with(_market("3.0"), 1, liquidation_grace_until=T0 + 100), 0, 1, MAX).ok
 
 
 @pytest.mark.parametrize(("version", "code"), [("3.0", "46"), ("3.6", "CollateralCannotBeLiquidated")])
@@ -291,8 +297,9 @@ def test_zero_debt_to_cover_burns_nothing_and_reverts(version, code):
 
 
 def test_inactive_and_paused_reserves():
-    assert liquidation_outcome(_near_one(), _market("3.0"), 0, 1, MAX, inactive={1}).revert == "27"
-    assert liquidation_outcome(_near_one(), _market("3.4"), 0, 1, MAX, paused={0}).revert == "ReservePaused"
+    assert liquidation_outcome(_near_one(), _with(_market("3.0"), 1, active=False), 0, 1, MAX).revert == "27"
+    assert liquidation_outcome(_near_one(), _with(_market("3.4"), 0, paused=True), 0, 1, MAX).revert == "ReservePaused"
+    assert liquidation_outcome(_near_one(), _with(_market("3.4"), 0, frozen=True), 0, 1, MAX).ok  # frozen: allowed
 
 
 def test_revert_for_names_the_versions_error():

@@ -7,7 +7,8 @@ BorrowLogic), L2PoolInstance and PoolConfiguratorInstance (proxies created by th
 AaveProtocolDataProvider, tokens (MintableERC20), price feeds (the devnet's own DevnetAggregator, so prices move
 with `actions.set_price`), AaveOracle. Block 2 needs the Pool proxy: L2Encoder, ATokenInstance and
 VariableDebtTokenInstance implementations, `initReserves` (rate data in bps), risk parameters, e-mode
-categories and their collateral / borrowable bitmaps.
+categories and their collateral / borrowable bitmaps. Then seasoning.py ages the market (three more blocks, three
+years apart from the first of them): indices far from 1.
 
 The result is the same `Market` description as the V3.0 devnet's (protocol_version "3.6"); the chain reader
 needs only its `addresses_provider`.
@@ -30,6 +31,7 @@ from ..rpc import Rpc
 from ..solc import compile_contract
 from ..txs import CREATE_GAS
 from .build import PACKAGES, Artifacts, build_v36
+from .seasoning import SEASON_SECONDS, season
 from .spec import BASE_CURRENCY_UNIT, EMODES, MARKET_ID, PROTOCOL_VERSION, RESERVES, EModeSpec, ReserveSpec
 
 LIBRARIES = ("BorrowLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic", "ConfiguratorLogic")
@@ -83,9 +85,11 @@ def deploy_v36_market(
     reserves: tuple[ReserveSpec, ...] = RESERVES,
     emodes: tuple[EModeSpec, ...] = EMODES,
     build: Artifacts | None = None,
+    seasoning_seconds: int = SEASON_SECONDS,
 ) -> Deployment:
     """Deploy the market on the node behind `rpc` (anvil with --auto-impersonate and a high gas limit, as
-    `anvil.start` runs it). `data_dir` holds the builds: the V3.6 contracts and the price feed."""
+    `anvil.start` runs it). `data_dir` holds the builds: the V3.6 contracts and the price feed. Then age it
+    `seasoning_seconds` (seasoning.py: indices far from 1; 0 leaves a fresh market)."""
     build = build or build_v36(data_dir)
     feed = compile_contract("DevnetAggregator", data_dir)  # the V3.0 devnet's feed (solc 0.8.24): has a setter
     plan = DeployPlan.start(rpc, build.__getitem__)
@@ -177,7 +181,9 @@ def deploy_v36_market(
         )
         for e in emodes
     )
-    return Deployment(market, encoder, deployed, build.key, {"interest_rate_strategy": strategy})
+    seasoned = season(rpc, market, reserves) if seasoning_seconds else None
+    extras = {"interest_rate_strategy": strategy, "seasoned_seconds": seasoning_seconds, "seasoned_block": seasoned}
+    return Deployment(market, encoder, deployed, build.key, extras)
 
 
 def package_versions() -> dict[str, str]:

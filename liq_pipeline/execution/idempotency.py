@@ -1,0 +1,188 @@
+"""One attempt per opportunity, one sender per nonce: claims in Redis shared by every executor process.
+
+Both fail closed. A claim that Redis did not confirm (down, hung past the client's timeout, an error) is a "no":
+the caller must not send. Sending twice costs gas and can lose money; not sending costs one opportunity.
+
+Keys (under the project's layout, cache/keys.py):
+- `liq:{<chain>:<pool>}:execution:attempt:<user>:<debt>:<collateral>`: SET NX EX EXECUTION_ATTEMPT_TTL_SEC, value
+  `<owner>:<block>:<random>`. The window is the TTL, not a block bucket in the key: with buckets, two processes a
+  block apart on either side of a bucket boundary would both win.
+- `liq:{<chain>:sender:<address>}:execution:nonce-lock`: SET NX PX with a random token, deleted only by the
+  holder (a Lua compare-and-delete), so a lock that expired and was taken by another process is never released
+  by the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+from ..cache.client import connect
+from ..cache.keys import PREFIX, MarketKeys
+
+log = logging.getLogger(__name__)
+
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# A claim slower than this has lost the race anyway (the block -> sent budget is tens of ms); a hung Redis must
+# not hold the executor (a frozen Redis once stalled the watcher for 12 s).
+CLAIM_TIMEOUT_SEC = 0.05
+
+# Delete KEYS[1] only if it still holds ARGV[1] (the caller's token): atomic on the server.
+_RELEASE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+_REDIS_ERRORS = (redis.RedisError, OSError)
+
+GRANTED = "granted"
+TAKEN = "taken"  # another attempt (this process or another) holds it
+UNAVAILABLE = "redis-unavailable"
+
+
+def execution_client(url: str, timeout: float = CLAIM_TIMEOUT_SEC) -> redis.Redis:
+    """A client for claims: short timeouts, no retry (a retried SET NX could report our own claim as taken)."""
+    return connect(url, connect_timeout=timeout, timeout=timeout, retries=0)
+
+
+def _address(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+        raise ValueError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
+    return value.lower()  # one opportunity, one key, whatever the checksum casing
+
+
+@dataclass(frozen=True)
+class Opportunity:
+    """A liquidation that may be attempted: one market, one user, one (debt, collateral) pair."""
+
+    market: MarketKeys
+    user: str
+    debt_asset: str
+    collateral_asset: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user", _address(self.user, "user"))
+        object.__setattr__(self, "debt_asset", _address(self.debt_asset, "debt_asset"))
+        object.__setattr__(self, "collateral_asset", _address(self.collateral_asset, "collateral_asset"))
+
+    @property
+    def key(self) -> str:
+        return self.market.key(f"execution:attempt:{self.user}:{self.debt_asset}:{self.collateral_asset}")
+
+
+def nonce_lock_key(chain_id: int, sender: str) -> str:
+    # "sender:" keeps the tag apart from any market's `{chain:pool}`; one key per sending address and chain.
+    return f"{PREFIX}:{{{chain_id}:sender:{_address(sender, 'sender')}}}:execution:nonce-lock"
+
+
+@dataclass(frozen=True)
+class Claim:
+    granted: bool
+    reason: str  # GRANTED, TAKEN or UNAVAILABLE
+    key: str
+    token: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.granted
+
+
+class _OutageLog:
+    """A Redis outage is logged once when it starts and once when it ends, not on every refused claim."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self, what: str, error: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            log.warning(
+                "Redis unreachable for %s (%s): nothing is sent until it answers again", what, type(error).__name__
+            )
+
+    def answered(self) -> None:
+        if self.down:
+            self.down = False
+            log.warning("Redis answers again: claims resume")
+
+
+class AttemptGuard:
+    """`claim(opportunity, block)`: True for exactly one caller per opportunity per `ttl_sec`, over all processes."""
+
+    def __init__(self, client: redis.Redis, ttl_sec: int, owner: str) -> None:
+        if ttl_sec < 1:
+            raise ValueError(f"ttl_sec must be >= 1, got {ttl_sec}")
+        self.client = client
+        self.ttl_sec = ttl_sec
+        self.owner = owner
+        self._release = client.register_script(_RELEASE_IF_OWNER)
+        self._outage = _OutageLog()
+
+    def claim(self, opportunity: Opportunity, block: int) -> Claim:
+        key = opportunity.key
+        token = f"{self.owner}:{block}:{secrets.token_hex(8)}"
+        try:
+            won = self.client.set(key, token, nx=True, ex=self.ttl_sec)
+        except _REDIS_ERRORS as error:
+            # The SET may have been applied before the connection broke: then nobody sends for ttl_sec. Safe.
+            self._outage.failed("attempt claims", error)
+            return Claim(False, UNAVAILABLE, key)
+        self._outage.answered()
+        return Claim(True, GRANTED, key, token) if won else Claim(False, TAKEN, key)
+
+    def release_unsent(self, claim: Claim) -> bool:
+        """Give a claim back when nothing was sent (verification failed first). Never after a send."""
+        if not claim.granted or claim.token is None:
+            return False
+        try:
+            return bool(self._release(keys=[claim.key], args=[claim.token]))
+        except _REDIS_ERRORS:
+            return False  # it expires by itself: the opportunity waits ttl_sec, nothing is sent twice
+
+
+class NonceLock:
+    """One sender of transactions per (chain, address) at a time, so two processes never pick the same nonce."""
+
+    def __init__(self, client: redis.Redis, chain_id: int, sender: str, ttl_ms: int = 5_000) -> None:
+        if ttl_ms < 1:
+            raise ValueError(f"ttl_ms must be >= 1, got {ttl_ms}")
+        self.client = client
+        self.key = nonce_lock_key(chain_id, sender)
+        self.ttl_ms = ttl_ms  # a holder that dies frees the nonce after this long
+        self._release = client.register_script(_RELEASE_IF_OWNER)
+        self._outage = _OutageLog()
+
+    def acquire(self) -> str | None:
+        """The lock's token, or None: held by another process, or Redis did not answer (fail closed)."""
+        token = secrets.token_hex(16)
+        try:
+            won = self.client.set(self.key, token, nx=True, px=self.ttl_ms)
+        except _REDIS_ERRORS as error:
+            self._outage.failed("the nonce lock", error)
+            return None
+        self._outage.answered()
+        return token if won else None
+
+    def release(self, token: str) -> bool:
+        """Free the lock if `token` still holds it; False if it expired meanwhile (or Redis is down)."""
+        try:
+            return bool(self._release(keys=[self.key], args=[token]))
+        except _REDIS_ERRORS:
+            return False
+
+    @contextmanager
+    def held(self) -> Iterator[bool]:
+        """`with lock.held() as ok:` send only if ok; released on leaving, whatever happened inside."""
+        token = self.acquire()
+        try:
+            yield token is not None
+        finally:
+            if token is not None:
+                self.release(token)
