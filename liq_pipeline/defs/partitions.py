@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ..config import load_settings
+from ..chain.state_history import first_block_with_state
+from ..config import Settings, load_settings
 from ..lake.partitions import parse_key
 
 BLOCK_RANGES = "block_ranges"
@@ -23,3 +24,20 @@ def block_range_of(context) -> tuple[int, int]:
 
 def _range_size() -> int:
     return load_settings().lake_range_blocks
+
+
+def first_state_block(rpc, settings: Settings, head: int | None = None) -> int:
+    """The first block whose state the node serves, from STATE_HISTORY_FROM_BLOCK on (one eth_getCode when the
+    node holds it; a bisection otherwise: a pruned node, or the devnet loaded from its state cache). Ranges that end
+    before it keep their logs (pool_events) and nothing that reads state."""
+    if settings.aave_addresses_provider is None:
+        raise dg.Failure("AAVE_ADDRESSES_PROVIDER is not set")
+    provider, low = settings.aave_addresses_provider, settings.state_history_from_block
+    # a run's assets (a backfill's ranges) ask again: the last answer is checked in two calls, not re-bisected
+    where = (rpc.url, provider, low)
+    found = first_block_with_state(rpc, provider, low=low, head=head, guess=_first_state_seen.get(where))
+    _first_state_seen[where] = found
+    return found
+
+
+_first_state_seen: dict[tuple[str, str, int], int] = {}  # (node, address, floor) -> the last answer

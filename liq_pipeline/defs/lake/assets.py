@@ -14,6 +14,8 @@ import polars as pl
 from ...cache import open_market_cache
 from ...cache.kpis import check_kpi_name
 from ...chain.discovery import ReaderError
+from ...chain.rpc import NodeUnavailable, RpcError
+from ...lake.backfill import STATE_DATASETS
 from ...lake.datasets.borrower_snapshots import build_borrower_snapshots, known_users_before
 from ...lake.datasets.liquidation_outcomes import build_liquidation_outcomes, miss_rate
 from ...lake.datasets.pool_events import build_pool_events
@@ -22,7 +24,7 @@ from ...lake.datasets.reserve_indices import build_reserve_indices
 from ...lake.datasets.watcher_blocks import build_watcher_blocks
 from ...lake.errors import LakeError
 from ...lake.partitions import BlockRange
-from ..partitions import block_range_of, block_ranges
+from ..partitions import block_range_of, block_ranges, first_state_block
 from ..resources import ChainResource, LakeResource, RedisResource
 
 GROUP = "lake"
@@ -41,25 +43,71 @@ def _metadata(frame: pl.DataFrame, start: int, end: int, began: float, path) -> 
     }
 
 
+class _NoState(Exception):
+    """The range ends before the first block with state: a dataset that reads state has nothing to read."""
+
+    def __init__(self, state_from: int):
+        self.state_from = state_from
+
+
 def _build(
-    context, chain: ChainResource, lake_resource: LakeResource, dataset: str, build
+    context, chain: ChainResource, lake_resource: LakeResource, dataset: str, build, *, reads_state: bool = False
 ) -> tuple[pl.DataFrame, dict]:
-    """Build the partition's frame, write it atomically; the frame and the materialization metadata."""
+    """Build the partition's frame, write it atomically; the frame and the materialization metadata.
+
+    `build(rpc, market, rules, start, end, lake, state_from)`; `state_from` is the first block whose state the node
+    serves (partitions.first_state_block). The market is read at the range's end, or at `state_from` for a range
+    that ends before it (its logs are still there: pool_events builds). With `reads_state`, such a range raises
+    _NoState. Every failure is a dg.Failure of one line: `range KEY: DATASET: what went wrong`."""
     began = time.perf_counter()
     start, end = block_range_of(context)
+    key = context.partition_key
     lake = lake_resource.lake()
     with chain.client() as rpc:
         head = rpc.quantity("eth_blockNumber")
         if end > head:
-            raise dg.Failure(f"{dataset}: range {context.partition_key} ends at {end}, the chain is at {head}")
-        market, rules = chain.market(rpc, end)
+            raise dg.Failure(f"range {key}: {dataset}: the range ends at {end}, the chain is at {head}")
         try:
-            frame = build(rpc, market, rules, start, end, lake)
-        except (ReaderError, LakeError, ValueError) as error:
-            raise dg.Failure(f"{dataset} {context.partition_key}: {error}") from None
+            state_from = first_state_block(rpc, chain.settings(), head)
+        except (RpcError, NodeUnavailable) as error:
+            raise dg.Failure(f"range {key}: {dataset}: finding the first block with state: {error}") from None
+        if reads_state and end < state_from:
+            raise _NoState(state_from)
+        at = max(end, state_from)
+        try:
+            market, rules = chain.market(rpc, at)
+        except (ReaderError, RpcError, NodeUnavailable) as error:
+            raise dg.Failure(f"range {key}: {dataset}: reading the market at block {at}: {error}") from None
+        try:
+            frame = build(rpc, market, rules, start, end, lake, state_from)
+        except (ReaderError, LakeError, ValueError, RpcError, NodeUnavailable) as error:
+            raise dg.Failure(f"range {key}: {_reason(dataset, error)}") from None
     block_range = BlockRange(start, end)
     lake.write(dataset, block_range, frame)
-    return frame, _metadata(frame, start, end, began, lake.path(dataset, block_range))
+    metadata = _metadata(frame, start, end, began, lake.path(dataset, block_range))
+    metadata["first_block_with_state"] = state_from
+    return frame, metadata
+
+
+def _reason(dataset: str, error: Exception) -> str:
+    """`DATASET: message` on one line (lake errors already start with their dataset)."""
+    text = " ".join(str(error).split())
+    return text if text.startswith(f"{dataset}: ") else f"{dataset}: {text}"
+
+
+def _skipped(context, dataset: str, no_state: _NoState) -> None:
+    start, end = block_range_of(context)
+    context.log.info(
+        f"range {context.partition_key}: {dataset} not built: blocks {start}-{end} have no state on this node "
+        f"(first block with state: {no_state.state_from})"
+    )
+
+
+def datasets_of(end: int, state_from: int) -> list[str]:
+    """The chain datasets a range ending at `end` holds when the node's first block with state is `state_from`:
+    all of them, or those that read no state at the range's end (logs; price_histories, empty there)."""
+    names = [a.key.to_user_string() for a in CHAIN_ASSETS]
+    return names if end >= state_from else [n for n in names if n not in STATE_DATASETS]
 
 
 def _record_check(chain: ChainResource, asset: str, check: str, passed: bool, **kpis) -> None:
@@ -87,7 +135,7 @@ def _events_of(store, start: int, end: int):
 )
 def pool_events(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource) -> dg.MaterializeResult:
     _frame, metadata = _build(
-        context, chain, lake, "pool_events", lambda rpc, m, r, s, e, _lake: build_pool_events(rpc, m, r, s, e)
+        context, chain, lake, "pool_events", lambda rpc, m, r, s, e, _lake, _state: build_pool_events(rpc, m, r, s, e)
     )
     return dg.MaterializeResult(metadata=metadata)
 
@@ -98,16 +146,19 @@ def pool_events(context: dg.AssetExecutionContext, chain: ChainResource, lake: L
     kinds={"parquet"},
     deps=[pool_events],
     description="Per reserve: indices, rates, timestamps and configuration at the range's end, and every "
-    "ReserveDataUpdated in the range.",
+    "ReserveDataUpdated in the range. Not built for a range that ends before the node's first block with state.",
+    output_required=False,
 )
-def reserve_indices(
-    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
-) -> dg.MaterializeResult:
-    def build(rpc, market, rules, start, end, store):
+def reserve_indices(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource):
+    def build(rpc, market, rules, start, end, store, _state_from):
         return build_reserve_indices(rpc, market, rules, start, end, events=_events_of(store, start, end))
 
-    _frame, metadata = _build(context, chain, lake, "reserve_indices", build)
-    return dg.MaterializeResult(metadata=metadata)
+    try:
+        _frame, metadata = _build(context, chain, lake, "reserve_indices", build, reads_state=True)
+    except _NoState as no_state:
+        _skipped(context, "reserve_indices", no_state)
+        return
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -127,23 +178,23 @@ def reserve_indices(
 def price_histories(
     context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    # Per-block state reads need a node that still holds the state of those blocks (STATE_HISTORY_FROM_BLOCK).
-    history_from = chain.settings().state_history_from_block
-
-    def build(rpc, market, rules, start, end, _lake):
-        first = max(start, history_from)
+    # Per-block state reads need a node that still holds the state of those blocks: from the first block with
+    # state on (STATE_HISTORY_FROM_BLOCK, or later where the node says so: partitions.first_state_block).
+    def build(rpc, market, rules, start, end, _lake, state_from):
+        first = max(start, state_from)
         if first > end:  # the whole range predates the node's state history
             return pl.DataFrame(schema=SCHEMA)
         return build_price_histories(rpc, market, rules, first, end)
 
     frame, metadata = _build(context, chain, lake, "price_histories", build)
     start, end = block_range_of(context)
-    first = max(start, history_from)
+    state_from = metadata["first_block_with_state"]
+    first = max(start, state_from)
     if first > end:
         check = dg.AssetCheckResult(
             check_name="block_continuity",
             passed=True,
-            metadata={"note": f"range predates STATE_HISTORY_FROM_BLOCK={history_from}: no per-block state"},
+            metadata={"note": f"range predates the node's first block with state ({state_from}): no per-block state"},
         )
     else:
         check = block_continuity(frame.filter(pl.col("source") == ORACLE)["block_number"], first, end)
@@ -178,20 +229,24 @@ def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckRe
     kinds={"parquet"},
     deps=[pool_events],
     description="Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, "
-    "for every borrower known up to the range's end.",
+    "for every borrower known up to the range's end. Not built for a range that ends before the node's first "
+    "block with state.",
+    output_required=False,
 )
-def borrower_snapshots(
-    context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource
-) -> dg.MaterializeResult:
+def borrower_snapshots(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource):
     first_block = chain.settings().start_block
 
-    def build(rpc, market, rules, start, end, store):
+    def build(rpc, market, rules, start, end, store, _state_from):
         known = known_users_before(store, start, first_block)
         events = _events_of(store, start, end)
         return build_borrower_snapshots(rpc, market, rules, start, end, known_users=known, events=events)
 
-    _frame, metadata = _build(context, chain, lake, "borrower_snapshots", build)
-    return dg.MaterializeResult(metadata=metadata)
+    try:
+        _frame, metadata = _build(context, chain, lake, "borrower_snapshots", build, reads_state=True)
+    except _NoState as no_state:
+        _skipped(context, "borrower_snapshots", no_state)
+        return
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -214,7 +269,7 @@ def liquidation_outcomes(
     settings = chain.settings()
     lookback = settings.lake_range_blocks
 
-    def build(rpc, market, rules, start, end, store):
+    def build(rpc, market, rules, start, end, store, _state_from):
         candidates = store.scan("liquidation_candidates", max(0, start - lookback), end)
         return build_liquidation_outcomes(
             rpc,

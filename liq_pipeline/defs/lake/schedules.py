@@ -6,25 +6,25 @@ import time
 
 import dagster as dg
 
-from ...chain.rpc import NodeUnavailable
+from ...chain.rpc import NodeUnavailable, RpcError
 from ...lake.partitions import parse_key
-from ..partitions import BLOCK_RANGES
+from ..partitions import BLOCK_RANGES, first_state_block
 from ..resources import ChainResource, LakeResource
-from .assets import CHAIN_ASSETS, lake_ranges_job
+from .assets import datasets_of, lake_ranges_job
 
 PER_TICK = 3  # borrower_snapshots needs every earlier range's events: keep ranges in order, a few at a time
 RETRY_AFTER_SEC = 600  # a failed range is requested again after this long (run keys are per window)
 
 
-def missing_ranges(lake, keys, head: int, confirmations: int) -> list[str]:
-    """Known partitions whose range is final and lacks any chain dataset, oldest first."""
-    datasets = [a.key.to_user_string() for a in CHAIN_ASSETS]
+def missing_ranges(lake, keys, head: int, confirmations: int, state_from: int = 0) -> list[str]:
+    """Known partitions whose range is final and lacks a chain dataset it can hold, oldest first (a range that
+    ends before the node's first block with state `state_from` holds its logs only: assets.datasets_of)."""
     out = []
     for key in sorted(keys):
         block_range = parse_key(key, lake.range_size)
         if head - block_range.end < confirmations:
             continue
-        if not all(lake.exists(d, block_range) for d in datasets):
+        if not all(lake.exists(d, block_range) for d in datasets_of(block_range.end, state_from)):
             out.append(key)
     return out
 
@@ -36,12 +36,15 @@ def missing_ranges(lake, keys, head: int, confirmations: int) -> list[str]:
     description="Every minute: materialize finished block ranges missing from the lake (oldest first).",
 )
 def backfill_finished_ranges(context: dg.ScheduleEvaluationContext, chain: ChainResource, lake: LakeResource):
+    settings = chain.settings()
     try:
-        head = chain.head()
-    except NodeUnavailable as error:
-        return dg.SkipReason(f"node unavailable: {error}")
+        with chain.client() as rpc:
+            head = rpc.quantity("eth_blockNumber")
+            state_from = first_state_block(rpc, settings, head)
+    except (NodeUnavailable, RpcError) as error:
+        return dg.SkipReason(f"cannot read the node: {error}")
     keys = context.instance.get_dynamic_partitions(BLOCK_RANGES)
-    todo = missing_ranges(lake.lake(), keys, head, chain.settings().confirmations)[:PER_TICK]
+    todo = missing_ranges(lake.lake(), keys, head, settings.confirmations, state_from)[:PER_TICK]
     if not todo:
         return dg.SkipReason("every finished range is in the lake")
     window = int(time.time() // RETRY_AFTER_SEC)

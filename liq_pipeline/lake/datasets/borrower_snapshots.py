@@ -61,5 +61,8 @@ def known_users_before(lake: Lake, block: int, first_block: int = 0) -> list[str
     try:
         events = lake.scan(POOL_EVENTS, first_block, block - 1, complete=True)
     except LakeError as error:
-        raise LakeError(f"{NAME}: cannot know the borrowers before block {block}: {error}") from None
+        raise LakeError(
+            f"{NAME}: cannot know the borrowers before block {block}: {error} (backfill from block {first_block}: "
+            "a snapshot needs the pool_events of every earlier range)"
+        ) from None
     return borrowers_from_events(events.select("user").collect())
