@@ -53,6 +53,7 @@ class ReserveConfig:
     reserve_factor: int
     liquidation_protocol_fee: int
     emode_category: int  # meaningful up to V3.1
+    debt_ceiling: int  # isolation mode (bits 212-251), 2 decimals; 0 = not isolated
 
     @classmethod
     def decode(cls, word: int) -> ReserveConfig:
@@ -68,6 +69,7 @@ class ReserveConfig:
             reserve_factor=_bits(word, 64, 16),
             liquidation_protocol_fee=_bits(word, 152, 16),
             emode_category=_bits(word, 168, 8),
+            debt_ceiling=_bits(word, 212, 40),
         )
 
 
@@ -355,6 +357,7 @@ def market_state_from_answers(
                 frozen=config.frozen,
                 paused=config.paused,
                 borrowing_enabled=config.borrowing_enabled,
+                debt_ceiling=config.debt_ceiling,
                 **{name: values[k] for name, values in extras.items()},
             )
         )

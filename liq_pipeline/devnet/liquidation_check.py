@@ -138,6 +138,19 @@ class LiquidationChecker:
         answers = [int(a, 16) for a in self.reader.batch(requests)]
         return {rid: (answers[2 * k], answers[2 * k + 1]) for k, rid in enumerate(reserve_ids)}
 
+    def liquidator_position(self, liquidator: str, collateral: int, block: int) -> UserPosition:
+        """The liquidator's collateral flags and its exact scaled aTokens of `collateral` (the position reader skips
+        legs whose flags are off, and a liquidator may hold aTokens it has not enabled)."""
+        config = user_configurations(self.rpc, self.pool, [liquidator], block)[0]
+        scaled = self.scaled(liquidator, [collateral], block)[collateral][0]
+        legs = {
+            rid: Leg(
+                scaled_atoken=scaled if rid == collateral else 0, collateral_enabled=bool(config >> (2 * rid + 1) & 1)
+            )
+            for rid in self.reserves
+        }
+        return UserPosition(liquidator, 0, legs)
+
     def deficits(self, block: int) -> dict[int, int]:
         """Pool.getReserveDeficit per reserve id, as the chain reader reads it with the reserves (3.3+)."""
         state = read_market_state(self.reader, self.market, block, self.rules, self.stables)
@@ -207,16 +220,8 @@ class LiquidationChecker:
         head, state, now = self.snapshot([user, sender])
         position = now.get(user.lower()) or UserPosition(user, 0, {})
         timestamp = self.timestamp(head) + BLOCK_TIME
-        predicted = liquidation_outcome(
-            position,
-            state,
-            collateral,
-            debt,
-            amount,
-            receive,
-            sender,
-            timestamp,
-        )
+        own = self.liquidator_position(sender, collateral, head)
+        predicted = liquidation_outcome(position, state, collateral, debt, amount, receive, sender, timestamp, own)
         deficits_before = {r.reserve_id: r.deficit for r in state.reserves}
         data = self.call_data(user, collateral, debt, amount, receive)
         done = self.send(data, sender)
@@ -264,6 +269,10 @@ class LiquidationChecker:
         liquidator -= self.scaled(sender, [collateral], head)[collateral][0]
         if liquidator != (predicted.collateral_scaled if receive else 0):
             problems.append(("liquidator aTokens", liquidator, predicted.collateral_scaled))
+        if receive:
+            flag = bool(user_configurations(self.rpc, self.pool, [sender], done.block)[0] >> (2 * collateral + 1) & 1)
+            if flag != predicted.liquidator_collateral_enabled:
+                problems.append(("liquidator collateral flag", flag, predicted.liquidator_collateral_enabled))
         return result
 
 

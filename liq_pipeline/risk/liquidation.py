@@ -104,6 +104,9 @@ class LiquidationOutcome:
     debt_flag_cleared: bool = False
     no_collateral_left: bool = False  # 3.3+: the liquidation burns the user's remaining debts as deficit
     position_after: UserPosition | None = None
+    # receiveAToken with the liquidator's position given: its collateral flag for the seized reserve after
+    # (up to 3.5 a first aToken balance turns it on when the reserve may be auto-enabled; 3.6+ never)
+    liquidator_collateral_enabled: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -124,12 +127,14 @@ def liquidation_outcome(
     receive_a_token: bool = False,
     liquidator: str | None = None,
     timestamp: int | None = None,
+    liquidator_position: UserPosition | None = None,
 ) -> LiquidationOutcome:
     """Predict `liquidationCall(collateral, debt, user, debtToCover, receiveAToken)` sent by `liquidator` in a block
     at `timestamp` (default: `market.timestamp`), from the position and reserve state before that block.
 
     The reserves' flags (active, paused) and grace periods (3.1+) come from `market` (chain/discovery reads them
-    with the reserves' data)."""
+    with the reserves' data). `liquidator_position` (its exact scaled aToken balance in the collateral reserve and
+    its collateral flags) lets the outcome say whether received aTokens count as the liquidator's collateral."""
     if debt_to_cover < 0 or debt_to_cover > UINT256_MAX:
         raise ValueError("debt_to_cover must be a uint256")
     rules = market.rules
@@ -355,4 +360,25 @@ def liquidation_outcome(
         debt_flag_cleared=debt_flag_cleared,
         no_collateral_left=no_collateral_left,
         position_after=UserPosition(position.user, position.emode_category, legs),
+        liquidator_collateral_enabled=(
+            _liquidator_flag_after(liquidator_position, market, collateral_id)
+            if receive_a_token and liquidator_position is not None
+            else None
+        ),
     )
+
+
+def _liquidator_flag_after(liquidator: UserPosition, market: MarketState, collateral_id: int) -> bool:
+    """Up to 3.5 (LiquidationLogic `liquidatorPreviousATokenBalance == 0` -> ValidationLogic
+    `validateAutomaticUseAsCollateral`): a liquidator without aTokens of the reserve gets it enabled when its LTV is not
+    0, it has no debt ceiling (the role that may bypass that is not modelled: an executor does not hold it), and
+    the liquidator has no collateral yet or is not in isolation mode. 3.6 removed the automatic enabling."""
+    own = liquidator.legs.get(collateral_id, Leg())
+    if own.collateral_enabled or not market.rules.liquidated_atokens_auto_collateral or own.scaled_atoken:
+        return own.collateral_enabled
+    reserve = market.by_id[collateral_id]
+    if reserve.debt_ceiling or reserve.ltv == 0:
+        return False
+    enabled = [rid for rid, leg in liquidator.legs.items() if leg.collateral_enabled]
+    isolated = len(enabled) == 1 and market.by_id[enabled[0]].debt_ceiling != 0
+    return not enabled or not isolated

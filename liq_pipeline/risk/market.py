@@ -62,6 +62,7 @@ class ReserveState:
     frozen: bool = False
     paused: bool = False
     borrowing_enabled: bool = True
+    debt_ceiling: int = 0  # isolation mode's ceiling (base currency, 2 decimals); 0 = not an isolated asset
     # read from the versions that have them (chain/discovery.RESERVE_EXTRAS); 0 where the version has none
     liquidation_grace_until: int = 0  # 3.1+: no liquidation with this reserve while block.timestamp <= it
     virtual_underlying_balance: int = 0  # 3.1+: the reserve's cash, in asset units

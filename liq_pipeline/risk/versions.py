@@ -48,6 +48,9 @@ class ProtocolRules:
     # helpers/TokenMath.sol: V3.5+ scaled balances floor/ceil, the reserve debt valued rounded up, the capped debt
     # percentDivCeil (the same release as the HF's floors_average_threshold=False).
     token_math: bool
+    # LiquidationLogic: up to V3.5 aTokens received with receiveAToken become the liquidator's collateral when it held
+    # none before (validateAutomaticUseAsCollateral); V3.6 dropped that (the aTokens arrive disabled).
+    liquidated_atokens_auto_collateral: bool
     # LiquidationLogic: V3.7 splits seized collateral and fee with percentMulFloor / percentDivFloor /
     # percentMulCeil (docs/3.7/liquidation-rounding.md), "no collateral left" from the scaled amounts consumed.
     split_rounding_floor_ceil: bool
@@ -74,5 +77,6 @@ def rules_for(version: str) -> ProtocolRules:
         dust_rule_and_deficits=minor >= 3,
         custom_errors=minor >= 4,
         token_math=minor >= 5,
+        liquidated_atokens_auto_collateral=minor <= 5,
         split_rounding_floor_ceil=minor >= 7,
     )

@@ -370,3 +370,47 @@ def test_v30_repays_variable_debt_first_then_stable():
     assert full.debt_repaid == 1_700 * E6 and full.debt_flag_cleared
     # 3.2 has no stable debt: only the 1,000 variable count, and the user is healthy.
     assert liquidation_outcome(position, _market("3.2"), 0, 1, MAX).revert == "45"
+
+
+# --- the liquidator's collateral flag (receiveAToken) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "enabled"), [("3.0", True), ("3.3", True), ("3.5", True), ("3.6", False)])
+def test_received_atokens_become_collateral_up_to_v35(version, enabled):
+    liquidator = user("0xliq", {})
+    out = liquidation_outcome(_near_one(), _market(version), 0, 1, MAX, True, "0xliq", liquidator_position=liquidator)
+    assert out.ok and out.liquidator_collateral_enabled is enabled
+    unasked = liquidation_outcome(
+        _near_one(), _market(version), 0, 1, MAX, False, "0xliq", liquidator_position=liquidator
+    )
+    assert unasked.liquidator_collateral_enabled is None  # underlying received: no aTokens, no flag
+
+
+def test_no_automatic_collateral_when_the_validation_would_refuse():
+    m = _market("3.0")
+    holding = user("0xliq", {0: coll(5, enabled=False)})  # aTokens already held, turned off: stays off
+    assert not liquidation_outcome(
+        _near_one(), m, 0, 1, MAX, True, "0xliq", liquidator_position=holding
+    ).liquidator_collateral_enabled
+    on = user("0xliq", {0: coll(5)})
+    assert liquidation_outcome(
+        _near_one(), m, 0, 1, MAX, True, "0xliq", liquidator_position=on
+    ).liquidator_collateral_enabled
+    empty = user("0xliq", {})
+    ceiling = _with(m, 0, debt_ceiling=1_000_00)  # an isolated asset: only ISOLATED_COLLATERAL_SUPPLIER may
+    assert not liquidation_outcome(
+        _near_one(), ceiling, 0, 1, MAX, True, "0xliq", liquidator_position=empty
+    ).liquidator_collateral_enabled
+    ltv0 = _with(m, 0, ltv=0)
+    assert not liquidation_outcome(
+        _near_one(), ltv0, 0, 1, MAX, True, "0xliq", liquidator_position=empty
+    ).liquidator_collateral_enabled
+    isolated = _with(m, 2, debt_ceiling=1_000_00)  # the liquidator's only collateral is isolated: isolation mode
+    in_isolation = user("0xliq", {2: coll(E18)})
+    assert not liquidation_outcome(
+        _near_one(), isolated, 0, 1, MAX, True, "0xliq", liquidator_position=in_isolation
+    ).liquidator_collateral_enabled
+    other = user("0xliq", {1: coll(E6)})  # another, plain collateral: allowed
+    assert liquidation_outcome(
+        _near_one(), m, 0, 1, MAX, True, "0xliq", liquidator_position=other
+    ).liquidator_collateral_enabled

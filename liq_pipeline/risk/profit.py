@@ -1,0 +1,322 @@
+"""Exact profit-maximising liquidation sizing (pure: no I/O).
+
+For one user, every (collateral, debt) pair it holds and a set of `debtToCover` values, the liquidation that earns
+the most net of every cost, each amount evaluated EXACTLY:
+
+- the Pool's side with `risk.liquidation.liquidation_outcome` (the version's own rounding, close factor, dust rule,
+  reverts): debt repaid, collateral received;
+- the swap of the collateral received into the debt asset on a Uniswap V2 pair at its current reserves
+  (`risk.amm.get_amount_out`, to the unit). A pair without a pool is skipped, unless collateral and debt are the
+  same asset (no swap);
+- the flash-loan premium on the debt repaid (`Pool.FLASHLOAN_PREMIUM_TOTAL`, bps): FlashLoanLogic's
+  `amount.percentMul(premium)` (half up) up to 3.4, `percentMulCeil` in aave-v3-origin 3.5+ (`rules.token_math`);
+- gas: L2 gas units x gas price + the L1 data fee (OP-stack, chain/l1_fee.py), in wei, converted into the debt
+  asset with the ETH and debt-asset oracle prices, rounded up (a cost is never under-counted).
+
+profit = swap output (or the collateral itself) - debt repaid - premium - gas, in debt-asset units.
+
+Amounts tried per pair: `type(uint256).max` (as much as allowed), the close factor's cap, the amount that seizes
+all the collateral (when the collateral binds), the largest amount the 3.3+ dust rule accepts, and a golden-section
+search over the integers below that (the swap's slippage makes profit concave in the amount; the integer floors
+add a few units of noise, so the search ends with every integer of a small window around its best point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .amm import get_amount_out
+from .liquidation import MUST_NOT_LEAVE_DUST, LiquidationOutcome, liquidation_outcome
+from .market import MarketState, UserPosition
+from .wadray import UINT256_MAX, percent_mul, percent_mul_ceil
+
+WEI_PER_ETH = 10**18
+_INV_PHI = Fraction(987, 1597)  # 1/phi to 6 digits: the golden-section step (Fibonacci ratio)
+WINDOW = 16  # the search ends with every integer within this of its best point
+MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
+
+# (reserve id a, reserve id b) -> (pool reserve of a, pool reserve of b), raw token units; one entry per pool, either
+# order (the lookup tries both).
+PoolReserves = Mapping[tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    """Everything a liquidation costs besides the Pool's own arithmetic."""
+
+    flash_premium_bps: int  # Pool.FLASHLOAN_PREMIUM_TOTAL (5 = 0.05 %); 0 in inventory mode
+    gas_units: int  # L2 gas of the whole transaction (flash loan + liquidation + swap)
+    gas_price_wei: int  # L2 effective gas price (base fee + priority fee)
+    l1_fee_wei: int  # OP-stack L1 data fee of the transaction (0 elsewhere)
+    eth_price: int  # ETH's oracle price in the market's base currency (8 decimals on Base)
+
+    @property
+    def gas_wei(self) -> int:
+        return self.gas_units * self.gas_price_wei + self.l1_fee_wei
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The costs of one plan, broken down."""
+
+    flash_premium: int  # debt-asset units
+    l2_gas_wei: int
+    l1_fee_wei: int
+    gas: int  # l2 + l1 in debt-asset units (rounded up)
+    swap_in: int  # collateral sold (0 when collateral = debt)
+    swap_out: int  # debt asset bought (= collateral received when collateral = debt)
+
+    @property
+    def total(self) -> int:
+        """Premium + gas, debt-asset units (the swap's slippage is in swap_out)."""
+        return self.flash_premium + self.gas
+
+
+@dataclass(frozen=True)
+class LiquidationPlan:
+    """The most profitable liquidationCall for one user, net of every cost."""
+
+    user: str
+    collateral_id: int
+    debt_id: int
+    collateral_asset: str
+    debt_asset: str
+    debt_to_cover: int  # the argument to send (UINT256_MAX: "as much as allowed")
+    outcome: LiquidationOutcome  # what the Pool does with it
+    costs: Costs
+    profit: int  # debt-asset units: swap_out - debt repaid - premium - gas
+    profit_base: int  # base currency units (8 decimals: USD on Base), floored
+    base_currency_unit: int
+    evaluated: int  # liquidation outcomes computed to choose it (every pair)
+
+    @property
+    def profit_usd(self) -> float:
+        return self.profit_base / self.base_currency_unit
+
+
+def pool_reserves(pools: PoolReserves, collateral_id: int, debt_id: int) -> tuple[int, int] | None:
+    """(pool reserve of the collateral, pool reserve of the debt asset), or None when there is no pool."""
+    if (collateral_id, debt_id) in pools:
+        return pools[collateral_id, debt_id]
+    if (debt_id, collateral_id) in pools:
+        debt_side, collateral_side = pools[debt_id, collateral_id]
+        return collateral_side, debt_side
+    return None
+
+
+def flash_premium(amount: int, premium_bps: int, market: MarketState) -> int:
+    """FlashLoanLogic's premium: percentMul (half up) up to 3.4, percentMulCeil from aave-v3-origin 3.5."""
+    if not premium_bps:
+        return 0
+    return percent_mul_ceil(amount, premium_bps) if market.rules.token_math else percent_mul(amount, premium_bps)
+
+
+def gas_in_debt(gas_wei: int, eth_price: int, debt_price: int, debt_unit: int) -> int:
+    """`gas_wei` worth of ETH in debt-asset units, rounded up."""
+    if gas_wei <= 0:
+        return 0
+    return -(-gas_wei * eth_price * debt_unit // (WEI_PER_ETH * debt_price))
+
+
+@dataclass
+class _Pair:
+    """Evaluates amounts of one (collateral, debt) pair, each once."""
+
+    position: UserPosition
+    market: MarketState
+    collateral_id: int
+    debt_id: int
+    reserves: tuple[int, int] | None  # None: collateral = debt, no swap
+    premium_bps: int
+    gas: int  # debt-asset units
+    liquidator: str | None
+    timestamp: int | None
+
+    def __post_init__(self) -> None:
+        self.seen: dict[int, tuple[int | None, LiquidationOutcome]] = {}
+
+    def outcome(self, amount: int) -> LiquidationOutcome:
+        return self.evaluate(amount)[1]
+
+    def evaluate(self, amount: int) -> tuple[int | None, LiquidationOutcome]:
+        """(profit or None when the Pool reverts or the swap is impossible, the outcome)."""
+        if amount in self.seen:
+            return self.seen[amount]
+        out = liquidation_outcome(
+            self.position,
+            self.market,
+            self.collateral_id,
+            self.debt_id,
+            amount,
+            liquidator=self.liquidator,
+            timestamp=self.timestamp,
+        )
+        profit = None
+        if out.ok and out.debt_repaid > 0 and out.collateral_seized > 0:
+            bought = self.bought(out.collateral_seized)
+            if bought is not None:
+                premium = flash_premium(out.debt_repaid, self.premium_bps, self.market)
+                profit = bought - out.debt_repaid - premium - self.gas
+        self.seen[amount] = (profit, out)
+        return profit, out
+
+    def bought(self, collateral: int) -> int | None:
+        if self.reserves is None:
+            return collateral
+        reserve_in, reserve_out = self.reserves
+        if reserve_in <= 0 or reserve_out <= 0:
+            return None
+        return get_amount_out(collateral, reserve_in, reserve_out)
+
+    def profit(self, amount: int) -> float | int:
+        value = self.evaluate(amount)[0]
+        return float("-inf") if value is None else value
+
+
+def _largest_accepted(accepted: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest x in [low, high] with accepted(x), for accepted true at `low` and monotone (true then false)."""
+    if accepted(high):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepted(middle) else (low, middle)
+    return low
+
+
+def golden_max(f: Callable[[int], float | int], low: int, high: int, window: int = WINDOW) -> int:
+    """An x in [low, high] maximising a unimodal-up-to-noise f: golden-section search over the integers, then every
+    integer within `window` of the best point seen. Ties go to the smaller x."""
+    a, b = low, high
+    for _ in range(MAX_SEARCH_STEPS):
+        if b - a <= 2 * window:
+            break
+        step = int((b - a) * _INV_PHI)
+        c, d = b - step, a + step
+        if c >= d:
+            break
+        if f(c) >= f(d):
+            b = d
+        else:
+            a = c
+    best = None
+    for x in range(max(low, a - window), min(high, b + window) + 1):
+        if best is None or f(x) > f(best):
+            best = x
+    return best if best is not None else low
+
+
+def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
+    """(best profit, its debtToCover) for one pair, or None when every amount reverts."""
+    market = pair.market
+    candidates: list[int] = [UINT256_MAX]
+    at_max = pair.outcome(UINT256_MAX)
+    cap = at_max.max_liquidatable_debt
+    if at_max.ok:
+        top = at_max.debt_repaid
+        candidates += [cap, top]  # the close factor's cap; the collateral boundary when the collateral binds
+    elif at_max.reason == MUST_NOT_LEAVE_DUST and cap > 1:
+        top = cap
+    else:
+        return None  # every amount reverts the same way (HF, flags, grace period, not borrowed, ...)
+    high = top
+    if market.rules.dust_rule_and_deficits and top > 1:
+        # Amounts just under a full close leave < $1,000 and revert: the search stays below that boundary.
+        def accepted(x: int) -> bool:
+            return pair.outcome(x).ok
+
+        first_ok = 1 if accepted(1) else None
+        if first_ok is None:
+            high = 0
+        else:
+            high = _largest_accepted(accepted, 1, top - 1)
+            candidates.append(high)
+    if high >= 1:
+        candidates.append(golden_max(pair.profit, 1, high))
+    best: tuple[int, int] | None = None
+    for amount in candidates:
+        profit = pair.evaluate(amount)[0]
+        if profit is not None and (best is None or profit > best[0]):
+            best = (profit, amount)
+    return best
+
+
+def plan_liquidation(
+    position: UserPosition,
+    market: MarketState,
+    pools: PoolReserves,
+    costs: CostInputs,
+    *,
+    liquidator: str | None = None,
+    timestamp: int | None = None,
+    min_profit_base: int = 1,
+) -> LiquidationPlan | None:
+    """The (collateral, debt, debtToCover) that earns the most (compared in base currency across debt assets),
+    or None when no amount of any pair earns at least `min_profit_base` (base-currency units) or the Pool would
+    revert on all of them. `pools`: see PoolReserves; `timestamp`: the block the transaction lands in."""
+    by_id = market.by_id
+    collaterals = sorted(r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken)
+    debts = sorted(r for r, leg in position.legs.items() if leg.scaled_variable_debt or leg.stable_debt)
+    best: tuple[Fraction, int, _Pair, int] | None = None
+    evaluated = 0
+    for debt_id in debts:
+        debt = by_id[debt_id]
+        gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt.price, debt.unit)
+        for collateral_id in collaterals:
+            if collateral_id == debt_id:
+                reserves = None
+            else:
+                reserves = pool_reserves(pools, collateral_id, debt_id)
+                if reserves is None:
+                    continue
+            pair = _Pair(
+                position,
+                market,
+                collateral_id,
+                debt_id,
+                reserves,
+                costs.flash_premium_bps,
+                gas,
+                liquidator,
+                timestamp,
+            )
+            found = _plan_pair(pair)
+            evaluated += len(pair.seen)
+            if found is None:
+                continue
+            profit, amount = found
+            value = Fraction(profit * debt.price, debt.unit)
+            if best is None or value > best[0]:
+                best = (value, profit, pair, amount)
+    if best is None:
+        return None
+    value, profit, pair, amount = best
+    profit_base = value.numerator // value.denominator
+    if profit <= 0 or profit_base < min_profit_base:
+        return None
+    outcome = pair.outcome(amount)
+    premium = flash_premium(outcome.debt_repaid, pair.premium_bps, market)
+    bought = pair.bought(outcome.collateral_seized)
+    breakdown = Costs(
+        flash_premium=premium,
+        l2_gas_wei=costs.gas_units * costs.gas_price_wei,
+        l1_fee_wei=costs.l1_fee_wei,
+        gas=pair.gas,
+        swap_in=0 if pair.reserves is None else outcome.collateral_seized,
+        swap_out=bought or 0,
+    )
+    return LiquidationPlan(
+        user=position.user,
+        collateral_id=pair.collateral_id,
+        debt_id=pair.debt_id,
+        collateral_asset=by_id[pair.collateral_id].asset,
+        debt_asset=by_id[pair.debt_id].asset,
+        debt_to_cover=amount,
+        outcome=outcome,
+        costs=breakdown,
+        profit=profit,
+        profit_base=profit_base,
+        base_currency_unit=market.base_currency_unit,
+        evaluated=evaluated,
+    )
