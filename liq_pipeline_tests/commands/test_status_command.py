@@ -20,6 +20,7 @@ def platform(chain, tmp_path: Path, cli_env) -> Iterator[dict[str, str]]:
         **cli_env,
         "RPC_URL": chain.node.url,
         "AAVE_ADDRESSES_PROVIDER": chain.market.addresses_provider,
+        "AAVE_PROTOCOL_VERSION": chain.market.protocol_version,  # the default is Base's 3.7
         "DATA_DIR": str(tmp_path / "d"),  # short: the socket path must fit in ~100 bytes
     }
     started = liq("redis", "start", env=env, cwd=tmp_path)

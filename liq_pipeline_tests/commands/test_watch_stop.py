@@ -36,6 +36,7 @@ def test_a_stopped_watcher_leaves_a_snapshot_of_its_last_block(chain, cli_env, t
         **cli_env,
         "RPC_URL": chain.node.url,
         "AAVE_ADDRESSES_PROVIDER": chain.market.addresses_provider,
+        "AAVE_PROTOCOL_VERSION": chain.market.protocol_version,  # the default is Base's 3.7
         "REDIS_URL": redis_url,
         "METRICS_PORT": str(free_port()),
     }

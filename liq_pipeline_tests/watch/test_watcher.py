@@ -231,6 +231,7 @@ def test_a_restart_on_a_new_chain_starts_from_the_chain_not_the_old_snapshot(cha
     monkeypatch.setenv("REDIS_URL", server.ensure_running().url)
     monkeypatch.setenv("RPC_URL", chain.node.url)
     monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", chain.market.addresses_provider)
+    monkeypatch.setenv("AAVE_PROTOCOL_VERSION", chain.market.protocol_version)  # the default is Base's 3.7
     settings = load_settings()
     fork = chain.rpc.call("evm_snapshot")
     try:

@@ -1,0 +1,162 @@
+"""risk.profit: the chosen liquidation earns the most net of premium, swap and gas, every amount evaluated exactly.
+
+The markets are test_liquidation.py's: WETH $2,000 (10 % protocol fee on the bonus), USDC $1, DAI $1; 5 % bonus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from liq_pipeline.risk.amm import get_amount_out
+from liq_pipeline.risk.liquidation import liquidation_outcome
+from liq_pipeline.risk.profit import (
+    CostInputs,
+    flash_premium,
+    gas_in_debt,
+    golden_max,
+    plan_liquidation,
+    pool_reserves,
+)
+from liq_pipeline.risk.wadray import UINT256_MAX
+from liq_pipeline_tests.risk.factories import coll, debt, user
+from liq_pipeline_tests.risk.test_liquidation import _market, _with
+
+E18, E6 = 10**18, 10**6
+WETH_ID, USDC_ID, DAI_ID = 0, 1, 2
+DEEP = {(WETH_ID, USDC_ID): (10_000 * E18, 20_000_000 * E6)}  # $40M at the oracle price
+COSTS = CostInputs(
+    flash_premium_bps=5, gas_units=600_000, gas_price_wei=10**7, l1_fee_wei=2 * 10**11, eth_price=2_000 * 10**8
+)
+
+
+def _profit(position, market, collateral_id, debt_id, amount, pools, costs=COSTS):
+    """The profit of one amount, worked out independently of the module's search."""
+    out = liquidation_outcome(position, market, collateral_id, debt_id, amount)
+    if not out.ok or out.collateral_seized == 0:
+        return None
+    reserves = pool_reserves(pools, collateral_id, debt_id)
+    bought = out.collateral_seized if collateral_id == debt_id else get_amount_out(out.collateral_seized, *reserves)
+    debt_reserve = market.by_id[debt_id]
+    gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt_reserve.price, debt_reserve.unit)
+    return bought - out.debt_repaid - flash_premium(out.debt_repaid, costs.flash_premium_bps, market) - gas
+
+
+def _grid(position, market, collateral_id, debt_id, pools, points=120, costs=COSTS):
+    top = liquidation_outcome(position, market, collateral_id, debt_id, UINT256_MAX).max_liquidatable_debt
+    amounts = {max(1, top * i // points) for i in range(points + 1)} | {UINT256_MAX}
+    found = {a: _profit(position, market, collateral_id, debt_id, a, pools, costs) for a in amounts}
+    return {a: p for a, p in found.items() if p is not None}
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.3", "3.6"])
+def test_the_plan_beats_every_amount_of_a_grid(version):
+    # 1 WETH against 1,700 USDC: HF 0.94, all of it may be repaid.
+    position = user("0xdeep", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    market = _market(version)
+    plan = plan_liquidation(position, market, DEEP, COSTS)
+    assert plan is not None and (plan.collateral_id, plan.debt_id) == (WETH_ID, USDC_ID)
+    grid = _grid(position, market, WETH_ID, USDC_ID, DEEP)
+    assert plan.profit >= max(grid.values())
+    # The plan's figures are what an independent evaluation of its amount gives.
+    assert plan.profit == _profit(position, market, WETH_ID, USDC_ID, plan.debt_to_cover, DEEP)
+    out = plan.outcome
+    assert plan.costs.swap_in == out.collateral_seized
+    assert plan.costs.swap_out == get_amount_out(out.collateral_seized, 10_000 * E18, 20_000_000 * E6)
+    assert plan.profit == plan.costs.swap_out - out.debt_repaid - plan.costs.total
+    assert plan.costs.l1_fee_wei == 2 * 10**11 and plan.costs.l2_gas_wei == 6 * 10**12
+    assert plan.profit_base == plan.profit * 10**8 // E6 and 0 < plan.profit_usd < 100
+    # A deep pool: repaying everything is best.
+    assert out.debt_repaid == 1_700 * E6
+
+
+def test_a_whale_in_a_shallow_pool_repays_less_than_allowed():
+    # 100 WETH against 170,000 USDC (HF 0.94: all of it may be repaid), but the pool holds only 60 WETH.
+    position = user("0xwhale", {WETH_ID: coll(100 * E18), USDC_ID: debt(170_000 * E6)})
+    market = _market("3.0")
+    shallow = {(USDC_ID, WETH_ID): (120_000 * E6, 60 * E18)}  # the other order: the lookup flips it
+    plan = plan_liquidation(position, market, shallow, COSTS)
+    assert plan is not None
+    at_max = _profit(position, market, WETH_ID, USDC_ID, UINT256_MAX, shallow)
+    assert plan.profit > at_max  # slippage: the maximum is worse than a smaller amount
+    assert 0 < plan.outcome.debt_repaid < plan.outcome.max_liquidatable_debt
+    grid = _grid(position, market, WETH_ID, USDC_ID, shallow, points=200)
+    assert plan.profit >= max(grid.values())
+    # The optimum is interior, and the integers next to it are not better (local exactness).
+    for delta in (-1, 1, -1000, 1000, -(10**6), 10**6):
+        neighbour = _profit(position, market, WETH_ID, USDC_ID, plan.debt_to_cover + delta, shallow)
+        assert neighbour is None or neighbour <= plan.profit
+
+
+def test_the_pair_that_earns_most_is_chosen_across_collaterals():
+    # WETH and DAI collateral against USDC debt; DAI has no pool with USDC, so only WETH can be sold.
+    position = user("0xtwo", {WETH_ID: coll(E18), DAI_ID: coll(200 * E18), USDC_ID: debt(1_900 * E6)})
+    market = _market("3.0")
+    plan = plan_liquidation(position, market, DEEP, COSTS)
+    assert plan is not None and plan.collateral_id == WETH_ID
+    # With a deep DAI/USDC pool too, each pair is compared in USD and the best one wins.
+    pools = {**DEEP, (DAI_ID, USDC_ID): (10**7 * E18, 10**7 * E6)}
+    both = plan_liquidation(position, market, pools, COSTS)
+    profits = {c: max(_grid(position, market, c, USDC_ID, pools).values()) * 10**8 // E6 for c in (WETH_ID, DAI_ID)}
+    assert both.profit_base >= max(profits.values())
+
+
+def test_collateral_and_debt_in_one_asset_needs_no_pool():
+    position = user("0xsame", {USDC_ID: dataclasses.replace(coll(1_000 * E6), scaled_variable_debt=900 * E6)})
+    plan = plan_liquidation(position, _market("3.0"), {}, COSTS)
+    assert plan is not None and plan.collateral_id == plan.debt_id == USDC_ID
+    assert plan.costs.swap_in == 0 and plan.costs.swap_out == plan.outcome.collateral_seized
+
+
+def test_no_pool_no_plan():
+    position = user("0xdeep", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    assert plan_liquidation(position, _market("3.0"), {}, COSTS) is None
+
+
+@pytest.mark.parametrize("case", ["healthy", "grace", "paused"])
+def test_a_liquidation_the_pool_would_revert_gives_no_plan(case):
+    market = _market("3.6")
+    position = user("0xdeep", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    if case == "healthy":
+        position = user("0xok", {WETH_ID: coll(E18), USDC_ID: debt(1_000 * E6)})
+    elif case == "grace":
+        market = _with(market, USDC_ID, liquidation_grace_until=market.timestamp)
+    else:
+        market = _with(market, WETH_ID, paused=True)
+    assert not liquidation_outcome(position, market, WETH_ID, USDC_ID, UINT256_MAX).ok
+    assert plan_liquidation(position, market, DEEP, COSTS) is None
+
+
+def test_a_premium_that_eats_the_profit_gives_no_plan():
+    position = user("0xdeep", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    market = _market("3.0")
+    assert plan_liquidation(position, market, DEEP, COSTS) is not None
+    # 5 % bonus - 10 % of it to the protocol - 0.3 % swap fee leaves ~4.2 %; a 4.5 % premium takes all of it.
+    assert plan_liquidation(position, market, DEEP, dataclasses.replace(COSTS, flash_premium_bps=450)) is None
+    # So does gas worth more than the bonus ($100 of ETH for an $85 bonus).
+    assert plan_liquidation(position, market, DEEP, dataclasses.replace(COSTS, l1_fee_wei=5 * 10**16)) is None
+
+
+def test_v33_dust_rule_keeps_the_search_below_the_boundary():
+    # 3 WETH ($6,000) against 3,000 USDC + 2,000 DAI: HF 0.96, the 50 % cap is 2,500 USDC and would leave $500 of
+    # USDC debt: MustNotLeaveDust. The plan repays at most what leaves $1,000.
+    position = user("0xdust", {WETH_ID: coll(3 * E18), USDC_ID: debt(3_000 * E6), DAI_ID: debt(2_000 * E18)})
+    market = _market("3.3")
+    assert liquidation_outcome(position, market, WETH_ID, USDC_ID, UINT256_MAX).reason == "MustNotLeaveDust"
+    plan = plan_liquidation(position, market, DEEP, COSTS)
+    assert plan is not None and plan.outcome.ok and plan.debt_id == USDC_ID
+    assert plan.outcome.debt_repaid == 2_000 * E6  # the largest amount leaving >= $1,000 (the boundary)
+    assert not liquidation_outcome(position, market, WETH_ID, USDC_ID, 2_000 * E6 + 1).ok
+
+
+def test_min_profit_in_base_currency():
+    position = user("0xdeep", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    plan = plan_liquidation(position, _market("3.0"), DEEP, COSTS)
+    assert plan_liquidation(position, _market("3.0"), DEEP, COSTS, min_profit_base=plan.profit_base) == plan
+    assert plan_liquidation(position, _market("3.0"), DEEP, COSTS, min_profit_base=plan.profit_base + 1) is None
+
+
+def test_golden_max_finds_the_integer_maximum_of_a_concave_function():
+    for peak in (1, 7, 12_345, 10**18 + 3):
+        assert golden_max(lambda x, p=peak: -((x - p) ** 2), 1, 10**20) == peak
