@@ -269,6 +269,48 @@ def deploy_dex(
     return dex
 
 
+def find_dex(rpc: Rpc, market: Market) -> Dex | None:
+    """The DEX on the chain behind `rpc` without its dex.json: the factory DEX_DEPLOYER created first (nonce 0,
+    as deploy_dex does on a fresh chain) and its pairs of the market's reserves. None when there is no factory
+    (a chain from before the DEX). `depth_usd` is 0 (not on chain) and `block_deployed` the first PairCreated's."""
+    factory = create_address(DEX_DEPLOYER, 0)
+    if rpc.call("eth_getCode", factory, "latest") in ("0x", ""):
+        return None
+    # deploy_dex's order: pairs of reserves in the market's order, (token0, token1) in the factory's
+    candidates = [tuple(sorted(two, key=lambda r: int(r.asset, 16))) for two in combinations(market.reserves, 2)]
+    answers = rpc.batch(
+        [
+            ("eth_call", [{"to": factory, "data": call_data("getPair(address,address)", a.asset, b.asset)}, "latest"])
+            for a, b in candidates
+        ]
+    )
+    pairs = []
+    for (a, b), answer in zip(candidates, answers, strict=True):
+        (found,) = decode_result(["address"], answer)
+        if int(found, 16):
+            pairs.append(
+                PairInfo(
+                    to_checksum_address(found),
+                    to_checksum_address(a.asset),
+                    to_checksum_address(b.asset),
+                    a.symbol,
+                    b.symbol,
+                    a.decimals,
+                    b.decimals,
+                )
+            )
+    logs = rpc.call("eth_getLogs", {"address": factory, "fromBlock": "0x0", "toBlock": "latest"})
+    return Dex(
+        factory=factory,
+        deployer=DEX_DEPLOYER,
+        oracle=to_checksum_address(market.oracle),
+        block_deployed=int(logs[0]["blockNumber"], 16) if logs else 0,
+        depth_usd=0,
+        package_version=PACKAGE_VERSION,
+        pairs=tuple(pairs),
+    )
+
+
 def _check_pairs(rpc: Rpc, dex: Dex) -> None:
     """The factory's getPair must be the predicted CREATE2 address (else another build of the pair is installed)."""
     calls = [call_data("getPair(address,address)", p.token0, p.token1) for p in dex.pairs]

@@ -1,7 +1,8 @@
 """The devnet as a whole: bring it up (from the state cache or fresh), find the running one, take it down.
 
-Files in <DATA_DIR>/devnet: anvil.json (pid file), anvil.log, market.json, borrowers.json, cache/, build/, and
-v36.json when the market is the V3.6 one (`protocol="3.6"`; market.json's protocol_version says which).
+Files in <DATA_DIR>/devnet: anvil.json (pid file), anvil.log, market.json, borrowers.json, dex.json (the Uniswap
+V2 DEX deployed after the borrowers: devnet/dex.py), cache/, build/, and v36.json when the market is the V3.6 one
+(`protocol="3.6"`; market.json's protocol_version says which).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from . import anvil, protocols, state_cache
 from .borrowers import BorrowerRecord
+from .dex import deploy_dex, dex_json_path
 from .errors import DevnetError
 from .market import Market, load_market
 from .multicall import install_multicall
@@ -57,6 +59,8 @@ def up(
     log_path = devnet_dir(data_dir) / "anvil.log"
     extras = devnet_dir(data_dir) / protocols.V36_EXTRAS
     extras.unlink(missing_ok=True)  # a V3.0 market after a V3.6 one must not leave its extras behind
+    dex_json = dex_json_path(data_dir)
+    dex_json.unlink(missing_ok=True)  # nor a DEX of another chain (a cache entry from before the DEX has none)
     built = False
     if use_cache:
         entry, built = state_cache.ensure(cache_dir, borrowers, seed, progress, protocol=protocol)
@@ -67,6 +71,8 @@ def up(
         shutil.copyfile(entry.borrowers_path, borrowers_json_path(data_dir))
         if entry.extras_path.is_file():
             shutil.copyfile(entry.extras_path, extras)
+        if entry.dex_path.is_file():
+            shutil.copyfile(entry.dex_path, dex_json)
     else:
         node = anvil.start(port, detach=True, prune_history=prune_history, log_path=log_path)
         anvil.write_pid_file(data_dir, node)
@@ -81,6 +87,7 @@ def up(
                     result = protocols.seeder(market)(rpc, market, borrowers, seed)
                     record.add(seed, 0, result.users, result.blocks[1])
                 record.save(borrowers_json_path(data_dir))
+                deploy_dex(rpc, market).save(dex_json)  # as the state cache does: the DEX after the borrowers
         except BaseException:
             anvil.stop_recorded(data_dir)
             raise

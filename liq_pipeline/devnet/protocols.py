@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from . import dex
 from .deploy import deploy_market
 from .errors import DevnetError
 from .market import Market
@@ -25,8 +26,18 @@ from .v36.deploy import deploy_v36_market
 DEFAULT_PROTOCOL = "3.6"
 PROTOCOLS = ("3.0", "3.6")
 V36_EXTRAS = "v36.json"  # next to market.json: the V3.6 extras (L2Encoder, e-mode bitmaps, build key)
+DEX_JSON = "dex.json"  # next to market.json: the Uniswap V2 DEX deployed after the market and its borrowers
 # Source files (relative to this package) whose content decides what a deployed + seeded chain looks like.
-_SHARED_SOURCES = ("spec.py", "deploying.py", "seed.py", "accounts.py", "anvil.py", "contracts/DevnetAggregator.sol")
+_SHARED_SOURCES = (
+    "spec.py",
+    "deploying.py",
+    "seed.py",
+    "accounts.py",
+    "anvil.py",
+    "contracts/DevnetAggregator.sol",
+    "dex.py",  # the DEX every cached chain ends with, and its maths
+    "../risk/amm.py",
+)
 SHAPING_SOURCES: dict[str, tuple[str, ...]] = {
     "3.0": (*_SHARED_SOURCES, "deploy.py"),
     # v36/spec.py's dataclasses extend spec.py's
@@ -104,6 +115,11 @@ def code_fingerprint(protocol: str) -> str:
 
 def check_packages(protocol: str) -> None:
     check_v30()  # anvil is pinned there, and the feed's compiler comes with it
+    if package_version(dex.PACKAGE) != dex.PACKAGE_VERSION:
+        raise DevnetError(
+            f"npm {dex.PACKAGE} {package_version(dex.PACKAGE)} is installed, {dex.PACKAGE_VERSION} expected: "
+            "run `make setup`"
+        )
     if check_protocol(protocol) == "3.6":
         check_v36()
 

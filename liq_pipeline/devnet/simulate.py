@@ -15,6 +15,9 @@ Per block (one mined block each, `block_time` seconds apart, so interest accrues
   the Pool accepts under both orders of the block's price updates (max uint when accepted; V3.6's dust rule
   otherwise asks for less), so a liquidation reverts only when the model is wrong. V3.6: through L2Pool's compact
   liquidationCall.
+- the DEX (devnet/dex.py), when the chain has one: every pool off the oracle is swapped back to the block's
+  published prices by dex.ARBITRAGEUR, in the same block as the price updates (the swaps are computed from the
+  reserves before the block; nothing else swaps on the pairs in the simulator's blocks).
 Deterministic for a seed and a starting chain.
 """
 
@@ -26,6 +29,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .abi import call_data
 from .accounts import COMPETITOR, GAS_MONEY, LIQUIDITY_PROVIDER
@@ -39,6 +43,7 @@ from .actions import (
     user_reserves,
 )
 from .anvil import BLOCK_TIME
+from .dex import ARBITRAGEUR, Dex, arbitrage_swaps, find_dex, read_reserves, swap_txs
 from .market import Market
 from .rpc import Rpc
 from .seed import Portfolio, borrower_txs, liquidity_txs, plan_portfolios
@@ -93,6 +98,7 @@ class SimResult:
     other_reverts: int = 0
     reverts_by_kind: dict[str, int] = field(default_factory=dict)  # first word of the label: "borrow", ...
     users_seen_liquidatable: int = 0
+    arbitrage_swaps: int = 0  # DEX swaps back to the oracle (0 without a DEX)
     new_users: list[str] = field(default_factory=list)
     final_prices: dict[str, int] = field(default_factory=dict)
 
@@ -230,9 +236,12 @@ def simulate(
     *,
     first_arrival_index: int = 0,
     on_block: Callable[[int, SimResult], None] | None = None,
+    dex: Dex | Literal["auto"] | None = "auto",
 ) -> SimResult:
     """Run `config.blocks` blocks on the devnet behind `rpc`. `borrowers` are the users the competitor watches
-    (newcomers are added). `on_block(i, result)` is called after each block."""
+    (newcomers are added). `on_block(i, result)` is called after each block. `dex`: the DEX whose pools follow
+    the oracle (dex.load_dex(data_dir) reads dex.json); "auto" finds the one deployed on the chain
+    (dex.find_dex); None: no arbitrage."""
     started = time.perf_counter()
     rng = random.Random(f"liq-devnet-sim:{config.seed}")
     chain = Chain(rpc)
@@ -247,6 +256,8 @@ def simulate(
     queued: list[Portfolio] = []  # newcomers whose liquidity is supplied in this block, who act in the next
     plan_newcomers, txs_for = _newcomers(rpc, market)
     planner = LiquidationPlanner(rpc, market)
+    if dex == "auto":
+        dex = find_dex(rpc, market)
 
     def scan(subset: Sequence[str], block_index: int) -> None:
         subset = [u for u in subset if u not in written_off]
@@ -261,6 +272,7 @@ def simulate(
                 seen_unhealthy.pop(user, None)
 
     actors = [COMPETITOR, market.admin, LIQUIDITY_PROVIDER]  # they pay gas every block: topped up now and then
+    actors += [ARBITRAGEUR] if dex is not None else []
     with planner_closed(planner), chain.manual_mining():
         timestamp = chain.latest_timestamp()
         head = chain.block_number()
@@ -274,6 +286,10 @@ def simulate(
             result.shocks += shocked
             price_part = price_txs(market, publish)
             txs += price_part
+            if dex is not None:  # the pools to the oracle after this block's updates, in this block
+                swaps = arbitrage_swaps(dex, read_reserves(rpc, dex), prices.published)
+                txs += [tx for pair, swap in swaps.values() for tx in swap_txs(pair, swap)]
+                result.arbitrage_swaps += len(swaps)
 
             arriving, queued = queued, []
             for plan in arriving:

@@ -1,4 +1,5 @@
-"""Compile the devnet's own Solidity (the price feed) with npm `solc` (solcjs) run by the venv's Node.
+"""Compile the devnet's own Solidity (the price feed, Multicall3) and the project's (liq_pipeline/contracts/: the
+liquidator) with npm `solc` (solcjs) run by the venv's Node.
 
 Nothing binary is downloaded or committed: the source lives in contracts/, the compiler is pinned in
 package.json, and the output is cached in <DATA_DIR>/devnet/build under a hash of source, compiler and settings,
@@ -77,7 +78,14 @@ def run_solc_js(
 
 def compile_contract(name: str, data_dir: Path | str) -> Compiled:
     """contracts/<name>.sol compiled, from the cache when source, compiler and settings are unchanged."""
-    source_path = CONTRACTS_DIR / f"{name}.sol"
+    return compile_source(CONTRACTS_DIR / f"{name}.sol", data_dir)
+
+
+def compile_source(source_path: Path | str, data_dir: Path | str, name: str | None = None) -> Compiled:
+    """The contract `name` (default: the file's stem) of one self-contained Solidity file, compiled and cached in
+    <DATA_DIR>/devnet/build under <name>.<hash of source, compiler, settings>.json."""
+    source_path = Path(source_path)
+    name = name or source_path.stem
     source = source_path.read_text()
     version = package_version("solc")
     if version != SOLC_VERSION:
@@ -88,17 +96,20 @@ def compile_contract(name: str, data_dir: Path | str) -> Compiled:
         cached = json.loads(cache_path.read_text())
         return Compiled(name=name, abi=cached["abi"], bytecode=cached["bytecode"])
 
-    standard_input = {"language": "Solidity", "sources": {f"{name}.sol": {"content": source}}, "settings": _SETTINGS}
+    unit = source_path.name
+    standard_input = {"language": "Solidity", "sources": {unit: {"content": source}}, "settings": _SETTINGS}
     messages = (
-        f"could not run node to compile {name}.sol",
-        f"solcjs failed on {name}.sol",
-        f"{name}.sol does not compile",
+        f"could not run node to compile {unit}",
+        f"solcjs failed on {unit}",
+        f"{unit} does not compile",
     )
     solc = str(node_modules() / "solc")
     output = run_solc_js(
         [_DRIVER, solc], json.dumps(standard_input), timeout=300, messages=messages, stderr=slice(None, 300)
     )
-    contract = output["contracts"][f"{name}.sol"][name]
+    contract = output["contracts"][unit].get(name)
+    if contract is None:
+        raise DevnetError(f"{source_path} has no contract {name}")
     compiled = Compiled(name=name, abi=contract["abi"], bytecode="0x" + contract["evm"]["bytecode"]["object"])
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_suffix(".tmp")

@@ -3,7 +3,8 @@
 Key: (the protocol version, 3.0 or 3.6, and what identifies its contracts: the npm package version, or the V3.6
 build key; anvil's version; a fingerprint of the devnet code that shapes the chain; borrowers; seed), so the two
 markets never share an entry. An entry is a directory <DATA_DIR>/devnet/cache/<key>/ with `state.json.gz` (the
-dump), `market.json` and `borrowers.json` (and `v36.json` for V3.6). anvil records a call trace for every
+dump), `market.json`, `borrowers.json` and `dex.json` (the Uniswap V2 DEX deployed after the borrowers, devnet/dex.py;
+and `v36.json` for V3.6). anvil records a call trace for every
 transaction and dumps it; traces are 3/4 of a dump and no consumer replays them, so they are cut before saving
 (debug_trace* of old transactions is not available on a loaded chain; blocks, transactions, receipts and logs
 are).
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from . import anvil, protocols
 from .borrowers import BorrowerRecord
+from .dex import deploy_dex
 from .errors import DevnetError
 from .locks import locked
 from .market import Market, load_market
@@ -60,6 +62,11 @@ class CacheEntry:
     @property
     def borrowers_path(self) -> Path:
         return self.directory / "borrowers.json"
+
+    @property
+    def dex_path(self) -> Path:
+        """dex.json: the Uniswap V2 DEX deployed after the borrowers (absent in entries from before the DEX)."""
+        return self.directory / protocols.DEX_JSON
 
     @property
     def extras_path(self) -> Path:
@@ -254,6 +261,8 @@ def build(
                         on_block=history.on_block,
                     )
                     record.add(seed, 0, result.users, result.blocks[1])
+                # the DEX last, at the oracle's prices, in one block (dex.DEFAULT_DEPTH_USD a side of each pair)
+                deploy_dex(rpc, market).save(work / protocols.DEX_JSON)
                 save_market(work)
                 record.save(work / "borrowers.json")
                 history.write(work / "state.json.gz")

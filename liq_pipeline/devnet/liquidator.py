@@ -1,0 +1,246 @@
+"""The project's liquidator contract (liq_pipeline/contracts/Liquidator.sol) on the devnet: compile, deploy for an
+operator, and the transactions that drive it.
+
+Modes (the contract's notes say more):
+- flash loan: `liquidateWithFlashLoan(order, flashAmount)`: Pool.flashLoanSimple of the debt asset, then in
+  executeOperation the liquidationCall (standard, or the L2Pool's compact one when `args1` is set), all the seized
+  collateral sold on the order's Uniswap V2 pair, the loan + premium repaid; the profit stays in the contract.
+- inventory: `liquidateFromInventory(order)`: the contract's own debt-asset tokens repay; the collateral (or its
+  aTokens with receiveAToken) stays in the contract, or is sold when the order names a pair.
+Both revert with ProfitTooLow unless the profit (debt-asset units) is >= `order.min_profit`; only the operator may
+call them or `withdraw(token, amount)`. The devnet's operator is accounts.LIQUIDATOR (impersonated: no key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+
+from ..risk.wadray import percent_mul, percent_mul_ceil
+from .abi import call_data, constructor_data, create_address, decode_result
+from .accounts import GAS_MONEY, LIQUIDATOR
+from .actions import MAX_UINT, l2_liquidation_args
+from .anvil import BLOCK_TIME
+from .market import Market
+from .rpc import Rpc
+from .solc import Compiled, compile_source
+from .txs import CALL_GAS, CREATE_GAS, Chain, Tx
+
+SOURCE = Path(__file__).resolve().parents[1] / "contracts" / "Liquidator.sol"
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_WORD = bytes(32)
+ORDER = "(address,address,address,uint256,bool,bytes32,bytes32,address,uint256,int256)"
+FLASH = f"liquidateWithFlashLoan({ORDER},uint256)"
+INVENTORY = f"liquidateFromInventory({ORDER})"
+LIQUIDATED_TOPIC = (
+    "0x" + keccak(text="Liquidated(address,address,address,uint256,uint256,uint256,uint256,uint256,int256)").hex()
+)
+ERRORS = {  # selector -> name, for revert data
+    "0x" + keccak(text=signature).hex()[:8]: signature.split("(")[0]
+    for signature in (
+        "NotOperator()",
+        "NotPool()",
+        "NotInitiator()",
+        "ProfitTooLow(int256,int256)",
+        "TokenCallFailed(address)",
+        "FlashLoanNeedsUnderlying()",
+    )
+}
+
+
+def compile_liquidator(data_dir: Path | str) -> Compiled:
+    """Compiled with the npm solc, cached in <DATA_DIR>/devnet/build like the devnet's own contracts."""
+    return compile_source(SOURCE, data_dir)
+
+
+@dataclass(frozen=True)
+class Order:
+    """Liquidator.Order: what to liquidate and how to sell the collateral."""
+
+    collateral: str  # underlying addresses
+    debt: str
+    user: str
+    debt_to_cover: int = MAX_UINT
+    receive_a_token: bool = False
+    args1: bytes = ZERO_WORD  # non-zero: L2Pool.liquidationCall(args1, args2)
+    args2: bytes = ZERO_WORD
+    pair: str = ZERO_ADDRESS  # Uniswap V2 pair (collateral, debt); zero address: no swap
+    amount_out: int = 0  # 0: the contract computes the swap's output from getReserves
+    min_profit: int = 0  # debt-asset units
+
+
+def order_for(
+    market: Market,
+    collateral: str,
+    debt: str,
+    user: str,
+    *,
+    debt_to_cover: int = MAX_UINT,
+    receive_a_token: bool = False,
+    pair: str | None = None,
+    amount_out: int = 0,
+    min_profit: int = 0,
+    compact: bool | None = None,
+) -> Order:
+    """An Order by reserve symbols; `compact` (default: on V3.6, whose Pool is an L2Pool) fills the L2Pool's
+    compact arguments so the contract calls liquidationCall(bytes32,bytes32)."""
+    reserves = market.by_symbol
+    if compact is None:
+        compact = market.protocol_version != "3.0"
+    args1 = args2 = ZERO_WORD
+    if compact:
+        args1, args2 = l2_liquidation_args(
+            reserves[collateral].reserve_id, reserves[debt].reserve_id, user, debt_to_cover, receive_a_token
+        )
+    return Order(
+        collateral=reserves[collateral].asset,
+        debt=reserves[debt].asset,
+        user=to_checksum_address(user),
+        debt_to_cover=debt_to_cover,
+        receive_a_token=receive_a_token,
+        args1=args1,
+        args2=args2,
+        pair=pair or ZERO_ADDRESS,
+        amount_out=amount_out,
+        min_profit=min_profit,
+    )
+
+
+@dataclass(frozen=True)
+class DeployedLiquidator:
+    address: str
+    operator: str
+    pool: str
+    block: int
+
+    def flash_tx(self, order: Order, flash_amount: int, sender: str | None = None, gas: int = CALL_GAS) -> Tx:
+        data = call_data(FLASH, astuple(order), flash_amount)
+        return Tx(sender or self.operator, self.address, data, gas=gas, label=f"liquidator flash {order.user}")
+
+    def inventory_tx(self, order: Order, sender: str | None = None, gas: int = CALL_GAS) -> Tx:
+        data = call_data(INVENTORY, astuple(order))
+        return Tx(sender or self.operator, self.address, data, gas=gas, label=f"liquidator inventory {order.user}")
+
+    def withdraw_tx(self, token: str, amount: int = MAX_UINT, sender: str | None = None) -> Tx:
+        data = call_data("withdraw(address,uint256)", token, amount)
+        return Tx(sender or self.operator, self.address, data, label="liquidator withdraw")
+
+
+def deploy_liquidator(
+    rpc: Rpc, market: Market, data_dir: Path | str, operator: str = LIQUIDATOR, *, enable_flash: bool = True
+) -> DeployedLiquidator:
+    """Deploy the contract for `operator` against the market's Pool, from the operator, in its own block; first
+    (enable_flash) turn flash loans on for every reserve where they are off (the V3.6 market deploys without)."""
+    compiled = compile_liquidator(data_dir)
+    if enable_flash:
+        enable_flash_loans(rpc, market)
+    chain = Chain(rpc)
+    chain.set_balances([operator], GAS_MONEY)
+    chain.nonces.prefetch([operator])
+    address = create_address(operator, chain.nonces.known[operator.lower()])
+    code = constructor_data(compiled.bytecode, ["address", "address"], [market.pool, operator])
+    with chain.manual_mining():
+        done = chain.execute(
+            [Tx(operator, None, code, gas=CREATE_GAS, label="deploy Liquidator")],
+            timestamp=chain.latest_timestamp() + BLOCK_TIME,
+        )
+    if rpc.call("eth_getCode", address, "latest") in ("0x", ""):
+        raise RuntimeError(f"the Liquidator was not created at {address}")
+    return DeployedLiquidator(address, to_checksum_address(operator), to_checksum_address(market.pool), done.block)
+
+
+@dataclass(frozen=True)
+class Liquidated:
+    """The contract's Liquidated event."""
+
+    user: str
+    collateral: str
+    debt: str
+    debt_repaid: int
+    collateral_received: int
+    swap_out: int
+    flash_amount: int
+    premium: int
+    profit: int
+    transaction_hash: str
+
+
+def liquidated_events(logs: Sequence[dict[str, Any]], address: str) -> list[Liquidated]:
+    out = []
+    for log in logs:
+        if log["address"].lower() != address.lower() or not log["topics"] or log["topics"][0] != LIQUIDATED_TOPIC:
+            continue
+        user, collateral, debt = (to_checksum_address("0x" + t[-40:]) for t in log["topics"][1:4])
+        values = decode_result(["uint256"] * 5 + ["int256"], log["data"])
+        out.append(Liquidated(user, collateral, debt, *values, log["transactionHash"]))
+    return out
+
+
+# --- the Pool's flash-loan premium ---------------------------------------------------------------------------
+
+
+def flash_premium_bps(rpc: Rpc, market: Market, block: int | str = "latest") -> int:
+    tag = hex(block) if isinstance(block, int) else block
+    answer = rpc.call("eth_call", {"to": market.pool, "data": call_data("FLASHLOAN_PREMIUM_TOTAL()")}, tag)
+    return int(decode_result(["uint128"], answer)[0])
+
+
+def flash_premium(amount: int, premium_bps: int, protocol_version: str) -> int:
+    """What flashLoanSimple charges: V3.0 `percentMul` (half up), V3.6 `percentMulCeil` (FlashLoanLogic)."""
+    return percent_mul(amount, premium_bps) if protocol_version == "3.0" else percent_mul_ceil(amount, premium_bps)
+
+
+FLASHLOAN_ENABLED_BIT = 63  # ReserveConfiguration
+
+
+def flash_loans_enabled(rpc: Rpc, market: Market, block: int | str = "latest") -> dict[str, bool]:
+    """Per reserve symbol, the configuration's flash-loan bit."""
+    tag = hex(block) if isinstance(block, int) else block
+    calls = [
+        ("eth_call", [{"to": market.pool, "data": call_data("getConfiguration(address)", r.asset)}, tag])
+        for r in market.reserves
+    ]
+    answers = rpc.batch(calls)
+    return {
+        r.symbol: bool(int(answer, 16) >> FLASHLOAN_ENABLED_BIT & 1)
+        for r, answer in zip(market.reserves, answers, strict=True)
+    }
+
+
+def enable_flash_loans(rpc: Rpc, market: Market) -> list[str]:
+    """PoolConfigurator.setReserveFlashLoaning(asset, true) from the pool admin, in one block, for the reserves
+    where flash loans are off. Returns their symbols (none: no block mined)."""
+    off = [symbol for symbol, on in flash_loans_enabled(rpc, market).items() if not on]
+    if off:
+        chain = Chain(rpc)
+        chain.set_balances([market.admin], GAS_MONEY)
+        txs = [
+            Tx(
+                market.admin,
+                market.pool_configurator,
+                call_data("setReserveFlashLoaning(address,bool)", market.by_symbol[s].asset, True),
+                label=f"flash loans on {s}",
+            )
+            for s in off
+        ]
+        with chain.manual_mining():
+            chain.execute(txs, timestamp=chain.latest_timestamp() + BLOCK_TIME)
+    return off
+
+
+def set_flash_premium(rpc: Rpc, market: Market, premium_bps: int) -> None:
+    """The pool admin sets the flash-loan premium (the devnet deploys with 0; Base charges 5 bps)."""
+    signature = (
+        "updateFlashloanPremiumTotal(uint128)"
+        if market.protocol_version == "3.0"
+        else ("updateFlashloanPremium(uint128)")
+    )
+    chain = Chain(rpc)
+    chain.set_balances([market.admin], GAS_MONEY)
+    tx = Tx(market.admin, market.pool_configurator, call_data(signature, premium_bps), label="flash premium")
+    with chain.manual_mining():
+        chain.execute([tx], timestamp=chain.latest_timestamp() + BLOCK_TIME)
