@@ -7,6 +7,7 @@ evaluated block:
                     hf_values, behind)
 
 and, when they happen, `rpc_error(kind)`, `redis_up(bool)`, `set_miss_rate(rate)`, `asset_check(asset, check, ok)`.
+The executor's metrics (`liq_execution_*`, metrics/execution.py) live in the same registry: `BlockMetrics.execution`.
 
 Names kept from the TypeScript bot (docs/predictive-hf.md §10): `predictive_candidates_total`,
 `predictive_crossings_confirmed_total`, `hf_calc_users_per_sec`, `hf_calc_batch_seconds`,
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeHistogramMetricFamily, Metric
 
 from ..config import SCENARIO_NAMES
+from .execution import ExecutionMetrics
 
 # Block seen -> candidates written, and one engine batch: 1 ms .. 10 s, finest around the watcher's ~20 ms budget.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -203,6 +205,8 @@ class BlockMetrics:
         )
         self.hf_distribution = HfDistribution(bounds=hf_buckets)
         r.register(self.hf_distribution)
+        # The executor acts right after the watcher's evaluation: its metrics are served with the watcher's.
+        self.execution = ExecutionMetrics(r)
 
         self._scenario_children: dict[str, tuple[Any, Any, Any]] = {}
         for scenario in scenarios:

@@ -4,6 +4,7 @@ pool_events -> reserve_indices, borrower_snapshots (known users), liquidation_ou
 price_histories (independent)
 liquidation_candidates (engine output) -> liquidation_outcomes
 watcher_blocks (the watcher's per-block records, from Redis)
+liquidation_executions (the executor's attempts, from Redis)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..spec import DatasetSpec
 from . import (
     borrower_snapshots,
     liquidation_candidates,
+    liquidation_executions,
     liquidation_outcomes,
     pool_events,
     price_histories,
@@ -29,6 +31,7 @@ DATASETS: dict[str, DatasetSpec] = {
         liquidation_candidates,
         liquidation_outcomes,
         watcher_blocks,
+        liquidation_executions,
     )
 }
 
