@@ -1,13 +1,19 @@
-"""`liq bench`: the engine against a dense numpy kernel and a plain Python loop, in one process.
+"""`liq bench`: the engine against the bare kernel (the limit), the former preparing kernel and a plain Python loop.
 
 Every figure is a ratio against a reference timed in the same process, because this machine (2 cores) is noisy:
 - engine_s: median of `repeats` evaluations of every user's HF in every scenario from the position book, decisions
   re-decided exactly near 1 (the kernel's job, done exactly);
 - pipeline_s: the whole evaluation (HF, projections, ETA, candidates with sizing); book_s: building the position
   book once from the exact Int128 positions (done when positions change, not per block);
-- kernel_s: median of a dense numpy reference on the same users: underlying balances (scaled x index), LT
-  weights, then one (users x reserves) @ (reserves x scenarios) product each for collateral and debt. It starts
-  from float matrices of the scaled balances (the conversion from the frame is not timed);
+- kernel_s: median of the bare kernel, the limit of what the engine computes: every user's HF in every scenario as
+  `(W @ Fc.T) / (D @ Fd.T)` on the matrices the position book holds (W: LT-weighted scaled collateral, D: scaled
+  debt, stable debt beside it where counted) and per scenario weights (index x price / 10^decimals / 10^4), one
+  BLAS thread, inputs and outputs prepared outside the timing. `engine_vs_kernel` = kernel_s / engine_s is the
+  engine's share of that limit; `kernel_check_rel_max` the largest relative difference between the kernel's HFs
+  and the engine's float HFs (same sums) on a sample of users;
+- kernel_prepared_s: median of the former reference, which starts from the scaled balances and multiplies them by
+  indices, enabled flags and thresholds (four passes over users x reserves) before its two products: work the
+  book does once per change of positions, not per block;
 - loop_s: a plain per-user Python loop over a sample, scaled to all users;
 - exact_mismatches: users whose HF<1 decision in any scenario differs from the exact integer path, checked on
   every user within 1e-3 of HF = 1 in any scenario plus a random sample of the others;
@@ -23,16 +29,16 @@ import numpy as np
 import polars as pl
 
 from ..risk.blas import use_one_blas_thread
-from ..risk.book import build_book
+from ..risk.book import PositionBook, build_book
 from ..risk.engine import evaluate
 from ..risk.evaluation import CURRENT
 from ..risk.exact import account_data
-from ..risk.health import evaluate_health
+from ..risk.health import evaluate_health, float_health
 from ..risk.market import MarketState, coll_col, debt_col, on_col, user_positions
 from ..risk.params import AssetTrend, EngineParams
 from ..risk.scenarios import default_specs, scenario_prices
 from ..risk.synthetic import sample, sample_volatility
-from ..risk.valuation import ScenarioPrices
+from ..risk.valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
 from ..risk.wadray import RAY
 from .report import BenchRun, Stopwatch, median_seconds, quiet
 
@@ -40,10 +46,65 @@ SCENARIO_ORDER = ("baseline", "adverse", "extreme")
 # Share of users placed within 1e-6 of HF = 1, where only the exact path can decide: a stress far denser than a
 # real market (there, a handful per 10,000 sit within 1e-4), kept so that the exact path is always exercised.
 NEAR_ONE_SHARE = 0.005
+KERNEL_CHECK_ROWS = 20_000  # users whose kernel HFs are compared with the engine's float HFs in every run
 
 
-class DenseKernel:
-    """Reference: the HF of every user in every scenario as two dense matrix products."""
+class BareKernel:
+    """The limit: the HF of every user in every scenario as two products on prepared matrices and one division.
+
+    The inputs are the position book's own matrices (LT-weighted scaled collateral, scaled debt) and one weight
+    per reserve and scenario (index x price / 10^decimals, the collateral's divided by 10^4 for the bps), as the
+    engine's float pass uses them; the outputs are allocated here, so `run` touches nothing but the products.
+    """
+
+    def __init__(self, book: PositionBook, market: MarketState, scenarios: list[ScenarioPrices]):
+        ids = book.reserve_ids
+        self.collateral = book.weighted
+        self.fc = np.array([collateral_weights(market, s, ids) for s in scenarios]) / 10_000.0  # scenarios x reserves
+        fd = np.array([debt_weights(market, s, ids) for s in scenarios])
+        if book.has_stable:  # one debt matrix: stable balances beside the variable ones, their weights beside
+            self.debt = np.ascontiguousarray(np.hstack([book.debt, book.stable]))
+            fd = np.hstack([fd, np.array([stable_weights(market, s, ids) for s in scenarios])])
+        else:
+            self.debt = book.debt
+        self.fd = fd
+        shape = (book.height, len(scenarios))
+        self.hf = np.empty(shape)
+        self.owed = np.empty(shape)
+
+    def run(self) -> np.ndarray:
+        """users x scenarios: HF (inf: no debt and some collateral; NaN: neither)."""
+        np.matmul(self.collateral, self.fc.T, out=self.hf)
+        np.matmul(self.debt, self.fd.T, out=self.owed)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(self.hf, self.owed, out=self.hf)
+        return self.hf
+
+
+def kernel_check(book: PositionBook, market: MarketState, scenarios: list[ScenarioPrices], hf: np.ndarray, rows):
+    """Largest relative difference between the kernel's HFs (`hf`, every user) and the engine's float HFs on the
+    book's `rows` with debt: the engine's LT-weighted sums over its debt sums (before the floored average
+    threshold of V3.0-3.4, which the kernel does not compute), and, where no average is floored, its float HF."""
+    engine_hf, _band, weighted, _collateral, debt = float_health(book, market, scenarios, rows)
+    mine = hf[rows]
+    owes = debt > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        worst = _rel_diff(mine[owes], (weighted / 10_000.0 / debt)[owes])
+        if not market.rules.floors_average_threshold:
+            worst = max(worst, _rel_diff(mine[owes], engine_hf[owes]))
+    return worst
+
+
+def _rel_diff(values: np.ndarray, reference: np.ndarray) -> float:
+    """Largest |value / reference - 1|, |value| where the reference is 0 (NaN counts as infinitely far)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.where(reference != 0, np.abs(values / reference - 1.0), np.abs(values))
+    return float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0.0))
+
+
+class PreparingKernel:
+    """The former reference: the HF of every user in every scenario as two dense matrix products, after
+    multiplying the scaled balances by indices, enabled flags and thresholds (what the book does once)."""
 
     def __init__(self, positions: pl.DataFrame, market: MarketState, scenarios: list[ScenarioPrices]):
         ids = list(market.reserve_ids)
@@ -138,10 +199,19 @@ def run_bench(
     result = evaluate(book, market, params, trends)
     pipeline_s = median_seconds(lambda: evaluate(book, market, params, trends).candidates, max(1, repeats // 2))
 
-    say("dense kernel")
-    kernel = DenseKernel(positions, market, priced)
-    kernel.run()
+    say("bare kernel: the product on prepared matrices")
+    kernel = BareKernel(book, market, priced)
+    kernel.run()  # warm-up
     kernel_s = median_seconds(kernel.run, repeats)
+    check_rows = np.sort(np.random.default_rng(seed).permutation(users)[: min(users, KERNEL_CHECK_ROWS)])
+    kernel_rel = kernel_check(book, market, priced, kernel.run(), check_rows)
+    del kernel
+
+    say("preparing kernel")
+    preparing = PreparingKernel(positions, market, priced)
+    preparing.run()
+    kernel_prepared_s = median_seconds(preparing.run, repeats)
+    del preparing
 
     say("python loop")
     sample_n = min(loop_sample, users)
@@ -164,11 +234,15 @@ def run_bench(
             "pipeline_s": round(pipeline_s, 6),
             "book_s": round(booking.seconds, 4),
             "kernel_s": round(kernel_s, 6),
+            "kernel_prepared_s": round(kernel_prepared_s, 6),
+            "kernel_check_rel_max": float(f"{kernel_rel:.3e}"),
             "loop_s": round(loop_s, 3),
             "loop_sample": sample_n,
             "engine_vs_kernel": round(kernel_s / engine_s, 3),
             "speedup_vs_loop": round(loop_s / engine_s, 1),
+            "engine_vs_kernel_prepared": round(kernel_prepared_s / engine_s, 3),
             "user_scenarios_per_s": round(engine_hz),
+            "kernel_user_scenarios_per_s": round(users * len(priced) / kernel_s),
             "exact_redecided": result.exact_redecided,
             "exact_checked": checked,
             "exact_mismatches": mismatches,
@@ -215,4 +289,4 @@ def _exact_check(
     return len(picked), mismatches, [float(f"{q:.3e}") for q in quantiles]
 
 
-__all__ = ["CURRENT", "DenseKernel", "run_bench"]
+__all__ = ["CURRENT", "BareKernel", "PreparingKernel", "kernel_check", "run_bench"]

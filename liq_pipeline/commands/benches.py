@@ -1,5 +1,6 @@
-"""`liq bench`, `liq bench-watch`, `liq bench-cache`, `liq bench-lake`, `liq bench-seed`: the benchmarks of bench/,
-each printing one JSON object on stdout (`bench` and `bench-watch` print aligned lines without `--json`)."""
+"""`liq bench`, `liq bench-watch` (`--synthetic`: on generated blocks), `liq bench-cache`, `liq bench-lake`,
+`liq bench-seed`: the benchmarks of bench/, each printing one JSON object on stdout (`bench` and `bench-watch`
+print aligned lines without `--json`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..bench.cache import run_cache_bench
 from ..bench.devnet_seed import run_seed_bench
 from ..bench.engine import run_bench
 from ..bench.lake import run_lake_bench
+from ..bench.synthetic_watch import run_bench_watch_synthetic
 from ..bench.watch import run_bench_watch
 from ..config import PROTOCOL_VERSIONS
 from ..risk.blas import use_one_blas_thread
@@ -56,6 +58,29 @@ def watch(borrowers: int, blocks: int, as_json: bool, *, shocks: bool, seed: int
     with Console(stderr=True).status("benchmarking the watcher") as status:
         result = run_bench_watch(settings, borrowers, blocks, say=status.update, **options)
     _lines(result, 24)
+
+
+def watch_synthetic(
+    users: int,
+    blocks: int,
+    as_json: bool,
+    *,
+    shocks: bool,
+    seed: int,
+    vol_scale: float,
+    touched: float,
+    protocol: str | None = None,
+) -> None:
+    settings = runtime.settings()
+    use_one_blas_thread()
+    version = protocol or settings.aave_protocol_version
+    options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale, "touched": touched, "version": version}
+    if as_json:
+        print(json.dumps(run_bench_watch_synthetic(settings, users, blocks, **options)))
+        return
+    with Console(stderr=True).status("benchmarking the watcher on generated blocks") as status:
+        result = run_bench_watch_synthetic(settings, users, blocks, say=status.update, **options)
+    _lines(result, 28)
 
 
 def cache(users: int, candidates: int, repeat: int, per_user: bool) -> None:

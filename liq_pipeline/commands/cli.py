@@ -177,7 +177,7 @@ def bench(
     ] = "",
     as_json: Json = False,
 ) -> None:
-    """The engine against a dense numpy kernel and a Python loop."""
+    """The engine against the bare kernel (the limit of what it computes) and a Python loop."""
     from . import benches
 
     benches.engine(users, scenarios, repeats, loop_sample, exact_sample, version, as_json)
@@ -185,24 +185,53 @@ def bench(
 
 @app.command("bench-watch")
 def bench_watch(
-    borrowers: Annotated[int, typer.Option(min=1, help="Real borrowers seeded on the devnet (cached).")] = 10_000,
+    borrowers: Annotated[
+        int,
+        typer.Option(
+            "--borrowers",
+            "--users",
+            min=1,
+            help="Real borrowers seeded on the devnet (cached); with --synthetic, generated borrowers.",
+        ),
+    ] = 10_000,
     blocks: Annotated[int, typer.Option(min=1, help="Blocks with traffic to measure.")] = 100,
     as_json: Json = False,
-    shocks: Annotated[bool, typer.Option(help="Let the simulator crash the market now and then.")] = False,
+    shocks: Annotated[
+        bool | None,
+        typer.Option(help="Crash the market now and then (default: off on the devnet, on with --synthetic)."),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the devnet's borrowers and of the traffic.")] = 0,
     vol_scale: Annotated[float, typer.Option(min=0.0, help="Price volatility x the assets' real one.")] = 1.0,
     protocol: DevnetProtocol = None,
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Generated market and blocks, no node: sizes anvil cannot seed.")
+    ] = False,
+    touched: Annotated[
+        float, typer.Option(min=0.0, help="With --synthetic: mean touched users per block (Poisson).")
+    ] = 300.0,
 ) -> None:
-    """Watcher latency on real devnet positions under live traffic.
+    """Watcher latency on real devnet positions under live traffic, or on generated blocks (--synthetic).
 
     Block seen -> candidates written, per block.
     """
     from . import benches
 
+    if synthetic:
+        benches.watch_synthetic(  # the engine's rules: --protocol, else AAVE_PROTOCOL_VERSION
+            borrowers,
+            blocks,
+            as_json,
+            shocks=shocks is not False,
+            seed=seed,
+            vol_scale=vol_scale,
+            touched=touched,
+            protocol=protocol,
+        )
+        return
     if protocol is not None:  # run_bench_watch reads it from the settings (DEVNET_PROTOCOL_VERSION)
         os.environ["DEVNET_PROTOCOL_VERSION"] = protocol
 
-    benches.watch(borrowers, blocks, as_json, shocks=shocks, seed=seed, vol_scale=vol_scale)
+    benches.watch(borrowers, blocks, as_json, shocks=bool(shocks), seed=seed, vol_scale=vol_scale)
 
 
 @app.command("bench-cache")

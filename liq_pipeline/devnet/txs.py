@@ -19,6 +19,9 @@ from .rpc import Rpc, RpcError
 CALL_GAS = 3_000_000  # explicit: anvil's own estimate left some Aave borrows out of gas
 CREATE_GAS = 15_000_000  # Pool / PoolConfigurator creation code is ~22-24 KB
 ETH = 10**18
+# The devnet's actors tip like Base's ordinary traffic (~0.001 gwei), not anvil's default 1 gwei: a liquidator's
+# priority fee then orders it ahead of them as it would on Base (the executor's comes from its gas ladder).
+PRIORITY_FEE = 10**6
 
 
 @dataclass
@@ -29,9 +32,16 @@ class Tx:
     gas: int = CALL_GAS
     value: int = 0
     label: str = ""  # what it does, for error messages
+    priority_fee: int = PRIORITY_FEE  # wei per gas: anvil orders a block's transactions by it, as Base does
 
     def params(self, nonce: int) -> dict[str, Any]:
-        tx = {"from": self.sender, "data": self.data, "gas": hex(self.gas), "nonce": hex(nonce)}
+        tx = {
+            "from": self.sender,
+            "data": self.data,
+            "gas": hex(self.gas),
+            "nonce": hex(nonce),
+            "maxPriorityFeePerGas": hex(self.priority_fee),
+        }
         if self.to is not None:
             tx["to"] = self.to
         if self.value:

@@ -90,6 +90,9 @@ class LiquidationPlan:
     profit_base: int  # base currency units (8 decimals: USD on Base), floored
     base_currency_unit: int
     evaluated: int  # liquidation outcomes computed to choose it (every pair)
+    mode: str = (
+        "flash"  # "flash": flash loan, collateral sold on the pair; "inventory": debt asset held, collateral kept
+    )
 
     @property
     def profit_usd(self) -> float:
@@ -133,6 +136,7 @@ class _Pair:
     gas: int  # debt-asset units
     liquidator: str | None
     timestamp: int | None
+    inventory: int | None = None  # inventory mode: the debt asset held (the most it can repay); None: flash loan
 
     def __post_init__(self) -> None:
         self.seen: dict[int, tuple[int | None, LiquidationOutcome]] = {}
@@ -156,15 +160,22 @@ class _Pair:
         profit = None
         if out.ok and out.debt_repaid > 0 and out.collateral_seized > 0:
             bought = self.bought(out.collateral_seized)
-            if bought is not None:
-                premium = flash_premium(out.debt_repaid, self.premium_bps, self.market)
+            if bought is not None and (self.inventory is None or out.debt_repaid <= self.inventory):
+                premium = (
+                    0 if self.inventory is not None else flash_premium(out.debt_repaid, self.premium_bps, self.market)
+                )
                 profit = bought - out.debt_repaid - premium - self.gas
         self.seen[amount] = (profit, out)
         return profit, out
 
     def bought(self, collateral: int) -> int | None:
-        if self.reserves is None:
+        if self.collateral_id == self.debt_id:
             return collateral
+        if self.inventory is not None:  # kept, valued at the oracle as the Liquidator values it (floored)
+            coll, debt = self.market.by_id[self.collateral_id], self.market.by_id[self.debt_id]
+            return collateral * coll.price * debt.unit // (debt.price * coll.unit)
+        if self.reserves is None:
+            return None
         reserve_in, reserve_out = self.reserves
         if reserve_in <= 0 or reserve_out <= 0:
             return None
@@ -173,6 +184,15 @@ class _Pair:
     def profit(self, amount: int) -> float | int:
         value = self.evaluate(amount)[0]
         return float("-inf") if value is None else value
+
+
+def _ladder(limit: int) -> list[int]:
+    """1, 10, 100, ... up to `limit`, and `limit` itself."""
+    out, x = [], 1
+    while x < limit:
+        out.append(x)
+        x *= 10
+    return [*out, limit] if limit >= 1 else []
 
 
 def _largest_accepted(accepted: Callable[[int], bool], low: int, high: int) -> int:
@@ -226,14 +246,18 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
         def accepted(x: int) -> bool:
             return pair.outcome(x).ok
 
-        first_ok = 1 if accepted(1) else None
-        if first_ok is None:
+        # Tiny amounts revert too (a scaled burn of 0: InvalidBurnAmount): the first accepted amount on a x10
+        # ladder bounds the search from below (amounts that small earn less than the gas anyway).
+        low = next((x for x in _ladder(top - 1) if accepted(x)), None)
+        if low is None:
             high = 0
         else:
-            high = _largest_accepted(accepted, 1, top - 1)
+            high = _largest_accepted(accepted, low, top - 1)
             candidates.append(high)
-    if high >= 1:
-        candidates.append(golden_max(pair.profit, 1, high))
+    else:
+        low = 1
+    if low is not None and high >= low:
+        candidates.append(golden_max(pair.profit, low, high))
     best: tuple[int, int] | None = None
     for amount in candidates:
         profit = pair.evaluate(amount)[0]
@@ -251,10 +275,13 @@ def plan_liquidation(
     liquidator: str | None = None,
     timestamp: int | None = None,
     min_profit_base: int = 1,
+    inventory: Mapping[int, int] | None = None,
 ) -> LiquidationPlan | None:
     """The (collateral, debt, debtToCover) that earns the most (compared in base currency across debt assets),
     or None when no amount of any pair earns at least `min_profit_base` (base-currency units) or the Pool would
-    revert on all of them. `pools`: see PoolReserves; `timestamp`: the block the transaction lands in."""
+    revert on all of them. `pools`: see PoolReserves; `timestamp`: the block the transaction lands in.
+    `inventory`: reserve id -> the debt asset the liquidator holds: each pair is then also planned in inventory mode
+    (no flash loan, no swap, the collateral kept and valued at the oracle, as the Liquidator contract values it)."""
     by_id = market.by_id
     collaterals = sorted(r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken)
     debts = sorted(r for r, leg in position.legs.items() if leg.scaled_variable_debt or leg.stable_debt)
@@ -264,31 +291,34 @@ def plan_liquidation(
         debt = by_id[debt_id]
         gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt.price, debt.unit)
         for collateral_id in collaterals:
-            if collateral_id == debt_id:
-                reserves = None
-            else:
-                reserves = pool_reserves(pools, collateral_id, debt_id)
-                if reserves is None:
+            reserves = None if collateral_id == debt_id else pool_reserves(pools, collateral_id, debt_id)
+            held = (inventory or {}).get(debt_id, 0)
+            options = []
+            if reserves is not None or collateral_id == debt_id:
+                options.append(None)  # a flash loan, the collateral sold on the pair
+            if held > 0:
+                options.append(held)  # the debt asset held, the collateral kept
+            for limit in options:
+                pair = _Pair(
+                    position,
+                    market,
+                    collateral_id,
+                    debt_id,
+                    reserves,
+                    costs.flash_premium_bps,
+                    gas,
+                    liquidator,
+                    timestamp,
+                    limit,
+                )
+                found = _plan_pair(pair)
+                evaluated += len(pair.seen)
+                if found is None:
                     continue
-            pair = _Pair(
-                position,
-                market,
-                collateral_id,
-                debt_id,
-                reserves,
-                costs.flash_premium_bps,
-                gas,
-                liquidator,
-                timestamp,
-            )
-            found = _plan_pair(pair)
-            evaluated += len(pair.seen)
-            if found is None:
-                continue
-            profit, amount = found
-            value = Fraction(profit * debt.price, debt.unit)
-            if best is None or value > best[0]:
-                best = (value, profit, pair, amount)
+                profit, amount = found
+                value = Fraction(profit * debt.price, debt.unit)
+                if best is None or value > best[0]:
+                    best = (value, profit, pair, amount)
     if best is None:
         return None
     value, profit, pair, amount = best
@@ -296,15 +326,17 @@ def plan_liquidation(
     if profit <= 0 or profit_base < min_profit_base:
         return None
     outcome = pair.outcome(amount)
-    premium = flash_premium(outcome.debt_repaid, pair.premium_bps, market)
+    flash = pair.inventory is None
+    premium = flash_premium(outcome.debt_repaid, pair.premium_bps, market) if flash else 0
     bought = pair.bought(outcome.collateral_seized)
+    swapped = flash and pair.collateral_id != pair.debt_id
     breakdown = Costs(
         flash_premium=premium,
         l2_gas_wei=costs.gas_units * costs.gas_price_wei,
         l1_fee_wei=costs.l1_fee_wei,
         gas=pair.gas,
-        swap_in=0 if pair.reserves is None else outcome.collateral_seized,
-        swap_out=bought or 0,
+        swap_in=outcome.collateral_seized if swapped else 0,
+        swap_out=(bought or 0) if flash else 0,  # same asset in flash mode: the collateral itself
     )
     return LiquidationPlan(
         user=position.user,
@@ -319,4 +351,5 @@ def plan_liquidation(
         profit_base=profit_base,
         base_currency_unit=market.base_currency_unit,
         evaluated=evaluated,
+        mode="flash" if flash else "inventory",
     )

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from liq_pipeline.bench.engine import run_bench
+import numpy as np
+import polars as pl
+import pytest
+
+from liq_pipeline.bench.engine import BareKernel, kernel_check, run_bench
+from liq_pipeline.risk.book import build_book
+from liq_pipeline.risk.health import evaluate_health, float_health
+from liq_pipeline.risk.market import stable_col
+from liq_pipeline.risk.scenarios import default_specs, scenario_prices
+from liq_pipeline.risk.synthetic import sample
 
 from .contract import assert_report
 
@@ -26,8 +35,13 @@ def test_engine_bench_small(clean_env):
         "pipeline_s",
         "book_s",
         "kernel_s",
+        "kernel_prepared_s",
+        "kernel_check_rel_max",
         "loop_s",
         "engine_vs_kernel",
+        "engine_vs_kernel_prepared",
+        "user_scenarios_per_s",
+        "kernel_user_scenarios_per_s",
         "speedup_vs_loop",
         "exact_redecided",
         "exact_checked",
@@ -42,8 +56,62 @@ def test_engine_bench_small(clean_env):
     assert result["users"] == 3_000 and result["scenarios"] == 3
     assert result["exact_mismatches"] == 0
     assert result["exact_checked"] >= 500
-    for key in ("engine_s", "pipeline_s", "book_s", "kernel_s", "loop_s", "engine_vs_kernel", "speedup_vs_loop"):
+    for key in (
+        "engine_s",
+        "pipeline_s",
+        "book_s",
+        "kernel_s",
+        "kernel_prepared_s",
+        "loop_s",
+        "engine_vs_kernel",
+        "engine_vs_kernel_prepared",
+        "speedup_vs_loop",
+    ):
         assert result[key] > 0, key
     assert result["pipeline_s"] >= result["engine_s"]  # the pipeline computes the HFs and more
     assert 0 <= result["rel_err_p50"] <= result["rel_err_p99"] <= result["rel_err_max"]
-    assert result["user_scenarios_per_s"] > 0
+    assert result["user_scenarios_per_s"] > 0 and result["kernel_user_scenarios_per_s"] > 0
+    # engine_vs_kernel is the engine's share of the bare kernel's speed (no timing asserted: figures, not tests)
+    ratio = result["kernel_s"] / result["engine_s"]  # of rounded figures
+    assert result["engine_vs_kernel"] == pytest.approx(ratio, rel=0.02, abs=0.002)
+    assert 0 <= result["kernel_check_rel_max"] < 1e-12  # the kernel computes the engine's float HFs
+
+
+def _with_stable_debt(positions: pl.DataFrame) -> pl.DataFrame:
+    """Every fifth user also owes stable debt on reserve 1 (V3.0-3.1 count it; the generated market has none)."""
+    owed = [10**6 * (k % 7 + 1) if k % 5 == 0 else 0 for k in range(positions.height)]
+    return positions.with_columns(pl.Series(stable_col(1), owed, dtype=pl.Int128))
+
+
+@pytest.mark.parametrize(("version", "stable"), [("3.0", False), ("3.0", True), ("3.5", False), ("3.6", False)])
+def test_bare_kernel_computes_the_engines_float_hf(version, stable):
+    """The bare kernel's HFs, from the book's own matrices, are the engine's float HFs on the same inputs: equal
+    to the engine's LT-weighted sums over its debt sums to rounding, and to its float HF where no average
+    threshold is floored (V3.5 on); where it is floored (V3.0-3.4), within one bps of the lowest threshold."""
+    generated = sample(2_000, version=version, seed=3, near_one_share=0.05)
+    market = generated.market
+    positions = _with_stable_debt(generated.positions) if stable else generated.positions
+    book = build_book(positions, market)
+    assert book.has_stable is stable
+    priced = [scenario_prices(spec, market) for spec in default_specs(["baseline", "adverse", "extreme"])]
+    hf = BareKernel(book, market, priced).run().copy()
+    assert hf.shape == (book.height, 3)
+    engine_hf, _band, weighted, collateral, debt = float_health(book, market, priced)
+    owes, holds = debt > 0, collateral > 0
+    assert owes.any() and (~owes).any()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sums = weighted / 10_000.0 / debt
+    np.testing.assert_allclose(hf[owes], sums[owes], rtol=1e-13, atol=0)
+    assert np.isposinf(engine_hf[~owes]).all()
+    both = owes & holds
+    if market.rules.floors_average_threshold:
+        lowest = np.nanmin(np.where(book.holds > 0, book.weighted / np.where(book.coll > 0, book.coll, 1), np.nan))
+        np.testing.assert_allclose(hf[both], engine_hf[both], rtol=1.0 / lowest, atol=0)
+    else:
+        np.testing.assert_allclose(hf[both], engine_hf[both], rtol=1e-13, atol=0)
+        # outside the engine's error band its float decision is final, and the kernel's is the same
+        exact = evaluate_health(book, market, priced)
+        settled = both & ~exact.exact
+        assert ((hf[settled] < 1.0) == (exact.hf[settled] < 1.0)).all()
+    assert kernel_check(book, market, priced, hf, np.arange(book.height)) < 1e-13
+    assert kernel_check(book, market, priced, hf, np.arange(0, book.height, 7)) < 1e-13

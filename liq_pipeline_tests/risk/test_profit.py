@@ -19,7 +19,7 @@ from liq_pipeline.risk.profit import (
     plan_liquidation,
     pool_reserves,
 )
-from liq_pipeline.risk.wadray import UINT256_MAX
+from liq_pipeline.risk.wadray import RAY, UINT256_MAX
 from liq_pipeline_tests.risk.factories import coll, debt, user
 from liq_pipeline_tests.risk.test_liquidation import _market, _with
 
@@ -160,3 +160,35 @@ def test_min_profit_in_base_currency():
 def test_golden_max_finds_the_integer_maximum_of_a_concave_function():
     for peak in (1, 7, 12_345, 10**18 + 3):
         assert golden_max(lambda x, p=peak: -((x - p) ** 2), 1, 10**20) == peak
+
+
+def test_a_shallow_pool_on_a_seasoned_market_still_finds_the_profitable_slice():
+    # Indices far from 1 (as on Base): liquidating 1 wei of debt burns 0 scaled units and reverts
+    # (InvalidBurnAmount), and the whole debt swapped through a $200k pool loses more than the 5 % bonus. The
+    # search must start from the smallest amount the Pool accepts, not from 1, to find the amounts in between.
+    seasoned = _with(
+        _with(_market("3.6"), WETH_ID, liquidity_index=RAY * 112 // 100),
+        USDC_ID,
+        variable_borrow_index=RAY * 118 // 100,
+    )
+    position = user("0xedge", {WETH_ID: coll(100 * E18), USDC_ID: debt(170_000 * E6)})
+    shallow = {(WETH_ID, USDC_ID): (50 * E18, 100_000 * E6)}
+    assert not liquidation_outcome(position, seasoned, WETH_ID, USDC_ID, 1).ok
+    assert _profit(position, seasoned, WETH_ID, USDC_ID, UINT256_MAX, shallow) < 0
+    plan = plan_liquidation(position, seasoned, shallow, COSTS)
+    assert plan is not None and plan.profit > 0 and plan.debt_to_cover < plan.outcome.max_liquidatable_debt
+
+
+def test_inventory_mode_keeps_the_collateral_at_the_oracle_price():
+    # The same position with no pool at all: only the debt asset held lets it be liquidated.
+    position = user("0xinv", {WETH_ID: coll(E18), USDC_ID: debt(1_700 * E6)})
+    market = _market("3.6")
+    assert plan_liquidation(position, market, {}, COSTS) is None
+    plan = plan_liquidation(position, market, {}, COSTS, inventory={USDC_ID: 10_000 * E6})
+    assert plan is not None and plan.mode == "inventory" and plan.costs.flash_premium == 0
+    seized, repaid = plan.outcome.collateral_seized, plan.outcome.debt_repaid
+    weth, usdc = market.by_id[WETH_ID], market.by_id[USDC_ID]
+    value = seized * weth.price * usdc.unit // (usdc.price * weth.unit)  # as the Liquidator values it
+    assert plan.profit == value - repaid - plan.costs.gas
+    small = plan_liquidation(position, market, {}, COSTS, inventory={USDC_ID: 100 * E6})
+    assert small is not None and small.outcome.debt_repaid <= 100 * E6  # never more than held

@@ -35,6 +35,7 @@ from .seasoning import SEASON_SECONDS, season
 from .spec import BASE_CURRENCY_UNIT, EMODES, MARKET_ID, PROTOCOL_VERSION, RESERVES, EModeSpec, ReserveSpec
 
 LIBRARIES = ("BorrowLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic", "ConfiguratorLogic")
+FLASH_PREMIUM_BPS = 5  # Base's FLASHLOAN_PREMIUM_TOTAL (0.05 %)
 TREASURY = to_checksum_address(keccak(text="liq-devnet-v36:treasury")[12:])
 
 
@@ -141,7 +142,9 @@ def deploy_v36_market(
             if spec.liquidation_threshold:  # an LT-0 reserve starts that way: nothing to configure
                 plan.collateral_parameters(configurator, asset, spec)
             plan.call(configurator, "setReserveBorrowing(address,bool)", asset, spec.borrowable)
+            plan.call(configurator, "setReserveFlashLoaning(address,bool)", asset, True)  # on, as on Base
             plan.fees(configurator, asset, spec)
+        plan.call(configurator, "updateFlashloanPremium(uint128)", FLASH_PREMIUM_BPS)
         for emode in emodes:
             plan.call(
                 configurator,

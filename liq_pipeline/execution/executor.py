@@ -1,0 +1,456 @@
+"""FastPathExecutor: right after the watcher's evaluation of a block, liquidate the users below HF 1.
+
+Per block, for each user the Pool would let us liquidate (exact HF < 1):
+1. plan: the most profitable (collateral, debt, debtToCover) net of the flash premium, the swap at the pair's real
+   reserves and gas (risk/profit.py, every point exact), for a transaction landing in the next block;
+2. claim the opportunity in Redis (idempotency.py): one attempt per (market, user, debt, collateral) over every
+   executor process; no answer from Redis, no send;
+3. verify against the latest state ("pending verification"): `eth_estimateGas` (and the gas it will use,
+   `eth_createAccessList`, in the same batch) of the Liquidator call; a revert
+   (someone was faster, a price moved) gives the claim back and sends nothing;
+4. fees from the gas ladder (a share of the profit as priority fee, capped so profit net of gas stays >= the minimum);
+5. dry-run (the default): record what would be sent. Live: under the sender's nonce lock, sign (EIP-1559, the
+   chain's id) and send; record.
+Then every block, `follow()` reads the receipts of what is in flight: included (realized profit from the contract's
+Liquidated event, net of gas), reverted or lost (another liquidator's LiquidationCall of the same user), replaced
+with a fee bump after N blocks, cancelled when the user is no longer liquidatable, dropped.
+
+Round trips per block with liquidatable users: one batch (header + every pair's reserves), then per attempt
+estimateGas, the nonce read and the send (three), all after the plan; a block without any costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..cache.keys import MarketKeys
+from ..chain.abi import event_topic
+from ..chain.rpc import RpcClient, RpcError
+from ..risk.exact import account_data
+from ..risk.market import MarketState, UserPosition
+from ..risk.profit import CostInputs, LiquidationPlan, plan_liquidation
+from ..risk.wadray import WAD
+from .gas_ladder import Costs as LadderCosts
+from .gas_ladder import Fees, LadderConfig, Pending, initial_fees, next_step, usd_e8, usd_to_wei
+from .idempotency import TAKEN, AttemptGuard, Claim, NonceLock, Opportunity
+from .liquidator_call import liquidated_events, plan_calldata
+from .records import ExecutionAttempt, new_attempt_key
+from .signer import Signer
+
+log = logging.getLogger(__name__)
+
+GET_RESERVES = "0x0902f1ac"  # getReserves()
+BALANCE_OF = "0x70a08231"  # balanceOf(address)
+GAS_HEADROOM_BPS = 12_000  # gas limit = estimate x 1.2: the estimate is for the latest state, not the next block's
+DEFAULT_GAS_UNITS = 700_000  # planning figure before the estimate (measured: 475k on V3.6, 682k on V3.0)
+CANCEL_GAS = 21_000
+ANY_ASSET = "0x" + "00" * 20  # the claim's pair: any (claims are per user)
+LIQUIDATION_CALL_TOPIC = event_topic("Pool", "LiquidationCall")
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Where the executor acts: its Liquidator contract, the Uniswap V2 pairs it sells on, the Pool's shape."""
+
+    liquidator: str  # the Liquidator contract (its operator is the signer's address)
+    operator: str  # the sending address (the signer's)
+    pairs: Mapping[tuple[int, int], str]  # (reserve id of the pair's token0, of token1) -> pair address
+    compact: bool  # an L2Pool: the compact liquidationCall (Base)
+    flash_premium_bps: int  # Pool.FLASHLOAN_PREMIUM_TOTAL
+    eth_reserve_id: int  # the reserve whose oracle price is the native token's (WETH)
+    inventory: bool = False  # the contract holds debt assets: plan inventory mode too (collateral kept, no swap)
+
+    def pair_for(self, a: int, b: int) -> str | None:
+        return self.pairs.get((a, b)) or self.pairs.get((b, a))
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    live: bool = False  # EXECUTION_ENABLED: False = dry-run, nothing is signed or sent
+    min_profit_usd: float = 1.0
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+    block_time: int = 2  # seconds: the block the transaction lands in is this much later
+
+
+@dataclass
+class InFlight:
+    attempt: ExecutionAttempt
+    plan: LiquidationPlan
+    tx: dict  # unsigned, without fees and nonce (a replacement re-signs it)
+    nonce: int
+    pending: Pending
+    costs: LadderCosts
+    hashes: list[str]
+    claim: Claim | None = None
+    cancelled: bool = False
+
+
+def next_base_fee(header: dict) -> int:
+    """EIP-1559: the next block's base fee from this block's base fee, gas used and gas limit (elasticity 2,
+    change denominator 8; OP-stack chains set their own, Base's are 2 / 250 since Canyon: close enough for an
+    expectation, the chain's header is what is paid)."""
+    base = int(header.get("baseFeePerGas", "0x0"), 16)
+    used, limit = int(header.get("gasUsed", "0x0"), 16), int(header.get("gasLimit", "0x0"), 16)
+    target = limit // 2
+    if not target or used == target:
+        return base
+    if used > target:
+        return base + max(1, base * (used - target) // target // 8)
+    return base - base * (target - used) // target // 8
+
+
+def _after_our_swap(pools: dict, balances: dict, plan: LiquidationPlan) -> None:
+    """The pair's reserves once our transaction for `plan` has run (our transactions run in nonce order). A pair's
+    swap prices from its stored reserves but then stores its token balances, which also hold any tokens sent to it
+    without a swap (a failed arbitrage's transfer, a donation): the next swap meets those."""
+    if plan.costs.swap_in == 0:
+        return
+    c, d = plan.collateral_id, plan.debt_id
+    key = (c, d) if (c, d) in pools else (d, c)
+    held = balances.get(key, pools[key])
+    if key == (c, d):
+        after = (held[0] + plan.costs.swap_in, held[1] - plan.costs.swap_out)
+    else:
+        after = (held[0] - plan.costs.swap_out, held[1] + plan.costs.swap_in)
+    pools[key] = balances[key] = after
+
+
+class FastPathExecutor:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        market: MarketKeys,
+        venue: Venue,
+        guard: AttemptGuard,
+        config: ExecutorConfig,
+        *,
+        signer: Signer | None = None,
+        nonce_lock: NonceLock | None = None,
+        recorder=None,
+    ) -> None:
+        if config.live and (signer is None or nonce_lock is None):
+            raise ValueError("a live executor needs a signer and a nonce lock")
+        if signer is not None and signer.address.lower() != venue.operator.lower():
+            raise ValueError(f"the signer is {signer.address}, the Liquidator's operator is {venue.operator}")
+        self.rpc, self.market, self.venue, self.guard, self.config = rpc, market, venue, guard, config
+        self.signer, self.nonce_lock, self.recorder = signer, nonce_lock, recorder
+        self.in_flight: dict[str, InFlight] = {}  # attempt key -> what is pending on chain
+        self.attempts: list[ExecutionAttempt] = []  # every final state, in order (the arena's tally)
+        self.mismatches: list[tuple] = []  # included liquidations whose amounts differ from their plan
+        self.unplanned: dict[str, int] = {}  # user -> last block it was below 1 with no profitable plan
+        self._next_base_fee = 0
+        self.inventory: dict[int, int] = {}  # reserve id -> the contract's balance (read each block it acts)
+        self.mode = "live" if config.live else "dry_run"
+
+    # --- one block ---------------------------------------------------------------------------------------------
+    def on_block(self, state: MarketState, positions: Sequence[UserPosition], seen_at: float) -> list[ExecutionAttempt]:
+        """Act on `positions` (the users the watcher found below HF 1 at `state.block`); returns this block's
+        attempts (sent, dry-run or skipped). Follows what is in flight first."""
+        busy = {f.attempt.user for f in self.in_flight.values()}
+        ready = [p for p in positions if p.user.lower() not in busy and account_data(p, state).health_factor < WAD]
+        self.follow(state, positions)
+        if not ready:
+            return []
+        header, pools, balances = self._read_block(state.block, ready, state)
+        base_fee = int(header.get("baseFeePerGas", "0x0"), 16)
+        self._next_base_fee = next_base_fee(header)
+        eth_price = state.by_id[self.venue.eth_reserve_id].price
+        costs = CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
+        min_base = int(usd_e8(self.config.min_profit_usd)) * state.base_currency_unit // 10**8
+        out = []
+        for position in ready:
+            plan = plan_liquidation(
+                position,
+                state,
+                pools,
+                costs,
+                liquidator=self.venue.liquidator,
+                timestamp=state.timestamp + self.config.block_time,
+                min_profit_base=max(1, min_base),
+                inventory=self.inventory or None,
+            )
+            if plan is None:
+                self.unplanned[position.user.lower()] = state.block
+                continue
+            attempt = self._attempt(plan, state, base_fee, eth_price, seen_at)
+            if attempt is not None:
+                out.append(attempt)
+                if attempt.outcome in ("sent", "dry_run"):
+                    _after_our_swap(pools, balances, plan)  # our next transaction in this block meets the pool after it
+                    if plan.mode == "inventory":  # and the inventory after it
+                        self.inventory[plan.debt_id] -= plan.outcome.debt_repaid
+        return out
+
+    def _read_block(self, block: int, users: Sequence[UserPosition], state: MarketState):
+        """One batch: the block's header (base fee), and for every pair these users' plans may sell on its
+        reserves and its two token balances."""
+        wanted: dict[str, tuple[int, int]] = {}
+        for position in users:
+            held = [r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken]
+            owed = [r for r, leg in position.legs.items() if leg.scaled_variable_debt]
+            for c in held:
+                for d in owed:
+                    for key in ((c, d), (d, c)):
+                        if key in self.venue.pairs:
+                            wanted[self.venue.pairs[key]] = key
+        pairs = list(wanted)
+        tag = hex(block)
+        requests = [("eth_getBlockByNumber", [tag, False])]
+        for pair in pairs:
+            holder = "0" * 24 + pair.lower().removeprefix("0x")
+            requests.append(("eth_call", [{"to": pair, "data": GET_RESERVES}, tag]))
+            requests += [
+                ("eth_call", [{"to": state.by_id[i].asset, "data": BALANCE_OF + holder}, tag]) for i in wanted[pair]
+            ]
+        held_ids = [r.reserve_id for r in state.reserves] if self.venue.inventory else []
+        holder = "0" * 24 + self.venue.liquidator.lower().removeprefix("0x")
+        requests += [("eth_call", [{"to": state.by_id[i].asset, "data": BALANCE_OF + holder}, tag]) for i in held_ids]
+        answers = self.rpc.batch(requests, raise_on_error=False)
+        tail = answers[len(answers) - len(held_ids) :] if held_ids else []
+        self.inventory = {i: int(a, 16) for i, a in zip(held_ids, tail, strict=True) if isinstance(a, str)}
+        pools, balances = {}, {}
+        for k, pair in enumerate(pairs):
+            reserves, balance0, balance1 = answers[1 + 3 * k : 4 + 3 * k]
+            if isinstance(reserves, str) and len(reserves) >= 130:
+                pools[wanted[pair]] = (int(reserves[2:66], 16), int(reserves[66:130], 16))
+                if isinstance(balance0, str) and isinstance(balance1, str):
+                    balances[wanted[pair]] = (int(balance0, 16), int(balance1, 16))
+        header = answers[0] if isinstance(answers[0], dict) else {}
+        return header, pools, balances
+
+    # --- one attempt -------------------------------------------------------------------------------------------
+    def _attempt(
+        self, plan: LiquidationPlan, state: MarketState, base_fee: int, eth_price: int, seen_at: float
+    ) -> ExecutionAttempt | None:
+        debt = state.by_id[plan.debt_id]
+        gross = plan.profit + plan.costs.gas  # debt units, before gas: what the contract itself sees
+        base = {
+            "market": self.market,
+            "mode": self.mode,
+            "block_seen": state.block,
+            "seen_at": seen_at,
+            "user": plan.user,
+            "collateral_asset": plan.collateral_asset,
+            "debt_asset": plan.debt_asset,
+            "debt_to_cover": plan.debt_to_cover,
+            "expected_profit_usd": plan.profit_usd,
+            "expected_profit_debt": plan.profit,
+        }
+        # Claimed per user, not per pair: two executors reading the pools a moment apart may choose different
+        # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
+        claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
+        if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
+            if claim.reason == TAKEN:
+                return None  # not an attempt: the opportunity's attempt exists
+            return self._final(
+                ExecutionAttempt(
+                    attempt_key=new_attempt_key(state.block), outcome="skipped", reason=f"claim {claim.reason}", **base
+                )
+            )
+        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
+        # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
+        # took part first) reverts instead of running at a loss
+        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
+        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
+        try:
+            estimate, gas_used = self._verify(tx)
+        except RpcError as error:
+            self.guard.release_unsent(claim)
+            return self._final(
+                ExecutionAttempt(
+                    attempt_key=claim.token, outcome="skipped", reason=f"verification: {error}"[:300], **base
+                )
+            )
+        gas_limit = estimate * GAS_HEADROOM_BPS // 10_000
+        profit_wei = gross * debt.price * 10**18 // (debt.unit * eth_price)
+        costs = LadderCosts(profit_wei, usd_to_wei(usd_e8(self.config.min_profit_usd), eth_price), gas_limit, 0)
+        decision = initial_fees(self.config.ladder, costs, base_fee)
+        if decision.action != "send":
+            self.guard.release_unsent(claim)
+            return self._final(
+                ExecutionAttempt(attempt_key=claim.token, outcome="skipped", reason=decision.reason, **base)
+            )
+        fees = decision.fees
+        # expected: the estimate's gas (what it will use; the limit is headroom) at the fees it will pay in the next
+        # block, whose base fee follows from this one's (EIP-1559)
+        paid_per_gas = min(fees.max_fee_per_gas, self._next_base_fee + fees.max_priority_fee_per_gas)
+        gas_cost_usd = gas_used * paid_per_gas * eth_price / 10**18 / state.base_currency_unit
+        gross_usd = gross * debt.price / debt.unit / state.base_currency_unit
+        attempt = ExecutionAttempt(
+            attempt_key=claim.token,
+            gas_limit=gas_limit,
+            priority_fee_wei=fees.max_priority_fee_per_gas,
+            max_fee_wei=fees.max_fee_per_gas,
+            **{**base, "expected_profit_usd": gross_usd - gas_cost_usd},
+        )
+        if not self.config.live:
+            return self._final(attempt.with_outcome("dry_run", sent_at=time.time(), block_sent=state.block))
+        sent = self._send(tx | {"gas": gas_limit}, fees, claim)
+        if sent is None:
+            return self._final(attempt.with_outcome("skipped", reason="nonce lock not acquired or send refused"))
+        nonce, tx_hash, sent_at = sent
+        attempt = attempt.with_outcome("sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx_hash, nonce=nonce)
+        self.in_flight[attempt.attempt_key] = InFlight(
+            attempt, plan, tx | {"gas": gas_limit}, nonce, Pending(fees, state.block), costs, [tx_hash], claim
+        )
+        self._record(attempt)
+        return attempt
+
+    def _verify(self, tx: dict) -> tuple[int, int]:
+        """(gas limit it needs, gas it uses) against the latest state; RpcError when it reverts. eth_estimateGas
+        answers the limit, which for a flash loan's nested calls (the 63/64 rule) is ~10 % above the gas used;
+        eth_createAccessList answers the gas used, which is what the transaction pays for."""
+        requests = [("eth_estimateGas", [tx, "latest"]), ("eth_createAccessList", [tx, "latest"])]
+        limit, listed = self.rpc.batch(requests, raise_on_error=False)
+        if isinstance(limit, RpcError):
+            raise limit
+        used = int(listed["gasUsed"], 16) if isinstance(listed, dict) and not listed.get("error") else None
+        return int(limit, 16), used or int(limit, 16)
+
+    def _send(
+        self, tx: dict, fees: Fees, claim: Claim | None, nonce: int | None = None
+    ) -> tuple[int, str, float] | None:
+        """Sign and send under the sender's nonce lock: (nonce, hash, time accepted) or None (nothing sent)."""
+        with self.nonce_lock.held() as ok:
+            if not ok:
+                return None
+            if nonce is None:
+                nonce = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
+            unsigned = {
+                "to": tx["to"],
+                "data": tx.get("data", "0x"),
+                "value": tx.get("value", 0),
+                "gas": tx["gas"],
+                "nonce": nonce,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            }
+            signed = self.signer.sign(unsigned)
+            try:
+                self.rpc.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
+            except RpcError as error:
+                log.warning("send refused (nonce %d): %s", nonce, error)
+                if claim is not None:
+                    self.guard.release_unsent(claim)
+                return None
+            return nonce, signed.hash, time.time()
+
+    # --- what is in flight -------------------------------------------------------------------------------------
+    def follow(self, state: MarketState, positions: Sequence[UserPosition]) -> None:
+        """Receipts of every transaction in flight: final outcomes recorded; the rest waits, is replaced with
+        bumped fees, or cancelled when its user is no longer liquidatable."""
+        if not self.in_flight:
+            return
+        flights = list(self.in_flight.values())
+        hashes = [h for f in flights for h in f.hashes]
+        receipts = dict(
+            zip(
+                hashes,
+                self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes], raise_on_error=False),
+                strict=True,
+            )
+        )
+        liquidatable = {p.user.lower() for p in positions if account_data(p, state).health_factor < WAD}
+        header = None
+        for flight in flights:
+            receipt = next((receipts[h] for h in flight.hashes if isinstance(receipts.get(h), dict)), None)
+            if receipt is not None:
+                self._settle(flight, receipt, state)
+                continue
+            if flight.cancelled:  # a cancel is in flight: it is included or the nonce goes to the original
+                continue
+            if header is None:
+                header = self.rpc.call("eth_getBlockByNumber", hex(state.block), False) or {}
+            decision = next_step(
+                self.config.ladder,
+                flight.pending,
+                flight.costs,
+                block=state.block,
+                base_fee_wei=int(header.get("baseFeePerGas", "0x0"), 16),
+                opportunity_open=flight.attempt.user in liquidatable,
+            )
+            if decision.action in ("replace", "cancel") and decision.fees is not None:
+                cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
+                tx = flight.tx if decision.action == "replace" else cancel
+                sent = self._send(tx, decision.fees, None, nonce=flight.nonce)
+                if sent is not None:
+                    flight.hashes.append(sent[1])
+                    flight.pending = Pending(decision.fees, state.block, flight.pending.bumps + 1)
+                    flight.cancelled = flight.cancelled or decision.action == "cancel"
+                    flight.attempt = flight.attempt.with_outcome(
+                        "sent", replacements=flight.attempt.replacements + 1, tx_hash=sent[1]
+                    )
+                    self._record(flight.attempt)
+
+    def _settle(self, flight: InFlight, receipt: dict, state: MarketState) -> None:
+        del self.in_flight[flight.attempt.attempt_key]
+        if flight.claim is not None:  # settled: what is left of the position is a new opportunity
+            self.guard.release_unsent(flight.claim)
+        block = int(receipt["blockNumber"], 16)
+        gas_used = int(receipt["gasUsed"], 16)
+        paid = gas_used * int(receipt.get("effectiveGasPrice", "0x0"), 16) + int(receipt.get("l1Fee", "0x0"), 16)
+        eth_price = state.by_id[self.venue.eth_reserve_id].price
+        unit = state.base_currency_unit
+        common = {"block_included": block, "gas_used": gas_used, "tx_hash": receipt["transactionHash"]}
+        events = liquidated_events(receipt.get("logs", []), self.venue.liquidator)
+        if receipt.get("status") == "0x1" and events:
+            debt, plan, event = state.by_id[flight.plan.debt_id], flight.plan, events[0]
+            repaid, seized = plan.outcome.debt_repaid, plan.outcome.collateral_seized
+            if plan.collateral_id == plan.debt_id:  # one token both ways: the contract sees the net change
+                wanted = (max(0, repaid - seized), max(0, seized - repaid), 0)
+            else:
+                wanted = (repaid, seized, plan.costs.swap_out if plan.mode == "flash" else 0)
+            if (event.debt_repaid, event.collateral_received, event.swap_out) != wanted:
+                position = int(receipt.get("transactionIndex", "0x0"), 16)
+                self.mismatches.append((flight.attempt.user, block, event, wanted, position))
+            realized = events[0].profit * debt.price / debt.unit / unit - paid * eth_price / 10**18 / unit
+            self._final(flight.attempt.with_outcome("included", realized_profit_usd=realized, **common))
+            return
+        if receipt.get("status") == "0x1":  # our cancel (a self-transfer) took the nonce
+            self._final(
+                flight.attempt.with_outcome("cancelled", reason="the user was no longer liquidatable", **common)
+            )
+            return
+        rival = self._rival(flight.attempt.user, flight.attempt.block_seen + 1, block)
+        if rival is not None:
+            who, tx_hash, at = rival
+            self._final(
+                flight.attempt.with_outcome(
+                    "lost", competitor=who, competitor_tx=tx_hash, lost_by_blocks=block - at, **common
+                )
+            )
+            return
+        self._final(flight.attempt.with_outcome("reverted", reason="reverted on chain", **common))
+
+    def _rival(self, user: str, from_block: int, to_block: int) -> tuple[str, str, int] | None:
+        """Another liquidator's LiquidationCall of `user` in [from_block, to_block]: (liquidator, tx, block)."""
+        topic_user = "0x" + "00" * 12 + user.lower().removeprefix("0x")
+        try:
+            logs = self.rpc.call(
+                "eth_getLogs",
+                {
+                    "fromBlock": hex(from_block),
+                    "toBlock": hex(to_block),
+                    "topics": [LIQUIDATION_CALL_TOPIC, None, None, topic_user],
+                },
+            )
+        except RpcError:
+            return None
+        for entry in logs:
+            liquidator = "0x" + entry["data"][2 + 64 * 2 + 24 : 2 + 64 * 3]
+            if liquidator.lower() != self.venue.liquidator.lower():
+                return liquidator, entry["transactionHash"], int(entry["blockNumber"], 16)
+        return None
+
+    # --- records -----------------------------------------------------------------------------------------------
+    def _record(self, attempt: ExecutionAttempt) -> None:
+        if self.recorder is not None:
+            self.recorder.record(attempt)
+
+    def _final(self, attempt: ExecutionAttempt) -> ExecutionAttempt:
+        self.attempts.append(attempt)
+        self._record(attempt)
+        return attempt
