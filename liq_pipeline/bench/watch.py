@@ -10,7 +10,7 @@ appear at once). The watcher (with its own embedded Redis, as in production) pro
 is mined; latency = time the block was seen -> its candidates written to Redis.
 
 The devnet runs the Aave version of DEVNET_PROTOCOL_VERSION (`protocol=`, `liq bench-watch --protocol 3.6`;
-default 3.0) and the engine's AAVE_PROTOCOL_VERSION follows it.
+default 3.6) and the engine's AAVE_PROTOCOL_VERSION follows it.
 """
 
 from __future__ import annotations
@@ -49,9 +49,14 @@ def run_bench_watch(
 ) -> dict:
     use_one_blas_thread()
     version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
-    options = {"borrowers": borrowers, "blocks": blocks, "seed": seed, "shocks": shocks, "vol_scale": vol_scale}
-    if version != protocols.DEFAULT_PROTOCOL:  # the 3.0 run's parameters stay as they were
-        options["protocol"] = version
+    options = {
+        "borrowers": borrowers,
+        "blocks": blocks,
+        "seed": seed,
+        "shocks": shocks,
+        "vol_scale": vol_scale,
+        "protocol": version,
+    }
     run = BenchRun("watch", options)
     say(f"preparing {borrowers} borrowers (cached after the first run)")
     data_dir = Path(settings.data_dir).absolute() / "bench-watch"

@@ -1,6 +1,6 @@
-"""`liq bench`, `liq bench-watch` (`--synthetic`: on generated blocks), `liq bench-cache`, `liq bench-lake`,
-`liq bench-seed`: the benchmarks of bench/, each printing one JSON object on stdout (`bench` and `bench-watch`
-print aligned lines without `--json`)."""
+"""`liq arena`, `liq bench`, `liq bench-watch` (`--synthetic`: on generated blocks), `liq bench-cache`,
+`liq bench-lake`, `liq bench-seed`: the benchmarks of bench/, each printing one JSON object on stdout (`arena`,
+`bench` and `bench-watch` print aligned lines without `--json`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..bench.arena import run_arena
 from ..bench.cache import run_cache_bench
 from ..bench.devnet_seed import run_seed_bench
 from ..bench.engine import run_bench
@@ -102,3 +103,30 @@ def seed(borrowers: int, repeats: int, sim_blocks: int) -> None:
     runtime.settings()
     use_one_blas_thread()
     print(json.dumps(run_seed_bench(borrowers=borrowers, repeats=repeats, sim_blocks=sim_blocks)))
+
+
+def arena(
+    blocks: int,
+    competitor_delay: int,
+    borrowers: int,
+    seed: int,
+    vol_scale: float,
+    inventory_usd: float,
+    protocol: str | None,
+    as_json: bool,
+) -> None:
+    settings = runtime.settings()
+    options = {
+        "competitor_delay": competitor_delay,
+        "borrowers": borrowers,
+        "seed": seed,
+        "vol_scale": vol_scale,
+        "inventory_usd": inventory_usd,
+        "protocol": protocol,
+    }
+    if as_json:
+        print(json.dumps(run_arena(settings, blocks, say=_stderr, **options)))
+        return
+    with Console(stderr=True).status("the executor against the competitor") as status:
+        result = run_arena(settings, blocks, say=status.update, **options)
+    _lines(result, 28)

@@ -15,8 +15,8 @@ Then every block, `follow()` reads the receipts of what is in flight: included (
 Liquidated event, net of gas), reverted or lost (another liquidator's LiquidationCall of the same user), replaced
 with a fee bump after N blocks, cancelled when the user is no longer liquidatable, dropped.
 
-Round trips per block with liquidatable users: one batch (header + every pair's reserves), then per attempt
-estimateGas, the nonce read and the send (three), all after the plan; a block without any costs nothing.
+Round trips per block with liquidatable users, however many: one batch reads the block (header, pools, inventory),
+one verifies every transaction, then the nonce read and one batch sends them all; a block without any costs nothing.
 """
 
 from __future__ import annotations
@@ -118,6 +118,29 @@ def _after_our_swap(pools: dict, balances: dict, plan: LiquidationPlan) -> None:
     pools[key] = balances[key] = after
 
 
+@dataclass
+class _Staged:
+    """A planned, claimed transaction waiting for its verification and fees."""
+
+    plan: LiquidationPlan
+    claim: Claim
+    tx: dict
+    base: dict
+    fees: Fees | None = None
+
+
+def _unsigned(tx: dict, fees: Fees, nonce: int) -> dict:
+    return {
+        "to": tx["to"],
+        "data": tx.get("data", "0x"),
+        "value": tx.get("value", 0),
+        "gas": tx["gas"],
+        "nonce": nonce,
+        "maxFeePerGas": fees.max_fee_per_gas,
+        "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+    }
+
+
 class FastPathExecutor:
     def __init__(
         self,
@@ -148,10 +171,13 @@ class FastPathExecutor:
     # --- one block ---------------------------------------------------------------------------------------------
     def on_block(self, state: MarketState, positions: Sequence[UserPosition], seen_at: float) -> list[ExecutionAttempt]:
         """Act on `positions` (the users the watcher found below HF 1 at `state.block`); returns this block's
-        attempts (sent, dry-run or skipped). Follows what is in flight first."""
+        attempts (sent, dry-run or skipped). Follows what is in flight first (a settled attempt frees its user).
+
+        Whatever the number of users: one batch reads the block (header, pools, inventory), one batch verifies
+        every planned transaction, one batch sends them all (under the nonce lock, nonces in plan order)."""
+        self.follow(state, positions)
         busy = {f.attempt.user for f in self.in_flight.values()}
         ready = [p for p in positions if p.user.lower() not in busy and account_data(p, state).health_factor < WAD]
-        self.follow(state, positions)
         if not ready:
             return []
         header, pools, balances = self._read_block(state.block, ready, state)
@@ -160,7 +186,11 @@ class FastPathExecutor:
         eth_price = state.by_id[self.venue.eth_reserve_id].price
         costs = CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
         min_base = int(usd_e8(self.config.min_profit_usd)) * state.base_currency_unit // 10**8
-        out = []
+        # the largest debts first: planned (and sent) in this order, so the most valuable land first and each plan
+        # meets the pools and the inventory our earlier transactions in the block leave
+        ready.sort(key=lambda p: -account_data(p, state).total_debt_base)
+        out: list[ExecutionAttempt] = []
+        staged: list[_Staged] = []
         for position in ready:
             plan = plan_liquidation(
                 position,
@@ -175,13 +205,156 @@ class FastPathExecutor:
             if plan is None:
                 self.unplanned[position.user.lower()] = state.block
                 continue
-            attempt = self._attempt(plan, state, base_fee, eth_price, seen_at)
-            if attempt is not None:
+            stage = self._stage(plan, state, seen_at)
+            if isinstance(stage, ExecutionAttempt):
+                out.append(stage)
+                continue
+            if stage is None:
+                continue
+            staged.append(stage)
+            _after_our_swap(pools, balances, plan)  # our next transaction in this block meets the pool after it
+            if plan.mode == "inventory":  # and the inventory after it
+                self.inventory[plan.debt_id] -= plan.outcome.debt_repaid
+        if not staged:
+            return out
+        sendable = self._verify_all(staged, state, base_fee, eth_price, out)
+        if sendable:
+            out += self._send_all(sendable, state)
+        return out
+
+    def _stage(self, plan: LiquidationPlan, state: MarketState, seen_at: float):
+        """The claim and the transaction of a plan; a skipped attempt when Redis refused; None when another
+        attempt holds the user."""
+        base = {
+            "market": self.market,
+            "mode": self.mode,
+            "block_seen": state.block,
+            "seen_at": seen_at,
+            "user": plan.user,
+            "collateral_asset": plan.collateral_asset,
+            "debt_asset": plan.debt_asset,
+            "debt_to_cover": plan.debt_to_cover,
+            "expected_profit_usd": plan.profit_usd,
+            "expected_profit_debt": plan.profit,
+        }
+        # Claimed per user, not per pair: two executors reading the pools a moment apart may choose different
+        # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
+        claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
+        if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
+            if claim.reason == TAKEN:
+                return None  # not an attempt: the opportunity's attempt exists
+            return self._final(
+                ExecutionAttempt(
+                    attempt_key=new_attempt_key(state.block), outcome="skipped", reason=f"claim {claim.reason}", **base
+                )
+            )
+        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
+        # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
+        # took part first) reverts instead of running at a loss
+        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
+        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
+        return _Staged(plan, claim, tx, base)
+
+    def _verify_all(
+        self, staged: list[_Staged], state: MarketState, base_fee: int, eth_price: int, out: list
+    ) -> list[tuple[_Staged, ExecutionAttempt, LadderCosts]]:
+        """Pending verification of every staged transaction in one batch: eth_estimateGas (the limit it needs;
+        a revert: someone was faster, a price moved) and eth_createAccessList (the gas it uses: for a flash loan's
+        nested calls ~10 % under the limit, the 63/64 rule), then the gas ladder's fees. Dry-run attempts and
+        skipped ones go to `out`; what may be sent is returned."""
+        requests = [(m, [s.tx, "latest"]) for s in staged for m in ("eth_estimateGas", "eth_createAccessList")]
+        answers = self.rpc.batch(requests, raise_on_error=False)
+        sendable = []
+        for k, stage in enumerate(staged):
+            limit, listed = answers[2 * k], answers[2 * k + 1]
+            if isinstance(limit, RpcError) or not isinstance(limit, str):
+                self.guard.release_unsent(stage.claim)
+                reason = f"verification: {limit}"[:300]
+                out.append(
+                    self._final(
+                        ExecutionAttempt(attempt_key=stage.claim.token, outcome="skipped", reason=reason, **stage.base)
+                    )
+                )
+                continue
+            estimate = int(limit, 16)
+            used = int(listed["gasUsed"], 16) if isinstance(listed, dict) and not listed.get("error") else estimate
+            plan = stage.plan
+            debt = state.by_id[plan.debt_id]
+            gross = plan.profit + plan.costs.gas  # debt units, before gas: what the contract itself sees
+            gas_limit = estimate * GAS_HEADROOM_BPS // 10_000
+            profit_wei = gross * debt.price * 10**18 // (debt.unit * eth_price)
+            costs = LadderCosts(profit_wei, usd_to_wei(usd_e8(self.config.min_profit_usd), eth_price), gas_limit, 0)
+            decision = initial_fees(self.config.ladder, costs, base_fee)
+            if decision.action != "send":
+                self.guard.release_unsent(stage.claim)
+                out.append(
+                    self._final(
+                        ExecutionAttempt(
+                            attempt_key=stage.claim.token, outcome="skipped", reason=decision.reason, **stage.base
+                        )
+                    )
+                )
+                continue
+            fees = decision.fees
+            # expected: the gas it uses at the fees it will pay in the next block, whose base fee follows from this
+            # one's (EIP-1559)
+            paid_per_gas = min(fees.max_fee_per_gas, self._next_base_fee + fees.max_priority_fee_per_gas)
+            gas_cost_usd = used * paid_per_gas * eth_price / 10**18 / state.base_currency_unit
+            gross_usd = gross * debt.price / debt.unit / state.base_currency_unit
+            attempt = ExecutionAttempt(
+                attempt_key=stage.claim.token,
+                gas_limit=gas_limit,
+                priority_fee_wei=fees.max_priority_fee_per_gas,
+                max_fee_wei=fees.max_fee_per_gas,
+                **{**stage.base, "expected_profit_usd": gross_usd - gas_cost_usd},
+            )
+            stage.tx["gas"] = gas_limit
+            stage.fees = fees
+            if not self.config.live:
+                out.append(self._final(attempt.with_outcome("dry_run", sent_at=time.time(), block_sent=state.block)))
+                continue
+            sendable.append((stage, attempt, costs))
+        return sendable
+
+    def _send_all(self, sendable: list, state: MarketState) -> list[ExecutionAttempt]:
+        """Sign every transaction with consecutive nonces and send them in one batch, under the nonce lock."""
+        out = []
+        with self.nonce_lock.held() as ok:
+            if not ok:
+                for stage, attempt, _costs in sendable:
+                    self.guard.release_unsent(stage.claim)
+                    out.append(self._final(attempt.with_outcome("skipped", reason="nonce lock held elsewhere")))
+                return out
+            first = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
+            signed = [
+                self.signer.sign(_unsigned(stage.tx, stage.fees, first + k)) for k, (stage, *_r) in enumerate(sendable)
+            ]
+            answers = self.rpc.batch(
+                [("eth_sendRawTransaction", ["0x" + s.raw.hex()]) for s in signed], raise_on_error=False
+            )
+            sent_at = time.time()
+            gaps = []
+            for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
+                if isinstance(answer, RpcError):
+                    log.warning("send refused (nonce %d): %s", tx.nonce, answer)
+                    self.guard.release_unsent(stage.claim)
+                    out.append(self._final(attempt.with_outcome("skipped", reason=f"send refused: {answer}"[:300])))
+                    gaps.append(tx.nonce)
+                    continue
+                attempt = attempt.with_outcome(
+                    "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce
+                )
+                pending = Pending(stage.fees, state.block)
+                self.in_flight[attempt.attempt_key] = InFlight(
+                    attempt, stage.plan, stage.tx, tx.nonce, pending, costs, [tx.hash], stage.claim
+                )
+                self._record(attempt)
                 out.append(attempt)
-                if attempt.outcome in ("sent", "dry_run"):
-                    _after_our_swap(pools, balances, plan)  # our next transaction in this block meets the pool after it
-                    if plan.mode == "inventory":  # and the inventory after it
-                        self.inventory[plan.debt_id] -= plan.outcome.debt_repaid
+            last = first + len(signed) - 1
+            for nonce in gaps:  # a refused nonce below sent ones would hold them back: a self-transfer fills it
+                if nonce < last:
+                    cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
+                    self._sign_and_send(cancel, sendable[0][0].fees, nonce)
         return out
 
     def _read_block(self, block: int, users: Sequence[UserPosition], state: MarketState):
@@ -221,122 +394,20 @@ class FastPathExecutor:
         header = answers[0] if isinstance(answers[0], dict) else {}
         return header, pools, balances
 
-    # --- one attempt -------------------------------------------------------------------------------------------
-    def _attempt(
-        self, plan: LiquidationPlan, state: MarketState, base_fee: int, eth_price: int, seen_at: float
-    ) -> ExecutionAttempt | None:
-        debt = state.by_id[plan.debt_id]
-        gross = plan.profit + plan.costs.gas  # debt units, before gas: what the contract itself sees
-        base = {
-            "market": self.market,
-            "mode": self.mode,
-            "block_seen": state.block,
-            "seen_at": seen_at,
-            "user": plan.user,
-            "collateral_asset": plan.collateral_asset,
-            "debt_asset": plan.debt_asset,
-            "debt_to_cover": plan.debt_to_cover,
-            "expected_profit_usd": plan.profit_usd,
-            "expected_profit_debt": plan.profit,
-        }
-        # Claimed per user, not per pair: two executors reading the pools a moment apart may choose different
-        # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
-        claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
-        if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
-            if claim.reason == TAKEN:
-                return None  # not an attempt: the opportunity's attempt exists
-            return self._final(
-                ExecutionAttempt(
-                    attempt_key=new_attempt_key(state.block), outcome="skipped", reason=f"claim {claim.reason}", **base
-                )
-            )
-        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
-        # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
-        # took part first) reverts instead of running at a loss
-        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
-        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
-        try:
-            estimate, gas_used = self._verify(tx)
-        except RpcError as error:
-            self.guard.release_unsent(claim)
-            return self._final(
-                ExecutionAttempt(
-                    attempt_key=claim.token, outcome="skipped", reason=f"verification: {error}"[:300], **base
-                )
-            )
-        gas_limit = estimate * GAS_HEADROOM_BPS // 10_000
-        profit_wei = gross * debt.price * 10**18 // (debt.unit * eth_price)
-        costs = LadderCosts(profit_wei, usd_to_wei(usd_e8(self.config.min_profit_usd), eth_price), gas_limit, 0)
-        decision = initial_fees(self.config.ladder, costs, base_fee)
-        if decision.action != "send":
-            self.guard.release_unsent(claim)
-            return self._final(
-                ExecutionAttempt(attempt_key=claim.token, outcome="skipped", reason=decision.reason, **base)
-            )
-        fees = decision.fees
-        # expected: the estimate's gas (what it will use; the limit is headroom) at the fees it will pay in the next
-        # block, whose base fee follows from this one's (EIP-1559)
-        paid_per_gas = min(fees.max_fee_per_gas, self._next_base_fee + fees.max_priority_fee_per_gas)
-        gas_cost_usd = gas_used * paid_per_gas * eth_price / 10**18 / state.base_currency_unit
-        gross_usd = gross * debt.price / debt.unit / state.base_currency_unit
-        attempt = ExecutionAttempt(
-            attempt_key=claim.token,
-            gas_limit=gas_limit,
-            priority_fee_wei=fees.max_priority_fee_per_gas,
-            max_fee_wei=fees.max_fee_per_gas,
-            **{**base, "expected_profit_usd": gross_usd - gas_cost_usd},
-        )
-        if not self.config.live:
-            return self._final(attempt.with_outcome("dry_run", sent_at=time.time(), block_sent=state.block))
-        sent = self._send(tx | {"gas": gas_limit}, fees, claim)
-        if sent is None:
-            return self._final(attempt.with_outcome("skipped", reason="nonce lock not acquired or send refused"))
-        nonce, tx_hash, sent_at = sent
-        attempt = attempt.with_outcome("sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx_hash, nonce=nonce)
-        self.in_flight[attempt.attempt_key] = InFlight(
-            attempt, plan, tx | {"gas": gas_limit}, nonce, Pending(fees, state.block), costs, [tx_hash], claim
-        )
-        self._record(attempt)
-        return attempt
-
-    def _verify(self, tx: dict) -> tuple[int, int]:
-        """(gas limit it needs, gas it uses) against the latest state; RpcError when it reverts. eth_estimateGas
-        answers the limit, which for a flash loan's nested calls (the 63/64 rule) is ~10 % above the gas used;
-        eth_createAccessList answers the gas used, which is what the transaction pays for."""
-        requests = [("eth_estimateGas", [tx, "latest"]), ("eth_createAccessList", [tx, "latest"])]
-        limit, listed = self.rpc.batch(requests, raise_on_error=False)
-        if isinstance(limit, RpcError):
-            raise limit
-        used = int(listed["gasUsed"], 16) if isinstance(listed, dict) and not listed.get("error") else None
-        return int(limit, 16), used or int(limit, 16)
-
-    def _send(
-        self, tx: dict, fees: Fees, claim: Claim | None, nonce: int | None = None
-    ) -> tuple[int, str, float] | None:
-        """Sign and send under the sender's nonce lock: (nonce, hash, time accepted) or None (nothing sent)."""
+    def _send(self, tx: dict, fees: Fees, nonce: int) -> tuple[int, str, float] | None:
+        """One transaction (a replacement, a cancel) under the sender's nonce lock: (nonce, hash, time accepted)
+        or None when nothing was sent."""
         with self.nonce_lock.held() as ok:
-            if not ok:
-                return None
-            if nonce is None:
-                nonce = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
-            unsigned = {
-                "to": tx["to"],
-                "data": tx.get("data", "0x"),
-                "value": tx.get("value", 0),
-                "gas": tx["gas"],
-                "nonce": nonce,
-                "maxFeePerGas": fees.max_fee_per_gas,
-                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
-            }
-            signed = self.signer.sign(unsigned)
-            try:
-                self.rpc.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
-            except RpcError as error:
-                log.warning("send refused (nonce %d): %s", nonce, error)
-                if claim is not None:
-                    self.guard.release_unsent(claim)
-                return None
-            return nonce, signed.hash, time.time()
+            return self._sign_and_send(tx, fees, nonce) if ok else None
+
+    def _sign_and_send(self, tx: dict, fees: Fees, nonce: int) -> tuple[int, str, float] | None:
+        signed = self.signer.sign(_unsigned(tx, fees, nonce))
+        try:
+            self.rpc.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
+        except RpcError as error:
+            log.warning("send refused (nonce %d): %s", nonce, error)
+            return None
+        return nonce, signed.hash, time.time()
 
     # --- what is in flight -------------------------------------------------------------------------------------
     def follow(self, state: MarketState, positions: Sequence[UserPosition]) -> None:
@@ -375,7 +446,7 @@ class FastPathExecutor:
             if decision.action in ("replace", "cancel") and decision.fees is not None:
                 cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
                 tx = flight.tx if decision.action == "replace" else cancel
-                sent = self._send(tx, decision.fees, None, nonce=flight.nonce)
+                sent = self._send(tx, decision.fees, flight.nonce)
                 if sent is not None:
                     flight.hashes.append(sent[1])
                     flight.pending = Pending(decision.fees, state.block, flight.pending.bumps + 1)

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_watch_bench_small(clean_env):
     settings = Settings(data_dir=clean_env / "data")
     result = run_bench_watch(settings, borrowers=30, blocks=5, seed=1)
-    params = {"borrowers": 30, "blocks": 5, "seed": 1, "shocks": False, "vol_scale": 1.0}
+    params = {"borrowers": 30, "blocks": 5, "seed": 1, "shocks": False, "vol_scale": 1.0, "protocol": "3.6"}
     assert_report(result, "watch", params)
     assert result["borrowers"] == 30 and result["users_tracked"] >= 30
     assert 1 <= result["blocks"] <= 6  # a simulated block without transactions is not mined; the closing one is

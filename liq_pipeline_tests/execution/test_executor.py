@@ -148,6 +148,6 @@ def test_two_executors_on_one_redis_send_once(arena):
     state, positions = _view(net, reader, below)
     sent = [a for a in first.on_block(state, positions, time.time()) if a.outcome == "sent"]
     again = [a for a in second.on_block(state, positions, time.time()) if a.outcome == "sent"]
-
-    assert sent and [(a.user, a.debt_asset, a.collateral_asset) for a in again] == []
-    assert int(net.rpc.call("txpool_status")["pending"], 16) == len(sent)
+    # the second may send what the first found unprofitable or unverifiable, never a user the first sent for
+    assert sent and {a.user for a in sent}.isdisjoint(a.user for a in again)
+    assert int(net.rpc.call("txpool_status")["pending"], 16) == len(sent) + len(again)
