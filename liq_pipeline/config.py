@@ -218,7 +218,29 @@ class Settings(BaseSettings):
     # when an opportunity outlives a failed attempt.
     execution_attempt_ttl_sec: int = 30
 
+    # --- the executor's venue (`liq execute`; on the devnet, empty = the devnet's own) ---------------------------
+    # The project's Liquidator contract (liq_pipeline/contracts/Liquidator.sol), deployed for the operator key.
+    executor_liquidator: str | None = None
+    # The Uniswap V2-compatible factory whose pairs the seized collateral is sold on (flash-loan mode).
+    execution_dex_factory: str | None = None
+    # The Liquidator holds debt assets: plan inventory mode too (repay from them, keep the collateral).
+    execution_inventory: Annotated[bool, NoDecode] = False
+    # The L2Pool's compact liquidationCall(bytes32,bytes32): auto = ask the Pool (it answers the compact call),
+    # true / false to say so.
+    execution_compact_calls: Literal["auto", "true", "false"] = "auto"
+
     # --- validators: each names what is allowed, in words a user understands ---------------------------------
+    @field_validator("execution_compact_calls", mode="before")
+    @classmethod
+    def _compact(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return text
+        try:
+            return "true" if parse_bool(text) else "false"
+        except ValueError:
+            raise ValueError(f"expected auto (ask the Pool), or {_BOOL_ALLOWED}") from None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: Any) -> str:
@@ -240,6 +262,7 @@ class Settings(BaseSettings):
         "predictive_volatility_scaling",
         "redis_enable_pipelining",
         "execution_enabled",
+        "execution_inventory",
         mode="before",
     )
     @classmethod
@@ -301,7 +324,9 @@ class Settings(BaseSettings):
         items = value if isinstance(value, list | tuple) else str(value).split(",")
         return tuple(str(item).strip().upper() for item in items if str(item).strip())
 
-    @field_validator("aave_addresses_provider", "multicall_address", mode="before")
+    @field_validator(
+        "aave_addresses_provider", "multicall_address", "executor_liquidator", "execution_dex_factory", mode="before"
+    )
     @classmethod
     def _address(cls, value: Any) -> str | None:
         if value is None or str(value).strip() == "":

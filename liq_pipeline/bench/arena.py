@@ -29,12 +29,11 @@ from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic
 from ..config import Settings
 from ..devnet import protocols
-from ..devnet.abi import call_data
 from ..devnet.accounts import COMPETITOR, OPERATOR, OPERATOR_KEY
 from ..devnet.dex import find_dex
-from ..devnet.liquidator import deploy_liquidator, flash_premium_bps
+from ..devnet.liquidator import deploy_liquidator, flash_premium_bps, fund_inventory
 from ..devnet.simulate import SimConfig, simulate
-from ..devnet.txs import Chain, Tx
+from ..devnet.txs import Chain
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
 from ..execution.executor import ExecutorConfig, FastPathExecutor, Venue
@@ -53,22 +52,6 @@ SETTLE_BLOCKS = 3  # empty blocks after the run: what is in flight is included o
 # Debt assets the Liquidator holds per reserve (inventory mode): where the DEX's $2M pools are too shallow for a
 # flash loan's swap (hundreds of stablecoin users crossing at once), a bot with inventory keeps the collateral.
 INVENTORY_USD = 1_000_000
-
-
-def _fund(rpc, market, holder: str, usd: float) -> None:
-    """Mint `usd` worth of every reserve's token (the devnet's test tokens) to `holder`, in one block."""
-    chain = Chain(rpc)
-    txs = [
-        Tx(
-            market.admin,
-            r.asset,
-            call_data("mint(address,uint256)", holder, int(usd * 10**8) * 10**r.decimals // r.initial_price),
-            label=f"inventory {r.symbol}",
-        )
-        for r in market.reserves
-    ]
-    with chain.manual_mining():
-        chain.execute(txs, timestamp=chain.latest_timestamp() + 2)
 
 
 def run_arena(
@@ -102,7 +85,7 @@ def run_arena(
         market = net.market
         deployed = deploy_liquidator(net.devnet, market, data_dir, OPERATOR)
         if inventory_usd:
-            _fund(net.devnet, market, deployed.address, inventory_usd)
+            fund_inventory(net.devnet, market, deployed.address, inventory_usd)
         dex = find_dex(net.devnet, market)
         if dex is None:
             raise RuntimeError("the devnet has no DEX: its state cache predates it (delete DATA_DIR/arena)")

@@ -48,7 +48,7 @@ DevnetProtocol = Annotated[
     str | None,
     typer.Option(
         callback=_devnet_protocol,
-        help="Aave version of the devnet it starts, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.0); "
+        help="Aave version of the devnet it starts, 3.0 or 3.6 (default DEVNET_PROTOCOL_VERSION, 3.6); "
         "the engine's AAVE_PROTOCOL_VERSION follows it.",
     ),
 ]
@@ -102,6 +102,28 @@ def watch(
     from . import watch as command
 
     command.main(max_blocks, use_redis=not no_redis)
+
+
+@app.command()
+def execute(
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--dry-run",
+            help="Sign and send (needs EXECUTION_ENABLED=true too), or only log and record what would be sent.",
+        ),
+    ] = False,
+    max_blocks: Annotated[int, typer.Option(min=0, help="Stop after this many blocks (0 = follow forever).")] = 0,
+) -> None:
+    """The watcher with the executor: liquidate the users below HF 1.
+
+    Every block, after the candidates are written: plan, claim (Redis), verify with eth_estimateGas and, live,
+    sign and send through EXECUTOR_LIQUIDATOR; dry-run by default. On the devnet, the Liquidator `make dev`
+    deployed.
+    """
+    from . import execute as command
+
+    command.main(max_blocks, live=live)
 
 
 @app.command()
@@ -262,6 +284,27 @@ def bench_lake(
     from . import benches
 
     benches.lake(size, data_dir, quiet_chain, candidate_step)
+
+
+@app.command()
+def arena(
+    blocks: Annotated[int, typer.Option(min=1, help="Simulated blocks.")] = 300,
+    competitor_delay: Annotated[
+        int, typer.Option(min=0, help="Blocks the competitor lands after our first chance (0: the same block).")
+    ] = 1,
+    borrowers: Annotated[int, typer.Option(min=1, help="Seeded borrowers (state cache under DATA_DIR/arena).")] = 2_000,
+    seed: Annotated[int, typer.Option(help="Seed of the borrowers and the simulated market.")] = 0,
+    vol_scale: Annotated[float, typer.Option(min=0.0, help="Price volatility multiplier.")] = 10.0,
+    inventory_usd: Annotated[
+        float, typer.Option(min=0.0, help="Debt assets the Liquidator holds per reserve (0: flash loans only).")
+    ] = 1_000_000.0,
+    protocol: DevnetProtocol = None,
+    as_json: Json = False,
+) -> None:
+    """The executor, live on the devnet, against the simulator's competitor: who wins, what it earns (JSON)."""
+    from . import benches
+
+    benches.arena(blocks, competitor_delay, borrowers, seed, vol_scale, inventory_usd, protocol, as_json)
 
 
 @app.command("bench-seed")

@@ -4,8 +4,10 @@
 2. the embedded Redis (unless REDIS_URL points at a server);
 3. the simulator, a block every 2 s like Base: prices move, interest accrues, borrowers come and go, a competitor
    liquidates;
-4. the watcher (`liq watch`): every block, candidates written to Redis in tens of milliseconds, /metrics;
-   and the KPI exporter (`liq exporter`) for what Dagster runs compute;
+4. the watcher with the executor live (`liq execute --live`): every block, candidates written to Redis in tens of
+   milliseconds, then the users below HF 1 liquidated through the project's Liquidator, deployed for the devnet's
+   operator key at start (its key is in that child's environment only); if the executor cannot start, the watcher
+   alone (`liq watch`) with one warning; and the KPI exporter (`liq exporter`) for what Dagster runs compute;
 5. `dagster dev` on 127.0.0.1:DAGSTER_PORT with the new-block sensor running.
 Every child is started in its own process group and stopped by it; the devnet and Redis are stopped last.
 SIGINT (Ctrl-C), SIGTERM (systemd, `docker stop`, a CI runner, `kill`) and SIGHUP (the terminal closed) all stop
@@ -21,6 +23,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +32,19 @@ from ..cache.server import EmbeddedRedis
 from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..devnet import lifecycle
+from ..devnet.accounts import OPERATOR, OPERATOR_KEY
+from ..devnet.dex import find_dex
+from ..devnet.liquidator import ExecutorVenue, deploy_liquidator, fund_inventory, save_venue
 from ..devnet.market import Market
+from ..devnet.rpc import Rpc
 from .supervisor import Child, Supervisor, SupervisorError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: dagster.yaml, workspace.yaml
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Debt assets the devnet's Liquidator holds (inventory mode, as `liq arena` funds it): where the DEX's pools are too
+# shallow for a flash loan's swap, it repays from them and keeps the collateral.
+INVENTORY_USD = 1_000_000
+EXECUTOR_START_SEC = 60.0  # the executor's watcher exiting this soon after its start: it could not start
 
 
 class Stopping(KeyboardInterrupt):
@@ -113,6 +124,45 @@ def platform_env(
     return env
 
 
+def deploy_executor(data_dir: Path, up: lifecycle.UpResult) -> dict[str, str]:
+    """The Liquidator for the devnet's operator, funded with inventory, recorded in DATA_DIR/devnet/liquidator.json;
+    returns the environment of the watcher child that runs it live (the operator key: that child's only)."""
+    with Rpc(up.node.url) as rpc:
+        deployed = deploy_liquidator(rpc, up.market, data_dir, OPERATOR)
+        fund_inventory(rpc, up.market, deployed.address, INVENTORY_USD)
+        dex = find_dex(rpc, up.market)
+    if dex is None:
+        raise RuntimeError("the devnet has no DEX (a state cache from before it: delete DATA_DIR/devnet/cache)")
+    save_venue(data_dir, ExecutorVenue(deployed.address, deployed.operator, dex.factory, deployed.block, True))
+    return {
+        "EXECUTION_ENABLED": "true",
+        "EXECUTOR_PRIVATE_KEY": OPERATOR_KEY,  # devnet-only, public on purpose (devnet/accounts.py)
+        "EXECUTOR_KEYSTORE": "",  # one key, from one place: whatever the user's .env names
+        "EXECUTOR_KEYSTORE_PASSWORD": "",
+        "EXECUTOR_KEYSTORE_PASSWORD_FILE": "",
+        "EXECUTOR_LIQUIDATOR": deployed.address,
+        "EXECUTION_DEX_FACTORY": dex.factory,
+        "EXECUTION_INVENTORY": "true",
+    }
+
+
+def _watcher(env: dict[str, str], executor_env: dict[str, str] | None, logs: Path) -> Child:
+    """The watcher child: with the executor live when it was deployed, else `liq watch`."""
+    if executor_env is None:
+        return Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
+    return Child(
+        "watcher", [_bin("liq"), "execute", "--live"], env={**env, **executor_env}, log_path=logs / "watcher.log"
+    )
+
+
+def _last_line(path: Path | None) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path else []
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+
+
 def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[str], None]) -> int:
     data_dir = Path(settings.data_dir).absolute()
     logs = data_dir / "logs"
@@ -137,6 +187,12 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
             loaded_at = rpc.quantity("eth_blockNumber")
         env = platform_env(settings, devnet.market, devnet.node.url, redis_url, loaded_at)
         os.environ.update(env)  # this process reads the same settings as its children
+        say("deploying the executor's Liquidator for the devnet operator (the first time compiles it)")
+        try:
+            executor_env = deploy_executor(data_dir, devnet)
+        except Exception as error:  # make dev runs without the executor rather than not at all
+            say(f"warning: the executor is off (deploying its Liquidator failed: {type(error).__name__}: {error})")
+            executor_env = None
         supervisor.start(
             Child(
                 "simulator",
@@ -154,9 +210,9 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
                 log_path=logs / "simulator.log",
             )
         )
-        supervisor.start(
-            Child("watcher", [_bin("liq"), "watch"], env=env, log_path=logs / "watcher.log")
-        )  # the sub-second path: every block, candidates in Redis within tens of milliseconds
+        # the sub-second path: every block, candidates in Redis within tens of milliseconds, then the executor
+        watcher = supervisor.start(_watcher(env, executor_env, logs))
+        watcher_started = time.monotonic()
         supervisor.start(Child("exporter", [_bin("liq"), "exporter"], env=env, log_path=logs / "exporter.log"))
         ui = f"http://127.0.0.1:{settings.dagster_port}"
         say(f"starting dagster dev on {ui} (about 5 s)")
@@ -182,7 +238,8 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say("")
         say(f"  Dagster UI     {ui}  (assets, partitions, checks, runs; the new-block sensor is on)")
         say(f"  chain (anvil)  {devnet.node.url}  market: {devnet.market_path}")
-        say(f"  watcher        every block -> Redis candidates; log {logs / 'watcher.log'}")
+        what = "Redis candidates, then the executor live" if executor_env else "Redis candidates"
+        say(f"  watcher        every block -> {what}; log {logs / 'watcher.log'}")
         host = settings.metrics_host
         say(
             f"  metrics        watcher http://{host}:{settings.metrics_port}/metrics, "
@@ -193,6 +250,13 @@ def run_dev(settings: Settings, borrowers: int, block_time: int, say: Callable[[
         say(f"  logs           {logs}")
         say("  Ctrl-C stops everything.")
         dead = supervisor.wait()
+        if dead is watcher and executor_env is not None and time.monotonic() - watcher_started < EXECUTOR_START_SEC:
+            # the executor could not start (its one-line error is the log's last line): the watcher alone
+            say(f"warning: the executor is off ({_last_line(dead.log_path)}); running the watcher alone")
+            supervisor.children.remove(dead)
+            executor_env = None
+            watcher = supervisor.start(_watcher(env, None, logs))
+            dead = supervisor.wait()
         shutting_down()
         say(f"{dead.name} stopped on its own (exit {dead.process.returncode}); see {dead.log_path}")
         return 1

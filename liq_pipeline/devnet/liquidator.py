@@ -13,8 +13,9 @@ call them or `withdraw(token, amount)`. The devnet's operator is accounts.LIQUID
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from .abi import call_data, constructor_data, create_address, decode_result
 from .accounts import GAS_MONEY, LIQUIDATOR
 from .actions import MAX_UINT, l2_liquidation_args
 from .anvil import BLOCK_TIME
+from .errors import DevnetError
 from .market import Market
+from .paths import devnet_dir
 from .rpc import Rpc
 from .solc import Compiled, compile_source
 from .txs import CALL_GAS, CREATE_GAS, Chain, Tx
@@ -151,6 +154,60 @@ def deploy_liquidator(
     if rpc.call("eth_getCode", address, "latest") in ("0x", ""):
         raise RuntimeError(f"the Liquidator was not created at {address}")
     return DeployedLiquidator(address, to_checksum_address(operator), to_checksum_address(market.pool), done.block)
+
+
+def fund_inventory(rpc: Rpc, market: Market, holder: str, usd: float) -> None:
+    """Mint `usd` worth of every reserve's token (the devnet's test tokens) to `holder`, in one block: the
+    Liquidator's inventory (inventory mode repays from it where a flash loan's swap would meet too shallow a pool)."""
+    chain = Chain(rpc)
+    txs = [
+        Tx(
+            market.admin,
+            r.asset,
+            call_data("mint(address,uint256)", holder, int(usd * 10**8) * 10**r.decimals // r.initial_price),
+            label=f"inventory {r.symbol}",
+        )
+        for r in market.reserves
+    ]
+    with chain.manual_mining():
+        chain.execute(txs, timestamp=chain.latest_timestamp() + 2)
+
+
+# --- the devnet's executor venue (liquidator.json: what `liq execute` uses on the devnet) ---------------------
+
+
+@dataclass(frozen=True)
+class ExecutorVenue:
+    """The Liquidator `make dev` deployed on the devnet and the DEX factory it sells on."""
+
+    liquidator: str
+    operator: str
+    dex_factory: str
+    block: int
+    inventory: bool
+
+
+def venue_json_path(data_dir: Path | str) -> Path:
+    return devnet_dir(data_dir) / "liquidator.json"
+
+
+def save_venue(data_dir: Path | str, venue: ExecutorVenue) -> Path:
+    path = venue_json_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(venue), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_venue(data_dir: Path | str) -> ExecutorVenue:
+    path = venue_json_path(data_dir)
+    if not path.is_file():
+        raise DevnetError(f"no Liquidator deployed on the devnet ({path} is missing): `make dev` deploys one")
+    try:
+        return ExecutorVenue(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise DevnetError(f"{path} is not a devnet Liquidator description ({error})") from None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import pytest
 
 from liq_pipeline.config import settings_fields
 from liq_pipeline.devnet import state_cache
+from liq_pipeline.devnet.accounts import OPERATOR_KEY
+from liq_pipeline.devnet.liquidator import compile_liquidator
 from liq_pipeline_tests.fixtures.devnet_v36 import share_builds
 from liq_pipeline_tests.fixtures.net import free_port
 
@@ -42,6 +44,7 @@ def seeded_devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     data = Path(cache.mkdir("liq-dev-devnet")) if cache is not None else tmp_path_factory.mktemp("liq-dev-devnet")
     share_builds(v36_build, data)
     state_cache.ensure(data, BORROWERS, 0)
+    compile_liquidator(data)  # the executor's contract, which `make dev` deploys: compiled once, copied with the rest
     return data / "devnet"
 
 
@@ -106,9 +109,11 @@ def test_a_signal_to_make_dev_stops_every_process(tmp_path, seeded_devnet, signa
     try:
         procs = _everything(make, data)
         running = " | ".join(_describe(p) for p in procs)
-        for part in ("anvil", "redis-server", "liq devnet simulate", "liq watch", "liq exporter", "dagster dev"):
+        expected = ("anvil", "redis-server", "liq devnet simulate", "liq execute --live", "liq exporter", "dagster dev")
+        for part in expected:
             assert part in running, f"{part} is not running: {running}"
         assert len(procs) >= 10, running
+        assert (data / "devnet" / "liquidator.json").is_file()
 
         signalled = time.monotonic()
         os.killpg(make.pid, signals[0])
@@ -126,6 +131,10 @@ def test_a_signal_to_make_dev_stops_every_process(tmp_path, seeded_devnet, signa
         assert not left, f"still running {STOP_BOUND} s after {signals}: {[_describe(p) for p in left]}\n{text}"
         print(f"make dev: {len(procs)} processes stopped {stopped_in:.1f} s after {'+'.join(s.name for s in signals)}")
         assert f"stopping ({signals[0].name})" in text and "Traceback" not in text, text
+        assert "the executor is off" not in text, text
+        key = OPERATOR_KEY.removeprefix("0x").lower()  # in the executor's environment only, never in an output
+        for log in [output, *(data / "logs").glob("*.log")]:
+            assert key not in log.read_text(errors="replace").lower(), log
     finally:
         for proc in procs:
             if _alive(proc):

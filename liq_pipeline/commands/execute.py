@@ -1,0 +1,266 @@
+"""`liq execute`: the watcher with the FastPathExecutor attached, in one process (the hot path).
+
+Every block the watcher processes (candidates written to Redis first), the executor gets the market state and the
+positions of the users the engine found below HF 1: it plans, claims, verifies and, live, signs and sends; what is
+in flight is followed block by block. Dry-run unless `--live` AND EXECUTION_ENABLED=true (`--live` without it is a
+mistake: exit 2); the operator key is read in live mode only. Every attempt goes to Redis (`open_recorder`: the
+`liquidation_executions` asset reads it) and is logged in one line at INFO; the key never is.
+
+The venue: EXECUTOR_LIQUIDATOR (its operator, read from the contract, must be the key's address) and
+EXECUTION_DEX_FACTORY; on the devnet (RPC_URL and AAVE_ADDRESSES_PROVIDER empty) they default to what `make dev`
+deployed (DATA_DIR/devnet/liquidator.json).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import numpy as np
+import polars as pl
+
+from ..cache.from_settings import redis_url_for
+from ..cache.keys import MarketKeys
+from ..chain.rpc import RpcError
+from ..config import Settings
+from ..devnet.errors import DevnetError
+from ..devnet.liquidator import load_venue
+from ..execution.executor import ExecutorConfig, FastPathExecutor
+from ..execution.gas_ladder import LadderConfig
+from ..execution.idempotency import AttemptGuard, NonceLock, execution_client
+from ..execution.records import ExecutionAttempt, open_recorder
+from ..execution.signer import Signer, SignerError, load_signer
+from ..execution.venue import VenueError, venue_from_chain
+from ..metrics import BlockMetrics, serve_metrics
+from ..risk.blas import use_one_blas_thread
+from ..risk.market import user_positions
+from ..watch.startup import watcher_from_settings
+from ..watch.watcher import BlockRecord, Watcher
+from . import runtime
+from .watch import _stop_gracefully, report
+
+log = logging.getLogger("liq_pipeline.execute")
+
+OPERATOR_OF = "0x570ca735"  # operator(): the Liquidator's immutable operator
+MAX_UINT = 2**256 - 1  # debtToCover: as much as the Pool lets us
+DECIDED = ("sent", "dry_run", "skipped")  # a decision (logged by the block hook); anything else: a settlement
+
+
+def describe(attempt: ExecutionAttempt) -> str:
+    cover = "all" if int(attempt.debt_to_cover) == MAX_UINT else attempt.debt_to_cover
+    text = (
+        f"attempt {attempt.outcome}: block {attempt.block_seen} user {attempt.user} "
+        f"debt {attempt.debt_asset} collateral {attempt.collateral_asset} cover {cover} "
+        f"expected ${attempt.expected_profit_usd:.2f}"
+    )
+    if attempt.tx_hash:
+        text += f" tx {attempt.tx_hash}"
+    if attempt.nonce is not None:
+        text += f" nonce {attempt.nonce}"
+    if attempt.block_included is not None:
+        text += f" included in {attempt.block_included}"
+    if attempt.realized_profit_usd is not None:
+        text += f" realized ${attempt.realized_profit_usd:.2f}"
+    if attempt.latency_s is not None and attempt.outcome in ("sent", "dry_run"):
+        text += f" {attempt.latency_s * 1000:.1f} ms after the block was seen"
+    if attempt.reason:
+        text += f" ({attempt.reason})"
+    return text
+
+
+class LoggingRecorder:
+    """The recorder, plus one INFO line for every settlement (included, reverted, lost, replaced, ...)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def record(self, attempt: ExecutionAttempt) -> None:
+        if attempt.outcome not in DECIDED or attempt.replacements:
+            log.info("%s", describe(attempt))
+        self.inner.record(attempt)
+
+
+def _venue_addresses(settings: Settings, on_devnet: bool) -> tuple[str, str, bool]:
+    """EXECUTOR_LIQUIDATOR, EXECUTION_DEX_FACTORY and EXECUTION_INVENTORY; on the devnet, what is not set comes
+    from DATA_DIR/devnet/liquidator.json."""
+    liquidator, factory, inventory = (
+        settings.executor_liquidator,
+        settings.execution_dex_factory,
+        settings.execution_inventory,
+    )
+    if on_devnet and (liquidator is None or factory is None):
+        try:
+            deployed = load_venue(settings.data_dir)
+        except DevnetError as error:
+            raise runtime.CommandError(f"{error}; or set EXECUTOR_LIQUIDATOR and EXECUTION_DEX_FACTORY") from None
+        if liquidator is None:
+            liquidator, inventory = deployed.liquidator, deployed.inventory or inventory
+        factory = factory or deployed.dex_factory
+    if liquidator is None:
+        raise runtime.CommandError(
+            "EXECUTOR_LIQUIDATOR is not set: expected the address of the Liquidator contract deployed for the "
+            "operator key (liq_pipeline/contracts/Liquidator.sol)"
+        )
+    if factory is None:
+        raise runtime.CommandError(
+            "EXECUTION_DEX_FACTORY is not set: expected the address of a Uniswap V2-compatible factory "
+            "(the seized collateral is sold on its pairs)"
+        )
+    return liquidator, factory, inventory
+
+
+def _operator_of(rpc, liquidator: str) -> str:
+    try:
+        answer = rpc.call("eth_call", {"to": liquidator, "data": OPERATOR_OF}, "latest")
+    except RpcError:
+        answer = None
+    if not isinstance(answer, str) or len(answer) < 66:
+        raise runtime.CommandError(f"EXECUTOR_LIQUIDATOR={liquidator} does not answer operator(): not a Liquidator")
+    return "0x" + answer[-40:]
+
+
+def _signer(settings: Settings, chain_id: int, operator: str, rpc) -> Signer:
+    """The operator key (live mode only): one line when it is missing, unusable, not the Liquidator's operator, or
+    holds no gas money."""
+    try:
+        signer = load_signer(settings, chain_id)
+    except SignerError as error:
+        raise runtime.CommandError(str(error)) from None
+    if signer.address.lower() != operator.lower():
+        raise runtime.CommandError(
+            f"the operator key's address is {signer.address}, but the Liquidator's operator is {operator}: "
+            "set EXECUTOR_PRIVATE_KEY (or the keystore) to the operator's key"
+        )
+    if int(rpc.call("eth_getBalance", signer.address, "latest"), 16) == 0:
+        raise runtime.CommandError(f"the operator {signer.address} holds no native token to pay gas with")
+    return signer
+
+
+def main(max_blocks: int, live: bool) -> None:
+    base = runtime.settings()
+    if live and not base.execution_enabled:
+        raise runtime.CommandError(
+            "--live sends real transactions and needs EXECUTION_ENABLED=true as well; "
+            "without it, run `liq execute --dry-run`"
+        )
+    on_devnet = base.rpc_url is None and base.aave_addresses_provider is None
+    settings = runtime.node_settings(base)
+    liquidator, factory, inventory = _venue_addresses(settings, on_devnet)
+    runtime.connect(settings).close()  # CHAIN_ID, and a node that answers, before anything starts
+    use_one_blas_thread()
+    watcher = watcher_from_settings(settings, use_cache=True)
+    try:
+        market = watcher.tracker.market
+        operator = _operator_of(watcher.rpc, liquidator)
+        try:
+            venue = venue_from_chain(
+                watcher.rpc,
+                market,
+                liquidator,
+                operator,
+                factory,
+                inventory=inventory,
+                compact=settings.execution_compact_calls,
+            )
+        except VenueError as error:
+            raise runtime.CommandError(str(error)) from None
+        signer = _signer(settings, market.chain_id, operator, watcher.rpc) if live else None
+        client = execution_client(redis_url_for(settings.redis_url, settings.data_dir), timeout=0.5)
+        keys = MarketKeys.for_market(market.chain_id, market.pool)
+        watcher.metrics = BlockMetrics()
+        recorder = open_recorder(settings, metrics=watcher.metrics.execution)  # on /metrics
+        executor = FastPathExecutor(
+            watcher.rpc,
+            keys,
+            venue,
+            AttemptGuard(client, settings.execution_attempt_ttl_sec, owner=f"execute-{operator[2:10].lower()}"),
+            ExecutorConfig(
+                live=live,
+                min_profit_usd=settings.execution_min_profit_usd,
+                ladder=LadderConfig.from_settings(settings),
+            ),
+            signer=signer,
+            nonce_lock=NonceLock(client, market.chain_id, operator) if live else None,
+            recorder=LoggingRecorder(recorder),
+        )
+    except BaseException:
+        watcher.rpc.close()
+        raise
+    if live:
+        log.info("LIVE: sending transactions from %s through the Liquidator %s", operator, liquidator)
+    else:
+        why = "" if base.execution_enabled else " (EXECUTION_ENABLED=false)"
+        log.info("dry-run%s: attempts are logged and recorded, nothing is signed or sent", why)
+    log.info(
+        "venue: %d pairs of %s, %s calls, flash premium %d bps, inventory %s",
+        len(venue.pairs),
+        factory,
+        "compact L2Pool" if venue.compact else "standard Pool",
+        venue.flash_premium_bps,
+        "on" if venue.inventory else "off",
+    )
+    watcher.on_block = _hook(watcher, executor)
+    try:
+        _run(watcher, settings, max_blocks)
+    finally:
+        recorder.close()
+
+
+def _run(watcher: Watcher, settings: Settings, max_blocks: int) -> None:
+    """As `liq watch` runs: /metrics (the watcher's and the executor's), stopped gracefully by SIGINT/SIGTERM."""
+    try:
+        server = serve_metrics(watcher.metrics.registry, port=settings.metrics_port, host=settings.metrics_host)
+    except OSError as error:
+        watcher.rpc.close()
+        if error.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise runtime.CommandError(f"cannot serve /metrics on {where} ({error.strerror}): set METRICS_PORT") from None
+    log.info("metrics on %s", server.url)
+    _stop_gracefully(watcher)
+    try:
+        watcher.run(max_blocks=max_blocks or None)
+        watcher.checkpoint()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        watcher.rpc.close()
+
+
+def _hook(watcher: Watcher, executor: FastPathExecutor):
+    """The watcher's on_block (after the candidates are written): the executor on the users below HF 1, its attempts
+    logged, then the block's report line (so "block N:" means the block is done, its transactions sent). A failure
+    of the executor is logged (once while it repeats) and the watcher goes on."""
+    last_error: list[str] = []
+
+    def act(record: BlockRecord) -> None:
+        result = watcher.last_result
+        if result is None:
+            return
+        # hf_current is row-aligned with the book; rows the engine skipped this block were proven far from HF 1
+        below = np.flatnonzero(result.hf_current < 1.0)
+        if not below.size and not executor.in_flight:
+            return
+        try:
+            users = result.book.positions["user"].gather(below).to_list() if below.size else []
+            state = watcher.tracker.market_state()
+            frame = watcher.tracker.positions.filter(pl.col("user").is_in(users))
+            attempts = executor.on_block(state, user_positions(frame, state.reserve_ids), record.seen_at)
+        except Exception as error:  # the executor must never stop the watcher
+            text = f"{type(error).__name__}: {error}"
+            if last_error[-1:] != [text]:
+                log.warning("executor failed at block %d (%s); the watcher goes on", record.block, text)
+            last_error[:] = [text]
+            return
+        last_error.clear()
+        for attempt in attempts:
+            log.info("%s", describe(attempt))
+
+    def on_block(record: BlockRecord) -> None:
+        try:
+            act(record)
+        finally:
+            report(record)
+
+    return on_block

@@ -1,0 +1,190 @@
+"""`liq execute`: the watcher with the executor attached, run as a user runs it, on a real V3.6 devnet whose users a
+price move made liquidatable (its DEX, the project's Liquidator for the devnet operator), and a real Redis.
+
+Dry-run prints attempts and sends nothing; `--live` sends and the next block includes what it sent; the operator key
+appears in no output; `--live` without EXECUTION_ENABLED=true is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import redis
+
+from liq_pipeline.cache.keys import MarketKeys
+from liq_pipeline.cache.server import EmbeddedRedis
+from liq_pipeline.devnet.accounts import OPERATOR, OPERATOR_KEY
+from liq_pipeline.devnet.actions import account_data, oracle_prices, set_prices
+from liq_pipeline.devnet.anvil import BLOCK_TIME
+from liq_pipeline.devnet.dex import arbitrage, deploy_dex
+from liq_pipeline.devnet.liquidator import deploy_liquidator, set_flash_premium
+from liq_pipeline.devnet.txs import Chain
+from liq_pipeline.lake.datasets.liquidation_executions import stream_key
+from liq_pipeline_tests.commands.clirun import LIQ, liq
+from liq_pipeline_tests.fixtures.net import free_port
+
+SHOCK = {"WETH": 0.8, "WBTC": 0.8, "wstETH": 0.8, "AERO": 0.6}
+KEY_HEX = OPERATOR_KEY.removeprefix("0x").lower()
+
+
+@pytest.fixture
+def liquidatable(chain_v36, tmp_path):
+    """The V3.6 devnet after a price move left users below HF 1: its DEX at the new prices, the Liquidator deployed
+    for the operator; automine off (what is sent waits for the next block); a Redis of the test's own."""
+    from liq_pipeline.devnet.v36.seed import UserPlan, seed_examples
+
+    net = chain_v36
+    plans = (
+        UserPlan("execute-half", supplies={"WETH": "10"}, borrows={"USDC": "20500"}),
+        UserPlan("execute-full", supplies={"WETH": "3", "WBTC": "0.05"}, borrows={"DAI": "8500"}),
+    )
+    users = list(seed_examples(net.rpc, net.deployment, plans).values())
+    dex = deploy_dex(net.rpc, net.market)
+    set_flash_premium(net.rpc, net.market, 5)
+    deployed = deploy_liquidator(net.rpc, net.market, net.data_dir, OPERATOR)
+    prices = oracle_prices(net.rpc, net.market)
+    set_prices(net.rpc, net.market, {s: int(prices[s] * f) for s, f in SHOCK.items() if s in prices})
+    arbitrage(net.rpc, dex)
+    data = account_data(net.rpc, net.market.pool, users)
+    assert any(d.total_debt_base and d.health_factor < 10**18 for d in data), "nobody to liquidate"
+    server = EmbeddedRedis(tmp_path / "r")
+    redis_url = server.ensure_running().url
+    net.rpc.call("evm_setAutomine", False)
+    try:
+        yield net, deployed.address, dex.factory, redis_url
+    finally:
+        net.rpc.call("evm_setAutomine", True)
+        server.stop()
+
+
+def _env(cli_env, net, liquidator, factory, redis_url, **extra) -> dict[str, str]:
+    return {
+        **cli_env,
+        "RPC_URL": net.node.url,
+        "AAVE_ADDRESSES_PROVIDER": net.market.addresses_provider,
+        "AAVE_PROTOCOL_VERSION": net.market.protocol_version,
+        "REDIS_URL": redis_url,
+        "METRICS_PORT": str(free_port()),
+        "EXECUTOR_LIQUIDATOR": liquidator,
+        "EXECUTION_DEX_FACTORY": factory,
+        **extra,
+    }
+
+
+def _run(net, argv: list[str], env: dict[str, str], cwd, blocks: int) -> tuple[int, str, str]:
+    """`liq <argv>` in a subprocess; once it serves, mine `blocks` blocks one at a time, each after it has
+    processed the previous one. Returns (exit code, stdout, stderr)."""
+    pipe = subprocess.PIPE
+    process = subprocess.Popen([LIQ, *argv], env=env, cwd=cwd, stdout=pipe, stderr=pipe, text=True)
+    seen: list[str] = []
+
+    def wait_for(text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in seen) and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+        assert any(text in line for line in seen), "".join(seen)
+
+    try:
+        wait_for("metrics on")
+        chain = Chain(net.rpc)
+        for _ in range(blocks):  # at the chain's pace (the executor plans for a block BLOCK_TIME later)
+            wait_for(f"block {chain.mine(chain.latest_timestamp() + BLOCK_TIME)}:")
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    return process.returncode, out, "".join(seen) + err
+
+
+def _attempts(redis_url: str, pool: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.xlen(stream_key(MarketKeys.for_market(31337, pool)))
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_dry_run_prints_attempts_and_sends_nothing(liquidatable, cli_env, tmp_path):
+    net, liquidator, factory, redis_url = liquidatable
+    nonce = net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending")
+    env = _env(cli_env, net, liquidator, factory, redis_url, EXECUTOR_PRIVATE_KEY=OPERATOR_KEY)
+    code, out, err = _run(net, ["execute", "--dry-run", "--max-blocks", "2"], env, tmp_path, blocks=2)
+    assert code == 0, err
+    assert "dry-run" in err and "LIVE" not in err
+    assert "attempt dry_run: block" in err, err
+    assert net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending") == nonce
+    assert int(net.rpc.call("txpool_status")["pending"], 16) == 0
+    assert _attempts(redis_url, net.market.pool) >= 1  # recorded for the liquidation_executions asset
+    assert KEY_HEX not in (out + err).lower()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_live_sends_and_the_next_block_includes_it(liquidatable, cli_env, tmp_path):
+    net, liquidator, factory, redis_url = liquidatable
+    nonce = net.rpc.quantity("eth_getTransactionCount", OPERATOR, "latest")
+    env = _env(
+        cli_env, net, liquidator, factory, redis_url, EXECUTION_ENABLED="true", EXECUTOR_PRIVATE_KEY=OPERATOR_KEY
+    )
+    code, out, err = _run(net, ["execute", "--live", "--max-blocks", "3"], env, tmp_path, blocks=3)
+    assert code == 0, err
+    assert "LIVE: sending transactions from" in err
+    sent = [line for line in err.splitlines() if "attempt sent:" in line]
+    assert sent, err
+    hashes = [line.split(" tx ")[1].split()[0] for line in sent]
+    for tx in hashes:
+        receipt = net.rpc.call("eth_getTransactionReceipt", tx)
+        assert receipt is not None and receipt["status"] == "0x1", (tx, receipt, err)
+        assert receipt["to"].lower() == liquidator.lower()
+    assert "attempt included:" in err, err
+    assert net.rpc.quantity("eth_getTransactionCount", OPERATOR, "latest") == nonce + len(hashes)
+    assert _attempts(redis_url, net.market.pool) >= 2 * len(hashes)  # sent, then included
+    assert KEY_HEX not in (out + err).lower()
+
+
+@pytest.mark.integration
+def test_live_without_execution_enabled_is_one_line_and_exit_2(cli_env, tmp_path):
+    ran = liq("execute", "--live", env=cli_env, cwd=tmp_path, EXECUTOR_PRIVATE_KEY=OPERATOR_KEY)
+    assert ran.returncode == 2
+    lines = [line for line in ran.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "EXECUTION_ENABLED=true" in lines[0], ran.stderr
+    assert KEY_HEX not in (ran.stdout + ran.stderr).lower()
+
+
+@pytest.mark.integration
+def test_a_missing_liquidator_is_one_line(liquidatable, cli_env, tmp_path):
+    net, _liquidator, factory, redis_url = liquidatable
+    env = _env(cli_env, net, "", factory, redis_url)
+    ran = subprocess.run([LIQ, "execute", "--max-blocks", "1"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 2, ran.stderr
+    assert "error: EXECUTOR_LIQUIDATOR is not set" in ran.stderr
+    env = _env(cli_env, net, factory, factory, redis_url)  # code there, but not a Liquidator
+    ran = subprocess.run([LIQ, "execute", "--max-blocks", "1"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 2 and "not a Liquidator" in ran.stderr, ran.stderr
+
+
+def test_on_the_devnet_the_venue_defaults_to_what_make_dev_deployed(clean_env, tmp_path):
+    from liq_pipeline.commands.execute import _venue_addresses
+    from liq_pipeline.commands.runtime import CommandError
+    from liq_pipeline.config import load_settings
+    from liq_pipeline.devnet.liquidator import ExecutorVenue, save_venue
+
+    settings = load_settings(data_dir=tmp_path)
+    with pytest.raises(CommandError, match="make dev"):
+        _venue_addresses(settings, on_devnet=True)
+    liquidator, factory = "0x" + "ab" * 20, "0x" + "cd" * 20
+    save_venue(tmp_path, ExecutorVenue(liquidator, OPERATOR, factory, 7, True))
+    assert _venue_addresses(settings, on_devnet=True) == (liquidator, factory, True)
+    with pytest.raises(CommandError, match="EXECUTOR_LIQUIDATOR is not set"):  # elsewhere: required
+        _venue_addresses(settings, on_devnet=False)
+    mine = "0x" + "ef" * 20
+    own = _venue_addresses(load_settings(data_dir=tmp_path, executor_liquidator=mine), on_devnet=True)
+    assert (own[0].lower(), own[1:]) == (mine, (factory, False))  # a Liquidator of one's own: its inventory setting
