@@ -17,6 +17,7 @@ pytest_plugins = [
     "liq_pipeline_tests.fixtures.devnet",
     "liq_pipeline_tests.fixtures.devnet_v36",
     "liq_pipeline_tests.fixtures.dagster_dev",
+    "liq_pipeline_tests.fixtures.liquidatable",
     "liq_pipeline_tests.fixtures.prometheus",
     "liq_pipeline_tests.fixtures.watcher",
 ]

@@ -53,6 +53,7 @@ from ..risk.synthetic import sample
 from ..watch.watcher import Watcher
 from .report import BenchRun, Stopwatch, median, percentile, quiet
 from .services import scratch_redis
+from .watch import block_summary, by_kind, p50_by_kind
 
 BLOCK_TIME = 2  # seconds, Base's
 YEAR = 365 * 24 * 3600
@@ -94,13 +95,7 @@ class SyntheticTracker(Tracker):
         """As Tracker.refresh_users, with the generated positions instead of a Multicall3 read."""
         if not users:
             return
-        fresh = self.pending.fresh
-        if self._book is not None and self._book_state is not None:
-            self._book.update(fresh, self._book_state, reread=users)
-            self.positions = self._book.positions
-            return
-        kept = self.positions.filter(~pl.col("user").is_in(users))
-        self.positions = pl.concat([kept, fresh.select(kept.columns)]).sort("user")
+        self._replace_users(users, self.pending.fresh)
 
     def market_state(self) -> MarketState:
         if self._state is None or self._state.block != self.block:
@@ -311,7 +306,7 @@ def _measure(
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
         "phases_p50_ms": phases,
-        "p50_ms_by_kind": _p50_by_kind(records),
+        "p50_ms_by_kind": p50_by_kind(records),
         "p99_ms_by_kind": _p99_by_kind(records),
         "carried_blocks": sum(r.carried for r in records),
         "users_evaluated_median": int(median((r.evaluated for r in records), 1) or 0),
@@ -320,7 +315,7 @@ def _measure(
         "shocks": shock_blocks,
         "candidates_last_block": records[-1].candidates if records else {},
         **written,
-        "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
+        "slowest": [block_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
         "hot_state_bytes_per_borrower": round(sum(hot.values()) / max(1, borrowers)),
         "hot_state_bytes": hot,
         "_rss_end": rss_end,
@@ -329,26 +324,8 @@ def _measure(
     }
 
 
-def _p50_by_kind(records) -> dict[str, float]:
-    kinds = {"carried": [r for r in records if r.carried], "evaluated": [r for r in records if not r.carried]}
-    return {kind: median((r.latency_ms for r in group), 2) for kind, group in kinds.items() if group}
-
-
 def _p99_by_kind(records) -> dict[str, float]:
-    kinds = {"carried": [r for r in records if r.carried], "evaluated": [r for r in records if not r.carried]}
-    return {kind: round(percentile([r.latency_ms for r in group], 0.99), 2) for kind, group in kinds.items() if group}
-
-
-def _summary(record) -> dict:
-    return {
-        "block": record.block,
-        "latency_ms": round(record.latency_ms, 1),
-        "evaluated": record.evaluated,
-        "touched": record.touched,
-        "carried": record.carried,
-        **{name: round(value, 1) for name, value in record.phases_ms.items()},
-        **record.writes,
-    }
+    return {kind: round(percentile([r.latency_ms for r in group], 0.99), 2) for kind, group in by_kind(records).items()}
 
 
 def _rss_bytes() -> int:

@@ -128,10 +128,10 @@ def _measure(
         "repays": traffic.repays,
         "withdrawals": traffic.withdrawals,
         "liquidations": traffic.liquidations,
-        "slowest": [_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
+        "slowest": [block_summary(r) for r in sorted(records, key=lambda r: -r.latency_ms)[:3]],
         "users_evaluated_median": int(median((r.evaluated for r in records), 1) or 0),
         "carried_blocks": sum(r.carried for r in records),
-        "p50_ms_by_kind": _p50_by_kind(records),
+        "p50_ms_by_kind": p50_by_kind(records),
         "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
         "bootstrap_s": round(bootstrapping.seconds, 2),
         "prepare_s": round(chain.prepare_s, 2),
@@ -139,13 +139,20 @@ def _measure(
     }
 
 
-def _p50_by_kind(records) -> dict[str, float]:
-    """Median latency of blocks that carried the previous values (no price moved) and of the others."""
+def by_kind(records) -> dict[str, list]:
+    """The blocks that carried the previous values (no price moved) and the others (evaluated); a kind without a
+    block left out."""
     kinds = {"carried": [r for r in records if r.carried], "evaluated": [r for r in records if not r.carried]}
-    return {kind: median((r.latency_ms for r in group), 2) for kind, group in kinds.items() if group}
+    return {kind: group for kind, group in kinds.items() if group}
 
 
-def _summary(record) -> dict:
+def p50_by_kind(records) -> dict[str, float]:
+    """Median latency of blocks that carried the previous values (no price moved) and of the others."""
+    return {kind: median((r.latency_ms for r in group), 2) for kind, group in by_kind(records).items()}
+
+
+def block_summary(record) -> dict:
+    """One block's record in a report: its latency, users, phases and writes."""
     phases = {name: round(value, 1) for name, value in record.phases_ms.items()}
     return {
         "block": record.block,

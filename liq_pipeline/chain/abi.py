@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -213,3 +214,16 @@ def event_topic(contract: str, name: str) -> str:
         if event.name == name:
             return topic
     raise KeyError(f"{contract}.{name} is not in the reader's ABI")
+
+
+def decoded_logs(
+    logs: Iterable[dict[str, Any]], address: str, topic: str, data: Sequence[str]
+) -> Iterator[tuple[tuple[str, ...], tuple[Any, ...], dict[str, Any]]]:
+    """The logs among raw `logs` that `address` emitted with topic0 `topic`, each as (its indexed topics read as
+    checksummed addresses, its data decoded as the `data` types, the log): for events whose indexed arguments are
+    all addresses."""
+    for log in logs:
+        topics = log.get("topics") or []
+        if log.get("address", "").lower() == address.lower() and topics and topics[0] == topic:
+            indexed = tuple(to_checksum_address("0x" + t[-40:]) for t in topics[1:])
+            yield indexed, decode(list(data), bytes.fromhex(log["data"].removeprefix("0x"))), log

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ def _lines(result: dict[str, Any], width: int) -> None:
     out = Console(highlight=False)
     for key, value in result.items():
         out.print(f"{key:>{width}}  {value}")
+
+
+def _run(bench: Callable[..., dict[str, Any]], as_json: bool, doing: str, width: int) -> None:
+    """`bench()`'s report as one JSON object (as_json), or `bench(say=...)` under a status line `doing` on stderr,
+    then its aligned lines."""
+    if as_json:
+        print(json.dumps(bench()))
+        return
+    with Console(stderr=True).status(doing) as status:
+        result = bench(say=status.update)
+    _lines(result, width)
 
 
 def _stderr(message: str) -> None:
@@ -53,12 +66,7 @@ def watch(borrowers: int, blocks: int, as_json: bool, *, shocks: bool, seed: int
     settings = runtime.settings()
     use_one_blas_thread()
     options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale}
-    if as_json:
-        print(json.dumps(run_bench_watch(settings, borrowers, blocks, **options)))
-        return
-    with Console(stderr=True).status("benchmarking the watcher") as status:
-        result = run_bench_watch(settings, borrowers, blocks, say=status.update, **options)
-    _lines(result, 24)
+    _run(partial(run_bench_watch, settings, borrowers, blocks, **options), as_json, "benchmarking the watcher", 24)
 
 
 def watch_synthetic(
@@ -76,12 +84,8 @@ def watch_synthetic(
     use_one_blas_thread()
     version = protocol or settings.aave_protocol_version
     options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale, "touched": touched, "version": version}
-    if as_json:
-        print(json.dumps(run_bench_watch_synthetic(settings, users, blocks, **options)))
-        return
-    with Console(stderr=True).status("benchmarking the watcher on generated blocks") as status:
-        result = run_bench_watch_synthetic(settings, users, blocks, say=status.update, **options)
-    _lines(result, 28)
+    bench = partial(run_bench_watch_synthetic, settings, users, blocks, **options)
+    _run(bench, as_json, "benchmarking the watcher on generated blocks", 28)
 
 
 def cache(users: int, candidates: int, repeat: int, per_user: bool) -> None:

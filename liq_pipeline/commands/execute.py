@@ -13,7 +13,6 @@ deployed (DATA_DIR/devnet/liquidator.json).
 
 from __future__ import annotations
 
-import errno
 import logging
 
 import numpy as np
@@ -31,13 +30,13 @@ from ..execution.idempotency import AttemptGuard, NonceLock, execution_client
 from ..execution.records import ExecutionAttempt, open_recorder
 from ..execution.signer import Signer, SignerError, load_signer
 from ..execution.venue import VenueError, venue_from_chain
-from ..metrics import BlockMetrics, serve_metrics
+from ..metrics import BlockMetrics
 from ..risk.blas import use_one_blas_thread
 from ..risk.market import user_positions
 from ..watch.startup import watcher_from_settings
 from ..watch.watcher import BlockRecord, Watcher
 from . import runtime
-from .watch import _stop_gracefully, report
+from .watch import report, run_with_metrics
 
 log = logging.getLogger("liq_pipeline.execute")
 
@@ -201,31 +200,9 @@ def main(max_blocks: int, live: bool) -> None:
     )
     watcher.on_block = _hook(watcher, executor)
     try:
-        _run(watcher, settings, max_blocks)
+        run_with_metrics(watcher, settings, max_blocks)  # /metrics: the watcher's and the executor's
     finally:
         recorder.close()
-
-
-def _run(watcher: Watcher, settings: Settings, max_blocks: int) -> None:
-    """As `liq watch` runs: /metrics (the watcher's and the executor's), stopped gracefully by SIGINT/SIGTERM."""
-    try:
-        server = serve_metrics(watcher.metrics.registry, port=settings.metrics_port, host=settings.metrics_host)
-    except OSError as error:
-        watcher.rpc.close()
-        if error.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        where = f"{settings.metrics_host}:{settings.metrics_port}"
-        raise runtime.CommandError(f"cannot serve /metrics on {where} ({error.strerror}): set METRICS_PORT") from None
-    log.info("metrics on %s", server.url)
-    _stop_gracefully(watcher)
-    try:
-        watcher.run(max_blocks=max_blocks or None)
-        watcher.checkpoint()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        watcher.rpc.close()
 
 
 def _hook(watcher: Watcher, executor: FastPathExecutor):

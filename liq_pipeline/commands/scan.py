@@ -122,7 +122,9 @@ def main(from_block: int, to_block: int | None, as_json: bool, out_path: str | N
         runtime.note(f"wrote {rows.height} users to {out_path}")
     if as_json:
         for row in rows.iter_rows(named=True):
-            print(json.dumps(row))
+            if row["hf"] == float("inf"):  # no debt: JSON has no Infinity (health_factor_wad keeps uint256 max)
+                row["hf"] = None
+            print(json.dumps(row, allow_nan=False))
     elif out_path is None:
         out.print(
             f"{rows.height} borrowers at block {result.state.block}; {int(rows['liquidatable'].sum())} liquidatable"

@@ -7,6 +7,7 @@ import errno
 import logging
 import signal
 
+from ..config import Settings
 from ..metrics import BlockMetrics, serve_metrics
 from ..risk.blas import use_one_blas_thread
 from ..watch.startup import watcher_from_settings
@@ -35,6 +36,12 @@ def main(max_blocks: int, use_redis: bool) -> None:
     watcher = watcher_from_settings(settings, use_cache=use_redis)
     watcher.on_block = report
     watcher.metrics = BlockMetrics()
+    run_with_metrics(watcher, settings, max_blocks)
+
+
+def run_with_metrics(watcher: Watcher, settings: Settings, max_blocks: int) -> None:
+    """The watcher's /metrics served on METRICS_HOST:METRICS_PORT (a port that cannot be had: CommandError), then
+    the watcher run until max_blocks (0: no end) or SIGINT/SIGTERM; `liq watch` and `liq execute` both run so."""
     try:
         server = serve_metrics(watcher.metrics.registry, port=settings.metrics_port, host=settings.metrics_host)
     except OSError as error:

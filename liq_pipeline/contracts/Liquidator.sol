@@ -124,18 +124,7 @@ contract Liquidator {
             premium: _tload(T_PREMIUM)
         });
         profit = int256(IERC20Like(order.debt).balanceOf(address(this))) - int256(before);
-        if (profit < order.minProfit) revert ProfitTooLow(profit, order.minProfit);
-        emit Liquidated(
-            order.user,
-            order.collateral,
-            order.debt,
-            outcome.debtRepaid,
-            outcome.collateralReceived,
-            outcome.swapOut,
-            flashAmount,
-            outcome.premium,
-            profit
-        );
+        _settle(order, outcome, flashAmount, profit);
     }
 
     /// IFlashLoanSimpleReceiver: the Pool lent `amount` of `asset`; it pulls amount + premium after this returns.
@@ -170,18 +159,7 @@ contract Liquidator {
             profit = int256(_valueInDebt(order.collateral, order.debt, outcome.collateralReceived))
                 - int256(outcome.debtRepaid);
         }
-        if (profit < order.minProfit) revert ProfitTooLow(profit, order.minProfit);
-        emit Liquidated(
-            order.user,
-            order.collateral,
-            order.debt,
-            outcome.debtRepaid,
-            outcome.collateralReceived,
-            outcome.swapOut,
-            0,
-            0,
-            profit
-        );
+        _settle(order, outcome, 0, profit); // no flash loan: its amount and premium are 0
     }
 
     /// Send `amount` of `token` (type(uint256).max: all of it) to the operator.
@@ -191,6 +169,22 @@ contract Liquidator {
     }
 
     // --- internals ------------------------------------------------------------------------------------------
+
+    /// Both modes' end: the profit checked against the order's minimum (ProfitTooLow), then the Liquidated event.
+    function _settle(Order calldata order, Outcome memory outcome, uint256 flashAmount, int256 profit) private {
+        if (profit < order.minProfit) revert ProfitTooLow(profit, order.minProfit);
+        emit Liquidated(
+            order.user,
+            order.collateral,
+            order.debt,
+            outcome.debtRepaid,
+            outcome.collateralReceived,
+            outcome.swapOut,
+            flashAmount,
+            outcome.premium,
+            profit
+        );
+    }
 
     function _liquidateAndSwap(Order memory order) private returns (Outcome memory outcome) {
         address received = order.receiveAToken ? _aToken(order.collateral) : order.collateral;

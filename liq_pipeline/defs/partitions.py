@@ -3,14 +3,23 @@ dynamic partitions with zero-padded keys (`000000012000-000000012999`, see lake/
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import dagster as dg
 
+from ..chain.rpc import NodeUnavailable, RpcError
 from ..chain.state_history import first_block_with_state
 from ..config import Settings, load_settings
-from ..lake.partitions import parse_key
+from ..lake.partitions import BlockRange, parse_key
+
+T = TypeVar("T")
 
 BLOCK_RANGES = "block_ranges"
 block_ranges = dg.DynamicPartitionsDefinition(name=BLOCK_RANGES)
+RANGES_PER_TICK = 3  # borrower_snapshots needs every earlier range's events: keep ranges in order, a few at a time
+RETRY_AFTER_SEC = 600  # a failed range is requested again after this long (run keys are per window)
 
 
 def block_range_of(context) -> tuple[int, int]:
@@ -41,3 +50,41 @@ def first_state_block(rpc, settings: Settings, head: int | None = None) -> int:
 
 
 _first_state_seen: dict[tuple[str, str, int], int] = {}  # (node, address, floor) -> the last answer
+
+
+def final_ranges(lake, keys, head: int, confirmations: int, lacks: Callable[[BlockRange], bool]) -> list[str]:
+    """Known partitions whose range is final (`confirmations` blocks behind `head`) and `lacks` something, oldest
+    first."""
+    out = []
+    for key in sorted(keys):
+        block_range = parse_key(key, lake.range_size)
+        if head - block_range.end >= confirmations and lacks(block_range):
+            out.append(key)
+    return out
+
+
+def every_minute(job, default_status: dg.DefaultScheduleStatus, description: str):
+    """The decorator of a schedule that asks for block ranges every minute (its tick: `request_ranges`)."""
+    return dg.schedule(job=job, cron_schedule="* * * * *", default_status=default_status, description=description)
+
+
+def request_ranges(
+    context: dg.ScheduleEvaluationContext,
+    read_node: Callable[[], T],
+    select: Callable[[list[str], T], list[str]],
+    run_key: str,
+    nothing_left: str,
+) -> dg.SkipReason | list[dg.RunRequest]:
+    """A schedule's tick: what the node says (`read_node()`: a node that cannot be read skips the tick), then runs
+    for the first RANGES_PER_TICK of the known partitions `select(keys, said)` keeps (run keys
+    `<run_key>-<key>-<window>`: a failed range is asked for again RETRY_AFTER_SEC later), or
+    SkipReason(nothing_left)."""
+    try:
+        said = read_node()
+    except (NodeUnavailable, RpcError) as error:
+        return dg.SkipReason(f"cannot read the node: {error}")
+    todo = select(context.instance.get_dynamic_partitions(BLOCK_RANGES), said)[:RANGES_PER_TICK]
+    if not todo:
+        return dg.SkipReason(nothing_left)
+    window = int(time.time() // RETRY_AFTER_SEC)
+    return [dg.RunRequest(run_key=f"{run_key}-{key}-{window}", partition_key=key) for key in todo]

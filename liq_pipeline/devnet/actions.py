@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from eth_utils import keccak, to_checksum_address
 
+from ..chain.abi import decoded_logs
 from ..chain.discovery import discover_market, read_market_state
 from ..chain.ground_truth import user_account_data
 from ..chain.positions import read_positions
@@ -306,26 +307,22 @@ class LiquidationEvent:
 
 def liquidation_events(logs: Sequence[dict[str, Any]], pool: str) -> list[LiquidationEvent]:
     """LiquidationCall events of the Pool proxy among raw logs."""
-    out = []
-    for log in logs:
-        if log["address"].lower() != pool.lower() or not log["topics"] or log["topics"][0] != LIQUIDATION_CALL_TOPIC:
-            continue
-        collateral, debt, user = (to_checksum_address("0x" + t[-40:]) for t in log["topics"][1:4])
-        covered, amount, liquidator, receive = decode_result(["uint256", "uint256", "address", "bool"], log["data"])
-        out.append(
-            LiquidationEvent(
-                collateral,
-                debt,
-                user,
-                covered,
-                amount,
-                to_checksum_address(liquidator),
-                receive,
-                int(log["blockNumber"], 16),
-                log["transactionHash"],
-            )
+    return [
+        LiquidationEvent(
+            collateral,
+            debt,
+            user,
+            covered,
+            amount,
+            to_checksum_address(liquidator),
+            receive,
+            int(log["blockNumber"], 16),
+            log["transactionHash"],
         )
-    return out
+        for (collateral, debt, user), (covered, amount, liquidator, receive), log in decoded_logs(
+            logs, pool, LIQUIDATION_CALL_TOPIC, ["uint256", "uint256", "address", "bool"]
+        )
+    ]
 
 
 def liquidate(

@@ -31,7 +31,7 @@ from .anvil import BLOCK_TIME
 from .artifacts import Artifact
 from .errors import DevnetError
 from .market import Market
-from .paths import devnet_dir, node_modules, package_version
+from .paths import devnet_dir, load_description, node_modules, package_version, write_json
 from .rpc import Rpc
 from .txs import CREATE_GAS, Chain, Tx
 
@@ -124,11 +124,7 @@ class Dex:
         return cls(**(dict(raw) | {"pairs": tuple(PairInfo(**p) for p in raw["pairs"])}))
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        return write_json(path, self.to_json())
 
 
 def dex_json_path(data_dir: Path | str) -> Path:
@@ -137,15 +133,8 @@ def dex_json_path(data_dir: Path | str) -> Path:
 
 def load_dex(data_dir_or_file: Path | str) -> Dex:
     """From a dex.json file, or from <DATA_DIR>/devnet/dex.json given the data dir."""
-    path = Path(data_dir_or_file)
-    if path.is_dir():
-        path = dex_json_path(path)
-    if not path.is_file():
-        raise DevnetError(f"no DEX description at {path}: deploy one with devnet.dex.deploy_dex")
-    try:
-        return Dex.from_json(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError) as error:
-        raise DevnetError(f"{path} is not a devnet DEX description ({error})") from None
+    missing = "deploy one with devnet.dex.deploy_dex"
+    return load_description(data_dir_or_file, dex_json_path, Dex.from_json, "DEX description", missing)
 
 
 # --- reads ---------------------------------------------------------------------------------------------------

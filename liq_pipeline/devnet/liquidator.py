@@ -14,13 +14,19 @@ call them or `withdraw(token, amount)`. The devnet's operator is accounts.LIQUID
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
+from ..chain.liquidator_abi import (
+    ZERO_ADDRESS,
+    ZERO_WORD,
+    Order,
+    flash_calldata,
+    inventory_calldata,
+)
+from ..chain.liquidator_abi import liquidated_events as liquidated_events  # the devnet's tests read events here
 from ..risk.wadray import percent_mul, percent_mul_ceil
 from .abi import call_data, constructor_data, create_address, decode_result
 from .accounts import GAS_MONEY, LIQUIDATOR
@@ -28,20 +34,12 @@ from .actions import MAX_UINT, l2_liquidation_args
 from .anvil import BLOCK_TIME
 from .errors import DevnetError
 from .market import Market
-from .paths import devnet_dir
+from .paths import devnet_dir, write_json
 from .rpc import Rpc
 from .solc import Compiled, compile_source
 from .txs import CALL_GAS, CREATE_GAS, Chain, Tx
 
 SOURCE = Path(__file__).resolve().parents[1] / "contracts" / "Liquidator.sol"
-ZERO_ADDRESS = "0x" + "00" * 20
-ZERO_WORD = bytes(32)
-ORDER = "(address,address,address,uint256,bool,bytes32,bytes32,address,uint256,int256)"
-FLASH = f"liquidateWithFlashLoan({ORDER},uint256)"
-INVENTORY = f"liquidateFromInventory({ORDER})"
-LIQUIDATED_TOPIC = (
-    "0x" + keccak(text="Liquidated(address,address,address,uint256,uint256,uint256,uint256,uint256,int256)").hex()
-)
 ERRORS = {  # selector -> name, for revert data
     "0x" + keccak(text=signature).hex()[:8]: signature.split("(")[0]
     for signature in (
@@ -58,22 +56,6 @@ ERRORS = {  # selector -> name, for revert data
 def compile_liquidator(data_dir: Path | str) -> Compiled:
     """Compiled with the npm solc, cached in <DATA_DIR>/devnet/build like the devnet's own contracts."""
     return compile_source(SOURCE, data_dir)
-
-
-@dataclass(frozen=True)
-class Order:
-    """Liquidator.Order: what to liquidate and how to sell the collateral."""
-
-    collateral: str  # underlying addresses
-    debt: str
-    user: str
-    debt_to_cover: int = MAX_UINT
-    receive_a_token: bool = False
-    args1: bytes = ZERO_WORD  # non-zero: L2Pool.liquidationCall(args1, args2)
-    args2: bytes = ZERO_WORD
-    pair: str = ZERO_ADDRESS  # Uniswap V2 pair (collateral, debt); zero address: no swap
-    amount_out: int = 0  # 0: the contract computes the swap's output from getReserves
-    min_profit: int = 0  # debt-asset units
 
 
 def order_for(
@@ -121,11 +103,11 @@ class DeployedLiquidator:
     block: int
 
     def flash_tx(self, order: Order, flash_amount: int, sender: str | None = None, gas: int = CALL_GAS) -> Tx:
-        data = call_data(FLASH, astuple(order), flash_amount)
+        data = "0x" + flash_calldata(order, flash_amount).hex()
         return Tx(sender or self.operator, self.address, data, gas=gas, label=f"liquidator flash {order.user}")
 
     def inventory_tx(self, order: Order, sender: str | None = None, gas: int = CALL_GAS) -> Tx:
-        data = call_data(INVENTORY, astuple(order))
+        data = "0x" + inventory_calldata(order).hex()
         return Tx(sender or self.operator, self.address, data, gas=gas, label=f"liquidator inventory {order.user}")
 
     def withdraw_tx(self, token: str, amount: int = MAX_UINT, sender: str | None = None) -> Tx:
@@ -192,12 +174,7 @@ def venue_json_path(data_dir: Path | str) -> Path:
 
 
 def save_venue(data_dir: Path | str, venue: ExecutorVenue) -> Path:
-    path = venue_json_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(venue), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(venue_json_path(data_dir), asdict(venue))
 
 
 def load_venue(data_dir: Path | str) -> ExecutorVenue:
@@ -208,33 +185,6 @@ def load_venue(data_dir: Path | str) -> ExecutorVenue:
         return ExecutorVenue(**json.loads(path.read_text()))
     except (ValueError, TypeError) as error:
         raise DevnetError(f"{path} is not a devnet Liquidator description ({error})") from None
-
-
-@dataclass(frozen=True)
-class Liquidated:
-    """The contract's Liquidated event."""
-
-    user: str
-    collateral: str
-    debt: str
-    debt_repaid: int
-    collateral_received: int
-    swap_out: int
-    flash_amount: int
-    premium: int
-    profit: int
-    transaction_hash: str
-
-
-def liquidated_events(logs: Sequence[dict[str, Any]], address: str) -> list[Liquidated]:
-    out = []
-    for log in logs:
-        if log["address"].lower() != address.lower() or not log["topics"] or log["topics"][0] != LIQUIDATED_TOPIC:
-            continue
-        user, collateral, debt = (to_checksum_address("0x" + t[-40:]) for t in log["topics"][1:4])
-        values = decode_result(["uint256"] * 5 + ["int256"], log["data"])
-        out.append(Liquidated(user, collateral, debt, *values, log["transactionHash"]))
-    return out
 
 
 # --- the Pool's flash-loan premium ---------------------------------------------------------------------------

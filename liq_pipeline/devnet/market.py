@@ -6,13 +6,11 @@ addresses. Field names are stable: treat a rename as a breaking change.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DevnetError
-from .paths import market_json_path
+from .paths import load_description, market_json_path, write_json
 
 
 @dataclass(frozen=True)
@@ -86,21 +84,10 @@ class Market:
         return Market.from_json(self.to_json() | {"rpc_url": url})
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        return write_json(path, self.to_json())
 
 
 def load_market(data_dir_or_file: Path | str) -> Market:
     """From a market.json file, or from <DATA_DIR>/devnet/market.json given the data dir."""
-    path = Path(data_dir_or_file)
-    if path.is_dir():
-        path = market_json_path(path)
-    if not path.is_file():
-        raise DevnetError(f"no market description at {path}: run `liq devnet up` first")
-    try:
-        return Market.from_json(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError) as error:
-        raise DevnetError(f"{path} is not a devnet market description ({error}): run `liq devnet up` again") from None
+    missing, again = "run `liq devnet up` first", ": run `liq devnet up` again"
+    return load_description(data_dir_or_file, market_json_path, Market.from_json, "market description", missing, again)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import DevnetError
 
@@ -14,6 +16,8 @@ from .errors import DevnetError
 AAVE_CORE_VERSION = "1.19.3"
 ANVIL_VERSION = "1.7.1"
 SOLC_VERSION = "0.8.24"
+
+T = TypeVar("T")
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _SETUP_HINT = "run `make setup` (or `.venv/bin/npm ci`) in the project root"
@@ -77,6 +81,37 @@ def market_json_path(data_dir: Path | str) -> Path:
 
 def borrowers_json_path(data_dir: Path | str) -> Path:
     return devnet_dir(data_dir) / "borrowers.json"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """`data` as indented JSON at `path`, written whole or not at all (a .tmp file moved into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_description(
+    data_dir_or_file: Path | str,
+    path_in: Callable[[Path], Path],
+    parse: Callable[[Any], T],
+    what: str,
+    missing: str,
+    invalid: str = "",
+) -> T:
+    """`parse` of a JSON description: the file itself, or `path_in(data_dir)` given the data dir.
+    No file: DevnetError "no <what> at <path>: <missing>"; one `parse` refuses: "<path> is not a devnet <what>
+    (...)<invalid>"."""
+    path = Path(data_dir_or_file)
+    if path.is_dir():
+        path = path_in(path)
+    if not path.is_file():
+        raise DevnetError(f"no {what} at {path}: {missing}")
+    try:
+        return parse(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as error:
+        raise DevnetError(f"{path} is not a devnet {what} ({error}){invalid}") from None
 
 
 def check_packages() -> None:

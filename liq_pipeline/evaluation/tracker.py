@@ -217,7 +217,10 @@ class Tracker:
         if not users:
             return
         hints = self._book.legs_of(users) if self._book is not None else None  # their legs: one round trip
-        fresh = read_positions(self.rpc, self.market, users, self.block, self.rules, hints=hints)
+        self._replace_users(users, read_positions(self.rpc, self.market, users, self.block, self.rules, hints=hints))
+
+    def _replace_users(self, users: list[str], fresh: pl.DataFrame) -> None:
+        """The rows of `users` replaced by `fresh` (their positions as read now; a user without one: no row)."""
         if self._book is not None and self._book_state is not None:
             # rows of the re-read users replaced in place: a few rows, not a rebuild of every user's floats
             self._book.update(fresh, self._book_state, reread=users)

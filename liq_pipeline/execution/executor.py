@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic
+from ..chain.liquidator_abi import liquidated_events
 from ..chain.rpc import RpcClient, RpcError
 from ..risk.exact import account_data
 from ..risk.market import MarketState, UserPosition
@@ -36,7 +37,7 @@ from ..risk.wadray import WAD
 from .gas_ladder import Costs as LadderCosts
 from .gas_ladder import Fees, LadderConfig, Pending, initial_fees, next_step, usd_e8, usd_to_wei
 from .idempotency import TAKEN, AttemptGuard, Claim, NonceLock, Opportunity
-from .liquidator_call import liquidated_events, plan_calldata
+from .liquidator_call import plan_calldata
 from .records import ExecutionAttempt, new_attempt_key
 from .signer import Signer
 
@@ -417,19 +418,28 @@ class FastPathExecutor:
             return
         flights = list(self.in_flight.values())
         hashes = [h for f in flights for h in f.hashes]
-        receipts = dict(
-            zip(
-                hashes,
-                self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes], raise_on_error=False),
-                strict=True,
-            )
+        # the sender's mined count first: a block landing between the two reads then shows as receipts, never as
+        # a nonce used by someone else
+        answers = self.rpc.batch(
+            [("eth_getTransactionCount", [self.venue.operator, "latest"])]
+            + [("eth_getTransactionReceipt", [h]) for h in hashes],
+            raise_on_error=False,
         )
+        used_nonces = int(answers[0], 16) if isinstance(answers[0], str) else 0
+        receipts = dict(zip(hashes, answers[1:], strict=True))
         liquidatable = {p.user.lower() for p in positions if account_data(p, state).health_factor < WAD}
         header = None
         for flight in flights:
             receipt = next((receipts[h] for h in flight.hashes if isinstance(receipts.get(h), dict)), None)
             if receipt is not None:
                 self._settle(flight, receipt, state)
+                continue
+            if used_nonces > flight.nonce:  # mined, but by none of our hashes: another sender of this key
+                del self.in_flight[flight.attempt.attempt_key]
+                if flight.claim is not None:
+                    self.guard.release_unsent(flight.claim)
+                reason = "the nonce was used by a transaction this executor did not send"
+                self._final(flight.attempt.with_outcome("replaced", reason=reason))
                 continue
             if flight.cancelled:  # a cancel is in flight: it is included or the nonce goes to the original
                 continue

@@ -31,17 +31,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeHistogramMetricFamily, Metric
 
 from ..config import SCENARIO_NAMES
-from .execution import ExecutionMetrics
+from .execution import FINE_LATENCY_BUCKETS, ExecutionMetrics, labelled
 
 # Block seen -> candidates written, and one engine batch: 1 ms .. 10 s, finest around the watcher's ~20 ms budget.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.002,
-    0.005,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
+    *FINE_LATENCY_BUCKETS,
     0.05,
     0.075,
     0.1,
@@ -261,11 +255,7 @@ class BlockMetrics:
     # --- events ---------------------------------------------------------------------------------------------------
     def rpc_error(self, kind: str, count: int = 1) -> None:
         """An RPC call failed; kind e.g. timeout / connection / http / rpc (JSON-RPC error) / rate_limited."""
-        child = self._rpc_children.get(kind)
-        if child is None:
-            with self._lock:
-                child = self._rpc_children.setdefault(kind, self.rpc_errors.labels(kind))
-        child.inc(count)
+        labelled(self._rpc_children, kind, self.rpc_errors.labels, self._lock).inc(count)
 
     def redis_up(self, up: bool) -> None:
         self.redis.set(1 if up else 0)

@@ -4,9 +4,11 @@ at when a test needs a node that misbehaves (answers errors, echoes a key, is of
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +22,26 @@ def liq(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     return run_captured([LIQ, *args], env={**env, **settings}, cwd=cwd, timeout=timeout)
+
+
+def liq_devnet(args: list[str], data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`liq devnet <args>` for the devnet of `data_dir` (DATA_DIR set to it, RPC_URL unset), output captured."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "RPC_URL")} | {"DATA_DIR": str(data_dir)}
+    return run_captured(
+        [sys.executable, "-m", "liq_pipeline.commands.cli", "devnet", *args], env=env, cwd=data_dir, timeout=timeout
+    )
+
+
+def wait_for_line(process: subprocess.Popen, text: str, seen: list[str], timeout: float = 60) -> None:
+    """Read `process`'s stderr into `seen` until a line holds `text` (or the timeout, or the end of its output);
+    fails with what it saw when no line does."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in seen) and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+    assert any(text in line for line in seen), "".join(seen)
 
 
 def run_captured(

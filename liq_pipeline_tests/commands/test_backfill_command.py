@@ -4,26 +4,14 @@ one line, without Dagster's log lines."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
 from liq_pipeline.commands.backfill import failure_reason
-from liq_pipeline.devnet import actions, anvil
-from liq_pipeline.devnet.paths import market_json_path
+from liq_pipeline.devnet import actions
 from liq_pipeline_tests.commands.clirun import lines, liq
 
 SIZE = 10
-
-
-@pytest.fixture
-def devnet_home(chain, tmp_path: Path) -> Path:
-    """A DATA_DIR whose running devnet is the session's (its pid file and market.json, as `liq devnet up` writes)."""
-    data_dir = tmp_path / "data"
-    anvil.write_pid_file(data_dir, chain.node)
-    chain.market.save(market_json_path(data_dir))
-    return data_dir
 
 
 def _first_with_state(chain) -> int:

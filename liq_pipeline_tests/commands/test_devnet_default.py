@@ -7,24 +7,12 @@ import json
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from liq_pipeline.devnet import anvil
-from liq_pipeline.devnet.paths import market_json_path
 from liq_pipeline_tests.commands.clirun import LIQ, lines, liq
 
 PROVIDER = "0x2279B7A0a67DB372996a5FaB50D91eAA73d2eBe6"
-
-
-@pytest.fixture
-def devnet_home(chain, tmp_path: Path) -> Path:
-    """A DATA_DIR whose running devnet is the session's (its pid file and market.json, as `liq devnet up` writes)."""
-    data_dir = tmp_path / "data"
-    anvil.write_pid_file(data_dir, chain.node)
-    chain.market.save(market_json_path(data_dir))
-    return data_dir
 
 
 def _announced(result: subprocess.CompletedProcess, chain) -> None:

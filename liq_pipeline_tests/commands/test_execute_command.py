@@ -8,7 +8,6 @@ appears in no output; `--live` without EXECUTION_ENABLED=true is one line and ex
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 import redis
@@ -16,21 +15,17 @@ import redis
 from liq_pipeline.cache.keys import MarketKeys
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.devnet.accounts import OPERATOR, OPERATOR_KEY
-from liq_pipeline.devnet.actions import account_data, oracle_prices, set_prices
 from liq_pipeline.devnet.anvil import BLOCK_TIME
-from liq_pipeline.devnet.dex import arbitrage, deploy_dex
-from liq_pipeline.devnet.liquidator import deploy_liquidator, set_flash_premium
 from liq_pipeline.devnet.txs import Chain
 from liq_pipeline.lake.datasets.liquidation_executions import stream_key
-from liq_pipeline_tests.commands.clirun import LIQ, liq
+from liq_pipeline_tests.commands.clirun import LIQ, liq, wait_for_line
 from liq_pipeline_tests.fixtures.net import free_port
 
-SHOCK = {"WETH": 0.8, "WBTC": 0.8, "wstETH": 0.8, "AERO": 0.6}
 KEY_HEX = OPERATOR_KEY.removeprefix("0x").lower()
 
 
 @pytest.fixture
-def liquidatable(chain_v36, tmp_path):
+def liquidatable(chain_v36, make_liquidatable, tmp_path):
     """The V3.6 devnet after a price move left users below HF 1: its DEX at the new prices, the Liquidator deployed
     for the operator; automine off (what is sent waits for the next block); a Redis of the test's own."""
     from liq_pipeline.devnet.v36.seed import UserPlan, seed_examples
@@ -40,22 +35,11 @@ def liquidatable(chain_v36, tmp_path):
         UserPlan("execute-half", supplies={"WETH": "10"}, borrows={"USDC": "20500"}),
         UserPlan("execute-full", supplies={"WETH": "3", "WBTC": "0.05"}, borrows={"DAI": "8500"}),
     )
-    users = list(seed_examples(net.rpc, net.deployment, plans).values())
-    dex = deploy_dex(net.rpc, net.market)
-    set_flash_premium(net.rpc, net.market, 5)
-    deployed = deploy_liquidator(net.rpc, net.market, net.data_dir, OPERATOR)
-    prices = oracle_prices(net.rpc, net.market)
-    set_prices(net.rpc, net.market, {s: int(prices[s] * f) for s, f in SHOCK.items() if s in prices})
-    arbitrage(net.rpc, dex)
-    data = account_data(net.rpc, net.market.pool, users)
-    assert any(d.total_debt_base and d.health_factor < 10**18 for d in data), "nobody to liquidate"
+    armed = make_liquidatable(net, list(seed_examples(net.rpc, net.deployment, plans).values()))
     server = EmbeddedRedis(tmp_path / "r")
-    redis_url = server.ensure_running().url
-    net.rpc.call("evm_setAutomine", False)
     try:
-        yield net, deployed.address, dex.factory, redis_url
+        yield net, armed.liquidator, armed.dex.factory, server.ensure_running().url
     finally:
-        net.rpc.call("evm_setAutomine", True)
         server.stop()
 
 
@@ -79,21 +63,11 @@ def _run(net, argv: list[str], env: dict[str, str], cwd, blocks: int) -> tuple[i
     pipe = subprocess.PIPE
     process = subprocess.Popen([LIQ, *argv], env=env, cwd=cwd, stdout=pipe, stderr=pipe, text=True)
     seen: list[str] = []
-
-    def wait_for(text: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in seen) and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-        assert any(text in line for line in seen), "".join(seen)
-
     try:
-        wait_for("metrics on")
+        wait_for_line(process, "metrics on", seen, timeout=90)
         chain = Chain(net.rpc)
         for _ in range(blocks):  # at the chain's pace (the executor plans for a block BLOCK_TIME later)
-            wait_for(f"block {chain.mine(chain.latest_timestamp() + BLOCK_TIME)}:")
+            wait_for_line(process, f"block {chain.mine(chain.latest_timestamp() + BLOCK_TIME)}:", seen, timeout=90)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
 
 from liq_pipeline.cache import open_market_cache
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.config import load_settings
-from liq_pipeline_tests.commands.clirun import LIQ
+from liq_pipeline_tests.commands.clirun import LIQ, wait_for_line
 from liq_pipeline_tests.fixtures.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait_for(process: subprocess.Popen, text: str, seen: list[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(text in line for line in seen) and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-    assert any(text in line for line in seen), "".join(seen)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -43,10 +32,10 @@ def test_a_stopped_watcher_leaves_a_snapshot_of_its_last_block(chain, cli_env, t
     process = subprocess.Popen([LIQ, "watch"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     seen: list[str] = []
     try:
-        _wait_for(process, "metrics on", seen)
+        wait_for_line(process, "metrics on", seen)
         chain.rpc.call("evm_mine")
         head = int(chain.rpc.call("eth_blockNumber"), 16)
-        _wait_for(process, f"block {head}:", seen)
+        wait_for_line(process, f"block {head}:", seen)
         process.send_signal(stop)
         process.wait(20)
     finally:

@@ -6,10 +6,7 @@ import gzip
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import psutil
 import pytest
@@ -18,7 +15,7 @@ from liq_pipeline.devnet import anvil, artifacts, paths, state_cache
 from liq_pipeline.devnet.errors import DevnetError
 from liq_pipeline.devnet.rpc import Rpc
 from liq_pipeline.devnet.solc import compile_contract
-from liq_pipeline_tests.commands.clirun import run_captured
+from liq_pipeline_tests.commands.clirun import liq_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -165,37 +162,30 @@ def test_a_block_dropped_before_collection_fails_the_build(build_cache, monkeypa
         state_cache.build(build_cache, 1000, 1, protocol="3.0")
 
 
-def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "RPC_URL")} | {"DATA_DIR": str(data_dir)}
-    return run_captured(
-        [sys.executable, "-m", "liq_pipeline.commands.cli", "devnet", *args], env=env, cwd=data_dir, timeout=120
-    )
-
-
 def test_cli_up_status_seed_down(build_cache):
     data_dir = build_cache
     port = anvil.free_port()
-    up = _liq(["up", "--protocol", "3.0", "--port", str(port), "--no-cache"], data_dir)
+    up = liq_devnet(["up", "--protocol", "3.0", "--port", str(port), "--no-cache"], data_dir)
     try:
         assert up.returncode == 0, up.stderr
         assert f"http://127.0.0.1:{port}" in up.stdout
         market = json.loads((data_dir / "devnet" / "market.json").read_text())
         assert market["rpc_url"] == f"http://127.0.0.1:{port}" and len(market["reserves"]) == 5
 
-        again = _liq(["up", "--port", str(anvil.free_port())], data_dir)
+        again = liq_devnet(["up", "--port", str(anvil.free_port())], data_dir)
         assert again.returncode == 2 and "already runs" in again.stderr and "Traceback" not in again.stderr
 
-        seeded = _liq(["seed", "--borrowers", "30", "--seed", "3"], data_dir)
+        seeded = liq_devnet(["seed", "--borrowers", "30", "--seed", "3"], data_dir)
         assert seeded.returncode == 0, seeded.stderr
-        status = _liq(["status", "--json"], data_dir)
+        status = liq_devnet(["status", "--json"], data_dir)
         assert status.returncode == 0, status.stderr
         info = json.loads(status.stdout)
         assert info["borrowers"] == 30 and info["rpc_url"] == f"http://127.0.0.1:{port}"
     finally:
-        down = _liq(["down"], data_dir)
+        down = liq_devnet(["down"], data_dir)
     assert down.returncode == 0, down.stderr
     assert anvil.port_is_free(port)  # the node is gone
-    after = _liq(["status"], data_dir)
+    after = liq_devnet(["status"], data_dir)
     assert after.returncode == 2 and after.stderr.count("\n") == 1 and "liq devnet up" in after.stderr
 
 
@@ -203,7 +193,7 @@ def test_cli_reports_a_busy_port_in_one_line(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        result = _liq(["up", "--port", str(holder.getsockname()[1]), "--no-cache"], tmp_path)
+        result = liq_devnet(["up", "--port", str(holder.getsockname()[1]), "--no-cache"], tmp_path)
     assert result.returncode == 2
     assert "busy" in result.stderr and result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert not (tmp_path / "devnet" / "anvil.json").exists()

@@ -21,20 +21,20 @@ from liq_pipeline.chain.rpc import RpcClient, RpcError
 from liq_pipeline.devnet import liquidator as L
 from liq_pipeline.devnet.abi import call_data, decode_result
 from liq_pipeline.devnet.accounts import GAS_MONEY, LIQUIDATOR, derived_address
-from liq_pipeline.devnet.actions import MAX_UINT, account_data, choose_liquidation, oracle_prices, set_prices
+from liq_pipeline.devnet.actions import MAX_UINT, choose_liquidation, oracle_prices
 from liq_pipeline.devnet.anvil import BLOCK_TIME
-from liq_pipeline.devnet.dex import arbitrage, deploy_dex, read_reserves
+from liq_pipeline.devnet.dex import deploy_dex, read_reserves
 from liq_pipeline.devnet.txs import Chain, Tx
 from liq_pipeline.risk.amm import get_amount_out
 from liq_pipeline.risk.liquidation import liquidation_outcome
 from liq_pipeline.risk.market import user_positions
 from liq_pipeline.risk.versions import rules_for
+from liq_pipeline_tests.fixtures.liquidatable import shock_prices
 
 pytestmark = pytest.mark.integration
 
 PREMIUM_BPS = 5  # Base's flash-loan premium
 STRANGER = derived_address("liquidator-test-stranger")
-SHOCK = {"WETH": 0.8, "WBTC": 0.8, "wstETH": 0.8, "AERO": 0.6}
 
 
 @pytest.fixture(params=["3.6", "3.0"])
@@ -100,11 +100,7 @@ def _shocked(net) -> tuple[list[str], object]:
     """Users below HF 1 after the price move; the DEX deployed before and arbitraged after it."""
     users = _users(net)
     dex = deploy_dex(net.rpc, net.market)
-    prices = oracle_prices(net.rpc, net.market)
-    set_prices(net.rpc, net.market, {s: int(prices[s] * f) for s, f in SHOCK.items() if s in prices})
-    arbitrage(net.rpc, dex)
-    data = account_data(net.rpc, net.market.pool, users)
-    return [u for u, d in zip(users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18], dex
+    return shock_prices(net, users, dex), dex
 
 
 def _send(rpc, tx: Tx):

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +21,7 @@ from liq_pipeline.devnet.market import load_market
 from liq_pipeline.devnet.rpc import Rpc
 from liq_pipeline.devnet.simulate import SimConfig, simulate
 from liq_pipeline.risk.amm import price_error, price_ratio
-from liq_pipeline_tests.commands.clirun import run_captured
+from liq_pipeline_tests.commands.clirun import liq_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -89,17 +85,10 @@ def test_the_cached_chain_has_the_dex_and_the_simulator_arbitrages_it(devnet):
     assert result.arbitrage_swaps > 0 and "arbitrage" not in result.reverts_by_kind
 
 
-def _liq(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "RPC_URL")} | {"DATA_DIR": str(data_dir)}
-    return run_captured(
-        [sys.executable, "-m", "liq_pipeline.commands.cli", "devnet", *args], env=env, cwd=data_dir, timeout=180
-    )
-
-
 def test_devnet_up_has_the_dex_and_simulate_keeps_it_at_the_oracle(build_cache):
     data_dir = build_cache
     port = anvil.free_port()
-    up = _liq(["up", "--protocol", "3.0", "--borrowers", "20", "--port", str(port)], data_dir)
+    up = liq_devnet(["up", "--protocol", "3.0", "--borrowers", "20", "--port", str(port)], data_dir, timeout=180)
     try:
         assert up.returncode == 0, up.stderr
         dex = load_dex(data_dir)  # copied out of the state cache entry
@@ -110,7 +99,7 @@ def test_devnet_up_has_the_dex_and_simulate_keeps_it_at_the_oracle(build_cache):
             assert len(reserves) == 10 and all(min(r) > 0 for r in reserves.values())
             moved = {"WETH": oracle_prices(rpc, market)["WETH"] * 3 // 4}
             set_prices(rpc, market, moved)
-            simulated = _liq(["simulate", "--blocks", "2", "--json"], data_dir)
+            simulated = liq_devnet(["simulate", "--blocks", "2", "--json"], data_dir, timeout=180)
             assert simulated.returncode == 0, simulated.stderr
             assert json.loads(simulated.stdout)["arbitrage_swaps"] >= 4  # the WETH pairs, at least
             prices = oracle_prices(rpc, market)
@@ -119,13 +108,13 @@ def test_devnet_up_has_the_dex_and_simulate_keeps_it_at_the_oracle(build_cache):
                 ratio = price_ratio(prices[pair.symbol0], pair.decimals0, prices[pair.symbol1], pair.decimals1)
                 assert abs(price_error(r0, r1, *ratio)) <= 3 / min(r0, r1), (pair.symbol0, pair.symbol1)
     finally:
-        down = _liq(["down"], data_dir)
+        down = liq_devnet(["down"], data_dir, timeout=180)
     assert down.returncode == 0, down.stderr
     # an old data dir (a chain without a DEX): up with --no-cache deploys one too; a stale dex.json never survives
     (data_dir / "devnet" / "dex.json").write_text("{}")
-    up = _liq(["up", "--protocol", "3.0", "--no-cache", "--port", str(anvil.free_port())], data_dir)
+    up = liq_devnet(["up", "--protocol", "3.0", "--no-cache", "--port", str(anvil.free_port())], data_dir, timeout=180)
     try:
         assert up.returncode == 0, up.stderr
         assert load_dex(data_dir).depth_usd == DEFAULT_DEPTH_USD
     finally:
-        assert _liq(["down"], data_dir).returncode == 0
+        assert liq_devnet(["down"], data_dir, timeout=180).returncode == 0

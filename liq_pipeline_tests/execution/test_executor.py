@@ -18,10 +18,9 @@ from liq_pipeline.chain.discovery import discover_market, read_market_state
 from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet.accounts import OPERATOR, OPERATOR_KEY
-from liq_pipeline.devnet.actions import account_data, oracle_prices, set_prices
+from liq_pipeline.devnet.actions import account_data
 from liq_pipeline.devnet.anvil import BLOCK_TIME
-from liq_pipeline.devnet.dex import arbitrage, deploy_dex
-from liq_pipeline.devnet.liquidator import deploy_liquidator, flash_premium_bps, set_flash_premium
+from liq_pipeline.devnet.liquidator import flash_premium_bps
 from liq_pipeline.devnet.txs import Chain
 from liq_pipeline.execution.executor import ExecutorConfig, FastPathExecutor, Venue
 from liq_pipeline.execution.idempotency import AttemptGuard, NonceLock, execution_client
@@ -31,7 +30,6 @@ from liq_pipeline.risk.versions import rules_for
 
 pytestmark = pytest.mark.integration
 
-SHOCK = {"WETH": 0.8, "WBTC": 0.8, "wstETH": 0.8, "AERO": 0.6}
 _pools = itertools.count(1)
 
 
@@ -41,7 +39,7 @@ def net(request):
 
 
 @pytest.fixture
-def arena(net, redis_server):
+def arena(net, redis_server, make_liquidatable):
     """The devnet after a price move, its DEX at the new prices, the Liquidator for the operator; a reader."""
     if net.market.protocol_version == "3.6":
         from liq_pipeline.devnet.v36.seed import UserPlan, seed_examples
@@ -54,30 +52,20 @@ def arena(net, redis_server):
         users = list(seed_examples(net.rpc, net.deployment, plans).values())
     else:
         users = list(net.users)
-    dex = deploy_dex(net.rpc, net.market)
-    set_flash_premium(net.rpc, net.market, 5)
-    deployed = deploy_liquidator(net.rpc, net.market, net.data_dir, OPERATOR)
-    prices = oracle_prices(net.rpc, net.market)
-    set_prices(net.rpc, net.market, {s: int(prices[s] * f) for s, f in SHOCK.items() if s in prices})
-    arbitrage(net.rpc, dex)
-    data = account_data(net.rpc, net.market.pool, users)
-    below = [u for u, d in zip(users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18]
-    assert below, "the price move must leave someone to liquidate"
+    armed = make_liquidatable(net, users)  # automine off from here, as on a real chain
     ids = {r.asset.lower(): r.reserve_id for r in net.market.reserves}
     venue = Venue(
-        liquidator=deployed.address,
+        liquidator=armed.liquidator,
         operator=OPERATOR,
-        pairs={(ids[p.token0.lower()], ids[p.token1.lower()]): p.pair for p in dex.pairs},
+        pairs={(ids[p.token0.lower()], ids[p.token1.lower()]): p.pair for p in armed.dex.pairs},
         compact=net.market.protocol_version != "3.0",
         flash_premium_bps=flash_premium_bps(net.rpc, net.market),
         eth_reserve_id=net.market.by_symbol["WETH"].reserve_id,
     )
     reader = RpcClient(net.node.url)
-    net.rpc.call("evm_setAutomine", False)  # as on a real chain: what is sent waits for the next block
     try:
-        yield net, venue, below, reader, redis_server.url
+        yield net, venue, armed.below, reader, redis_server.url
     finally:
-        net.rpc.call("evm_setAutomine", True)
         reader.close()
 
 

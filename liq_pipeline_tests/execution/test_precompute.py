@@ -4,12 +4,9 @@ of the plan's reserves or the position changes, dropped when the user leaves the
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import pytest
 
-from liq_pipeline.cache import connect
-from liq_pipeline.cache.keys import MarketKeys
 from liq_pipeline.execution.calldata import compact_calldata, standard_calldata
 from liq_pipeline.execution.precompute import PrecomputeCalldata, PrecomputeCandidate
 from liq_pipeline.risk.profit import CostInputs, plan_liquidation
@@ -21,19 +18,6 @@ pytestmark = pytest.mark.integration
 E18, E6 = 10**18, 10**6
 POOLS = {(0, 1): (10_000 * E18, 20_000_000 * E6), (2, 1): (10**7 * E18, 10**7 * E6)}
 COSTS = CostInputs(5, 600_000, 10**7, 2 * 10**11, 2_000 * 10**8)
-_pools = itertools.count(0x2000)
-
-
-@pytest.fixture
-def client(redis_server):
-    client = connect(redis_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys() -> MarketKeys:
-    return MarketKeys.for_market(8453, f"0x{next(_pools):040x}")
 
 
 def _users(n: int, debt_usdc: int = 1_700):

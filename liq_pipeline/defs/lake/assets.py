@@ -95,12 +95,31 @@ def _reason(dataset: str, error: Exception) -> str:
     return text if text.startswith(f"{dataset}: ") else f"{dataset}: {text}"
 
 
-def _skipped(context, dataset: str, no_state: _NoState) -> None:
-    start, end = block_range_of(context)
-    context.log.info(
-        f"range {context.partition_key}: {dataset} not built: blocks {start}-{end} have no state on this node "
-        f"(first block with state: {no_state.state_from})"
+def _state_asset(description: str):
+    """The asset decorator of a dataset read from the node's state at the range's end: no output for a range that
+    ends before the node's first block with state (`_from_state`)."""
+    return dg.asset(
+        partitions_def=block_ranges,
+        group_name=GROUP,
+        kinds={"parquet"},
+        deps=[pool_events],
+        description=f"{description} Not built for a range that ends before the node's first block with state.",
+        output_required=False,
     )
+
+
+def _from_state(context, chain: ChainResource, lake: LakeResource, dataset: str, build):
+    """_build that reads state: its MaterializeResult, or none (logged) for a range before the node's state."""
+    try:
+        _frame, metadata = _build(context, chain, lake, dataset, build, reads_state=True)
+    except _NoState as no_state:
+        start, end = block_range_of(context)
+        context.log.info(
+            f"range {context.partition_key}: {dataset} not built: blocks {start}-{end} have no state on this node "
+            f"(first block with state: {no_state.state_from})"
+        )
+        return
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def datasets_of(end: int, state_from: int) -> list[str]:
@@ -140,25 +159,15 @@ def pool_events(context: dg.AssetExecutionContext, chain: ChainResource, lake: L
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    partitions_def=block_ranges,
-    group_name=GROUP,
-    kinds={"parquet"},
-    deps=[pool_events],
-    description="Per reserve: indices, rates, timestamps and configuration at the range's end, and every "
-    "ReserveDataUpdated in the range. Not built for a range that ends before the node's first block with state.",
-    output_required=False,
+@_state_asset(
+    "Per reserve: indices, rates, timestamps and configuration at the range's end, and every ReserveDataUpdated in "
+    "the range."
 )
 def reserve_indices(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource):
     def build(rpc, market, rules, start, end, store, _state_from):
         return build_reserve_indices(rpc, market, rules, start, end, events=_events_of(store, start, end))
 
-    try:
-        _frame, metadata = _build(context, chain, lake, "reserve_indices", build, reads_state=True)
-    except _NoState as no_state:
-        _skipped(context, "reserve_indices", no_state)
-        return
-    yield dg.MaterializeResult(metadata=metadata)
+    yield from _from_state(context, chain, lake, "reserve_indices", build)
 
 
 @dg.asset(
@@ -223,15 +232,9 @@ def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckRe
     )
 
 
-@dg.asset(
-    partitions_def=block_ranges,
-    group_name=GROUP,
-    kinds={"parquet"},
-    deps=[pool_events],
-    description="Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, "
-    "for every borrower known up to the range's end. Not built for a range that ends before the node's first "
-    "block with state.",
-    output_required=False,
+@_state_asset(
+    "Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, for every borrower "
+    "known up to the range's end."
 )
 def borrower_snapshots(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource):
     first_block = chain.settings().start_block
@@ -241,12 +244,7 @@ def borrower_snapshots(context: dg.AssetExecutionContext, chain: ChainResource, 
         events = _events_of(store, start, end)
         return build_borrower_snapshots(rpc, market, rules, start, end, known_users=known, events=events)
 
-    try:
-        _frame, metadata = _build(context, chain, lake, "borrower_snapshots", build, reads_state=True)
-    except _NoState as no_state:
-        _skipped(context, "borrower_snapshots", no_state)
-        return
-    yield dg.MaterializeResult(metadata=metadata)
+    yield from _from_state(context, chain, lake, "borrower_snapshots", build)
 
 
 @dg.asset(
