@@ -40,6 +40,11 @@ PACKAGE_VERSION = "1.0.1"  # package.json pins it exactly
 DEX_DEPLOYER = derived_address("dex-deployer")  # deploys, owns the liquidity; its own nonce keeps the factory fixed
 ARBITRAGEUR = derived_address("dex-arbitrageur")  # sends the simulator's arbitrage swaps
 DEFAULT_DEPTH_USD = 2_000_000  # per side of each pair
+# Stablecoin pairs 10x deeper: Base's USDC/stablecoin pools hold tens of millions, and a constant-product pool is
+# the worst case for two pegged assets (measured in `liq arena`: at $2M, hundreds of stablecoin borrowers crossing
+# in one block drained the DAI/USDC pair below any liquidation's bonus).
+STABLE_DEPTH_USD = 20_000_000
+STABLECOINS = frozenset({"USDC", "DAI", "USDBC", "USDT", "GHO", "EURC"})
 USD_UNIT = 10**8  # AaveOracle prices: USD with 8 decimals
 
 
@@ -198,11 +203,13 @@ def deploy_dex(
     market: Market,
     *,
     depth_usd: int = DEFAULT_DEPTH_USD,
+    stable_depth_usd: int = STABLE_DEPTH_USD,
     symbols: Sequence[str] | None = None,
     data_dir: Path | str | None = None,
 ) -> Dex:
     """Factory, one pair per two reserves (of `symbols`, default all), liquidity at the AaveOracle's prices, all
-    from DEX_DEPLOYER in one mined block. Saves dex.json under data_dir when given."""
+    from DEX_DEPLOYER in one mined block: `depth_usd` a side, `stable_depth_usd` for two stablecoins. Saves
+    dex.json under data_dir when given."""
     if package_version(PACKAGE) != PACKAGE_VERSION:
         raise DevnetError(f"npm {PACKAGE} {package_version(PACKAGE)} is installed, {PACKAGE_VERSION} expected")
     reserves = [r for r in market.reserves if symbols is None or r.symbol in set(symbols)]
@@ -234,7 +241,8 @@ def deploy_dex(
         data = call_data("createPair(address,address)", p.token0, p.token1)
         txs.append(Tx(DEX_DEPLOYER, factory, data, gas=CREATE_GAS, label=f"createPair {p.symbol0}/{p.symbol1}"))
     for p in pairs:
-        amounts = liquidity_amounts(p, prices[p.token0], prices[p.token1], depth_usd)
+        stable = {p.symbol0.upper(), p.symbol1.upper()} <= STABLECOINS
+        amounts = liquidity_amounts(p, prices[p.token0], prices[p.token1], stable_depth_usd if stable else depth_usd)
         for token, amount, symbol in zip((p.token0, p.token1), amounts, (p.symbol0, p.symbol1), strict=True):
             data = call_data("mint(address,uint256)", p.pair, amount)
             txs.append(Tx(DEX_DEPLOYER, token, data, label=f"mint {symbol} to pair"))

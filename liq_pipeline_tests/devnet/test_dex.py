@@ -56,9 +56,11 @@ def test_deploy_puts_every_pair_at_the_oracle_price(net, tmp_path):
             assert abs(2 * (r1 * den - r0 * num)) <= den, p
         else:
             assert abs(2 * (r0 * num - r1 * den)) <= num, p
-        # Each side is worth the depth (the coarse side floored: under one raw unit off).
+        # Each side is worth the depth (the coarse side floored: under one raw unit off); stablecoin pairs deeper.
         value0 = r0 * prices[p.symbol0] / 10 ** (p.decimals0 + 8)
-        assert value0 == pytest.approx(dexmod.DEFAULT_DEPTH_USD, rel=1e-6), p
+        stable = {p.symbol0, p.symbol1} <= dexmod.STABLECOINS
+        depth = dexmod.STABLE_DEPTH_USD if stable else dexmod.DEFAULT_DEPTH_USD
+        assert value0 == pytest.approx(depth, rel=1e-6), p
 
 
 def test_a_swap_pays_exactly_get_amount_out_and_not_one_unit_more(net):
