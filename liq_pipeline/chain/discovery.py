@@ -20,7 +20,7 @@ from ..risk.market import EModeCategory, MarketState, ReserveState
 from ..risk.versions import ProtocolRules
 from .abi import function
 from .multicall import MULTICALL3, aggregate_request, has_multicall, split_aggregate
-from .rpc import RpcClient, RpcError
+from .rpc import NodeUnavailable, RpcClient, RpcError
 
 ZERO = "0x0000000000000000000000000000000000000000"
 MAX_EMODE_PROBE = 32  # V3.2+ has no list of categories: probe ids 1..32 (Base uses a handful)
@@ -360,6 +360,14 @@ def market_state_from_answers(
                 debt_ceiling=config.debt_ceiling,
                 **{name: values[k] for name, values in extras.items()},
             )
+        )
+    late = next((r for r in states if r.last_update_timestamp > timestamp), None)
+    if late is not None:
+        # A reserve updated after the block's own time: the node answered some calls from a later block (seen on
+        # anvil while a block was being mined); the block is read again rather than valued wrong.
+        raise NodeUnavailable(
+            f"block {block} (time {timestamp}) came with {late.symbol} updated at {late.last_update_timestamp}: "
+            "a later block's state; reading it again"
         )
     return MarketState(block, timestamp, rules, tuple(states), dict(market.emode_categories), market.base_currency_unit)
 
