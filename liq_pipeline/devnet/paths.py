@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -71,6 +72,19 @@ def node_binary() -> Path:
 def devnet_dir(data_dir: Path | str) -> Path:
     """Everything the devnet writes lives in <DATA_DIR>/devnet."""
     path = Path(data_dir) / "devnet"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+BUILD_DIR_VARIABLE = "LIQ_DEVNET_BUILD_DIR"
+
+
+def build_root(data_dir: Path | str) -> Path:
+    """Where compiled contracts are cached: <DATA_DIR>/devnet/build, or LIQ_DEVNET_BUILD_DIR when set (the test
+    suite shares one across the many data dirs it creates: a V3.6 compile is ~20 s; entries are keyed by sources,
+    packages and compiler settings, so sharing never mixes builds)."""
+    override = os.environ.get(BUILD_DIR_VARIABLE)
+    path = Path(override) if override else devnet_dir(data_dir) / "build"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

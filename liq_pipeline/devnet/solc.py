@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DevnetError
-from .paths import SOLC_VERSION, devnet_dir, node_binary, node_modules, package_version
+from .paths import SOLC_VERSION, build_root, node_binary, node_modules, package_version
 
 CONTRACTS_DIR = Path(__file__).parent / "contracts"
 _SETTINGS: dict[str, Any] = {
@@ -91,7 +91,7 @@ def compile_source(source_path: Path | str, data_dir: Path | str, name: str | No
     if version != SOLC_VERSION:
         raise DevnetError(f"npm solc {version} is installed, {SOLC_VERSION} expected: run `make setup`")
     key = hashlib.sha256(json.dumps([source, version, _SETTINGS], sort_keys=True).encode()).hexdigest()[:16]
-    cache_path = devnet_dir(data_dir) / "build" / f"{name}.{key}.json"
+    cache_path = build_root(data_dir) / f"{name}.{key}.json"
     if cache_path.is_file():
         cached = json.loads(cache_path.read_text())
         return Compiled(name=name, abi=cached["abi"], bytecode=cached["bytecode"])

@@ -13,6 +13,7 @@ import pytest
 
 from liq_pipeline.devnet import anvil, artifacts, paths, state_cache
 from liq_pipeline.devnet.errors import DevnetError
+from liq_pipeline.devnet.paths import BUILD_DIR_VARIABLE
 from liq_pipeline.devnet.rpc import Rpc
 from liq_pipeline.devnet.solc import compile_contract
 from liq_pipeline_tests.commands.clirun import liq_devnet
@@ -90,8 +91,9 @@ def test_libraries_are_linked_at_byte_offsets():
         pool.linked({k: v for k, v in addresses.items() if k != "PoolLogic"})
 
 
-def test_the_price_feed_compiles_reproducibly(devnet, tmp_path):
+def test_the_price_feed_compiles_reproducibly(devnet, tmp_path, monkeypatch):
     cached = compile_contract("DevnetAggregator", devnet.data_dir)
+    monkeypatch.delenv(BUILD_DIR_VARIABLE)  # the data dir's own build folder, as outside the test suite
     fresh = compile_contract("DevnetAggregator", tmp_path)  # a new data dir: compiled again by solcjs
     assert list((tmp_path / "devnet" / "build").glob("DevnetAggregator.*.json"))
     assert fresh.bytecode == cached.bytecode and fresh.abi == cached.abi

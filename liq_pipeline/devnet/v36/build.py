@@ -25,7 +25,7 @@ from typing import Any
 from ..artifacts import Artifact
 from ..errors import DevnetError
 from ..locks import locked
-from ..paths import devnet_dir, node_modules, package_version
+from ..paths import build_root, node_modules, package_version
 from ..solc import run_solc_js
 
 AAVE_PACKAGE = "@aave-dao/aave-v3-origin"
@@ -127,7 +127,7 @@ def build_key() -> str:
 
 
 def build_dir(data_dir: Path | str) -> Path:
-    return devnet_dir(data_dir) / "build" / f"aave-v{PACKAGES[AAVE_PACKAGE]}-{build_key()}"
+    return build_root(data_dir) / f"aave-v{PACKAGES[AAVE_PACKAGE]}-{build_key()}"
 
 
 def build_v36(data_dir: Path | str, *, timeout: float = 600.0) -> Artifacts:
