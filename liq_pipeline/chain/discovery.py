@@ -357,7 +357,7 @@ def market_state_from_answers(
                 frozen=config.frozen,
                 paused=config.paused,
                 borrowing_enabled=config.borrowing_enabled,
-                debt_ceiling=config.debt_ceiling,
+                debt_ceiling=config.debt_ceiling if rules.isolation_and_siloed else 0,
                 **{name: values[k] for name, values in extras.items()},
             )
         )

@@ -51,6 +51,10 @@ class ProtocolRules:
     # LiquidationLogic: up to V3.5 aTokens received with receiveAToken become the liquidator's collateral when it held
     # none before (validateAutomaticUseAsCollateral); V3.6 dropped that (the aTokens arrive disabled).
     liquidated_atokens_auto_collateral: bool
+    # ReserveConfiguration / ValidationLogic: up to V3.6 isolation mode (a debt ceiling on a collateral) and siloed
+    # borrowing exist; V3.7 removed both (docs/3.7 of aave-v3-origin). They shape what users can hold, not the HF's
+    # arithmetic: the reader reads the debt ceiling, and a 3.7 market reports none.
+    isolation_and_siloed: bool
     # LiquidationLogic: V3.7 splits seized collateral and fee with percentMulFloor / percentDivFloor /
     # percentMulCeil (docs/3.7/liquidation-rounding.md), "no collateral left" from the scaled amounts consumed.
     split_rounding_floor_ceil: bool
@@ -78,5 +82,6 @@ def rules_for(version: str) -> ProtocolRules:
         custom_errors=minor >= 4,
         token_math=minor >= 5,
         liquidated_atokens_auto_collateral=minor <= 5,
+        isolation_and_siloed=minor <= 6,
         split_rounding_floor_ceil=minor >= 7,
     )
