@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from ..cache.keys import MarketKeys
-from ..chain.abi import event_topic
+from ..chain.abi import event_topic, events
 from ..config import Settings
 from ..devnet import protocols
 from ..devnet.accounts import COMPETITOR, OPERATOR, OPERATOR_KEY
@@ -47,7 +47,7 @@ from ..watch.watcher import Watcher
 from .report import BenchRun, percentile, quiet
 from .services import live_devnet, scratch_redis
 
-LIQUIDATION_CALL = event_topic("Pool", "LiquidationCall")
+LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 SETTLE_BLOCKS = 3  # empty blocks after the run: what is in flight is included or not
 # Debt assets the Liquidator holds per reserve (inventory mode): where the DEX's $2M pools are too shallow for a
 # flash loan's swap (hundreds of stablecoin users crossing at once), a bot with inventory keeps the collateral.
@@ -141,7 +141,12 @@ def run_arena(
         end = net.head()
         logs = net.rpc.call(
             "eth_getLogs",
-            {"fromBlock": hex(start + 1), "toBlock": hex(end), "address": market.pool, "topics": [LIQUIDATION_CALL]},
+            {
+                "fromBlock": hex(start + 1),
+                "toBlock": hex(end),
+                "address": market.pool,
+                "topics": [LIQUIDATION_CALL.topic],
+            },
         )
     results = _tally(executor, logs, deployed.address, first_flagged)
     results |= {
@@ -159,8 +164,8 @@ def _tally(executor: FastPathExecutor, logs: list[dict], ours: str, first_flagge
     last_outcome = {a.user: a.outcome for a in executor.attempts}
     ours_per_block: Counter = Counter()
     for entry in logs:
-        liquidator = ("0x" + entry["data"][2 + 128 + 24 : 2 + 192]).lower()
-        user = ("0x" + entry["topics"][3][-40:]).lower()
+        fields = LIQUIDATION_CALL.decode(entry)
+        liquidator, user = fields["liquidator"].lower(), fields["user"].lower()
         block = int(entry["blockNumber"], 16)
         if liquidator == ours.lower():
             won += 1

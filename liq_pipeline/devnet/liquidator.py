@@ -27,7 +27,6 @@ from ..chain.liquidator_abi import (
     inventory_calldata,
 )
 from ..chain.liquidator_abi import liquidated_events as liquidated_events  # the devnet's tests read events here
-from ..risk.wadray import percent_mul, percent_mul_ceil
 from .abi import call_data, constructor_data, create_address, decode_result
 from .accounts import GAS_MONEY, LIQUIDATOR
 from .actions import MAX_UINT, l2_liquidation_args
@@ -194,11 +193,6 @@ def flash_premium_bps(rpc: Rpc, market: Market, block: int | str = "latest") -> 
     tag = hex(block) if isinstance(block, int) else block
     answer = rpc.call("eth_call", {"to": market.pool, "data": call_data("FLASHLOAN_PREMIUM_TOTAL()")}, tag)
     return int(decode_result(["uint128"], answer)[0])
-
-
-def flash_premium(amount: int, premium_bps: int, protocol_version: str) -> int:
-    """What flashLoanSimple charges: V3.0 `percentMul` (half up), V3.6 `percentMulCeil` (FlashLoanLogic)."""
-    return percent_mul(amount, premium_bps) if protocol_version == "3.0" else percent_mul_ceil(amount, premium_bps)
 
 
 FLASHLOAN_ENABLED_BIT = 63  # ReserveConfiguration

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..cache.keys import MarketKeys
-from ..chain.abi import event_topic
+from ..chain.abi import event_topic, events
 from ..chain.liquidator_abi import liquidated_events
 from ..chain.rpc import RpcClient, RpcError
 from ..risk.exact import account_data
@@ -51,7 +51,7 @@ GAS_LIMIT_BPS = 13_000
 DEFAULT_GAS_UNITS = 700_000  # planning figure before the estimate (measured: 475k on V3.6, 682k on V3.0)
 CANCEL_GAS = 21_000
 ANY_ASSET = "0x" + "00" * 20  # the claim's pair: any (claims are per user)
-LIQUIDATION_CALL_TOPIC = event_topic("Pool", "LiquidationCall")
+LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 
 
 @dataclass(frozen=True)
@@ -516,13 +516,13 @@ class FastPathExecutor:
                 {
                     "fromBlock": hex(from_block),
                     "toBlock": hex(to_block),
-                    "topics": [LIQUIDATION_CALL_TOPIC, None, None, topic_user],
+                    "topics": [LIQUIDATION_CALL.topic, None, None, topic_user],
                 },
             )
         except RpcError:
             return None
         for entry in logs:
-            liquidator = "0x" + entry["data"][2 + 64 * 2 + 24 : 2 + 64 * 3]
+            liquidator = LIQUIDATION_CALL.decode(entry)["liquidator"]
             if liquidator.lower() != self.venue.liquidator.lower():
                 return liquidator, entry["transactionHash"], int(entry["blockNumber"], 16)
         return None

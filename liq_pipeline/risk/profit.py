@@ -30,6 +30,7 @@ from fractions import Fraction
 from .amm import get_amount_out
 from .liquidation import MUST_NOT_LEAVE_DUST, LiquidationOutcome, liquidation_outcome
 from .market import MarketState, UserPosition
+from .versions import ProtocolRules
 from .wadray import UINT256_MAX, percent_mul, percent_mul_ceil
 
 WEI_PER_ETH = 10**18
@@ -109,11 +110,11 @@ def pool_reserves(pools: PoolReserves, collateral_id: int, debt_id: int) -> tupl
     return None
 
 
-def flash_premium(amount: int, premium_bps: int, market: MarketState) -> int:
+def flash_premium(amount: int, premium_bps: int, rules: ProtocolRules) -> int:
     """FlashLoanLogic's premium: percentMul (half up) up to 3.4, percentMulCeil from aave-v3-origin 3.5."""
     if not premium_bps:
         return 0
-    return percent_mul_ceil(amount, premium_bps) if market.rules.token_math else percent_mul(amount, premium_bps)
+    return percent_mul_ceil(amount, premium_bps) if rules.token_math else percent_mul(amount, premium_bps)
 
 
 def gas_in_debt(gas_wei: int, eth_price: int, debt_price: int, debt_unit: int) -> int:
@@ -161,9 +162,8 @@ class _Pair:
         if out.ok and out.debt_repaid > 0 and out.collateral_seized > 0:
             bought = self.bought(out.collateral_seized)
             if bought is not None and (self.inventory is None or out.debt_repaid <= self.inventory):
-                premium = (
-                    0 if self.inventory is not None else flash_premium(out.debt_repaid, self.premium_bps, self.market)
-                )
+                flash = self.inventory is None
+                premium = flash_premium(out.debt_repaid, self.premium_bps, self.market.rules) if flash else 0
                 profit = bought - out.debt_repaid - premium - self.gas
         self.seen[amount] = (profit, out)
         return profit, out
@@ -327,7 +327,7 @@ def plan_liquidation(
         return None
     outcome = pair.outcome(amount)
     flash = pair.inventory is None
-    premium = flash_premium(outcome.debt_repaid, pair.premium_bps, market) if flash else 0
+    premium = flash_premium(outcome.debt_repaid, pair.premium_bps, market.rules) if flash else 0
     bought = pair.bought(outcome.collateral_seized)
     swapped = flash and pair.collateral_id != pair.debt_id
     breakdown = Costs(

@@ -28,6 +28,7 @@ from liq_pipeline.devnet.txs import Chain, Tx
 from liq_pipeline.risk.amm import get_amount_out
 from liq_pipeline.risk.liquidation import liquidation_outcome
 from liq_pipeline.risk.market import user_positions
+from liq_pipeline.risk.profit import flash_premium
 from liq_pipeline.risk.versions import rules_for
 from liq_pipeline_tests.fixtures.liquidatable import shock_prices
 
@@ -141,7 +142,7 @@ def _flash_candidates(pred: Predictor, users, dex, liquidator: str) -> list[tupl
         r0, r1 = reserves[pair.pair]
         reserve_in, reserve_out = (r0, r1) if pair.symbol0 == collateral else (r1, r0)
         out = get_amount_out(outcome.collateral_seized, reserve_in, reserve_out)
-        premium = L.flash_premium(outcome.debt_repaid, PREMIUM_BPS, pred.net.market.protocol_version)
+        premium = flash_premium(outcome.debt_repaid, PREMIUM_BPS, state.rules)
         profit = out - outcome.debt_repaid - premium
         debt_reserve = state.by_id[chosen.debt_id]
         if profit > 0:
@@ -156,7 +157,7 @@ def _expected_flash(pred, net, dex, liquidator, user, collateral, debt):
     r0, r1 = read_reserves(net.rpc, dex)[pair.pair]
     reserve_in, reserve_out = (r0, r1) if pair.symbol0 == collateral else (r1, r0)
     swap_out = get_amount_out(outcome.collateral_seized, reserve_in, reserve_out)
-    premium = L.flash_premium(outcome.debt_repaid, PREMIUM_BPS, net.market.protocol_version)
+    premium = flash_premium(outcome.debt_repaid, PREMIUM_BPS, rules_for(net.market.protocol_version))
     return outcome, pair, swap_out, premium, swap_out - outcome.debt_repaid - premium
 
 

@@ -40,7 +40,7 @@ def _profit(position, market, collateral_id, debt_id, amount, pools, costs=COSTS
     bought = out.collateral_seized if collateral_id == debt_id else get_amount_out(out.collateral_seized, *reserves)
     debt_reserve = market.by_id[debt_id]
     gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt_reserve.price, debt_reserve.unit)
-    return bought - out.debt_repaid - flash_premium(out.debt_repaid, costs.flash_premium_bps, market) - gas
+    return bought - out.debt_repaid - flash_premium(out.debt_repaid, costs.flash_premium_bps, market.rules) - gas
 
 
 def _grid(position, market, collateral_id, debt_id, pools, points=120, costs=COSTS):
