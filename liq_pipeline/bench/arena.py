@@ -1,51 +1,53 @@
 """`liq arena`: the executor against the simulator's competitor on the devnet's living market, and who wins.
 
 The devnet (DEVNET_PROTOCOL_VERSION, 3.6 by default) runs from its state cache with its DEX; the project's
-Liquidator contract is deployed for the devnet's operator key. Each simulated block (prices, newcomers, repays,
+Liquidator contract is deployed for the devnet's operator key. The seeded backlog of users already below HF 1 is
+liquidated first (devnet/backlog.py: a live market has none). Each simulated block (prices, newcomers, repays,
 the DEX arbitraged to the oracle, the competitor's liquidations) is followed at once by the watcher (positions and
-the engine) and the FastPathExecutor (plan, claim, eth_estimateGas, sign, send), live: its transactions wait in
-anvil's pool for the next block, where anvil orders by priority fee, as Base's sequencer does.
+the engine) and, right after its evaluation, the FastPathExecutor (plan, claim, verify, sign, send), live: its
+transactions wait in anvil's pool for the next block, where anvil orders by priority fee, as Base's sequencer
+does.
 
 The competitor (devnet/simulate.py) liquidates a user `liquidation_delay` blocks after it first saw HF < 1 at the
 end of a block. Our transaction for that block lands in the next one, so `competitor_delay` D = 0 races us in the
 same block (fees decide) and D = 1 is one block slower than us.
 
 Graded by the chain, not by the executor: every LiquidationCall of the run is counted by its liquidator (our
-contract or another), and every included attempt's Liquidated event is compared with its plan.
+contract or another), valued at the oracle prices of its block (a liquidation whose bonus is under
+EXECUTION_MIN_PROFIT_USD is no opportunity for a bot that pays gas: `win_rate_profitable` leaves those out,
+`win_rate` counts all), and every included attempt's Liquidated event is compared with its plan.
 """
 
 from __future__ import annotations
 
 import itertools
 import statistics
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
+import numpy as np
 
-from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic, events
 from ..config import Settings
 from ..devnet import protocols
-from ..devnet.accounts import COMPETITOR, OPERATOR, OPERATOR_KEY
-from ..devnet.dex import find_dex
-from ..devnet.liquidator import deploy_liquidator, flash_premium_bps, fund_inventory
+from ..devnet.accounts import COMPETITOR
+from ..devnet.actions import oracle_prices
+from ..devnet.backlog import clear_backlog
+from ..devnet.liquidation_check import CUSTOM_ERRORS
 from ..devnet.simulate import SimConfig, simulate
 from ..devnet.txs import Chain
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
-from ..execution.executor import ExecutorConfig, FastPathExecutor, Venue
-from ..execution.gas_ladder import LadderConfig
-from ..execution.idempotency import AttemptGuard, NonceLock, execution_client
-from ..execution.signer import Signer
+from ..execution.executor import REVERTS as EXECUTOR_REVERTS
+from ..execution.executor import FastPathExecutor
+from ..execution.hot_path import ExecutionHook
 from ..risk.blas import use_one_blas_thread
-from ..risk.market import user_positions
 from ..risk.versions import rules_for
 from ..watch.watcher import Watcher
+from .live_executor import live_executor, precompute_for
 from .report import BenchRun, percentile, quiet
-from .services import live_devnet, scratch_redis
+from .services import live_devnet, scratch_redis, step
 
 LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 SETTLE_BLOCKS = 3  # empty blocks after the run: what is in flight is included or not
@@ -83,53 +85,37 @@ def run_arena(
     say(f"Aave V{version} devnet with {borrowers} borrowers (cached after the first run)")
     with live_devnet(data_dir, borrowers, seed, protocol=version) as net, scratch_redis("liq-arena-") as redis_url:
         market = net.market
-        deployed = deploy_liquidator(net.devnet, market, data_dir, OPERATOR)
-        if inventory_usd:
-            fund_inventory(net.devnet, market, deployed.address, inventory_usd)
-        dex = find_dex(net.devnet, market)
-        if dex is None:
-            raise RuntimeError("the devnet has no DEX: its state cache predates it (delete DATA_DIR/arena)")
-        ids = {r.asset.lower(): r.reserve_id for r in market.reserves}
-        venue = Venue(
-            liquidator=deployed.address,
-            operator=OPERATOR,
-            pairs={(ids[p.token0.lower()], ids[p.token1.lower()]): p.pair for p in dex.pairs},
-            compact=version != "3.0",
-            flash_premium_bps=flash_premium_bps(net.devnet, market),
-            eth_reserve_id=market.by_symbol["WETH"].reserve_id,
-            inventory=inventory_usd > 0,
-        )
-        client = execution_client(redis_url, timeout=0.5)
-        keys = MarketKeys.for_market(market.chain_id, market.pool)
-        executor = FastPathExecutor(
-            net.rpc,
-            keys,
-            venue,
-            AttemptGuard(client, settings.execution_attempt_ttl_sec, owner="arena"),
-            ExecutorConfig(
-                live=True, min_profit_usd=settings.execution_min_profit_usd, ladder=LadderConfig.from_settings(settings)
-            ),
-            signer=Signer.from_private_key(OPERATOR_KEY, market.chain_id, variable="the devnet operator key"),
-            nonce_lock=NonceLock(client, market.chain_id, OPERATOR),
-        )
+        say("clearing the seeded backlog of liquidatable users (the race is for those who cross during the run)")
+        backlog = clear_backlog(net.devnet, market, net.borrowers())
+        executor, dex = live_executor(net, data_dir, redis_url, settings, inventory_usd, owner="arena")
+        deployed_address = executor.venue.liquidator
         rules = rules_for(version)
         start = net.head()
         tracker = Tracker.bootstrap(net.rpc, market.addresses_provider, rules, 0, start, settings.stable_asset_symbols)
-        watcher = Watcher(net.rpc, tracker, engine_params(settings), None)
+        hook = ExecutionHook(executor, tracker, precompute=precompute_for(executor, settings))
         first_flagged: dict[str, int] = {}
+
+        def on_evaluated(block: int, result, seen_at: float) -> None:
+            hook(block, result, seen_at)  # first: the path being measured
+            below = result.book.positions["user"].gather(np.flatnonzero(result.hf_current < 1.0))
+            for user in below.to_list():
+                first_flagged.setdefault(user.lower(), block)
+
+        watcher = Watcher(
+            net.rpc,
+            tracker,
+            engine_params(settings),
+            None,
+            on_evaluated=on_evaluated,
+            on_block=hook.after_write,
+            on_read=hook.fast,
+        )
         watcher_ms: list[float] = []
 
         def after_block(_index: int, _partial) -> None:
-            seen = time.time()
-            if not watcher.step() or watcher.last_result is None:
-                return
-            watcher_ms.append((time.time() - seen) * 1000)
-            state = tracker.market_state()
-            below = watcher.last_result.users.filter(pl.col("hf_current") < 1.0)["user"].to_list()
-            for user in below:
-                first_flagged.setdefault(user.lower(), tracker.block)
-            frame = tracker.positions.filter(pl.col("user").is_in(below))
-            executor.on_block(state, user_positions(frame, state.reserve_ids), seen)
+            if step(watcher):
+                phases = watcher.stats.records[-1].phases_ms
+                watcher_ms.append(phases["read"] + phases["evaluate"])  # the watcher's part, before the executor
 
         say(f"{blocks} blocks, the competitor {competitor_delay} block(s) behind us")
         config = SimConfig(blocks=blocks, liquidation_delay=1 + competitor_delay, seed=seed, vol_scale=vol_scale)
@@ -148,19 +134,66 @@ def run_arena(
                 "topics": [LIQUIDATION_CALL.topic],
             },
         )
-    results = _tally(executor, logs, deployed.address, first_flagged)
+        worth = _worth_usd(net, logs)
+        reverts = Counter(_revert_of(net.rpc, a.tx_hash) for a in executor.attempts if a.outcome == "reverted")
+    results = _tally(executor, logs, deployed_address, first_flagged, worth, settings.execution_min_profit_usd)
     results |= {
         "competitor_liquidations_sim": sim.liquidations,
         "shocks": sim.shocks,
         "price_updates": sim.price_updates,
         "watcher_p50_ms": round(statistics.median(watcher_ms), 2) if watcher_ms else None,
         "blocks_run": end - start,
+        "backlog_cleared": backlog,
+        "precomputed_hits": executor.precomputed_hits,
+        "sent_by_lane": dict(hook.sent_by_lane),
+        "revert_reasons": dict(reverts),
     }
     return run.report(results)
 
 
-def _tally(executor: FastPathExecutor, logs: list[dict], ours: str, first_flagged: dict[str, int]) -> dict:
+REVERTS = {**CUSTOM_ERRORS, **EXECUTOR_REVERTS}  # the Pool's errors and the Liquidator's, by selector
+
+
+def _revert_of(rpc, tx_hash: str | None) -> str:
+    """Why one of our transactions reverted: the innermost revert of its trace, by name where known."""
+    try:
+        trace = rpc.call("debug_traceTransaction", tx_hash, {"tracer": "callTracer"})
+    except Exception as error:  # a diagnostic only
+        return f"untraced ({type(error).__name__})"
+    output = (trace or {}).get("output") or ""
+    return REVERTS.get(output[:10], trace.get("revertReason") or output[:10] or str(trace.get("error")))
+
+
+def _worth_usd(net, logs: list[dict]) -> dict[tuple[str, int], float]:
+    """Per LiquidationCall (transaction hash, log index): what it earned its liquidator before any cost, from the
+    chain alone: the collateral received minus the debt repaid, at the oracle prices of its block."""
+    market = net.market
+    by_asset = {r.asset.lower(): r for r in market.reserves}
+    prices = {b: oracle_prices(net.devnet, market, b) for b in {int(e["blockNumber"], 16) for e in logs}}
+    worth = {}
+    for entry in logs:
+        fields = LIQUIDATION_CALL.decode(entry)
+        block_prices = prices[int(entry["blockNumber"], 16)]
+        coll, debt = by_asset[fields["collateralAsset"].lower()], by_asset[fields["debtAsset"].lower()]
+        received = fields["liquidatedCollateralAmount"] * block_prices[coll.symbol] / 10**coll.decimals
+        repaid = fields["debtToCover"] * block_prices[debt.symbol] / 10**debt.decimals
+        worth[(entry["transactionHash"], int(entry["logIndex"], 16))] = (received - repaid) / 10**8
+    return worth
+
+
+def _tally(
+    executor: FastPathExecutor,
+    logs: list[dict],
+    ours: str,
+    first_flagged: dict[str, int],
+    worth: dict[tuple[str, int], float],
+    min_profit_usd: float,
+) -> dict:
+    """The run graded by the chain's LiquidationCall events. A liquidation whose bonus (collateral received -
+    debt repaid at the oracle, before gas) is under EXECUTION_MIN_PROFIT_USD is no opportunity for a bot that
+    must pay gas: `win_rate` counts every liquidation, `win_rate_profitable` the others."""
     won, lost_to, lost_by, lost_why = 0, Counter(), Counter(), Counter()
+    lost_small, lost_small_usd, lost_usd = 0, 0.0, 0.0
     last_outcome = {a.user: a.outcome for a in executor.attempts}
     ours_per_block: Counter = Counter()
     for entry in logs:
@@ -171,6 +204,11 @@ def _tally(executor: FastPathExecutor, logs: list[dict], ours: str, first_flagge
             won += 1
             ours_per_block[(user, block)] += 1
             continue
+        value = worth.get((entry["transactionHash"], int(entry["logIndex"], 16)), 0.0)
+        if value < min_profit_usd:
+            lost_small += 1
+            lost_small_usd += value
+        lost_usd += value
         who = "competitor" if liquidator == COMPETITOR.lower() else liquidator
         lost_to[who] += 1
         ours_last = last_outcome.get(user)
@@ -196,12 +234,25 @@ def _tally(executor: FastPathExecutor, logs: list[dict], ours: str, first_flagge
         "sent": len(sent),
         "duplicate_sends": sum(n - 1 for n in ours_per_block.values() if n > 1) + _overlapping(sent),
         "win_rate": round(won / (won + lost), 4) if won + lost else None,
+        "win_rate_profitable": round(won / (won + lost - lost_small), 4) if won + lost - lost_small else None,
+        "lost_unprofitable": lost_small,
         "revert_share": round(sum(a.outcome == "reverted" for a in attempts) / len(sent), 4) if sent else None,
         "outcomes": dict(Counter(a.outcome for a in attempts)),
         "skipped_reasons": dict(Counter((a.reason or "")[:60] for a in attempts if a.outcome == "skipped")),
         "profit_expected_usd": round(sum(a.expected_profit_usd for a in included), 2),
         "profit_realized_usd": round(sum(a.realized_profit_usd or 0.0 for a in included), 2),
         "realized_vs_expected_max_rel": round(max(gaps), 6) if gaps else None,
+        "realized_off_by_more_than_1pct": [
+            {
+                "user": a.user,
+                "block_seen": a.block_seen,
+                "expected_usd": round(a.expected_profit_usd, 4),
+                "realized_usd": round(a.realized_profit_usd, 4),
+            }
+            for a in included
+            if a.realized_profit_usd is not None
+            and abs(a.realized_profit_usd - a.expected_profit_usd) > 0.01 * abs(a.expected_profit_usd)
+        ][:5],
         "plan_mismatches": len(executor.mismatches),
         "mismatch_examples": [
             {
@@ -221,6 +272,8 @@ def _tally(executor: FastPathExecutor, logs: list[dict], ours: str, first_flagge
         "latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
         "latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
         "losses": {
+            "bonus_usd": round(lost_usd, 2),  # what the liquidations we lost earned their liquidator, before gas
+            "unprofitable_bonus_usd": round(lost_small_usd, 2),
             "to": dict(lost_to),
             "by_blocks": dict(sorted(lost_by.items())),
             "our_last_attempt": dict(lost_why),

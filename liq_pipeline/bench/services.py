@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache.server import EmbeddedRedis
-from ..chain.rpc import RpcClient
+from ..chain.rpc import NodeUnavailable, RpcClient
 from ..devnet import anvil, state_cache
 from ..devnet.market import Market
 from ..devnet.protocols import DEFAULT_PROTOCOL
@@ -55,6 +56,19 @@ def live_devnet(
         rpc.close()
         devnet.close()
         anvil.stop(node)
+
+
+def step(watcher, tries: int = 5) -> int:
+    """`watcher.step()` as its run loop does it: a block the node answered inconsistently (NodeUnavailable: seen
+    on anvil right after a block is mined, some calls answered from the next state) is read again, a few times."""
+    for attempt in range(tries):
+        try:
+            return watcher.step()
+        except NodeUnavailable:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    return 0
 
 
 @contextmanager

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -25,16 +27,23 @@ from pydantic import SecretStr
 from ..cache import open_market_cache
 from ..config import Settings
 from ..devnet import actions, protocols
+from ..devnet.backlog import clear_backlog
+from ..devnet.dex import Dex
 from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
+from ..execution.executor import FastPathExecutor
+from ..execution.hot_path import ExecutionHook
 from ..risk.blas import use_one_blas_thread
 from ..risk.versions import rules_for
 from ..watch.watcher import Watcher
+from .live_executor import live_executor, precompute_for
 from .report import BenchRun, Stopwatch, median, percentile, quiet
-from .services import LiveDevnet, live_devnet, scratch_redis
+from .services import LiveDevnet, live_devnet, scratch_redis, step
 
 WATCHED = 2_000  # users the simulated competitor polls per block
+SETTLE_BLOCKS = 3  # with --execute, blocks mined after the run: what is in flight settles
+PHASES = ("read", "fast", "evaluate", "execute", "write")  # a block's, in order (fast, execute: with --execute)
 
 
 def run_bench_watch(
@@ -46,6 +55,8 @@ def run_bench_watch(
     shocks: bool = False,
     vol_scale: float = 1.0,
     protocol: str | None = None,
+    execute: bool = False,
+    inventory_usd: float = 0.0,
 ) -> dict:
     use_one_blas_thread()
     version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
@@ -56,6 +67,8 @@ def run_bench_watch(
         "shocks": shocks,
         "vol_scale": vol_scale,
         "protocol": version,
+        "execute": execute,
+        "inventory_usd": inventory_usd,
     }
     run = BenchRun("watch", options)
     say(f"preparing {borrowers} borrowers (cached after the first run)")
@@ -68,7 +81,16 @@ def run_bench_watch(
         own = settings.model_copy(  # the bench's own server; the engine's rules follow the devnet's version
             update={"redis_url": SecretStr(redis_url), "aave_protocol_version": chain.market.protocol_version}
         )
-        results = _measure(chain, own, blocks, seed, say, shocks, vol_scale)
+        executing, backlog = None, 0
+        if execute:
+            say("clearing the seeded backlog of liquidatable users (the race is for those who cross during the run)")
+            backlog = clear_backlog(chain.devnet, chain.market, chain.borrowers())
+            say("deploying the Liquidator for the devnet's operator key")
+            executor, dex = live_executor(chain, data_dir, redis_url, own, inventory_usd, owner="bench-watch")
+            executing = Executing(executor, dex)
+        results = _measure(chain, own, blocks, seed, say, shocks, vol_scale, executing)
+    if execute:
+        results["execution"]["backlog_cleared"] = backlog
     return run.report({"borrowers": borrowers, "protocol": version, **results})
 
 
@@ -80,6 +102,7 @@ def _measure(
     say: Callable[[str], None],
     shocks: bool,
     vol_scale: float,
+    executing: Executing | None = None,
 ) -> dict:
     market = chain.market
     cache = open_market_cache(settings, market.chain_id, market.pool)
@@ -96,8 +119,15 @@ def _measure(
         )
     predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
     watcher = Watcher(chain.rpc, tracker, engine_params(predictive), cache)
+    if executing is not None:  # the executor right after each evaluation, as `liq execute` runs it
+        precompute = precompute_for(executing.executor, settings)
+        executing.hook = ExecutionHook(executing.executor, tracker, precompute=precompute)
+        watcher.on_read, watcher.on_evaluated = executing.hook.fast, executing.hook
+        watcher.on_block = executing.hook.after_write
+        # as on a real chain, what it sends waits for the next block (automine would mine each transaction at once)
+        chain.devnet.call("evm_setAutomine", False)
     actions.mine_blocks(chain.devnet, 1)
-    watcher.step()  # warm-up: first evaluation, first (full) write
+    step(watcher)  # warm-up: first evaluation, first (full) write
     watched = _competitor_watchlist(watcher, chain.borrowers(), seed)
     config = SimConfig(
         blocks=blocks,
@@ -106,12 +136,18 @@ def _measure(
         shock_probability=SimConfig.shock_probability if shocks else 0.0,
     )
     say(f"{blocks} simulated blocks")
-    traffic = simulate(chain.devnet, market, config, watched, on_block=lambda _i, _r: watcher.step())
-    watcher.step()  # the simulator's closing block, if any
+    dex = executing.dex if executing is not None else None  # arbitraged to the oracle each block when we sell on it
+    traffic = simulate(chain.devnet, market, config, watched, on_block=lambda _i, _r: step(watcher), dex=dex)
+    step(watcher)  # the simulator's closing block, if any
     records = watcher.stats.records[1:]  # without the warm-up
+    if executing is not None:  # what is in flight is included (or not) in the next blocks
+        for _ in range(SETTLE_BLOCKS):
+            actions.mine_blocks(chain.devnet, 1)
+            step(watcher)
     latencies = [r.latency_ms for r in records]
     expected = list(range(records[0].block, records[-1].block + 1)) if records else []
-    phases = {name: median((r.phases_ms.get(name, 0.0) for r in records), 2) for name in ("read", "evaluate", "write")}
+    present = [name for name in PHASES if any(name in r.phases_ms for r in records)]
+    phases = {name: median((r.phases_ms.get(name, 0.0) for r in records), 2) for name in present}
     return {
         "users_tracked": tracker.users,
         "blocks": len(records),
@@ -136,6 +172,55 @@ def _measure(
         "bootstrap_s": round(bootstrapping.seconds, 2),
         "prepare_s": round(chain.prepare_s, 2),
         "state_cache_built": chain.built,
+        **({"execution": execution_summary(executing, records)} if executing is not None else {}),
+    }
+
+
+@dataclass
+class Executing:
+    executor: FastPathExecutor
+    dex: Dex
+    hook: ExecutionHook | None = None
+
+
+def execution_summary(executing: Executing, records) -> dict:
+    """The executor's part of the run: block seen -> signed transaction accepted by the node (the watcher's read
+    and evaluation included), outcomes, and in the blocks that sent, the watcher's phases and the executor's
+    stages (p50 / max, ms)."""
+    executor = executing.executor
+    attempts = executor.attempts
+    sent = [a for a in attempts if a.sent_at is not None and a.tx_hash is not None]
+    # an attempt is recorded again when it settles: the latency of each send once
+    first = {a.attempt_key: a for a in reversed(sent)}.values()
+    latencies = sorted((a.sent_at - a.seen_at) * 1000 for a in first)
+    outcomes = Counter(a.outcome for a in attempts)
+    return {
+        "sent": len(latencies),
+        "send_latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
+        "send_latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
+        "send_latency_max_ms": round(latencies[-1], 2) if latencies else None,
+        "outcomes": dict(outcomes),
+        "skipped_reasons": dict(Counter((a.reason or "")[:60] for a in attempts if a.outcome == "skipped")),
+        "profit_realized_usd": round(sum(a.realized_profit_usd or 0.0 for a in attempts), 2),
+        "stages_ms_in_sending_blocks": _stage_summary(executing, records),
+        "precomputed_hits": executor.precomputed_hits,
+        "sent_by_lane": dict(executing.hook.sent_by_lane) if executing.hook is not None else {},
+        "precompute_refresh_p50_ms": median((r.seconds * 1000 for r in executing.hook.refreshes), 2),
+    }
+
+
+def _stage_summary(executing: Executing, records) -> dict:
+    sending = {a.block_seen for a in executing.executor.attempts if a.tx_hash is not None}
+    watcher = [r.phases_ms for r in records if r.block in sending]
+    rows = [{"read": p.get("read", 0.0), "evaluate": p.get("evaluate", 0.0)} for p in watcher]
+    rows += executing.hook.stages if executing.hook is not None else []
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {
+        name: {
+            "p50": median((row[name] for row in rows if name in row), 2),
+            "max": round(max(row[name] for row in rows if name in row), 2),
+        }
+        for name in names
     }
 
 

@@ -62,10 +62,21 @@ def engine(
     _lines(result, 22)
 
 
-def watch(borrowers: int, blocks: int, as_json: bool, *, shocks: bool, seed: int, vol_scale: float) -> None:
+def watch(
+    borrowers: int,
+    blocks: int,
+    as_json: bool,
+    *,
+    shocks: bool,
+    seed: int,
+    vol_scale: float,
+    execute: bool = False,
+    inventory_usd: float = 0.0,
+) -> None:
     settings = runtime.settings()
     use_one_blas_thread()
     options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale}
+    options |= {"execute": execute, "inventory_usd": inventory_usd}
     _run(partial(run_bench_watch, settings, borrowers, blocks, **options), as_json, "benchmarking the watcher", 24)
 
 

@@ -117,9 +117,9 @@ def execute(
 ) -> None:
     """The watcher with the executor: liquidate the users below HF 1.
 
-    Every block, after the candidates are written: plan, claim (Redis), verify with eth_estimateGas and, live,
-    sign and send through EXECUTOR_LIQUIDATOR; dry-run by default. On the devnet, the Liquidator `make dev`
-    deployed.
+    Every block, as soon as it is read (the watchlist) and after the evaluation: plan, claim (Redis), verify with
+    eth_simulateV1 and, live, sign and send through EXECUTOR_LIQUIDATOR; dry-run by default. On the devnet, the
+    Liquidator `make dev` deployed.
     """
     from . import execute as command
 
@@ -231,14 +231,25 @@ def bench_watch(
     touched: Annotated[
         float, typer.Option(min=0.0, help="With --synthetic: mean touched users per block (Poisson).")
     ] = 300.0,
+    execute: Annotated[
+        bool,
+        typer.Option(
+            "--execute", help="The executor live on the devnet after each evaluation (block seen -> tx accepted)."
+        ),
+    ] = False,
+    inventory_usd: Annotated[
+        float, typer.Option(min=0.0, help="With --execute: debt-asset inventory of the Liquidator, USD per asset.")
+    ] = 0.0,
 ) -> None:
     """Watcher latency on real devnet positions under live traffic, or on generated blocks (--synthetic).
 
-    Block seen -> candidates written, per block.
+    Block seen -> candidates written, per block; with --execute, also block seen -> signed transaction accepted.
     """
     from . import benches
 
     if synthetic:
+        if execute:
+            raise typer.BadParameter("--execute needs a node: it cannot run with --synthetic", param_hint="--execute")
         benches.watch_synthetic(  # the engine's rules: --protocol, else AAVE_PROTOCOL_VERSION
             borrowers,
             blocks,
@@ -253,7 +264,16 @@ def bench_watch(
     if protocol is not None:  # run_bench_watch reads it from the settings (DEVNET_PROTOCOL_VERSION)
         os.environ["DEVNET_PROTOCOL_VERSION"] = protocol
 
-    benches.watch(borrowers, blocks, as_json, shocks=bool(shocks), seed=seed, vol_scale=vol_scale)
+    benches.watch(
+        borrowers,
+        blocks,
+        as_json,
+        shocks=bool(shocks),
+        seed=seed,
+        vol_scale=vol_scale,
+        execute=execute,
+        inventory_usd=inventory_usd,
+    )
 
 
 @app.command("bench-cache")

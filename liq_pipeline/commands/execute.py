@@ -1,7 +1,8 @@
 """`liq execute`: the watcher with the FastPathExecutor attached, in one process (the hot path).
 
-Every block the watcher processes (candidates written to Redis first), the executor gets the market state and the
-positions of the users the engine found below HF 1: it plans, claims, verifies and, live, signs and sends; what is
+Every block the watcher processes, right after the engine's evaluation and before the candidates are written to
+Redis (execution/hot_path.py), the executor gets the market state and the positions of the users the engine found
+below HF 1: it plans, claims, verifies and, live, signs and sends; what is
 in flight is followed block by block. Dry-run unless `--live` AND EXECUTION_ENABLED=true (`--live` without it is a
 mistake: exit 2); the operator key is read in live mode only. Every attempt goes to Redis (`open_recorder`: the
 `liquidation_executions` asset reads it) and is logged in one line at INFO; the key never is.
@@ -15,9 +16,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import polars as pl
-
 from ..cache.from_settings import redis_url_for
 from ..cache.keys import MarketKeys
 from ..chain.rpc import RpcError
@@ -26,15 +24,15 @@ from ..devnet.errors import DevnetError
 from ..devnet.liquidator import load_venue
 from ..execution.executor import ExecutorConfig, FastPathExecutor
 from ..execution.gas_ladder import LadderConfig
+from ..execution.hot_path import ExecutionHook
 from ..execution.idempotency import AttemptGuard, NonceLock, execution_client
+from ..execution.precompute import PrecomputeCalldata
 from ..execution.records import ExecutionAttempt, open_recorder
 from ..execution.signer import Signer, SignerError, load_signer
 from ..execution.venue import VenueError, venue_from_chain
 from ..metrics import BlockMetrics
 from ..risk.blas import use_one_blas_thread
-from ..risk.market import user_positions
 from ..watch.startup import watcher_from_settings
-from ..watch.watcher import BlockRecord, Watcher
 from . import runtime
 from .watch import report, run_with_metrics
 
@@ -119,19 +117,22 @@ def _operator_of(rpc, liquidator: str) -> str:
 
 
 def _signer(settings: Settings, chain_id: int, operator: str, rpc) -> Signer:
-    """The operator key (live mode only): one line when it is missing, unusable, not the Liquidator's operator, or
-    holds no gas money."""
+    """The operator key (live mode only): one line naming its variable when it is missing, unusable, not the
+    Liquidator's operator, or holds no gas money."""
     try:
         signer = load_signer(settings, chain_id)
     except SignerError as error:
         raise runtime.CommandError(str(error)) from None
+    variable = "EXECUTOR_PRIVATE_KEY" if settings.executor_private_key is not None else "EXECUTOR_KEYSTORE"
     if signer.address.lower() != operator.lower():
         raise runtime.CommandError(
-            f"the operator key's address is {signer.address}, but the Liquidator's operator is {operator}: "
-            "set EXECUTOR_PRIVATE_KEY (or the keystore) to the operator's key"
+            f"{variable} is the key of {signer.address}, but the Liquidator's operator is {operator}: "
+            "set it to the operator's key"
         )
     if int(rpc.call("eth_getBalance", signer.address, "latest"), 16) == 0:
-        raise runtime.CommandError(f"the operator {signer.address} holds no native token to pay gas with")
+        raise runtime.CommandError(
+            f"{variable} is the key of {signer.address}, which holds no native token to pay gas with: fund it"
+        )
     return signer
 
 
@@ -145,12 +146,18 @@ def main(max_blocks: int, live: bool) -> None:
     on_devnet = base.rpc_url is None and base.aave_addresses_provider is None
     settings = runtime.node_settings(base)
     liquidator, factory, inventory = _venue_addresses(settings, on_devnet)
-    runtime.connect(settings).close()  # CHAIN_ID, and a node that answers, before anything starts
+    # CHAIN_ID, a node that answers, the Liquidator and (live) a key that can send: before anything starts, so
+    # each mistake is one line
+    rpc = runtime.connect(settings)
+    try:
+        operator = _operator_of(rpc, liquidator)
+        signer = _signer(settings, rpc.quantity("eth_chainId"), operator, rpc) if live else None
+    finally:
+        rpc.close()
     use_one_blas_thread()
     watcher = watcher_from_settings(settings, use_cache=True)
     try:
         market = watcher.tracker.market
-        operator = _operator_of(watcher.rpc, liquidator)
         try:
             venue = venue_from_chain(
                 watcher.rpc,
@@ -163,7 +170,6 @@ def main(max_blocks: int, live: bool) -> None:
             )
         except VenueError as error:
             raise runtime.CommandError(str(error)) from None
-        signer = _signer(settings, market.chain_id, operator, watcher.rpc) if live else None
         client = execution_client(redis_url_for(settings.redis_url, settings.data_dir), timeout=0.5)
         keys = MarketKeys.for_market(market.chain_id, market.pool)
         watcher.metrics = BlockMetrics()
@@ -198,46 +204,21 @@ def main(max_blocks: int, live: bool) -> None:
         venue.flash_premium_bps,
         "on" if venue.inventory else "off",
     )
-    watcher.on_block = _hook(watcher, executor)
+    # the executor right after the evaluation, before the candidates are written (execution/hot_path.py)
+    precompute = PrecomputeCalldata(
+        client, keys, top_k=settings.precompute_top_k, compact=venue.compact, liquidator=venue.liquidator
+    )
+    hook = ExecutionHook(
+        executor, watcher.tracker, on_attempt=lambda a: log.info("%s", describe(a)), precompute=precompute
+    )
+    watcher.on_read, watcher.on_evaluated = hook.fast, hook
+
+    def after_write(record) -> None:  # the block's line once it is done, then the precompute for the next blocks
+        report(record)
+        hook.after_write(record)
+
+    watcher.on_block = after_write
     try:
         run_with_metrics(watcher, settings, max_blocks)  # /metrics: the watcher's and the executor's
     finally:
         recorder.close()
-
-
-def _hook(watcher: Watcher, executor: FastPathExecutor):
-    """The watcher's on_block (after the candidates are written): the executor on the users below HF 1, its attempts
-    logged, then the block's report line (so "block N:" means the block is done, its transactions sent). A failure
-    of the executor is logged (once while it repeats) and the watcher goes on."""
-    last_error: list[str] = []
-
-    def act(record: BlockRecord) -> None:
-        result = watcher.last_result
-        if result is None:
-            return
-        # hf_current is row-aligned with the book; rows the engine skipped this block were proven far from HF 1
-        below = np.flatnonzero(result.hf_current < 1.0)
-        if not below.size and not executor.in_flight:
-            return
-        try:
-            users = result.book.positions["user"].gather(below).to_list() if below.size else []
-            state = watcher.tracker.market_state()
-            frame = watcher.tracker.positions.filter(pl.col("user").is_in(users))
-            attempts = executor.on_block(state, user_positions(frame, state.reserve_ids), record.seen_at)
-        except Exception as error:  # the executor must never stop the watcher
-            text = f"{type(error).__name__}: {error}"
-            if last_error[-1:] != [text]:
-                log.warning("executor failed at block %d (%s); the watcher goes on", record.block, text)
-            last_error[:] = [text]
-            return
-        last_error.clear()
-        for attempt in attempts:
-            log.info("%s", describe(attempt))
-
-    def on_block(record: BlockRecord) -> None:
-        try:
-            act(record)
-        finally:
-            report(record)
-
-    return on_block

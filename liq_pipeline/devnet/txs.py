@@ -34,7 +34,7 @@ class Tx:
     label: str = ""  # what it does, for error messages
     priority_fee: int = PRIORITY_FEE  # wei per gas: anvil orders a block's transactions by it, as Base does
 
-    def params(self, nonce: int) -> dict[str, Any]:
+    def params(self, nonce: int, base_fee: int | None = None) -> dict[str, Any]:
         tx = {
             "from": self.sender,
             "data": self.data,
@@ -42,6 +42,11 @@ class Tx:
             "nonce": hex(nonce),
             "maxPriorityFeePerGas": hex(self.priority_fee),
         }
+        if base_fee is not None:
+            # anvil orders a block by max fee, Base's sequencer by the tip: a max fee just above what the next
+            # block can charge (the base fee rises at most 1/8 a block) makes the two orders agree (anvil's own
+            # default, base fee + 1 gwei, put these ahead of a liquidator tipping less than 1 gwei)
+            tx["maxFeePerGas"] = hex(base_fee + base_fee // 8 + 1 + self.priority_fee)
         if self.to is not None:
             tx["to"] = self.to
         if self.value:
@@ -124,7 +129,9 @@ class Chain:
 
     def send(self, txs: Sequence[Tx]) -> list[str]:
         """Queue transactions (automine must be off for them to share a block). Returns their hashes."""
-        requests = [("eth_sendTransaction", [tx.params(self.nonces.take(tx.sender))]) for tx in txs]
+        latest = self.rpc.call("eth_getBlockByNumber", "latest", False) or {}
+        base_fee = int(latest.get("baseFeePerGas", "0x0"), 16)
+        requests = [("eth_sendTransaction", [tx.params(self.nonces.take(tx.sender), base_fee)]) for tx in txs]
         answers = self.rpc.batch(requests, raise_on_error=False)
         failed = [(tx, a) for tx, a in zip(txs, answers, strict=True) if isinstance(a, RpcError)]
         if failed:

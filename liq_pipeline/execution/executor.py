@@ -17,6 +17,11 @@ with a fee bump after N blocks, cancelled when the user is no longer liquidatabl
 
 Round trips per block with liquidatable users, however many: one batch reads the block (header, pools, inventory),
 one verifies every transaction, then the nonce read and one batch sends them all; a block without any costs nothing.
+
+Faults: Redis silent, no send (and no other claim waits for it that block; the guard logs the outage once). The node
+gone before the send: the claims go back. Gone during it (the answer lost): each transaction keeps its claim and is
+followed by its hash, known before sending, never sent again; follow() settles it when the node answers (included,
+or dropped: in no pool and its nonce unused). A send the node refuses gives its claim back.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from eth_utils import keccak
+
 from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic, events
-from ..chain.liquidator_abi import liquidated_events
-from ..chain.rpc import RpcClient, RpcError
+from ..chain.liquidator_abi import Liquidated, liquidated_events
+from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..risk.exact import account_data
 from ..risk.market import MarketState, UserPosition
-from ..risk.profit import CostInputs, LiquidationPlan, plan_liquidation
+from ..risk.profit import CostInputs, LiquidationPlan, PoolReserves, plan_at, plan_liquidation
 from ..risk.wadray import WAD
 from .gas_ladder import Costs as LadderCosts
 from .gas_ladder import Fees, LadderConfig, Pending, initial_fees, next_step, usd_e8, usd_to_wei
-from .idempotency import TAKEN, AttemptGuard, Claim, NonceLock, Opportunity
+from .idempotency import TAKEN, UNAVAILABLE, AttemptGuard, Claim, NonceLock, Opportunity
 from .liquidator_call import plan_calldata
-from .records import ExecutionAttempt, new_attempt_key
+from .precompute import fingerprint
+from .records import ExecutionAttempt
 from .signer import Signer
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,22 @@ BALANCE_OF = "0x70a08231"  # balanceOf(address)
 GAS_LIMIT_BPS = 13_000
 DEFAULT_GAS_UNITS = 700_000  # planning figure before the estimate (measured: 475k on V3.6, 682k on V3.0)
 CANCEL_GAS = 21_000
+SIMULATION_GAS = 5_000_000  # each simulated call's gas: above any liquidation's (measured: 475k-682k)
+# reverts a simulated transaction of ours can meet, by selector: the Liquidator's own and the Pool's custom errors
+REVERTS = {
+    "0x" + keccak(text=signature).hex()[:8]: signature.split("(")[0]
+    for signature in (
+        "ProfitTooLow(int256,int256)",
+        "HealthFactorNotBelowThreshold()",
+        "MustNotLeaveDust()",
+        "InvalidBurnAmount()",
+        "CollateralCannotBeLiquidated()",
+        "SpecifiedCurrencyNotBorrowedByUser()",
+        "LiquidationGraceSentinelCheckFailed()",
+        "ReservePaused()",
+        "ReserveInactive()",
+    )
+}
 ANY_ASSET = "0x" + "00" * 20  # the claim's pair: any (claims are per user)
 LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 
@@ -89,6 +113,11 @@ class InFlight:
     hashes: list[str]
     claim: Claim | None = None
     cancelled: bool = False
+    # the debt asset's and ETH's oracle prices the plan was valued at: the realized profit is valued at the same
+    # ones, so that realized vs expected measures the execution, not the market's move since (10x volatility in
+    # `liq arena` moved prices 1-2 % between plan and receipt: every such gap was that, not a different outcome)
+    prices: tuple[int, int, int] = (0, 0, 0)  # debt asset, ETH, collateral
+    simulated: Liquidated | None = None  # what its pending verification showed: the amounts it should land with
 
 
 def next_base_fee(header: dict) -> int:
@@ -105,20 +134,56 @@ def next_base_fee(header: dict) -> int:
     return base - base * (target - used) // target // 8
 
 
-def _after_our_swap(pools: dict, balances: dict, plan: LiquidationPlan) -> None:
-    """The pair's reserves once our transaction for `plan` has run (our transactions run in nonce order). A pair's
-    swap prices from its stored reserves but then stores its token balances, which also hold any tokens sent to it
-    without a swap (a failed arbitrage's transfer, a donation): the next swap meets those."""
-    if plan.costs.swap_in == 0:
-        return
+def _pool_key(pools: dict, plan: LiquidationPlan) -> tuple[int, int]:
     c, d = plan.collateral_id, plan.debt_id
-    key = (c, d) if (c, d) in pools else (d, c)
-    held = balances.get(key, pools[key])
-    if key == (c, d):
-        after = (held[0] + plan.costs.swap_in, held[1] - plan.costs.swap_out)
-    else:
-        after = (held[0] - plan.costs.swap_out, held[1] + plan.costs.swap_in)
-    pools[key] = balances[key] = after
+    return (c, d) if (c, d) in pools else (d, c)
+
+
+def _touches(plan: LiquidationPlan) -> set:
+    """What a plan's transaction changes for the ones after it in the block: its pair, or its inventory asset."""
+    if plan.mode == "inventory":
+        return {("inventory", plan.debt_id)}
+    if plan.costs.swap_in == 0:
+        return set()
+    return {("pair", frozenset((plan.collateral_id, plan.debt_id)))}
+
+
+@dataclass
+class _Model:
+    """The pairs' reserves and token balances and the contract's inventory as our transactions of this block leave
+    them (they run in nonce order, ahead of the block's other traffic when their priority fees are higher)."""
+
+    pools: dict
+    balances: dict
+    inventory: dict
+
+    def view(self, position: UserPosition) -> tuple:
+        """What of this model a plan of `position` can use: the pairs between its reserves, the inventory of them."""
+        ids = sorted(position.legs)
+        pools = tuple((a, b, self.pools[a, b]) for a in ids for b in ids if (a, b) in self.pools)
+        return pools, tuple(self.inventory.get(r, 0) for r in ids)
+
+    def copy(self) -> _Model:
+        return _Model(dict(self.pools), dict(self.balances), dict(self.inventory))
+
+    def apply(self, plan: LiquidationPlan) -> None:
+        """After `plan`'s transaction. A pair's swap prices from its stored reserves but then stores its token
+        balances, which also hold any tokens sent to it without a swap (a failed arbitrage's transfer, a
+        donation): the next swap meets those."""
+        if plan.mode == "inventory":
+            self.inventory[plan.debt_id] = self.inventory.get(plan.debt_id, 0) - plan.outcome.debt_repaid
+            return
+        if plan.costs.swap_in == 0:
+            return
+        key = _pool_key(self.pools, plan)
+        if key not in self.pools:  # a pair none of this call's users sells on
+            return
+        held = self.balances.get(key, self.pools[key])
+        if key == (plan.collateral_id, plan.debt_id):
+            after = (held[0] + plan.costs.swap_in, held[1] - plan.costs.swap_out)
+        else:
+            after = (held[0] - plan.costs.swap_out, held[1] + plan.costs.swap_in)
+        self.pools[key] = self.balances[key] = after
 
 
 @dataclass
@@ -129,7 +194,9 @@ class _Staged:
     claim: Claim
     tx: dict
     base: dict
+    position: UserPosition
     fees: Fees | None = None
+    simulated: Liquidated | None = None  # the Liquidated event of its pending verification (eth_simulateV1)
 
 
 def _unsigned(tx: dict, fees: Fees, nonce: int) -> dict:
@@ -162,72 +229,218 @@ class FastPathExecutor:
         if signer is not None and signer.address.lower() != venue.operator.lower():
             raise ValueError(f"the signer is {signer.address}, the Liquidator's operator is {venue.operator}")
         self.rpc, self.market, self.venue, self.guard, self.config = rpc, market, venue, guard, config
+        # sends are never retried by the client: a retry after an answer lost on the way back is refused ("already
+        # known", "nonce too low") though the first one is in the node's pool; an unanswered send is followed instead
+        self._sender = RpcClient(rpc.url, timeout=rpc.timeout, retries=0) if isinstance(rpc, RpcClient) else rpc
+        self._node_down = False  # logged once when the node stops answering, once when it answers again
         self.signer, self.nonce_lock, self.recorder = signer, nonce_lock, recorder
         self.in_flight: dict[str, InFlight] = {}  # attempt key -> what is pending on chain
         self.attempts: list[ExecutionAttempt] = []  # every final state, in order (the arena's tally)
         self.mismatches: list[tuple] = []  # included liquidations whose amounts differ from their plan
         self.unplanned: dict[str, int] = {}  # user -> last block it was below 1 with no profitable plan
+        self.no_plan: dict[str, tuple] = {}  # user -> the state no profitable plan came from (see on_block)
         self._next_base_fee = 0
         self.inventory: dict[int, int] = {}  # reserve id -> the contract's balance (read each block it acts)
         self.mode = "live" if config.live else "dry_run"
+        self.stages_ms: dict[str, float] = {}  # the last block's: follow, read, plan, verify, send
+        self._simulate_supported: bool | None = None  # eth_simulateV1 on this node; None: not asked yet
+        self.precomputed = None  # a PrecomputeCalldata whose plans `_plan` reuses while their state holds
+        self._sent_block: int | None = None
+        self._sent: list[_Staged] = []
+        self.precomputed_hits = 0
 
     # --- one block ---------------------------------------------------------------------------------------------
-    def on_block(self, state: MarketState, positions: Sequence[UserPosition], seen_at: float) -> list[ExecutionAttempt]:
+    def on_block(
+        self, state: MarketState, positions: Sequence[UserPosition], seen_at: float, *, follow: bool = True
+    ) -> list[ExecutionAttempt]:
         """Act on `positions` (the users the watcher found below HF 1 at `state.block`); returns this block's
         attempts (sent, dry-run or skipped). Follows what is in flight first (a settled attempt frees its user).
 
         Whatever the number of users: one batch reads the block (header, pools, inventory), one batch verifies
         every planned transaction, one batch sends them all (under the nonce lock, nonces in plan order)."""
-        self.follow(state, positions)
+        started = time.perf_counter()
+        self.stages_ms = {}
+        if follow:  # once per block (the hot path's second call of a block skips it)
+            self.follow(state, positions)
+        read_began = time.perf_counter()
+        self.stages_ms["follow"] = (read_began - started) * 1e3
         busy = {f.attempt.user for f in self.in_flight.values()}
+        # a user without a profitable plan is planned again only once its position or a price of its reserves
+        # changed (dust, bad debt, a pool too shallow: measured on the 100k devnet, thousands of such users below 1
+        # cost most of the planning time of every block)
         ready = [p for p in positions if p.user.lower() not in busy and account_data(p, state).health_factor < WAD]
         if not ready:
             return []
-        header, pools, balances = self._read_block(state.block, ready, state)
+        try:
+            header, pools, balances = self._read_block(state.block, ready, state)
+        except NodeUnavailable as error:  # nothing claimed yet: the next block tries again
+            self._node_failed("reading the block", error)
+            return []
+        self._node_answered()
         base_fee = int(header.get("baseFeePerGas", "0x0"), 16)
         self._next_base_fee = next_base_fee(header)
         eth_price = state.by_id[self.venue.eth_reserve_id].price
-        costs = CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
-        min_base = int(usd_e8(self.config.min_profit_usd)) * state.base_currency_unit // 10**8
+        self._costs = CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
+        self._min_base = max(1, int(usd_e8(self.config.min_profit_usd)) * state.base_currency_unit // 10**8)
+        start = _Model(dict(pools), dict(balances), dict(self.inventory))
+        earlier = self._sent_in_block(state.block)
+        for stage in earlier:  # sent earlier in this block (the fast lane): pending, not in the state read
+            start.apply(stage.plan)
+        clock = time.perf_counter()
+        self.stages_ms["read"] = (clock - read_began) * 1e3
         # the largest debts first: planned (and sent) in this order, so the most valuable land first and each plan
         # meets the pools and the inventory our earlier transactions in the block leave
         ready.sort(key=lambda p: -account_data(p, state).total_debt_base)
         out: list[ExecutionAttempt] = []
         staged: list[_Staged] = []
+        model = start.copy()
         for position in ready:
-            plan = plan_liquidation(
-                position,
-                state,
-                pools,
-                costs,
-                liquidator=self.venue.liquidator,
-                timestamp=state.timestamp + self.config.block_time,
-                min_profit_base=max(1, min_base),
-                inventory=self.inventory or None,
-            )
+            user = position.user.lower()
+            # a user without a profitable plan is planned again only once its position, a price of its reserves, or
+            # the pools and inventory it could use changed (dust, bad debt, a pool too shallow: on the 100k devnet
+            # thousands of such users below 1 took most of every block's planning time)
+            memo = (fingerprint(position, state, position.legs), model.view(position))
+            if self.no_plan.get(user) == memo:
+                self.unplanned[user] = state.block
+                continue
+            plan = self._plan(position, state, model)
             if plan is None:
-                self.unplanned[position.user.lower()] = state.block
+                self.unplanned[user] = state.block
+                self.no_plan[user] = memo
                 continue
-            stage = self._stage(plan, state, seen_at)
-            if isinstance(stage, ExecutionAttempt):
-                out.append(stage)
-                continue
+            self.no_plan.pop(user, None)
+            stage = self._stage(plan, state, seen_at, position)
+            if stage is UNAVAILABLE:  # Redis did not answer: no send, and no other claim waits for it this block
+                break
             if stage is None:
                 continue
             staged.append(stage)
-            _after_our_swap(pools, balances, plan)  # our next transaction in this block meets the pool after it
-            if plan.mode == "inventory":  # and the inventory after it
-                self.inventory[plan.debt_id] -= plan.outcome.debt_repaid
+            model.apply(plan)  # our next transaction in this block meets the pool and inventory after it
+        self.stages_ms["plan"] = (time.perf_counter() - clock) * 1e3
+        self.inventory = model.inventory
         if not staged:
             return out
-        sendable = self._verify_all(staged, state, base_fee, eth_price, out)
+        try:
+            clock = time.perf_counter()
+            sendable = self._verify_all(staged, state, base_fee, eth_price, out)
+            # a simulation already ran each transaction after the ones before it that succeed; one by one against
+            # the latest state, the later ones were planned for pools the failed ones would have moved (dry-run:
+            # nothing lands, nothing to correct)
+            if self.config.live and self._simulate_supported is False and len(sendable) < len(staged):
+                sendable = self._replan_after_failures(staged, sendable, state, start, base_fee, eth_price, out)
+            self.stages_ms["verify"] = (time.perf_counter() - clock) * 1e3
+        except NodeUnavailable as error:  # nothing was sent: the claims go back
+            self._node_failed("verifying", error)
+            for stage in staged:
+                self.guard.release_unsent(stage.claim)
+            return out
         if sendable:
+            clock = time.perf_counter()
             out += self._send_all(sendable, state)
+            self.stages_ms["send"] = (time.perf_counter() - clock) * 1e3
         return out
 
-    def _stage(self, plan: LiquidationPlan, state: MarketState, seen_at: float):
-        """The claim and the transaction of a plan; a skipped attempt when Redis refused; None when another
-        attempt holds the user."""
+    def _plan(self, position: UserPosition, state: MarketState, model: _Model) -> LiquidationPlan | None:
+        """The precomputed plan's pair, amount and mode when it was built for this state (one exact evaluation),
+        else the full search."""
+        record = self.precomputed.lookup(position, state) if self.precomputed is not None else None
+        if record is not None:
+            plan = plan_at(
+                position,
+                state,
+                model.pools,
+                self._costs,
+                record["collateral_id"],
+                record["debt_id"],
+                record["debt_to_cover"],
+                record.get("mode", "flash"),
+                liquidator=self.venue.liquidator,
+                timestamp=state.timestamp + self.config.block_time,
+                min_profit_base=self._min_base,
+                inventory=model.inventory or None,
+            )
+            if plan is not None:
+                self.precomputed_hits += 1
+                return plan
+        return plan_liquidation(
+            position,
+            state,
+            model.pools,
+            self._costs,
+            liquidator=self.venue.liquidator,
+            timestamp=state.timestamp + self.config.block_time,
+            min_profit_base=self._min_base,
+            inventory=model.inventory or None,
+        )
+
+    def _replan_after_failures(
+        self,
+        staged: list[_Staged],
+        sendable: list,
+        state: MarketState,
+        start: _Model,
+        base_fee: int,
+        eth_price: int,
+        out: list,
+    ) -> list:
+        """Some transactions failed verification and will not be sent: the later ones were planned against pools
+        and inventory that counted the failed ones' swaps and repayments. Measured in `liq arena` before this: 19 of
+        167 included liquidations swapped for other amounts than planned. Re-plan every later one on a pool or
+        inventory a failed one touched (against the model without the failed ones), verify those again in one batch,
+        and send in the original order."""
+        passed = {id(stage) for stage, _a, _c in sendable}
+        failed_keys: set = set()
+        model = start.copy()
+        redo: list[_Staged] = []
+        keep: list[_Staged] = []
+        for stage in staged:
+            if id(stage) not in passed:
+                failed_keys |= _touches(stage.plan)
+                continue
+            if not (_touches(stage.plan) & failed_keys):
+                keep.append(stage)
+                model.apply(stage.plan)
+                continue
+            plan = self._plan(stage.position, state, model)
+            if plan is None:
+                self.guard.release_unsent(stage.claim)
+                reason = "no profitable plan once earlier transactions failed verification"
+                out.append(
+                    self._final(
+                        ExecutionAttempt(attempt_key=stage.claim.token, outcome="skipped", reason=reason, **stage.base)
+                    )
+                )
+                continue
+            fresh = self._restage(stage, plan)
+            redo.append(fresh)
+            model.apply(plan)
+        self.inventory = model.inventory
+        kept = {id(k) for k in keep}
+        if not redo:
+            return [item for item in sendable if id(item[0]) in kept]
+        # the final order verified again as a whole: a simulation runs each transaction after the ones before it
+        order = {id(stage.claim): k for k, stage in enumerate(staged)}
+        final = sorted(keep + redo, key=lambda stage: order[id(stage.claim)])
+        return self._verify_all(final, state, base_fee, eth_price, out)
+
+    def _restage(self, stage: _Staged, plan: LiquidationPlan) -> _Staged:
+        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
+        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
+        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
+        base = {
+            **stage.base,
+            "collateral_asset": plan.collateral_asset,
+            "debt_asset": plan.debt_asset,
+            "debt_to_cover": plan.debt_to_cover,
+            "expected_profit_usd": plan.profit_usd,
+            "expected_profit_debt": plan.profit,
+        }
+        return _Staged(plan, stage.claim, tx, base, stage.position)
+
+    def _stage(self, plan: LiquidationPlan, state: MarketState, seen_at: float, position: UserPosition):
+        """The claim and the transaction of a plan; None when another attempt holds the user; UNAVAILABLE when
+        Redis did not answer (no attempt is recorded: the outage is one event, which the guard logs once when it
+        starts and once when it ends, not a skipped attempt per user per block)."""
         base = {
             "market": self.market,
             "mode": self.mode,
@@ -244,47 +457,52 @@ class FastPathExecutor:
         # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
         claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
         if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
-            if claim.reason == TAKEN:
-                return None  # not an attempt: the opportunity's attempt exists
-            return self._final(
-                ExecutionAttempt(
-                    attempt_key=new_attempt_key(state.block), outcome="skipped", reason=f"claim {claim.reason}", **base
-                )
-            )
+            return None if claim.reason == TAKEN else UNAVAILABLE
         pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
         # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
         # took part first) reverts instead of running at a loss
         data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
         tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
-        return _Staged(plan, claim, tx, base)
+        return _Staged(plan, claim, tx, base, position)
 
     def _verify_all(
         self, staged: list[_Staged], state: MarketState, base_fee: int, eth_price: int, out: list
     ) -> list[tuple[_Staged, ExecutionAttempt, LadderCosts]]:
-        """Pending verification of every staged transaction in one batch of eth_createAccessList against the latest
-        state: one execution each, answering the gas used or the revert (someone was faster, a price moved).
-        eth_estimateGas would answer the limit directly but searches for it (~15 executions of a flash loan on
-        anvil); the limit is the gas used x GAS_LIMIT_BPS instead. Then the gas ladder's fees. Dry-run attempts
-        and skipped ones go to `out`; what may be sent is returned."""
-        answers = self.rpc.batch([("eth_createAccessList", [s.tx, "latest"]) for s in staged], raise_on_error=False)
+        """Pending verification of every staged transaction, then the gas ladder's fees. Dry-run attempts and
+        skipped ones go to `out`; what may be sent is returned, in order.
+
+        `eth_simulateV1` (geth 1.14.9+, op-geth, reth, anvil): the whole batch in ONE call, in nonce order, in a block
+        at the landing time on top of the latest state, as it will run (our priority fees put it ahead of the
+        block's other traffic): each transaction's exact gas used, its revert, or its Liquidated event, whose
+        profit is then the expected one (measured in `liq arena`: gas used one by one against the latest state was
+        off by up to 6 % for transactions behind others of ours, and a 20 % priority fee made that a 1.2 % profit
+        gap). Nodes without it: a batch of `eth_createAccessList`, each against the latest state alone (one
+        execution each; eth_estimateGas searches with ~15). The limit is the gas used x GAS_LIMIT_BPS."""
+        results = self._simulate(staged, state) if self._simulate_supported is not False else None
+        if results is None:
+            results = self._access_lists(staged)
         sendable = []
-        for stage, listed in zip(staged, answers, strict=True):
-            failed = listed if isinstance(listed, RpcError) else (listed or {}).get("error") or not listed
-            if failed or "gasUsed" not in listed:
+        for stage, (used, failure, event) in zip(staged, results, strict=True):
+            if failure is not None:
                 self.guard.release_unsent(stage.claim)
-                reason = f"verification: {failed or listed}"[:300]
                 out.append(
                     self._final(
-                        ExecutionAttempt(attempt_key=stage.claim.token, outcome="skipped", reason=reason, **stage.base)
+                        ExecutionAttempt(
+                            attempt_key=stage.claim.token,
+                            outcome="skipped",
+                            reason=f"verification: {failure}"[:300],
+                            **stage.base,
+                        )
                     )
                 )
                 continue
-            used = int(listed["gasUsed"], 16)
             plan = stage.plan
             debt = state.by_id[plan.debt_id]
-            gross = plan.profit + plan.costs.gas  # debt units, before gas: what the contract itself sees
+            # debt units, before gas: what the contract itself sees (the simulated event's, else the plan's)
+            gross = event.profit if event is not None else plan.profit + plan.costs.gas
+            stage.simulated = event
             gas_limit = used * GAS_LIMIT_BPS // 10_000
-            profit_wei = gross * debt.price * 10**18 // (debt.unit * eth_price)
+            profit_wei = max(0, gross) * debt.price * 10**18 // (debt.unit * eth_price)
             costs = LadderCosts(profit_wei, usd_to_wei(usd_e8(self.config.min_profit_usd), eth_price), gas_limit, 0)
             decision = initial_fees(self.config.ladder, costs, base_fee)
             if decision.action != "send":
@@ -318,6 +536,47 @@ class FastPathExecutor:
             sendable.append((stage, attempt, costs))
         return sendable
 
+    def _simulate(self, staged: list[_Staged], state: MarketState) -> list[tuple] | None:
+        """(gas used, None, Liquidated event) or (None, why, None) per transaction, simulated in order in one block
+        at the landing time; None when the node has no eth_simulateV1 (remembered: not asked again)."""
+        # behind what this block already sent (the fast lane's transactions are pending: not in the latest state)
+        earlier = self._sent_in_block(state.block)
+        calls = [
+            {"from": self.venue.operator, "to": self.venue.liquidator, "data": s.tx["data"], "gas": hex(SIMULATION_GAS)}
+            for s in [*earlier, *staged]
+        ]
+        block = {"calls": calls, "blockOverrides": {"time": hex(state.timestamp + self.config.block_time)}}
+        try:
+            result = self.rpc.call("eth_simulateV1", {"blockStateCalls": [block], "validation": False}, "latest")
+        except RpcError as error:
+            if error.code in (-32601, -32600) or "not found" in str(error).lower() or "not supported" in str(error):
+                log.info("the node has no eth_simulateV1 (%s): verifying with eth_createAccessList", error)
+                self._simulate_supported = False
+                return None
+            return [(None, f"eth_simulateV1: {error}", None)] * len(staged)
+        self._simulate_supported = True
+        out = []
+        for call in result[0]["calls"][len(earlier) :]:
+            if call.get("status") != "0x1":
+                data = call.get("returnData") or ""
+                why = (call.get("error") or {}).get("message") or "reverted"
+                out.append((None, f"{why} {REVERTS.get(data[:10], data[:138])}".strip(), None))
+                continue
+            found = liquidated_events(call.get("logs", []), self.venue.liquidator)
+            out.append((int(call["gasUsed"], 16), None, found[0] if found else None))
+        return out
+
+    def _access_lists(self, staged: list[_Staged]) -> list[tuple]:
+        answers = self.rpc.batch([("eth_createAccessList", [s.tx, "latest"]) for s in staged], raise_on_error=False)
+        out = []
+        for listed in answers:
+            failed = listed if isinstance(listed, RpcError) else (listed or {}).get("error") or not listed
+            if failed or "gasUsed" not in listed:
+                out.append((None, str(failed or listed), None))
+            else:
+                out.append((int(listed["gasUsed"], 16), None, None))
+        return out
+
     def _send_all(self, sendable: list, state: MarketState) -> list[ExecutionAttempt]:
         """Sign every transaction with consecutive nonces and send them in one batch, under the nonce lock."""
         out = []
@@ -325,15 +584,30 @@ class FastPathExecutor:
             if not ok:
                 for stage, attempt, _costs in sendable:
                     self.guard.release_unsent(stage.claim)
-                    out.append(self._final(attempt.with_outcome("skipped", reason="nonce lock held elsewhere")))
+                    reason = "nonce lock not acquired (held elsewhere, or Redis did not answer)"
+                    out.append(self._final(attempt.with_outcome("skipped", reason=reason)))
                 return out
-            first = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
+            try:  # the pending count: transactions of this key sent by others take their nonces first
+                first = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
+            except NodeUnavailable as error:
+                self._node_failed("reading the nonce", error)
+                for stage, _attempt, _costs in sendable:
+                    self.guard.release_unsent(stage.claim)
+                return out
             signed = [
                 self.signer.sign(_unsigned(stage.tx, stage.fees, first + k)) for k, (stage, *_r) in enumerate(sendable)
             ]
-            answers = self.rpc.batch(
-                [("eth_sendRawTransaction", ["0x" + s.raw.hex()]) for s in signed], raise_on_error=False
-            )
+            lost = None
+            try:
+                answers = self._sender.batch(
+                    [("eth_sendRawTransaction", ["0x" + s.raw.hex()]) for s in signed], raise_on_error=False
+                )
+            except Exception as error:  # no answer (connection lost, timeout): the node may have them all
+                self._node_failed("sending", error)
+                # each keeps its claim and is followed by its hash, known before sending: included, or found in no
+                # pool and its nonce free (dropped: released), never sent again meanwhile
+                lost = f"sent, the node's answer lost ({type(error).__name__}): followed by its hash"
+                answers = [None] * len(signed)
             sent_at = time.time()
             gaps = []
             for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
@@ -344,13 +618,25 @@ class FastPathExecutor:
                     gaps.append(tx.nonce)
                     continue
                 attempt = attempt.with_outcome(
-                    "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce
+                    "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce, reason=lost
                 )
                 pending = Pending(stage.fees, state.block)
+                ids = (stage.plan.debt_id, self.venue.eth_reserve_id, stage.plan.collateral_id)
+                prices = tuple(state.by_id[r].price for r in ids)
                 self.in_flight[attempt.attempt_key] = InFlight(
-                    attempt, stage.plan, stage.tx, tx.nonce, pending, costs, [tx.hash], stage.claim
+                    attempt,
+                    stage.plan,
+                    stage.tx,
+                    tx.nonce,
+                    pending,
+                    costs,
+                    [tx.hash],
+                    stage.claim,
+                    prices=prices,
+                    simulated=stage.simulated,
                 )
                 self._record(attempt)
+                self._sent_in_block(state.block).append(stage)
                 out.append(attempt)
             last = first + len(signed) - 1
             for nonce in gaps:  # a refused nonce below sent ones would hold them back: a self-transfer fills it
@@ -358,6 +644,21 @@ class FastPathExecutor:
                     cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
                     self._sign_and_send(cancel, sendable[0][0].fees, nonce)
         return out
+
+    def _sent_in_block(self, block: int) -> list[_Staged]:
+        """What this executor sent while acting on `block` (a second call for the block plans and simulates behind
+        it); forgotten at the next block."""
+        if self._sent_block != block:
+            self._sent_block, self._sent = block, []
+        return self._sent
+
+    def venue_state(self, state: MarketState, users: Sequence[UserPosition]) -> tuple[PoolReserves, CostInputs]:
+        """The pools these users' plans may sell on and the costs of a transaction landing in the next block, at
+        `state.block` (one batch): what a precomputed plan is built with."""
+        header, pools, _balances = self._read_block(state.block, users, state)
+        eth_price = state.by_id[self.venue.eth_reserve_id].price
+        base_fee = int(header.get("baseFeePerGas", "0x0"), 16)
+        return pools, CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
 
     def _read_block(self, block: int, users: Sequence[UserPosition], state: MarketState):
         """One batch: the block's header (base fee), and for every pair these users' plans may sell on its
@@ -405,10 +706,12 @@ class FastPathExecutor:
     def _sign_and_send(self, tx: dict, fees: Fees, nonce: int) -> tuple[int, str, float] | None:
         signed = self.signer.sign(_unsigned(tx, fees, nonce))
         try:
-            self.rpc.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
+            self._sender.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
         except RpcError as error:
             log.warning("send refused (nonce %d): %s", nonce, error)
             return None
+        except Exception as error:  # no answer: the node may have it; followed by its hash like one it took
+            self._node_failed("sending", error)
         return nonce, signed.hash, time.time()
 
     # --- what is in flight -------------------------------------------------------------------------------------
@@ -420,14 +723,21 @@ class FastPathExecutor:
         flights = list(self.in_flight.values())
         hashes = [h for f in flights for h in f.hashes]
         # the sender's mined count first: a block landing between the two reads then shows as receipts, never as
-        # a nonce used by someone else
-        answers = self.rpc.batch(
-            [("eth_getTransactionCount", [self.venue.operator, "latest"])]
-            + [("eth_getTransactionReceipt", [h]) for h in hashes],
-            raise_on_error=False,
-        )
+        # a nonce used by someone else; then whether the node still has each transaction (a mined one it keeps)
+        try:
+            answers = self.rpc.batch(
+                [("eth_getTransactionCount", [self.venue.operator, "latest"])]
+                + [("eth_getTransactionReceipt", [h]) for h in hashes]
+                + [("eth_getTransactionByHash", [h]) for h in hashes],
+                raise_on_error=False,
+            )
+        except NodeUnavailable as error:  # everything stays in flight, claims held: followed when it answers
+            self._node_failed("following what is in flight", error)
+            return
+        self._node_answered()
         used_nonces = int(answers[0], 16) if isinstance(answers[0], str) else 0
-        receipts = dict(zip(hashes, answers[1:], strict=True))
+        receipts = dict(zip(hashes, answers[1 : 1 + len(hashes)], strict=True))
+        known = {h for h, tx in zip(hashes, answers[1 + len(hashes) :], strict=True) if isinstance(tx, dict)}
         liquidatable = {p.user.lower() for p in positions if account_data(p, state).health_factor < WAD}
         header = None
         for flight in flights:
@@ -436,11 +746,12 @@ class FastPathExecutor:
                 self._settle(flight, receipt, state)
                 continue
             if used_nonces > flight.nonce:  # mined, but by none of our hashes: another sender of this key
-                del self.in_flight[flight.attempt.attempt_key]
-                if flight.claim is not None:
-                    self.guard.release_unsent(flight.claim)
-                reason = "the nonce was used by a transaction this executor did not send"
-                self._final(flight.attempt.with_outcome("replaced", reason=reason))
+                self._end(flight, "replaced", "the nonce was used by a transaction this executor did not send")
+                continue
+            if not known.intersection(flight.hashes) and state.block > flight.pending.sent_block:
+                # in no pool and its nonce free (never delivered, or evicted): it cannot land, the user is free
+                # again; a new send takes the same nonce, so this one could never land as well
+                self._end(flight, "dropped", "the node has no such transaction and its nonce is unused")
                 continue
             if flight.cancelled:  # a cancel is in flight: it is included or the nonce goes to the original
                 continue
@@ -467,6 +778,13 @@ class FastPathExecutor:
                     )
                     self._record(flight.attempt)
 
+    def _end(self, flight: InFlight, outcome: str, reason: str) -> None:
+        """A flight that ends without a receipt of ours: its user freed, its final state recorded."""
+        del self.in_flight[flight.attempt.attempt_key]
+        if flight.claim is not None:
+            self.guard.release_unsent(flight.claim)
+        self._final(flight.attempt.with_outcome(outcome, reason=reason))
+
     def _settle(self, flight: InFlight, receipt: dict, state: MarketState) -> None:
         del self.in_flight[flight.attempt.attempt_key]
         if flight.claim is not None:  # settled: what is left of the position is a new opportunity
@@ -481,14 +799,26 @@ class FastPathExecutor:
         if receipt.get("status") == "0x1" and events:
             debt, plan, event = state.by_id[flight.plan.debt_id], flight.plan, events[0]
             repaid, seized = plan.outcome.debt_repaid, plan.outcome.collateral_seized
-            if plan.collateral_id == plan.debt_id:  # one token both ways: the contract sees the net change
+            if flight.simulated is not None:  # the simulation of the landing block: the contract's own figures
+                sim = flight.simulated
+                wanted = (sim.debt_repaid, sim.collateral_received, sim.swap_out)
+            elif plan.collateral_id == plan.debt_id:  # one token both ways: the contract sees the net change
                 wanted = (max(0, repaid - seized), max(0, seized - repaid), 0)
             else:
                 wanted = (repaid, seized, plan.costs.swap_out if plan.mode == "flash" else 0)
             if (event.debt_repaid, event.collateral_received, event.swap_out) != wanted:
                 position = int(receipt.get("transactionIndex", "0x0"), 16)
                 self.mismatches.append((flight.attempt.user, block, event, wanted, position))
-            realized = events[0].profit * debt.price / debt.unit / unit - paid * eth_price / 10**18 / unit
+            coll = state.by_id[plan.collateral_id]
+            now = (debt.price, eth_price, coll.price)
+            debt_price, planned_eth, coll_price = flight.prices if flight.prices[0] else now
+            if plan.mode == "inventory":  # the collateral is kept: valued as the plan valued it (the contract values
+                # it at the oracle of its block, which may have moved since)
+                kept = event.collateral_received * coll_price * debt.unit // (debt_price * coll.unit)
+                earned = kept - event.debt_repaid
+            else:
+                earned = event.profit
+            realized = earned * debt_price / debt.unit / unit - paid * planned_eth / 10**18 / unit
             self._final(flight.attempt.with_outcome("included", realized_profit_usd=realized, **common))
             return
         if receipt.get("status") == "0x1":  # our cancel (a self-transfer) took the nonce
@@ -519,13 +849,27 @@ class FastPathExecutor:
                     "topics": [LIQUIDATION_CALL.topic, None, None, topic_user],
                 },
             )
-        except RpcError:
+        except (RpcError, NodeUnavailable):
             return None
         for entry in logs:
             liquidator = LIQUIDATION_CALL.decode(entry)["liquidator"]
             if liquidator.lower() != self.venue.liquidator.lower():
                 return liquidator, entry["transactionHash"], int(entry["blockNumber"], 16)
         return None
+
+    def _node_failed(self, what: str, error: BaseException) -> None:
+        if not self._node_down:
+            self._node_down = True
+            log.warning(
+                "node unreachable while %s (%s): nothing new is sent; what is in flight is followed when it answers",
+                what,
+                type(error).__name__,
+            )
+
+    def _node_answered(self) -> None:
+        if self._node_down:
+            self._node_down = False
+            log.warning("node answers again: sending resumes")
 
     # --- records -----------------------------------------------------------------------------------------------
     def _record(self, attempt: ExecutionAttempt) -> None:

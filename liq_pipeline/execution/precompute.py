@@ -95,6 +95,7 @@ def plan_record(plan: LiquidationPlan) -> dict[str, Any]:
         "collateral_asset": plan.collateral_asset,
         "debt_asset": plan.debt_asset,
         "debt_to_cover": plan.debt_to_cover,
+        "mode": plan.mode,
         "debt_repaid": out.debt_repaid,
         "collateral_seized": out.collateral_seized,
         "protocol_fee": out.protocol_fee,
@@ -136,6 +137,8 @@ class PrecomputeCalldata:
         self.liquidator = liquidator
         self.entries_key = keys.key("execution:precomputed")
         self.fingerprints_key = keys.key("execution:precomputed:fingerprints")
+        # user -> (tagged fingerprint, plan record or None): the executor's lookup, without a Redis round trip
+        self.local: dict[str, tuple[str, dict[str, Any] | None]] = {}
 
     def top(self, candidates: Sequence[PrecomputeCandidate]) -> list[PrecomputeCandidate]:
         """The top K by ETA (soonest first), then by estimated profit (largest first); one row per user."""
@@ -171,6 +174,10 @@ class PrecomputeCalldata:
                 old = _text(old)
                 if _tagged(candidate.position, market, _pair_of(old)) == old:
                     report.kept.append(user)
+                    if self.local.get(user, ("",))[0] != old:  # built by another process, or before a restart
+                        entry = self.get(user)
+                        if entry is not None:
+                            self.local[user] = (entry.fingerprint, entry.plan)
                     continue
             plan = plan_liquidation(candidate.position, market, pools, costs, liquidator=self.liquidator)
             tagged = _tagged(candidate.position, market, None if plan is None else (plan.collateral_id, plan.debt_id))
@@ -183,8 +190,11 @@ class PrecomputeCalldata:
                 "compact": self.compact,
             }
             writes[user] = (tagged, pack(entry))
+            self.local[user] = (tagged, entry["plan"])
             report.built.append(user)
         report.dropped = sorted(present - set(users))
+        for user in set(self.local) - set(users):
+            del self.local[user]
 
         if writes or report.dropped:
             with self.client.pipeline(transaction=True) as pipe:
@@ -197,6 +207,15 @@ class PrecomputeCalldata:
                 pipe.execute()
         report.seconds = time.perf_counter() - started
         return report
+
+    def lookup(self, position: UserPosition, market: MarketState) -> dict[str, Any] | None:
+        """The precomputed plan record of `position`'s user when it was built for this very state (the position and
+        the prices of its pair), else None (not precomputed, or its inputs changed: the executor plans afresh)."""
+        held = self.local.get(position.user.lower())
+        if held is None or held[1] is None:
+            return None
+        tagged, record = held
+        return record if _tagged(position, market, _pair_of(tagged)) == tagged else None
 
     def get(self, user: str) -> Precomputed | None:
         data = self.client.hget(self.entries_key, user.lower())

@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .exact import account_data
+from .exact import AccountData, account_data
 from .market import Leg, MarketState, UserPosition
 from .wadray import (
     UINT256_MAX,
@@ -128,13 +128,16 @@ def liquidation_outcome(
     liquidator: str | None = None,
     timestamp: int | None = None,
     liquidator_position: UserPosition | None = None,
+    account: AccountData | None = None,
 ) -> LiquidationOutcome:
     """Predict `liquidationCall(collateral, debt, user, debtToCover, receiveAToken)` sent by `liquidator` in a block
     at `timestamp` (default: `market.timestamp`), from the position and reserve state before that block.
 
     The reserves' flags (active, paused) and grace periods (3.1+) come from `market` (chain/discovery reads them
     with the reserves' data). `liquidator_position` (its exact scaled aToken balance in the collateral reserve and
-    its collateral flags) lets the outcome say whether received aTokens count as the liquidator's collateral."""
+    its collateral flags) lets the outcome say whether received aTokens count as the liquidator's collateral.
+    `account`: the position's `account_data` in `market` when the caller has it (a sizing search evaluates hundreds
+    of amounts of one position; the account data does not depend on the amount)."""
     if debt_to_cover < 0 or debt_to_cover > UINT256_MAX:
         raise ValueError("debt_to_cover must be a uint256")
     rules = market.rules
@@ -145,7 +148,8 @@ def liquidation_outcome(
     coll_leg = position.legs.get(collateral_id, Leg())
     debt_leg = position.legs.get(debt_id, Leg())
     income, debt_index = market.income_index[collateral_id], market.debt_index[debt_id]
-    account = account_data(position, market)
+    if account is None:
+        account = account_data(position, market)
     hf = account.health_factor
     version = market.rules.version
 

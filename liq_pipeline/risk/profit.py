@@ -23,11 +23,14 @@ add a few units of noise, so the search ends with every integer of a small windo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from math import isqrt
 
-from .amm import get_amount_out
+from .amm import FEE_DENOMINATOR, FEE_NUMERATOR, get_amount_out
+from .exact import AccountData, account_data
 from .liquidation import MUST_NOT_LEAVE_DUST, LiquidationOutcome, liquidation_outcome
 from .market import MarketState, UserPosition
 from .versions import ProtocolRules
@@ -136,7 +139,7 @@ class _Pair:
     premium_bps: int
     gas: int  # debt-asset units
     liquidator: str | None
-    timestamp: int | None
+    account: AccountData  # the position's, in `market` (already at the landing block's timestamp)
     inventory: int | None = None  # inventory mode: the debt asset held (the most it can repay); None: flash loan
 
     def __post_init__(self) -> None:
@@ -156,7 +159,7 @@ class _Pair:
             self.debt_id,
             amount,
             liquidator=self.liquidator,
-            timestamp=self.timestamp,
+            account=self.account,
         )
         profit = None
         if out.ok and out.debt_repaid > 0 and out.collateral_seized > 0:
@@ -185,10 +188,47 @@ class _Pair:
         value = self.evaluate(amount)[0]
         return float("-inf") if value is None else value
 
+    @property
+    def swaps(self) -> bool:
+        """The collateral is sold on a pair (profit concave in the amount); otherwise profit is linear in it."""
+        return self.inventory is None and self.collateral_id != self.debt_id
 
-def _ladder(limit: int) -> list[int]:
-    """1, 10, 100, ... up to `limit`, and `limit` itself."""
-    out, x = [], 1
+    def upper_bound(self, at_max: LiquidationOutcome) -> int:
+        """A bound no amount's profit exceeds (debt-asset units), from the outcome of the largest amount: the
+        collateral per unit repaid is the same at every amount (the bonus at the oracle prices, up to rounding), and
+        a swap never pays more than the pair's spot price (its output is concave), so profit <= the largest
+        liquidation valued at spot (or at the oracle, kept) minus what it repays and the gas. 1 % + 2 units of
+        slack cover the integer roundings."""
+        seized, repaid = at_max.collateral_seized, at_max.debt_repaid
+        if self.collateral_id == self.debt_id:
+            value = seized
+        elif not self.swaps:
+            value = self.bought(seized) or 0
+        else:
+            reserve_in, reserve_out = self.reserves
+            value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)
+        return (value - repaid) * 101 // 100 + 2 - self.gas
+
+    def swap_optimum(self, at: LiquidationOutcome) -> int | None:
+        """The debtToCover where the swap's marginal output equals the marginal repayment (1 + premium), for the
+        collateral-per-repaid rate k of `at`: out(k x) = 997 k x R_out / (1000 R_in + 997 k x), whose derivative
+        equals (10000 + bps) / 10000 at x = (sqrt(997 k R_out 1000 R_in 10000 / (10000 + bps)) - 1000 R_in) /
+        (997 k). None when there is no interior optimum."""
+        seized, repaid = at.collateral_seized, at.debt_repaid
+        if not self.swaps or self.reserves is None or seized <= 0 or repaid <= 0:
+            return None
+        reserve_in, reserve_out = self.reserves
+        a = FEE_DENOMINATOR * reserve_in
+        # k = seized / repaid, in integers: sqrt(997 * seized * R_out * a * 10000 / (repaid * (10000 + bps)))
+        root = isqrt(FEE_NUMERATOR * seized * reserve_out * a * 10_000 // (repaid * (10_000 + self.premium_bps)))
+        if root <= a:
+            return None
+        return (root - a) * repaid // (FEE_NUMERATOR * seized)
+
+
+def _ladder(limit: int, start: int = 1) -> list[int]:
+    """1, 10, 100, ... up to `limit`, and `limit` itself; from the largest power of ten <= `start`."""
+    out, x = [], 10 ** (len(str(start)) - 1) if start > 1 else 1
     while x < limit:
         out.append(x)
         x *= 10
@@ -248,7 +288,8 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
 
         # Tiny amounts revert too (a scaled burn of 0: InvalidBurnAmount): the first accepted amount on a x10
         # ladder bounds the search from below (amounts that small earn less than the gas anyway).
-        low = next((x for x in _ladder(top - 1) if accepted(x)), None)
+        # (and amounts under the gas cost never pay it: the ladder starts at its power of ten)
+        low = next((x for x in _ladder(top - 1, start=pair.gas) if accepted(x)), None)
         if low is None:
             high = 0
         else:
@@ -256,8 +297,17 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
             candidates.append(high)
     else:
         low = 1
+    if pair.inventory is not None and high > pair.inventory:  # never more than the inventory holds
+        high = pair.inventory
+        candidates.append(high)
     if low is not None and high >= low:
-        candidates.append(golden_max(pair.profit, low, high))
+        candidates.append(low)
+        if pair.swaps:  # concave: the analytic optimum, refined over the integers around it
+            guess = pair.swap_optimum(pair.outcome(high))
+            if guess is not None and low < guess < high:
+                reach = max(4 * WINDOW, guess >> 20)  # the integer roundings move the optimum by far less
+                candidates.append(golden_max(pair.profit, max(low, guess - reach), min(high, guess + reach)))
+        # linear (no swap): the best amount is an end of the range, both candidates already
     best: tuple[int, int] | None = None
     for amount in candidates:
         profit = pair.evaluate(amount)[0]
@@ -282,11 +332,15 @@ def plan_liquidation(
     revert on all of them. `pools`: see PoolReserves; `timestamp`: the block the transaction lands in.
     `inventory`: reserve id -> the debt asset the liquidator holds: each pair is then also planned in inventory mode
     (no flash loan, no swap, the collateral kept and valued at the oracle, as the Liquidator contract values it)."""
+    if timestamp is not None and timestamp != market.timestamp:
+        # once per plan: a shifted MarketState recomputes every reserve's indices (measured: a third of a plan's
+        # time when each of its hundreds of evaluations shifted its own)
+        market = dataclasses.replace(market, timestamp=timestamp)
+    account = account_data(position, market)
     by_id = market.by_id
     collaterals = sorted(r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken)
     debts = sorted(r for r, leg in position.legs.items() if leg.scaled_variable_debt or leg.stable_debt)
-    best: tuple[Fraction, int, _Pair, int] | None = None
-    evaluated = 0
+    pairs: list[tuple[Fraction, _Pair]] = []  # (upper bound of its profit in base currency, pair)
     for debt_id in debts:
         debt = by_id[debt_id]
         gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt.price, debt.unit)
@@ -308,20 +362,42 @@ def plan_liquidation(
                     costs.flash_premium_bps,
                     gas,
                     liquidator,
-                    timestamp,
+                    account,
                     limit,
                 )
-                found = _plan_pair(pair)
-                evaluated += len(pair.seen)
-                if found is None:
-                    continue
-                profit, amount = found
-                value = Fraction(profit * debt.price, debt.unit)
-                if best is None or value > best[0]:
-                    best = (value, profit, pair, amount)
+                at_max = pair.outcome(UINT256_MAX)
+                if at_max.ok or at_max.reason == MUST_NOT_LEAVE_DUST:
+                    pairs.append((Fraction(pair.upper_bound(at_max) * debt.price, debt.unit), pair))
+    # The most promising pair first; a pair whose bound is below the best profit found cannot win and is not
+    # searched (most users' pairs differ by far more than the bound's slack).
+    pairs.sort(key=lambda item: item[0], reverse=True)
+    best: tuple[Fraction, int, _Pair, int] | None = None
+    evaluated = 0
+    for bound, pair in pairs:
+        if bound <= 0 or (best is not None and bound <= best[0]):
+            evaluated += len(pair.seen)
+            continue
+        found = _plan_pair(pair)
+        evaluated += len(pair.seen)
+        if found is None:
+            continue
+        profit, amount = found
+        debt = by_id[pair.debt_id]
+        value = Fraction(profit * debt.price, debt.unit)
+        if best is None or value > best[0]:
+            best = (value, profit, pair, amount)
     if best is None:
         return None
     value, profit, pair, amount = best
+    return _as_plan(pair, amount, profit, value, costs, min_profit_base, evaluated)
+
+
+def _as_plan(
+    pair: _Pair, amount: int, profit: int, value: Fraction, costs: CostInputs, min_profit_base: int, evaluated: int
+) -> LiquidationPlan | None:
+    """The plan of `amount` on `pair` (whose profit in debt units and in base currency are given), or None when it
+    earns less than `min_profit_base`."""
+    market, by_id = pair.market, pair.market.by_id
     profit_base = value.numerator // value.denominator
     if profit <= 0 or profit_base < min_profit_base:
         return None
@@ -339,7 +415,7 @@ def plan_liquidation(
         swap_out=(bought or 0) if flash else 0,  # same asset in flash mode: the collateral itself
     )
     return LiquidationPlan(
-        user=position.user,
+        user=pair.position.user,
         collateral_id=pair.collateral_id,
         debt_id=pair.debt_id,
         collateral_asset=by_id[pair.collateral_id].asset,
@@ -353,3 +429,51 @@ def plan_liquidation(
         evaluated=evaluated,
         mode="flash" if flash else "inventory",
     )
+
+
+def plan_at(
+    position: UserPosition,
+    market: MarketState,
+    pools: PoolReserves,
+    costs: CostInputs,
+    collateral_id: int,
+    debt_id: int,
+    debt_to_cover: int,
+    mode: str,
+    *,
+    liquidator: str | None = None,
+    timestamp: int | None = None,
+    min_profit_base: int = 1,
+    inventory: Mapping[int, int] | None = None,
+) -> LiquidationPlan | None:
+    """One given liquidation (a precomputed plan's pair, amount and mode), evaluated exactly in the current state:
+    its plan, or None when the Pool would revert, the swap is impossible, or it no longer earns `min_profit_base`.
+    No search: what a plan found for an earlier state costs one evaluation to check here."""
+    if timestamp is not None and timestamp != market.timestamp:
+        market = dataclasses.replace(market, timestamp=timestamp)
+    if collateral_id not in position.legs or debt_id not in position.legs:
+        return None
+    held = (inventory or {}).get(debt_id, 0) if mode == "inventory" else None
+    if mode == "inventory" and held <= 0:
+        return None
+    reserves = None if collateral_id == debt_id else pool_reserves(pools, collateral_id, debt_id)
+    if mode == "flash" and reserves is None and collateral_id != debt_id:
+        return None
+    debt = market.by_id[debt_id]
+    gas = gas_in_debt(costs.gas_wei, costs.eth_price, debt.price, debt.unit)
+    pair = _Pair(
+        position,
+        market,
+        collateral_id,
+        debt_id,
+        reserves,
+        costs.flash_premium_bps,
+        gas,
+        liquidator,
+        account_data(position, market),
+        held,
+    )
+    profit = pair.evaluate(debt_to_cover)[0]
+    if profit is None:
+        return None
+    return _as_plan(pair, debt_to_cover, profit, Fraction(profit * debt.price, debt.unit), costs, min_profit_base, 1)

@@ -28,6 +28,7 @@ import redis
 
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
+from ..risk.evaluation import Evaluation
 from ..risk.params import EngineParams
 from .candidates import CandidateWriter
 from .process_memory import freeze_long_lived, keep_freed_buffers
@@ -101,6 +102,8 @@ class Watcher:
         max_backoff: float = 5.0,
         on_block: Callable[[BlockRecord], None] | None = None,
         metrics=None,  # a liq_pipeline.metrics.BlockMetrics, or None
+        on_evaluated: Callable[[int, Evaluation, float], None] | None = None,
+        on_read: Callable[[int, float], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -111,6 +114,11 @@ class Watcher:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.on_block = on_block
+        # (block, evaluation, seen_at) right after the evaluation, before the write: the executor's hot path
+        self.on_evaluated = on_evaluated
+        # (block, seen_at) once the block is read (positions, prices, indices), before the engine's evaluation: the
+        # executor's fast lane for the users the previous evaluation expected to cross
+        self.on_read = on_read
         self.metrics = metrics
         self.clock = clock
         self.sleep = sleep
@@ -190,6 +198,10 @@ class Watcher:
             reorged = parent is not None and header["parentHash"] != parent
             if not reorged:
                 read_done = time.perf_counter()
+                fast_ms = 0.0
+                if self.on_read is not None:
+                    self.on_read(number, seen)
+                    fast_ms = (time.perf_counter() - read_done) * 1e3
                 result, _record = self.tracker.evaluate(self.params, seen_at=seen)
                 evaluated = time.perf_counter()
         except BaseException:
@@ -221,10 +233,17 @@ class Watcher:
             candidates=result.candidates_per_scenario(),
             exact_redecided=result.exact_redecided,
             reorg_depth=reorg_depth,
-            phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3},
+            phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3 - fast_ms},
             evaluated=result.evaluated,
             carried=result.carried,
         )
+        if fast_ms:
+            record.phases_ms["fast"] = fast_ms
+        if self.on_evaluated is not None:
+            self.on_evaluated(number, result, seen)
+            executed = time.perf_counter()
+            record.phases_ms["execute"] = (executed - evaluated) * 1e3
+            evaluated = executed
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
         return record

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,38 @@ def liq(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     return run_captured([LIQ, *args], env={**env, **settings}, cwd=cwd, timeout=timeout)
+
+
+def liq_at_once(
+    argvs: list[list[str]],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    settings: list[dict[str, str]] | None = None,
+    timeout: float = 120,
+) -> list[subprocess.CompletedProcess[str]]:
+    """`liq <argv>` for every argv (with `settings[i]` added to `env` for the i-th), all started at once, each in a
+    working directory of its own (`cwd`/0, `cwd`/1, ...); results in argv order. For independent commands that
+    mostly start Python or wait (retries with backoff): two cores run them in about half the time."""
+    with ExitStack() as stack:
+        started = []
+        for index, argv in enumerate(argvs):
+            home = Path(cwd) / str(index)
+            home.mkdir(parents=True, exist_ok=True)
+            out, err = (stack.enter_context(open(home / name, "w+")) for name in (".stdout", ".stderr"))
+            run_env = {**env, **(settings[index] if settings else {})}
+            process = stack.enter_context(
+                subprocess.Popen([LIQ, *argv], env=run_env, cwd=home, stdout=out, stderr=err, text=True)
+            )
+            stack.callback(lambda p=process: p.poll() is None and p.kill())  # runs before the Popen's own wait
+            started.append((argv, process, out, err))
+        results = []
+        for argv, process, out, err in started:
+            process.wait(timeout=timeout)
+            out.seek(0)
+            err.seek(0)
+            results.append(subprocess.CompletedProcess([LIQ, *argv], process.returncode, out.read(), err.read()))
+        return results
 
 
 def liq_devnet(args: list[str], data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,6 @@
-"""`liq demo --protocol 3.6` as a user runs it: a V3.6 devnet, the engine on 3.6 rules, no HF flip."""
+"""`liq demo --protocol 3.6` as a user runs it, end to end on a small market: a V3.6 devnet, the engine on 3.6
+rules, the JSON contract, no HF flip, every crossing flagged at its block. (The in-process run of test_demo.py ran
+the same default V3.6 market: its checks are here, one demo instead of two.)"""
 
 from __future__ import annotations
 
@@ -29,11 +31,29 @@ def test_demo_on_v36(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in (
+        "blocks",
+        "borrowers",
+        "liquidations_onchain",
+        "flagged_before",
+        "miss_rate",
+        "recall_at_cross",
+        "watcher_p50_ms",
+        "watcher_p99_ms",
+        "dagster_runs",
+        "dagster_block_to_candidates_p50_s",
+        "hf_flips",
+        "checks_failed",
+    ):
+        assert key in result, key
     assert result["protocol"] == "3.6"
-    assert result["blocks"] >= 20
+    assert result["blocks"] >= 20  # every simulated block, plus the seeder's closing one
     assert result["hf_flips"] == 0
     assert result["checks_failed"] == 0
+    assert result["dagster_runs"] == 2  # one every 10 of the 20 blocks
     assert result["competitor_reverts"] <= 2
+    if result["crossings"]:
+        assert result["recall_at_cross"] == 1.0
     assert result["flagged_before"] <= result["liquidations_onchain"]
 
 

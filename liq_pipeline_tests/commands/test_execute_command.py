@@ -2,7 +2,9 @@
 price move made liquidatable (its DEX, the project's Liquidator for the devnet operator), and a real Redis.
 
 Dry-run prints attempts and sends nothing; `--live` sends and the next block includes what it sent; the operator key
-appears in no output; `--live` without EXECUTION_ENABLED=true is one line and exit 2.
+appears in no output; `--live` without EXECUTION_ENABLED=true is one line and exit 2, and so is an operator key that
+cannot send (malformed, not a key, not the Liquidator's operator, without gas money, missing): the line names the
+variable, never the value, and comes before anything starts.
 """
 
 from __future__ import annotations
@@ -162,3 +164,33 @@ def test_on_the_devnet_the_venue_defaults_to_what_make_dev_deployed(clean_env, t
     mine = "0x" + "ef" * 20
     own = _venue_addresses(load_settings(data_dir=tmp_path, executor_liquidator=mine), on_devnet=True)
     assert (own[0].lower(), own[1:]) == (mine, (factory, False))  # a Liquidator of one's own: its inventory setting
+
+
+# A key `liq execute --live` cannot send with: (setting, value, what the one line says). The value never appears.
+UNUSABLE_KEYS = {
+    "not-hex": ("EXECUTOR_PRIVATE_KEY", "zz" * 32, "EXECUTOR_PRIVATE_KEY=(hidden) is not valid"),
+    "not-a-curve-scalar": ("EXECUTOR_PRIVATE_KEY", "ff" * 32, "EXECUTOR_PRIVATE_KEY is not a valid secp256k1"),
+    "not-the-operator": ("EXECUTOR_PRIVATE_KEY", "0x" + "11" * 32, "the Liquidator's operator is"),
+    "no-gas-money": ("EXECUTOR_PRIVATE_KEY", OPERATOR_KEY, "holds no native token"),
+    "none": ("EXECUTOR_PRIVATE_KEY", "", "no operator key: set EXECUTOR_PRIVATE_KEY"),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", list(UNUSABLE_KEYS))
+def test_an_unusable_operator_key_is_one_line_naming_the_variable_and_exit_2(liquidatable, cli_env, tmp_path, case):
+    net, liquidator, factory, redis_url = liquidatable
+    variable, value, says = UNUSABLE_KEYS[case]
+    if case == "no-gas-money":
+        net.rpc.call("anvil_setBalance", OPERATOR, "0x0")  # rolled back with the devnet after the test
+    nonce = net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending")
+    env = _env(cli_env, net, liquidator, factory, redis_url, EXECUTION_ENABLED="true", **{variable: value})
+    argv = [LIQ, "execute", "--live", "--max-blocks", "1"]
+    ran = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 2, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if line.strip()]
+    # one line, said before anything starts (no watcher start-up lines first), naming the variable
+    assert len(lines) == 1 and says in lines[0] and variable in lines[0], ran.stderr
+    bare = value.lower().removeprefix("0x")
+    assert not bare or bare not in (ran.stdout + ran.stderr).lower()
+    assert net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending") == nonce

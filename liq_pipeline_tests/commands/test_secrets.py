@@ -3,9 +3,9 @@ REDIS_URL's password and ALERT_WEBHOOK_URL's token, with LOG_LEVEL=DEBUG (urllib
 
 from __future__ import annotations
 
-import pytest
+from contextlib import ExitStack
 
-from liq_pipeline_tests.commands.clirun import fake_node, liq
+from liq_pipeline_tests.commands.clirun import fake_node, liq, liq_at_once
 
 PATH_KEY = "PathKey0123456789abcdef"
 QUERY_KEY = "QueryKey98765"
@@ -39,19 +39,21 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
-def test_no_secret_at_debug(argv, cli_env, clean_env):
-    with fake_node() as node:  # answers every call with a JSON-RPC error
-        url = node.url(f"/v2/{PATH_KEY}?apikey={QUERY_KEY}", userinfo=f"alice:{PASSWORD}")
-        result = liq(*argv, env=cli_env, cwd=clean_env, **_settings(url))
-    if argv[0] != "config":
-        assert node.paths and PATH_KEY in node.paths[0]  # the key did reach the node
-        assert "DEBUG urllib3" in result.stderr  # and the request lines were logged
-    assert result.returncode in (0, 1, 3), result.stderr
-    shown = result.stdout + result.stderr
-    for secret in SECRETS:
-        assert secret not in shown, (secret, shown)
-    assert "Traceback" not in shown
+def test_no_secret_at_debug(cli_env, clean_env):
+    """Every command of COMMANDS, each with a node of its own, all run at once (independent: ~2x faster)."""
+    with ExitStack() as stack:
+        nodes = [stack.enter_context(fake_node()) for _ in COMMANDS]  # answer every call with a JSON-RPC error
+        urls = [node.url(f"/v2/{PATH_KEY}?apikey={QUERY_KEY}", userinfo=f"alice:{PASSWORD}") for node in nodes]
+        results = liq_at_once(COMMANDS, env=cli_env, cwd=clean_env, settings=[_settings(url) for url in urls])
+    for argv, node, result in zip(COMMANDS, nodes, results, strict=True):
+        if argv[0] != "config":
+            assert node.paths and PATH_KEY in node.paths[0], argv  # the key did reach the node
+            assert "DEBUG urllib3" in result.stderr, argv  # and the request lines were logged
+        assert result.returncode in (0, 1, 3), (argv, result.stderr)
+        shown = result.stdout + result.stderr
+        for secret in SECRETS:
+            assert secret not in shown, (argv, secret, shown)
+        assert "Traceback" not in shown, argv
 
 
 def test_a_key_echoed_by_the_node_is_cut_out(cli_env, clean_env):

@@ -15,7 +15,8 @@ from liq_pipeline_tests.commands.clirun import lines, liq
 
 @pytest.fixture
 def platform(chain, tmp_path: Path, cli_env) -> Iterator[dict[str, str]]:
-    """The session devnet as RPC_URL, the embedded Redis of a fresh DATA_DIR running (started by `liq redis start`)."""
+    """The session devnet as RPC_URL, the embedded Redis of a fresh DATA_DIR running (started as `liq redis start`
+    starts it, without a process of its own: that command is tested in test_redis_command.py)."""
     env = {
         **cli_env,
         "RPC_URL": chain.node.url,
@@ -23,12 +24,12 @@ def platform(chain, tmp_path: Path, cli_env) -> Iterator[dict[str, str]]:
         "AAVE_PROTOCOL_VERSION": chain.market.protocol_version,  # the default is Base's 3.7
         "DATA_DIR": str(tmp_path / "d"),  # short: the socket path must fit in ~100 bytes
     }
-    started = liq("redis", "start", env=env, cwd=tmp_path)
-    assert started.returncode == 0 and started.stdout.startswith("running: pid "), started.stderr
+    redis = EmbeddedRedis(tmp_path / "d" / "redis")
+    redis.ensure_running()
     try:
         yield env
     finally:
-        EmbeddedRedis(tmp_path / "d" / "redis").stop()
+        redis.stop()
 
 
 def _status(env: dict[str, str], cwd: Path, *extra: str):

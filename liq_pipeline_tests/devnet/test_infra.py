@@ -164,33 +164,6 @@ def test_a_block_dropped_before_collection_fails_the_build(build_cache, monkeypa
         state_cache.build(build_cache, 1000, 1, protocol="3.0")
 
 
-def test_cli_up_status_seed_down(build_cache):
-    data_dir = build_cache
-    port = anvil.free_port()
-    up = liq_devnet(["up", "--protocol", "3.0", "--port", str(port), "--no-cache"], data_dir)
-    try:
-        assert up.returncode == 0, up.stderr
-        assert f"http://127.0.0.1:{port}" in up.stdout
-        market = json.loads((data_dir / "devnet" / "market.json").read_text())
-        assert market["rpc_url"] == f"http://127.0.0.1:{port}" and len(market["reserves"]) == 5
-
-        again = liq_devnet(["up", "--port", str(anvil.free_port())], data_dir)
-        assert again.returncode == 2 and "already runs" in again.stderr and "Traceback" not in again.stderr
-
-        seeded = liq_devnet(["seed", "--borrowers", "30", "--seed", "3"], data_dir)
-        assert seeded.returncode == 0, seeded.stderr
-        status = liq_devnet(["status", "--json"], data_dir)
-        assert status.returncode == 0, status.stderr
-        info = json.loads(status.stdout)
-        assert info["borrowers"] == 30 and info["rpc_url"] == f"http://127.0.0.1:{port}"
-    finally:
-        down = liq_devnet(["down"], data_dir)
-    assert down.returncode == 0, down.stderr
-    assert anvil.port_is_free(port)  # the node is gone
-    after = liq_devnet(["status"], data_dir)
-    assert after.returncode == 2 and after.stderr.count("\n") == 1 and "liq devnet up" in after.stderr
-
-
 def test_cli_reports_a_busy_port_in_one_line(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

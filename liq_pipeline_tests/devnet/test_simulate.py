@@ -112,9 +112,14 @@ def test_devnet_up_has_the_dex_and_simulate_keeps_it_at_the_oracle(build_cache):
     assert down.returncode == 0, down.stderr
     # an old data dir (a chain without a DEX): up with --no-cache deploys one too; a stale dex.json never survives
     (data_dir / "devnet" / "dex.json").write_text("{}")
-    up = liq_devnet(["up", "--protocol", "3.0", "--no-cache", "--port", str(anvil.free_port())], data_dir, timeout=180)
+    port = anvil.free_port()
+    up = liq_devnet(["up", "--protocol", "3.0", "--no-cache", "--port", str(port)], data_dir, timeout=180)
     try:
         assert up.returncode == 0, up.stderr
+        assert f"http://127.0.0.1:{port}" in up.stdout
+        market = json.loads((data_dir / "devnet" / "market.json").read_text())  # the V3.0 market, deployed anew
+        assert market["rpc_url"] == f"http://127.0.0.1:{port}" and len(market["reserves"]) == 5
+        assert market["protocol_version"] == "3.0"
         assert load_dex(data_dir).depth_usd == DEFAULT_DEPTH_USD
     finally:
         assert liq_devnet(["down"], data_dir, timeout=180).returncode == 0

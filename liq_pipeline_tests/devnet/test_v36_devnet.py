@@ -91,6 +91,8 @@ def test_cli_up_status_seed_down_on_v36(v36_data_dir):
         extras = json.loads((data_dir / "devnet" / "v36.json").read_text())
         assert extras["build_key"] == build_key() and len(extras["emodes"]) == len(EMODES)
         assert len(list((data_dir / "devnet" / "cache").glob("*_p3.6_n40_s2_v*/state.json.gz"))) == 1
+        again = _liq(["up", "--port", str(anvil.free_port())], data_dir)
+        assert again.returncode == 2 and "already runs" in again.stderr and "Traceback" not in again.stderr
 
         seeded = _liq(["seed", "--borrowers", "20", "--seed", "3"], data_dir)
         assert seeded.returncode == 0, seeded.stderr
@@ -105,7 +107,9 @@ def test_cli_up_status_seed_down_on_v36(v36_data_dir):
     finally:
         down = _liq(["down"], data_dir)
     assert down.returncode == 0, down.stderr
-    assert anvil.port_is_free(port)
+    assert anvil.port_is_free(port)  # the node is gone
+    after = _liq(["status"], data_dir)
+    assert after.returncode == 2 and after.stderr.count("\n") == 1 and "liq devnet up" in after.stderr
 
 
 @pytest.mark.integration

@@ -1,9 +1,10 @@
 """The FastPathExecutor on a real devnet (V3.6 L2Pool and V3.0), real Redis, the real Liquidator and Uniswap V2.
 
 Users made liquidatable by a price move; the executor plans from the chain reader's state, claims, verifies with
-eth_estimateGas, signs with the devnet operator key and sends; the next block includes the transactions, and every
-included liquidation must equal its plan to the unit (debt repaid, collateral received, swap output). Dry-run (the
-default) sends nothing; a second executor on the same Redis never sends what the first sent.
+eth_simulateV1 (the whole batch in the landing block), signs with the devnet operator key and sends; the next
+block includes the transactions, and every included liquidation must equal its plan to the unit (debt repaid,
+collateral received, swap output). Dry-run (the default) sends nothing; a second executor on the same Redis never
+sends what the first sent.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ The markets are test_liquidation.py's: WETH $2,000 (10 % protocol fee on the bon
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
@@ -16,6 +17,7 @@ from liq_pipeline.risk.profit import (
     flash_premium,
     gas_in_debt,
     golden_max,
+    plan_at,
     plan_liquidation,
     pool_reserves,
 )
@@ -192,3 +194,63 @@ def test_inventory_mode_keeps_the_collateral_at_the_oracle_price():
     assert plan.profit == value - repaid - plan.costs.gas
     small = plan_liquidation(position, market, {}, COSTS, inventory={USDC_ID: 100 * E6})
     assert small is not None and small.outcome.debt_repaid <= 100 * E6  # never more than held
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.6"])
+def test_the_fast_search_matches_a_full_search_on_random_positions_and_pools(version):
+    # The planner searches only the pair whose profit bound is best and only near the swap's analytic optimum; a
+    # full golden-section search over every amount of every pair (the reference) must not find more than a few
+    # units better (the integer roundings' noise), on positions and pools drawn at random (whales in shallow pools
+    # among them).
+    rng = random.Random(f"profit-{version}")
+    market = _market(version)
+    checked = 0
+    for k in range(60):
+        weth = rng.randint(1, 200) * E18 // rng.choice((1, 10))
+        usdc = int(weth * 2_000 // E18 * E6 * rng.uniform(0.80, 0.95) / 0.86)  # HF ~0.9-1.0
+        position = user(f"0xr{k}", {WETH_ID: coll(weth), USDC_ID: debt(usdc)})
+        depth = rng.choice((20, 100, 1_000, 100_000))
+        pools = {(WETH_ID, USDC_ID): (depth * E18, depth * 2_000 * E6 * rng.randint(97, 103) // 100)}
+        plan = plan_liquidation(position, market, pools, COSTS)
+        top = liquidation_outcome(position, market, WETH_ID, USDC_ID, UINT256_MAX)
+        if not top.ok and top.reason != "MustNotLeaveDust":
+            assert plan is None
+            continue
+
+        def reference(x, position=position, pools=pools):
+            value = _profit(position, market, WETH_ID, USDC_ID, x, pools)
+            return float("-inf") if value is None else value
+
+        high = top.max_liquidatable_debt
+        best = max(reference(golden_max(reference, 1, high)), reference(UINT256_MAX), reference(high))
+        if best <= 0:
+            assert plan is None or plan.profit > 0
+            continue
+        checked += 1
+        assert plan is not None and plan.profit >= best - 4, (k, plan and plan.profit, best)
+    assert checked >= 30
+
+
+def test_plan_at_reproduces_a_plan_from_its_pair_amount_and_mode_and_refuses_what_no_longer_holds():
+    position = user("0xwhale", {WETH_ID: coll(100 * E18), USDC_ID: debt(170_000 * E6)})
+    market = _market("3.6")
+    shallow = {(USDC_ID, WETH_ID): (120_000 * E6, 60 * E18)}
+    plan = plan_liquidation(position, market, shallow, COSTS, timestamp=market.timestamp + 2)
+    again = plan_at(
+        position,
+        market,
+        shallow,
+        COSTS,
+        plan.collateral_id,
+        plan.debt_id,
+        plan.debt_to_cover,
+        plan.mode,
+        timestamp=market.timestamp + 2,
+    )
+    assert dataclasses.replace(again, evaluated=plan.evaluated) == plan
+    # the pool drained since: the same amount now loses money
+    drained = {(USDC_ID, WETH_ID): (12_000 * E6, 60 * E18)}
+    assert plan_at(position, market, drained, COSTS, WETH_ID, USDC_ID, plan.debt_to_cover, "flash") is None
+    # inventory mode without inventory, and a pair the user does not hold
+    assert plan_at(position, market, shallow, COSTS, WETH_ID, USDC_ID, 1_000 * E6, "inventory") is None
+    assert plan_at(position, market, shallow, COSTS, DAI_ID, USDC_ID, 1_000 * E6, "flash") is None

@@ -258,3 +258,34 @@ def test_a_restart_on_a_new_chain_starts_from_the_chain_not_the_old_snapshot(cha
         assert restarted.cache.get_positions().block == _head(chain)  # and no longer refuses the new chain's writes
     finally:
         server.stop()
+
+
+def test_the_executor_hook_runs_after_the_evaluation_and_before_the_write(chain, tmp_path, monkeypatch):
+    # The hot path: our own transactions must not wait for the candidates' write (execution/hot_path.py). The hook
+    # sees the block's evaluation while Redis still holds the previous block's candidates, and its time is a phase.
+    server = EmbeddedRedis(tmp_path / "r")
+    monkeypatch.setenv("REDIS_URL", server.ensure_running().url)
+    cache = open_market_cache(load_settings(), 31337, chain.market.pool)
+    from liq_pipeline.cache.candidates import candidates_block
+
+    seen = []
+
+    def hook(block, result, seen_at):
+        seen.append((block, result.block, candidates_block(cache.cache), seen_at))
+        time.sleep(0.02)
+
+    watcher = make_watcher(chain.node.url, chain.market.addresses_provider, cache=cache, on_evaluated=hook)
+    try:
+        actions.mine_blocks(chain.rpc, 1)
+        watcher.step()
+        actions.mine_blocks(chain.rpc, 1)
+        watcher.step()
+        first, second = seen
+        assert first[0] == first[1] and second[0] == second[1] == first[0] + 1
+        assert second[2] == first[0]  # Redis still at the previous block while the hook runs
+        assert candidates_block(cache.cache) == second[0]  # written after it
+        record = watcher.stats.records[-1]
+        assert record.seen_at == second[3] and record.phases_ms["execute"] >= 20
+    finally:
+        watcher.rpc.close()
+        server.stop()
