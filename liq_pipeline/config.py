@@ -103,6 +103,7 @@ _INT_RULES: dict[str, tuple[int, int | None, str]] = {
     "gas_ladder_max_bumps": (0, 100, "a whole number of replacements from 0 to 100"),
     "precompute_top_k": (0, 100_000, "a whole number of candidates from 0 to 100000 (0 = precompute none)"),
     "execution_attempt_ttl_sec": (1, 86_400, "a whole number of seconds from 1 to 86400"),
+    "execution_max_per_block": (1, 10_000, "a whole number of transactions from 1 to 10000"),
 }
 _FLOAT_RULES: dict[str, tuple[float, float, str]] = {
     "predictive_adverse_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
@@ -217,6 +218,10 @@ class Settings(BaseSettings):
     # (1 + 3 bumps x 2 blocks), so nothing retries a transaction still in flight; short enough to try again
     # when an opportunity outlives a failed attempt.
     execution_attempt_ttl_sec: int = 30
+    # Liquidations sent per block, the most valuable first; the others wait for the next block (still below 1, they
+    # come again). 16 bounds a wave's planning, simulation and signing to ~30 ms on the 100k devnet, and at 2 s
+    # blocks a user sent one block later still lands before a competitor that reacts a block after us.
+    execution_max_per_block: int = 16
 
     # --- the executor's venue (`liq execute`; on the devnet, empty = the devnet's own) ---------------------------
     # The project's Liquidator contract (liq_pipeline/contracts/Liquidator.sol), deployed for the operator key.

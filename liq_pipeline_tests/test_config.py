@@ -109,6 +109,7 @@ def test_unknown_boolean_spellings_are_refused(text):
         ("GAS_LADDER_MAX_BUMPS", "-1", "replacements"),
         ("PRECOMPUTE_TOP_K", "ten", "candidates"),
         ("EXECUTION_ATTEMPT_TTL_SEC", "0", "seconds from 1"),
+        ("EXECUTION_MAX_PER_BLOCK", "0", "transactions from 1"),
     ],
 )
 def test_bad_value_names_variable_value_and_what_is_allowed(name, value, expected, clean_env, monkeypatch):

@@ -145,6 +145,7 @@ def run_arena(
         "blocks_run": end - start,
         "backlog_cleared": backlog,
         "precomputed_hits": executor.precomputed_hits,
+        "deferred_to_next_block": executor.deferred,
         "sent_by_lane": dict(hook.sent_by_lane),
         "revert_reasons": dict(reverts),
     }

@@ -48,7 +48,10 @@ def live_executor(
         venue,
         AttemptGuard(client, settings.execution_attempt_ttl_sec, owner=owner),
         ExecutorConfig(
-            live=True, min_profit_usd=settings.execution_min_profit_usd, ladder=LadderConfig.from_settings(settings)
+            live=True,
+            min_profit_usd=settings.execution_min_profit_usd,
+            ladder=LadderConfig.from_settings(settings),
+            max_per_block=settings.execution_max_per_block,
         ),
         signer=Signer.from_private_key(OPERATOR_KEY, market.chain_id, variable="the devnet operator key"),
         nonce_lock=NonceLock(client, market.chain_id, OPERATOR),

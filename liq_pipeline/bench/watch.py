@@ -204,6 +204,7 @@ def execution_summary(executing: Executing, records) -> dict:
         "profit_realized_usd": round(sum(a.realized_profit_usd or 0.0 for a in attempts), 2),
         "stages_ms_in_sending_blocks": _stage_summary(executing, records),
         "precomputed_hits": executor.precomputed_hits,
+        "deferred_to_next_block": executor.deferred,
         "sent_by_lane": dict(executing.hook.sent_by_lane) if executing.hook is not None else {},
         "precompute_refresh_p50_ms": median((r.seconds * 1000 for r in executing.hook.refreshes), 2),
     }

@@ -183,6 +183,7 @@ def main(max_blocks: int, live: bool) -> None:
                 live=live,
                 min_profit_usd=settings.execution_min_profit_usd,
                 ladder=LadderConfig.from_settings(settings),
+                max_per_block=settings.execution_max_per_block,
             ),
             signer=signer,
             nonce_lock=NonceLock(client, market.chain_id, operator) if live else None,

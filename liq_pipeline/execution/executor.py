@@ -58,6 +58,7 @@ BALANCE_OF = "0x70a08231"  # balanceOf(address)
 GAS_LIMIT_BPS = 13_000
 DEFAULT_GAS_UNITS = 700_000  # planning figure before the estimate (measured: 475k on V3.6, 682k on V3.0)
 CANCEL_GAS = 21_000
+PLANS_PER_SEND = 4  # plans per block at most, per transaction the block may send
 SIMULATION_GAS = 5_000_000  # each simulated call's gas: above any liquidation's (measured: 475k-682k)
 # reverts a simulated transaction of ours can meet, by selector: the Liquidator's own and the Pool's custom errors
 REVERTS = {
@@ -100,6 +101,7 @@ class ExecutorConfig:
     min_profit_usd: float = 1.0
     ladder: LadderConfig = field(default_factory=LadderConfig)
     block_time: int = 2  # seconds: the block the transaction lands in is this much later
+    max_per_block: int = 16  # EXECUTION_MAX_PER_BLOCK: the rest of a block's users wait for the next one
 
 
 @dataclass
@@ -248,6 +250,7 @@ class FastPathExecutor:
         self._sent_block: int | None = None
         self._sent: list[_Staged] = []
         self.precomputed_hits = 0
+        self.deferred = 0  # users left for the next block by EXECUTION_MAX_PER_BLOCK
 
     # --- one block ---------------------------------------------------------------------------------------------
     def on_block(
@@ -294,7 +297,17 @@ class FastPathExecutor:
         out: list[ExecutionAttempt] = []
         staged: list[_Staged] = []
         model = start.copy()
+        planned = 0
         for position in ready:
+            # the rest next block (still below 1): at most max_per_block sent, and at most PLANS_PER_SEND x that
+            # planned (after a price move thousands of users without a profitable plan are planned again: 200 ms
+            # on the 100k devnet before this bound)
+            if (
+                len(earlier) + len(staged) >= self.config.max_per_block
+                or planned >= PLANS_PER_SEND * self.config.max_per_block
+            ):
+                self.deferred += 1
+                continue
             user = position.user.lower()
             # a user without a profitable plan is planned again only once its position, a price of its reserves, or
             # the pools and inventory it could use changed (dust, bad debt, a pool too shallow: on the 100k devnet
@@ -304,6 +317,7 @@ class FastPathExecutor:
                 self.unplanned[user] = state.block
                 continue
             plan = self._plan(position, state, model)
+            planned += 1
             if plan is None:
                 self.unplanned[user] = state.block
                 self.no_plan[user] = memo
@@ -383,11 +397,10 @@ class FastPathExecutor:
         eth_price: int,
         out: list,
     ) -> list:
-        """Some transactions failed verification and will not be sent: the later ones were planned against pools
-        and inventory that counted the failed ones' swaps and repayments. Measured in `liq arena` before this: 19 of
-        167 included liquidations swapped for other amounts than planned. Re-plan every later one on a pool or
-        inventory a failed one touched (against the model without the failed ones), verify those again in one batch,
-        and send in the original order."""
+        """Some transactions failed verification (one by one, against the latest state) and will not be sent: the
+        later ones were planned against pools and inventory that counted the failed ones' swaps and repayments.
+        Re-plan every later one on a pool or inventory a failed one touched (against the model without the failed
+        ones), verify the final list again, and send in the original order."""
         passed = {id(stage) for stage, _a, _c in sendable}
         failed_keys: set = set()
         model = start.copy()

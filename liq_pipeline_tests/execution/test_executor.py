@@ -96,14 +96,18 @@ def _executor(net, venue, reader, redis_url, *, live: bool, owner: str = "test")
 # V3.0 only in dry-run: its stable debt accrues per user between the block read and the block landed in, which the
 # position reader does not project yet (a flash loan sized on the read balance falls short: docs/execution.md).
 @pytest.mark.parametrize("net", ["3.6"], indirect=True)
-def test_live_liquidations_land_exactly_as_planned(arena):
+@pytest.mark.parametrize("verification", ["eth_simulateV1", "eth_createAccessList"])
+def test_live_liquidations_land_exactly_as_planned(arena, verification):
     net, venue, below, reader, redis_url = arena
     executor = _executor(net, venue, reader, redis_url, live=True)
+    if verification == "eth_createAccessList":  # a node without eth_simulateV1: one by one, the fallback
+        executor._simulate_supported = False
     state, positions = _view(net, reader, below)
     attempts = executor.on_block(state, positions, time.time())
     sent = [a for a in attempts if a.outcome == "sent"]
     assert sent and all(a.tx_hash for a in sent), [(a.outcome, a.reason) for a in attempts]
     assert all(a.sent_at - a.seen_at < 5 for a in sent)
+    assert executor._simulate_supported is (verification == "eth_simulateV1")  # the path this case is about
     chain = Chain(net.rpc)
     chain.mine(chain.latest_timestamp() + BLOCK_TIME)
     state, positions = _view(net, reader, below)
