@@ -34,13 +34,11 @@ from ..devnet import protocols
 from ..devnet.accounts import COMPETITOR
 from ..devnet.actions import oracle_prices
 from ..devnet.backlog import clear_backlog
-from ..devnet.liquidation_check import CUSTOM_ERRORS
 from ..devnet.simulate import SimConfig, simulate
 from ..devnet.txs import Chain
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
-from ..execution.executor import REVERTS as EXECUTOR_REVERTS
-from ..execution.executor import FastPathExecutor
+from ..execution.executor import REVERTS, FastPathExecutor
 from ..execution.hot_path import ExecutionHook
 from ..risk.blas import use_one_blas_thread
 from ..risk.versions import rules_for
@@ -150,9 +148,6 @@ def run_arena(
         "revert_reasons": dict(reverts),
     }
     return run.report(results)
-
-
-REVERTS = {**CUSTOM_ERRORS, **EXECUTOR_REVERTS}  # the Pool's errors and the Liquidator's, by selector
 
 
 def _revert_of(rpc, tx_hash: str | None) -> str:

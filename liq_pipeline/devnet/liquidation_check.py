@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from eth_utils import keccak
-
 from ..chain.discovery import discover_market, read_market_state
+from ..chain.pool_errors import ERROR_STRING, POOL_ERRORS
 from ..chain.positions import read_positions
 from ..chain.rpc import RpcClient, RpcError
 from ..risk import liquidation as L
@@ -38,21 +37,7 @@ from .v36.deploy import Deployment
 from .v36.seed import UserPlan, seed_examples, user_address
 
 STABLES = ("USDC", "DAI", "USDT", "USDBC", "GHO", "EURC")
-ERROR_STRING = "0x08c379a0"  # Error(string)
-CUSTOM_ERRORS = {
-    "0x" + keccak(text=name + "()").hex()[:8]: name
-    for name in (
-        L.SELF_LIQUIDATION,
-        L.RESERVE_INACTIVE,
-        L.RESERVE_PAUSED,
-        L.GRACE_PERIOD,
-        L.HF_NOT_BELOW_THRESHOLD,
-        L.COLLATERAL_CANNOT_BE_LIQUIDATED,
-        L.NOT_BORROWED,
-        L.MUST_NOT_LEAVE_DUST,
-        L.INVALID_BURN_AMOUNT,
-    )
-}
+CUSTOM_ERRORS = POOL_ERRORS  # the Pool's custom errors by selector (chain/pool_errors.py)
 # Price moves (factor of the current oracle price) that push a share of the borrowers below HF 1, some deeply
 # (capped collateral, deficits), and stablecoin e-mode users too (DAI up). Symbols a market lacks are skipped.
 SHOCK = {"WETH": 0.78, "WBTC": 0.75, "wstETH": 0.722, "AERO": 0.5, "DAI": 1.04}

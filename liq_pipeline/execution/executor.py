@@ -31,11 +31,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eth_utils import keccak
-
 from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic, events
 from ..chain.liquidator_abi import Liquidated, liquidated_events
+from ..chain.pool_errors import POOL_ERRORS, selector
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..risk.exact import account_data
 from ..risk.market import MarketState, UserPosition
@@ -61,20 +60,7 @@ CANCEL_GAS = 21_000
 PLANS_PER_SEND = 4  # plans per block at most, per transaction the block may send
 SIMULATION_GAS = 5_000_000  # each simulated call's gas: above any liquidation's (measured: 475k-682k)
 # reverts a simulated transaction of ours can meet, by selector: the Liquidator's own and the Pool's custom errors
-REVERTS = {
-    "0x" + keccak(text=signature).hex()[:8]: signature.split("(")[0]
-    for signature in (
-        "ProfitTooLow(int256,int256)",
-        "HealthFactorNotBelowThreshold()",
-        "MustNotLeaveDust()",
-        "InvalidBurnAmount()",
-        "CollateralCannotBeLiquidated()",
-        "SpecifiedCurrencyNotBorrowedByUser()",
-        "LiquidationGraceSentinelCheckFailed()",
-        "ReservePaused()",
-        "ReserveInactive()",
-    )
-}
+REVERTS = {**POOL_ERRORS, selector("ProfitTooLow(int256,int256)"): "ProfitTooLow"}  # the Pool's, the Liquidator's
 ANY_ASSET = "0x" + "00" * 20  # the claim's pair: any (claims are per user)
 LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 
@@ -437,45 +423,36 @@ class FastPathExecutor:
         return self._verify_all(final, state, base_fee, eth_price, out)
 
     def _restage(self, stage: _Staged, plan: LiquidationPlan) -> _Staged:
-        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
-        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
-        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
-        base = {
-            **stage.base,
-            "collateral_asset": plan.collateral_asset,
-            "debt_asset": plan.debt_asset,
-            "debt_to_cover": plan.debt_to_cover,
-            "expected_profit_usd": plan.profit_usd,
-            "expected_profit_debt": plan.profit,
-        }
-        return _Staged(plan, stage.claim, tx, base, stage.position)
+        """The same claim and user with another plan."""
+        return self._staged(plan, stage.claim, stage.base, stage.position)
 
     def _stage(self, plan: LiquidationPlan, state: MarketState, seen_at: float, position: UserPosition):
         """The claim and the transaction of a plan; None when another attempt holds the user; UNAVAILABLE when
         Redis did not answer (no attempt is recorded: the outage is one event, which the guard logs once when it
         starts and once when it ends, not a skipped attempt per user per block)."""
+        # Claimed per user, not per pair: two executors reading the pools a moment apart may choose different
+        # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
+        claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
+        if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
+            return None if claim.reason == TAKEN else UNAVAILABLE
+        seen = {"market": self.market, "mode": self.mode, "block_seen": state.block, "seen_at": seen_at}
+        return self._staged(plan, claim, {**seen, "user": plan.user}, position)
+
+    def _staged(self, plan: LiquidationPlan, claim: Claim, seen: dict, position: UserPosition) -> _Staged:
+        """`plan`'s transaction and its attempt's fields (`seen`: market, mode, block seen, user)."""
+        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
+        # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
+        # took part first) reverts instead of running at a loss
+        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
+        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
         base = {
-            "market": self.market,
-            "mode": self.mode,
-            "block_seen": state.block,
-            "seen_at": seen_at,
-            "user": plan.user,
+            **seen,
             "collateral_asset": plan.collateral_asset,
             "debt_asset": plan.debt_asset,
             "debt_to_cover": plan.debt_to_cover,
             "expected_profit_usd": plan.profit_usd,
             "expected_profit_debt": plan.profit,
         }
-        # Claimed per user, not per pair: two executors reading the pools a moment apart may choose different
-        # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
-        claim = self.guard.claim(Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET), state.block)
-        if not claim:  # another attempt holds it (this process or another), or Redis did not answer: no send
-            return None if claim.reason == TAKEN else UNAVAILABLE
-        pair = self.venue.pair_for(plan.collateral_id, plan.debt_id)
-        # minProfit on chain: the gas this plan was charged, so a smaller liquidation than planned (a competitor
-        # took part first) reverts instead of running at a loss
-        data = plan_calldata(plan, pair, max(1, plan.costs.gas), compact=self.venue.compact)
-        tx = {"from": self.venue.operator, "to": self.venue.liquidator, "data": "0x" + data.hex()}
         return _Staged(plan, claim, tx, base, position)
 
     def _verify_all(
