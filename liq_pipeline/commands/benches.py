@@ -127,6 +127,7 @@ def arena(
     seed: int,
     vol_scale: float,
     inventory_usd: float,
+    restock: bool,
     protocol: str | None,
     as_json: bool,
 ) -> None:
@@ -137,6 +138,7 @@ def arena(
         "seed": seed,
         "vol_scale": vol_scale,
         "inventory_usd": inventory_usd,
+        "restock": restock,
         "protocol": protocol,
     }
     if as_json:

@@ -318,13 +318,20 @@ def arena(
     inventory_usd: Annotated[
         float, typer.Option(min=0.0, help="Debt assets the Liquidator holds per reserve (0: flash loans only).")
     ] = 1_000_000.0,
+    restock: Annotated[
+        bool,
+        typer.Option(
+            help="Refill the inventory to --inventory-usd in every block (an operator's treasury; the competitor "
+            "never runs out of funds either)."
+        ),
+    ] = True,
     protocol: DevnetProtocol = None,
     as_json: Json = False,
 ) -> None:
     """The executor, live on the devnet, against the simulator's competitor: who wins, what it earns (JSON)."""
     from . import benches
 
-    benches.arena(blocks, competitor_delay, borrowers, seed, vol_scale, inventory_usd, protocol, as_json)
+    benches.arena(blocks, competitor_delay, borrowers, seed, vol_scale, inventory_usd, restock, protocol, as_json)
 
 
 @app.command("bench-seed")

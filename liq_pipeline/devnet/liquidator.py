@@ -137,6 +137,10 @@ def deploy_liquidator(
     return DeployedLiquidator(address, to_checksum_address(operator), to_checksum_address(market.pool), done.block)
 
 
+def _inventory_units(reserve, usd: float) -> int:
+    return int(usd * 10**8) * 10**reserve.decimals // reserve.initial_price
+
+
 def fund_inventory(rpc: Rpc, market: Market, holder: str, usd: float) -> None:
     """Mint `usd` worth of every reserve's token (the devnet's test tokens) to `holder`, in one block: the
     Liquidator's inventory (inventory mode repays from it where a flash loan's swap would meet too shallow a pool)."""
@@ -145,13 +149,28 @@ def fund_inventory(rpc: Rpc, market: Market, holder: str, usd: float) -> None:
         Tx(
             market.admin,
             r.asset,
-            call_data("mint(address,uint256)", holder, int(usd * 10**8) * 10**r.decimals // r.initial_price),
+            call_data("mint(address,uint256)", holder, _inventory_units(r, usd)),
             label=f"inventory {r.symbol}",
         )
         for r in market.reserves
     ]
     with chain.manual_mining():
         chain.execute(txs, timestamp=chain.latest_timestamp() + 2)
+
+
+def restock_txs(rpc: Rpc, market: Market, holder: str, usd: float) -> list[Tx]:
+    """The mints that bring each reserve's token held by `holder` back to `usd` worth (one batch of balance reads):
+    an operator's treasury refilling the Liquidator's inventory with what its kept collateral was sold for
+    off-chain. Added to a simulated block, they land after that block's liquidations (lower fees)."""
+    owner = "0" * 24 + holder.lower()[2:]
+    held = rpc.batch([("eth_call", [{"to": r.asset, "data": "0x70a08231" + owner}, "latest"]) for r in market.reserves])
+    txs = []
+    for reserve, answer in zip(market.reserves, held, strict=True):
+        missing = _inventory_units(reserve, usd) - int(answer, 16)
+        if missing > 0:
+            data = call_data("mint(address,uint256)", holder, missing)
+            txs.append(Tx(market.admin, reserve.asset, data, label=f"restock {reserve.symbol}"))
+    return txs
 
 
 # --- the devnet's executor venue (liquidator.json: what `liq execute` uses on the devnet) ---------------------

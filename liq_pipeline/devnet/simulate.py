@@ -237,11 +237,13 @@ def simulate(
     first_arrival_index: int = 0,
     on_block: Callable[[int, SimResult], None] | None = None,
     dex: Dex | Literal["auto"] | None = "auto",
+    extra_txs: Callable[[], list[Tx]] | None = None,
 ) -> SimResult:
     """Run `config.blocks` blocks on the devnet behind `rpc`. `borrowers` are the users the competitor watches
     (newcomers are added). `on_block(i, result)` is called after each block. `dex`: the DEX whose pools follow
     the oracle (dex.load_dex(data_dir) reads dex.json); "auto" finds the one deployed on the chain
-    (dex.find_dex); None: no arbitrage."""
+    (dex.find_dex); None: no arbitrage. `extra_txs()`: other actors' transactions added to each block (the arena's
+    treasury refilling the Liquidator's inventory)."""
     started = time.perf_counter()
     rng = random.Random(f"liq-devnet-sim:{config.seed}")
     chain = Chain(rpc)
@@ -333,6 +335,8 @@ def simulate(
                 seen_unhealthy.pop(user, None)
                 written_off.add(user)
             txs += liquidation_txs(market, COMPETITOR, picks)
+            if extra_txs is not None:
+                txs += extra_txs()
 
             timestamp += config.block_time
             done = chain.execute(txs, timestamp=timestamp, allow_revert=True)

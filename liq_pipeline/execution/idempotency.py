@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,7 +115,8 @@ class _OutageLog:
 
 
 class AttemptGuard:
-    """`claim(opportunity, block)`: True for exactly one caller per opportunity per `ttl_sec`, over all processes."""
+    """`claim(opportunity, block)`: True for exactly one caller per opportunity per `ttl_sec`, over all processes
+    (`claim_all`: many at once)."""
 
     def __init__(self, client: redis.Redis, ttl_sec: int, owner: str) -> None:
         if ttl_sec < 1:
@@ -124,18 +126,61 @@ class AttemptGuard:
         self.owner = owner
         self._release = client.register_script(_RELEASE_IF_OWNER)
         self._outage = _OutageLog()
+        self._unconfirmed: dict[str, tuple[str, float]] = {}  # key -> (token, when) of a claim Redis did not answer
 
     def claim(self, opportunity: Opportunity, block: int) -> Claim:
-        key = opportunity.key
-        token = f"{self.owner}:{block}:{secrets.token_hex(8)}"
+        return self.claim_all([opportunity], block)[0]
+
+    def claim_all(self, opportunities: list[Opportunity], block: int) -> list[Claim]:
+        """`claim` of each, in ONE round trip (a pipeline of SET NX, not a transaction: each key is won or lost on
+        its own). Redis silent: every one UNAVAILABLE. One claim per user took ~1 ms each, 16 ms for a block's 16
+        transactions on the 100k devnet: most of the budget of block seen -> sent."""
+        if not opportunities:
+            return []
+        keys = [o.key for o in opportunities]
+        if self._unconfirmed:  # past their TTL they hold nothing any more
+            now = time.monotonic()
+            self._unconfirmed = {k: v for k, v in self._unconfirmed.items() if now - v[1] < self.ttl_sec}
+        # a claim whose answer was lost keeps its token: if Redis applied it after all (a hung server resumes the
+        # commands it had read), it is ours, and nothing was sent for it
+        fresh = f"{self.owner}:{block}:"
+        tokens = [self._unconfirmed.get(key, ("",))[0] or fresh + secrets.token_hex(8) for key in keys]
         try:
-            won = self.client.set(key, token, nx=True, ex=self.ttl_sec)
+            with self.client.pipeline(transaction=False) as pipe:
+                for key, token in zip(keys, tokens, strict=True):
+                    pipe.set(key, token, nx=True, ex=self.ttl_sec)
+                    if key in self._unconfirmed:
+                        pipe.get(key)
+                replies = iter(pipe.execute())
         except _REDIS_ERRORS as error:
-            # The SET may have been applied before the connection broke: then nobody sends for ttl_sec. Safe.
+            # some SETs may have been applied: remembered, so that the next claim recognises them as ours
             self._outage.failed("attempt claims", error)
-            return Claim(False, UNAVAILABLE, key)
+            self._unconfirmed.update((key, (token, time.monotonic())) for key, token in zip(keys, tokens, strict=True))
+            return [Claim(False, UNAVAILABLE, key) for key in keys]
         self._outage.answered()
-        return Claim(True, GRANTED, key, token) if won else Claim(False, TAKEN, key)
+        claims = []
+        for key, token in zip(keys, tokens, strict=True):
+            won = bool(next(replies))
+            if key in self._unconfirmed:
+                held = next(replies)
+                won = won or (held.decode() if isinstance(held, bytes) else held) == token
+                del self._unconfirmed[key]
+            claims.append(Claim(True, GRANTED, key, token) if won else Claim(False, TAKEN, key))
+        return claims
+
+    def release_all(self, claims: list[Claim]) -> None:
+        """`release_unsent` of each granted claim, in one round trip (a block's settled transactions: one
+        compare-and-delete each took ~0.5 ms, ~8 ms of the block's path for 16)."""
+        held = [claim for claim in claims if claim.granted and claim.token is not None]
+        if not held:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for claim in held:
+                    self._release(keys=[claim.key], args=[claim.token], client=pipe)
+                pipe.execute()
+        except _REDIS_ERRORS:
+            pass  # they expire by themselves: those users wait ttl_sec, nothing is sent twice
 
     def release_unsent(self, claim: Claim) -> bool:
         """Give a claim back when nothing was sent (verification failed first). Never after a send."""

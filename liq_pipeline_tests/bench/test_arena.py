@@ -23,6 +23,7 @@ def test_arena_small(clean_env):
         "vol_scale": 30.0,
         "protocol": "3.6",
         "inventory_usd": 1_000_000,
+        "restock": True,
     }
     assert_report(result, "arena", params)
     # every liquidation on chain is ours or the competitor's, and some happened

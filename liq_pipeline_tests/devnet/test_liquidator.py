@@ -285,3 +285,20 @@ def test_inventory_mode_with_a_token_receipt(net):
         assert abs(event.collateral_received - outcome.collateral_seized) <= 1  # aToken balance rounding
         assert event.profit == profit_of(event.collateral_received, event.debt_repaid) > 0
         assert _balance(net.rpc, market.by_symbol[collateral].asset, liquidator.address) == 0
+
+
+def test_restock_tops_each_token_back_up_to_its_target_and_no_further(chain_v36):
+    net, market = chain_v36, chain_v36.market
+    holder = STRANGER
+    first = L.restock_txs(net.rpc, market, holder, 1_000)
+    assert len(first) == len(market.reserves)  # holds nothing yet: one mint per token
+    chain = Chain(net.rpc)
+    chain.set_balances([market.admin], GAS_MONEY)
+    with chain.manual_mining():
+        chain.execute(first, timestamp=chain.latest_timestamp() + BLOCK_TIME)
+    targets = {r.symbol: 1_000 * 10**8 * 10**r.decimals // r.initial_price for r in market.reserves}
+    assert {r.symbol: _balance(net.rpc, r.asset, holder) for r in market.reserves} == targets
+    assert L.restock_txs(net.rpc, market, holder, 1_000) == []  # full: nothing to mint
+    assert [tx.label for tx in L.restock_txs(net.rpc, market, holder, 2_000)] == [
+        f"restock {r.symbol}" for r in market.reserves
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -68,6 +69,31 @@ def test_one_claim_per_opportunity_with_ttl(client, market):
     assert 0 < client.ttl(first.key) <= 30
     assert client.get(first.key).decode() == first.token
     assert b.claim(_opportunity(market, user=2), block=101)  # another user: another opportunity
+
+
+def test_claim_all_wins_each_free_opportunity_once_in_one_round_trip(client, market):
+    a = AttemptGuard(client, ttl_sec=30, owner="a")
+    b = AttemptGuard(client, ttl_sec=30, owner="b")
+    assert a.claim(_opportunity(market, 2), block=1)
+    before = client.info("stats")["total_commands_processed"]
+    claims = b.claim_all([_opportunity(market, u) for u in (1, 2, 3)], block=2)
+    # one pipeline of three SETs (and the INFO that reads the count)
+    assert client.info("stats")["total_commands_processed"] - before == 4
+    assert [c.reason for c in claims] == [GRANTED, TAKEN, GRANTED]
+    assert [client.get(c.key).decode() for c in claims if c] == [claims[0].token, claims[2].token]
+    assert len({c.token for c in claims if c}) == 2
+    assert b.claim_all([], block=3) == []
+
+
+def test_release_all_frees_only_the_owners_claims_in_one_round_trip(client, market):
+    a = AttemptGuard(client, ttl_sec=30, owner="a")
+    b = AttemptGuard(client, ttl_sec=30, owner="b")
+    mine = a.claim_all([_opportunity(market, u) for u in (1, 2)], block=1)
+    theirs = b.claim(_opportunity(market, 3), block=1)
+    stale = dataclasses.replace(theirs, token="b:0:not-the-token")  # a claim someone else holds now
+    a.release_all([*mine, stale, b.claim(_opportunity(market, 1), block=1)])  # the last one: not granted
+    assert [client.exists(c.key) for c in mine] == [0, 0]
+    assert client.get(theirs.key).decode() == theirs.token
 
 
 def test_claim_expires_after_its_ttl(client, market):
@@ -154,6 +180,8 @@ def test_redis_down_means_no_send(own_server, market, caplog):
     for block in range(2, 6):
         claim = guard.claim(_opportunity(market, 2), block=block)
         assert not claim and claim.reason == UNAVAILABLE
+    claims = guard.claim_all([_opportunity(market, 4), _opportunity(market, 5)], block=6)
+    assert [c.reason for c in claims] == [UNAVAILABLE, UNAVAILABLE]
     assert lock.acquire() is None
     with lock.held() as ok:
         assert not ok

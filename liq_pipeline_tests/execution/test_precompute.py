@@ -8,8 +8,9 @@ import dataclasses
 import pytest
 
 from liq_pipeline.execution.calldata import compact_calldata, standard_calldata
-from liq_pipeline.execution.precompute import PrecomputeCalldata, PrecomputeCandidate
-from liq_pipeline.risk.profit import CostInputs, plan_liquidation
+from liq_pipeline.execution.precompute import PrecomputeCalldata, PrecomputeCandidate, at_crossing_prices
+from liq_pipeline.risk.exact import account_data
+from liq_pipeline.risk.profit import CostInputs, plan_at, plan_liquidation
 from liq_pipeline_tests.risk.factories import coll, debt, user
 from liq_pipeline_tests.risk.test_liquidation import _market
 
@@ -99,12 +100,46 @@ def test_dropped_when_the_user_leaves_the_top_k(client, keys):
 
 def test_a_candidate_without_a_plan_is_remembered_until_a_price_moves(client, keys):
     market = _market("3.6")
-    healthy = user("0x" + "77" * 20, {0: coll(E18), 1: debt(1_500 * E6)})  # HF 1.07: the Pool would revert
+    # WETH collateral, DAI debt: no WETH/DAI pair to sell on, no inventory: no plan, even where it would cross
+    stranded = user("0x" + "77" * 20, {0: coll(E18), 2: debt(1_500 * E18)})
     pre = PrecomputeCalldata(client, keys, top_k=3, compact=True)
-    assert pre.refresh(100, market, _candidates([healthy]), POOLS, COSTS).built == [healthy.user]
-    entry = pre.get(healthy.user)
+    assert pre.refresh(100, market, _candidates([stranded]), POOLS, COSTS).built == [stranded.user]
+    entry = pre.get(stranded.user)
     assert entry.plan is None and entry.calldata is None and entry.fingerprint.startswith("-:-:")
-    assert pre.refresh(101, market, _candidates([healthy]), POOLS, COSTS).kept == [healthy.user]
-    crash = _with_price(market, 0, 1_800 * 10**8)  # HF 0.96: now liquidatable
-    assert pre.refresh(102, crash, _candidates([healthy]), POOLS, COSTS).built == [healthy.user]
-    assert pre.get(healthy.user).plan is not None
+    assert pre.hint(stranded) is None
+    assert pre.refresh(101, market, _candidates([stranded]), POOLS, COSTS).kept == [stranded.user]
+    assert pre.refresh(102, _with_price(market, 1, 10**8 + 1), _candidates([stranded]), POOLS, COSTS).kept
+    moved = _with_price(market, 0, 1_800 * 10**8)  # a price of one of its reserves: planned again
+    assert pre.refresh(103, moved, _candidates([stranded]), POOLS, COSTS).built == [stranded.user]
+
+
+def test_a_user_not_liquidatable_yet_is_planned_where_it_would_cross_and_hinted_until_its_position_changes(
+    client, keys
+):
+    market = _market("3.6")
+    healthy = user("0x" + "78" * 20, {0: coll(E18), 1: debt(1_500 * E6)})  # HF 1.07 at 2,000
+    pre = PrecomputeCalldata(client, keys, top_k=3, compact=True)
+    assert pre.refresh(100, market, [PrecomputeCandidate(healthy, eta=30.0)], POOLS, COSTS).built == [healthy.user]
+    entry = pre.get(healthy.user)
+    # planned as the Pool would liquidate it with WETH priced where its HF is 0.995
+    health = account_data(healthy, market).health_factor
+    crossing = at_crossing_prices(market, healthy, health)
+    assert 0.994 < account_data(healthy, crossing).health_factor / 10**18 < 0.996
+    assert crossing.by_id[1].price == market.by_id[1].price  # the debt is not repriced
+    expected = plan_liquidation(healthy, crossing, POOLS, COSTS)
+    assert expected is not None and entry.plan["debt_to_cover"] == expected.debt_to_cover
+    assert entry.plan["profit"] == expected.profit
+    assert entry.fingerprint.startswith("0:1:")
+    # the executor's hint holds whatever the prices, while the position is the same
+    assert pre.hint(healthy)["debt_to_cover"] == expected.debt_to_cover
+    crossed = _with_price(market, 0, 1_790 * 10**8)
+    assert pre.lookup(healthy, crossed) is None  # the strict lookup does not
+    assert pre.hint(user(healthy.user, {0: coll(E18), 1: debt(1_600 * E6)})) is None  # another position
+    # at the prices it crossed at, the hint evaluated exactly at the real state is a plan, one evaluation
+    record = pre.hint(healthy)
+    pair = record["collateral_id"], record["debt_id"]
+    plan = plan_at(healthy, crossed, POOLS, COSTS, *pair, record["debt_to_cover"], record["mode"])
+    assert plan is not None and plan.profit > 0
+    # a user liquidatable now is planned at the current prices
+    pre.refresh(101, crossed, [PrecomputeCandidate(healthy, eta=0.0)], POOLS, COSTS)
+    assert pre.get(healthy.user).plan["debt_to_cover"] == plan_liquidation(healthy, crossed, POOLS, COSTS).debt_to_cover
