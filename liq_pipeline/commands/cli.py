@@ -316,8 +316,13 @@ def arena(
     seed: Annotated[int, typer.Option(help="Seed of the borrowers and the simulated market.")] = 0,
     vol_scale: Annotated[float, typer.Option(min=0.0, help="Price volatility multiplier.")] = 10.0,
     inventory_usd: Annotated[
-        float, typer.Option(min=0.0, help="Debt assets the Liquidator holds per reserve (0: flash loans only).")
-    ] = 1_000_000.0,
+        float,
+        typer.Option(
+            min=0.0,
+            help="Debt assets the Liquidator holds per reserve, USD (0: flash loans only); the competitor mints "
+            "whatever it repays.",
+        ),
+    ] = 100_000_000.0,
     restock: Annotated[
         bool,
         typer.Option(

@@ -87,7 +87,7 @@ class ExecutorConfig:
     min_profit_usd: float = 1.0
     ladder: LadderConfig = field(default_factory=LadderConfig)
     block_time: int = 2  # seconds: the block the transaction lands in is this much later
-    max_per_block: int = 16  # EXECUTION_MAX_PER_BLOCK: the rest of a block's users wait for the next one
+    max_per_block: int = 256  # EXECUTION_MAX_PER_BLOCK: the rest of a block's users wait for the next one
 
 
 @dataclass

@@ -22,7 +22,7 @@ def test_arena_small(clean_env):
         "seed": 1,
         "vol_scale": 30.0,
         "protocol": "3.6",
-        "inventory_usd": 1_000_000,
+        "inventory_usd": 100_000_000,
         "restock": True,
     }
     assert_report(result, "arena", params)

@@ -12,6 +12,7 @@ Redis, the devnet operator's key:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -27,11 +28,12 @@ from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet.accounts import COMPETITOR, GAS_MONEY, OPERATOR, OPERATOR_KEY
 from liq_pipeline.devnet.actions import MAX_UINT, LiquidationPick, liquidation_txs
 from liq_pipeline.devnet.anvil import BLOCK_TIME
-from liq_pipeline.devnet.liquidator import flash_premium_bps
+from liq_pipeline.devnet.liquidator import flash_premium_bps, fund_inventory
 from liq_pipeline.devnet.txs import Chain
 from liq_pipeline.execution.executor import ANY_ASSET, ExecutorConfig, FastPathExecutor, Venue
 from liq_pipeline.execution.idempotency import AttemptGuard, NonceLock, Opportunity, execution_client
 from liq_pipeline.execution.signer import Signer
+from liq_pipeline.risk.exact import account_data
 from liq_pipeline.risk.market import user_positions
 from liq_pipeline.risk.versions import rules_for
 from liq_pipeline_tests.fixtures.rpc_relay import rpc_relay
@@ -75,14 +77,16 @@ def _view(net, users):
     return state, user_positions(read_positions(net.rpc, market, users, head, rules), state.reserve_ids)
 
 
-def _executor(net, venue, rpc, redis_url, *, timeout: float = 0.5) -> FastPathExecutor:
+def _executor(
+    net, venue, rpc, redis_url, *, timeout: float = 0.5, live: bool = True, max_per_block: int = 256
+) -> FastPathExecutor:
     client = execution_client(redis_url, timeout=timeout)
     return FastPathExecutor(
         rpc,
         MarketKeys.for_market(net.market.chain_id, f"0x{next(_pools):040x}"),  # a fresh market: fresh claims
         venue,
         AttemptGuard(client, 30, owner="faults"),
-        ExecutorConfig(live=True, min_profit_usd=1.0),
+        ExecutorConfig(live=live, min_profit_usd=1.0, max_per_block=max_per_block),
         signer=Signer.from_private_key(OPERATOR_KEY, net.market.chain_id),
         nonce_lock=NonceLock(client, net.market.chain_id, OPERATOR),
     )
@@ -309,3 +313,25 @@ def test_a_competitor_landing_first_costs_one_revert_at_most_and_is_named(armed)
         assert not _claimed(executor, ours.user) and _pending(net) == 0
     failed = [a for a in executor.attempts if a.outcome in ("reverted", "lost") and a.user == ours.user]
     assert [a.tx_hash for a in failed] == [ours.tx_hash], executor.attempts
+
+
+# --- a bounded batch per block ---------------------------------------------------------------------------------------
+def test_at_most_max_per_block_each_block_the_largest_debts_first_and_the_rest_at_the_next(armed):
+    net, venue, below, redis_url = armed
+    # with inventory every user below 1 is worth liquidating (the DEX alone serves one of them)
+    fund_inventory(net.rpc, net.market, venue.liquidator, 1_000_000)
+    venue = dataclasses.replace(venue, inventory=True)
+    state, positions = _view(net, below)
+    unbounded = _executor(net, venue, RpcClient(net.node.url), redis_url, live=False)
+    every = [a.user.lower() for a in unbounded.on_block(state, positions, time.time()) if a.outcome == "dry_run"]
+    assert len(every) >= 2, [(a.user, a.outcome, a.reason) for a in unbounded.attempts]
+    debts = {p.user.lower(): account_data(p, state).total_debt_base for p in positions}
+    executor = _executor(net, venue, RpcClient(net.node.url), redis_url, live=False, max_per_block=1)
+    first = [a.user.lower() for a in executor.on_block(state, positions, time.time()) if a.outcome == "dry_run"]
+    assert first == [max(every, key=debts.get)] and executor.deferred >= 1  # the largest debt first
+    # the next block takes the next user (the first one is left out, as it would be while its transaction is in
+    # flight: a dry run has none)
+    rest = [p for p in positions if p.user.lower() != first[0]]
+    second = [a.user.lower() for a in executor.on_block(state, rest, time.time()) if a.outcome == "dry_run"]
+    assert len(second) == 1 and second[0] in every and second[0] != first[0]
+    assert _pending(net) == 0  # dry-run: nothing sent
