@@ -341,8 +341,8 @@ class FastPathExecutor:
 
     def _plan(self, position: UserPosition, state: MarketState, model: _Model) -> LiquidationPlan | None:
         """The precomputed plan's pair, amount and mode while the position is the one it was built for, evaluated
-        exactly at this state (one evaluation, ~35x cheaper than the search: a crossing user's plan was made at its
-        scenario's prices the block before), else the full search."""
+        exactly at this state (one evaluation, ~35x cheaper than the search: a crossing user's plan was made the block
+        before, at the prices it would cross at), else the full search."""
         record = self.precomputed.hint(position) if self.precomputed is not None else None
         if record is not None:
             plan = plan_at(
