@@ -162,8 +162,8 @@ def restock_txs(rpc: Rpc, market: Market, holder: str, usd: float) -> list[Tx]:
     """The mints that bring each reserve's token held by `holder` back to `usd` worth (one batch of balance reads):
     an operator's treasury refilling the Liquidator's inventory with what its kept collateral was sold for
     off-chain. Added to a simulated block, they land after that block's liquidations (lower fees)."""
-    owner = "0" * 24 + holder.lower()[2:]
-    held = rpc.batch([("eth_call", [{"to": r.asset, "data": "0x70a08231" + owner}, "latest"]) for r in market.reserves])
+    data = call_data("balanceOf(address)", holder)
+    held = rpc.batch([("eth_call", [{"to": r.asset, "data": data}, "latest"]) for r in market.reserves])
     txs = []
     for reserve, answer in zip(market.reserves, held, strict=True):
         missing = _inventory_units(reserve, usd) - int(answer, 16)

@@ -343,35 +343,21 @@ class FastPathExecutor:
         """The precomputed plan's pair, amount and mode while the position is the one it was built for, evaluated
         exactly at this state (one evaluation, ~35x cheaper than the search: a crossing user's plan was made the block
         before, at the prices it would cross at), else the full search."""
+        options = {
+            "liquidator": self.venue.liquidator,
+            "timestamp": state.timestamp + self.config.block_time,
+            "min_profit_base": self._min_base,
+            "inventory": model.inventory or None,
+        }
         record = self.precomputed.hint(position) if self.precomputed is not None else None
         if record is not None:
-            plan = plan_at(
-                position,
-                state,
-                model.pools,
-                self._costs,
-                record["collateral_id"],
-                record["debt_id"],
-                record["debt_to_cover"],
-                record.get("mode", "flash"),
-                liquidator=self.venue.liquidator,
-                timestamp=state.timestamp + self.config.block_time,
-                min_profit_base=self._min_base,
-                inventory=model.inventory or None,
-            )
+            pair, amount = (record["collateral_id"], record["debt_id"]), record["debt_to_cover"]
+            mode = record.get("mode", "flash")
+            plan = plan_at(position, state, model.pools, self._costs, *pair, amount, mode, **options)
             if plan is not None:
                 self.precomputed_hits += 1
                 return plan
-        return plan_liquidation(
-            position,
-            state,
-            model.pools,
-            self._costs,
-            liquidator=self.venue.liquidator,
-            timestamp=state.timestamp + self.config.block_time,
-            min_profit_base=self._min_base,
-            inventory=model.inventory or None,
-        )
+        return plan_liquidation(position, state, model.pools, self._costs, **options)
 
     def _replan_after_failures(
         self,
@@ -435,9 +421,7 @@ class FastPathExecutor:
         # pairs for one user, and both would send. One attempt in flight per user; a settled one frees it.
         wanted = [Opportunity(self.market, plan.user, ANY_ASSET, ANY_ASSET) for plan, _p in plans]
         claims = self.guard.claim_all(wanted, state.block)
-        if any(claim.reason == UNAVAILABLE for claim in claims):
-            for claim in claims:
-                self.guard.release_unsent(claim)
+        if any(claim.reason == UNAVAILABLE for claim in claims):  # all of them then: none was granted
             return []
         seen = {"market": self.market, "mode": self.mode, "block_seen": state.block, "seen_at": seen_at}
         return [

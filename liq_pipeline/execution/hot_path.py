@@ -160,8 +160,8 @@ class ExecutionHook:
     def _positions(self, state, users: list[str]) -> list:
         if not users:
             return []
-        rows = [row for row in self.tracker.book(state).rows_of(users) if row is not None]
-        return self.tracker.book(state).exact_positions(np.asarray(rows, np.int64))
+        book = self.tracker.book(state)
+        return book.exact_positions(np.asarray([row for row in book.rows_of(users) if row is not None], np.int64))
 
     def _watched_below(self, state) -> list:
         """The positions below HF 1 at this block among the watchlist and the users this block's events changed,

@@ -165,7 +165,7 @@ class PrecomputeCalldata:
         self.liquidator = liquidator
         self.entries_key = keys.key("execution:precomputed")
         self.fingerprints_key = keys.key("execution:precomputed:fingerprints")
-        # user -> (tagged fingerprint, plan record or None): the executor's lookup, without a Redis round trip
+        # user -> (tagged fingerprint, plan record or None): the executor's hint, without a Redis round trip
         self.local: dict[str, tuple[str, dict[str, Any] | None]] = {}
         self._positions: dict[str, str] = {}  # user -> digest of the position its entry was built for
 
@@ -262,15 +262,6 @@ class PrecomputeCalldata:
         if held is None or held[1] is None:
             return None
         return held[1] if self._positions.get(position.user.lower()) == _position_digest(position) else None
-
-    def lookup(self, position: UserPosition, market: MarketState) -> dict[str, Any] | None:
-        """The precomputed plan record of `position`'s user when it was built for this very state (the position and
-        the prices of its pair), else None (not precomputed, or its inputs changed: the executor plans afresh)."""
-        held = self.local.get(position.user.lower())
-        if held is None or held[1] is None:
-            return None
-        tagged, record = held
-        return record if _tagged(position, market, _pair_of(tagged)) == tagged else None
 
     def get(self, user: str) -> Precomputed | None:
         data = self.client.hget(self.entries_key, user.lower())

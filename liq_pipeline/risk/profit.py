@@ -316,6 +316,14 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
     return best
 
 
+def _at_landing(market: MarketState, timestamp: int | None) -> MarketState:
+    """`market` at the landing block's time, once per plan: a shifted MarketState recomputes every reserve's indices
+    (measured: a third of a plan's time when each of its hundreds of evaluations shifted its own)."""
+    if timestamp is None or timestamp == market.timestamp:
+        return market
+    return dataclasses.replace(market, timestamp=timestamp)
+
+
 def plan_liquidation(
     position: UserPosition,
     market: MarketState,
@@ -332,10 +340,7 @@ def plan_liquidation(
     revert on all of them. `pools`: see PoolReserves; `timestamp`: the block the transaction lands in.
     `inventory`: reserve id -> the debt asset the liquidator holds: each pair is then also planned in inventory mode
     (no flash loan, no swap, the collateral kept and valued at the oracle, as the Liquidator contract values it)."""
-    if timestamp is not None and timestamp != market.timestamp:
-        # once per plan: a shifted MarketState recomputes every reserve's indices (measured: a third of a plan's
-        # time when each of its hundreds of evaluations shifted its own)
-        market = dataclasses.replace(market, timestamp=timestamp)
+    market = _at_landing(market, timestamp)
     account = account_data(position, market)
     by_id = market.by_id
     collaterals = sorted(r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken)
@@ -449,8 +454,7 @@ def plan_at(
     """One given liquidation (a precomputed plan's pair, amount and mode), evaluated exactly in the current state:
     its plan, or None when the Pool would revert, the swap is impossible, or it no longer earns `min_profit_base`.
     No search: what a plan found for an earlier state costs one evaluation to check here."""
-    if timestamp is not None and timestamp != market.timestamp:
-        market = dataclasses.replace(market, timestamp=timestamp)
+    market = _at_landing(market, timestamp)
     if collateral_id not in position.legs or debt_id not in position.legs:
         return None
     held = (inventory or {}).get(debt_id, 0) if mode == "inventory" else None

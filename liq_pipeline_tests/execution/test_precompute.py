@@ -133,7 +133,6 @@ def test_a_user_not_liquidatable_yet_is_planned_where_it_would_cross_and_hinted_
     # the executor's hint holds whatever the prices, while the position is the same
     assert pre.hint(healthy)["debt_to_cover"] == expected.debt_to_cover
     crossed = _with_price(market, 0, 1_790 * 10**8)
-    assert pre.lookup(healthy, crossed) is None  # the strict lookup does not
     assert pre.hint(user(healthy.user, {0: coll(E18), 1: debt(1_600 * E6)})) is None  # another position
     # at the prices it crossed at, the hint evaluated exactly at the real state is a plan, one evaluation
     record = pre.hint(healthy)
