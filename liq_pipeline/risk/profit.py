@@ -31,7 +31,7 @@ from math import isqrt
 
 from .amm import FEE_DENOMINATOR, FEE_NUMERATOR, get_amount_out
 from .exact import AccountData, account_data
-from .liquidation import MUST_NOT_LEAVE_DUST, LiquidationOutcome, liquidation_outcome
+from .liquidation import MIN_LEFTOVER_BASE, MUST_NOT_LEAVE_DUST, LiquidationOutcome, liquidation_outcome
 from .market import MarketState, UserPosition
 from .versions import ProtocolRules
 from .wadray import UINT256_MAX, percent_mul, percent_mul_ceil
@@ -39,6 +39,13 @@ from .wadray import UINT256_MAX, percent_mul, percent_mul_ceil
 WEI_PER_ETH = 10**18
 _INV_PHI = Fraction(987, 1597)  # 1/phi to 6 digits: the golden-section step (Fibonacci ratio)
 WINDOW = 16  # the search ends with every integer within this of its best point
+# ... and where it starts at the swap's analytic optimum, within OPTIMUM_REACH_SHIFT (amount / 2^26) of it: the
+# profit is flat there (its slope is 0) and the integer floors make a plateau of amounts one unit apart in profit.
+# Measured on 200 random V3.6 whales against the wider search (window 16, amount / 2^20): 0.33 ms a plan instead of
+# 1.33 (with the dust rule's guided boundary search), the same profit or one debt-asset unit less (1e-6 USDC)
+OPTIMUM_WINDOW = 4
+OPTIMUM_REACH_SHIFT = 26
+CLIMB_STEPS = 16
 MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
 
 # (reserve id a, reserve id b) -> (pool reserve of a, pool reserve of b), raw token units; one entry per pool, either
@@ -209,6 +216,21 @@ class _Pair:
             value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)
         return (value - repaid) * 101 // 100 + 2 - self.gas
 
+    def dust_boundary(self, at: LiquidationOutcome) -> int | None:
+        """Where the 3.3+ dust rule starts refusing, from one outcome `at` of this pair (accepted or refused by the
+        rule: its amounts are filled in either way): the largest debtToCover leaving >= MIN_LEFTOVER_BASE of the
+        debt and of the collateral, with the collateral taken per unit repaid (bonus and fee) taken as linear. A
+        guess for the exact search: the integer roundings move it by a few units."""
+        repaid, taken = at.debt_repaid, at.collateral_seized + at.protocol_fee
+        if repaid <= 0 or taken <= 0:
+            return None
+        debt, collateral = self.market.by_id[self.debt_id], self.market.by_id[self.collateral_id]
+        debt_floor = -(-MIN_LEFTOVER_BASE * debt.unit // debt.price)
+        collateral_floor = -(-MIN_LEFTOVER_BASE * collateral.unit // collateral.price)
+        by_debt = at.user_reserve_debt - debt_floor
+        by_collateral = (at.user_collateral_balance - collateral_floor) * repaid // taken
+        return min(by_debt, by_collateral)
+
     def swap_optimum(self, at: LiquidationOutcome) -> int | None:
         """The debtToCover where the swap's marginal output equals the marginal repayment (1 + premium), for the
         collateral-per-repaid rate k of `at`: out(k x) = 997 k x R_out / (1000 R_in + 997 k x), whose derivative
@@ -235,10 +257,25 @@ def _ladder(limit: int, start: int = 1) -> list[int]:
     return [*out, limit] if limit >= 1 else []
 
 
-def _largest_accepted(accepted: Callable[[int], bool], low: int, high: int) -> int:
-    """The largest x in [low, high] with accepted(x), for accepted true at `low` and monotone (true then false)."""
+def _largest_accepted(accepted: Callable[[int], bool], low: int, high: int, guess: int | None = None) -> int:
+    """The largest x in [low, high] with accepted(x) (accepted(low) holds; accepted is monotone: true, then false).
+    From a `guess` near the boundary, steps of 1, 2, 4, ... away from it until it is bracketed, then bisection:
+    ~2 log2(|error|) + 2 evaluations where bisecting a uint range from scratch takes ~log2(high - low), 38 of a
+    plan's 79 evaluations measured on random V3.6 whales."""
     if accepted(high):
         return high
+    if guess is not None and low < guess < high:
+        step = 1
+        if accepted(guess):
+            low = guess
+            while low + step < high and accepted(low + step):
+                low, step = low + step, step * 2
+            high = min(high, low + step)
+        else:
+            high = guess
+            while high - step > low and not accepted(high - step):
+                high, step = high - step, step * 2
+            low = max(low, high - step)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if accepted(middle) else (low, middle)
@@ -247,7 +284,8 @@ def _largest_accepted(accepted: Callable[[int], bool], low: int, high: int) -> i
 
 def golden_max(f: Callable[[int], float | int], low: int, high: int, window: int = WINDOW) -> int:
     """An x in [low, high] maximising a unimodal-up-to-noise f: golden-section search over the integers, then every
-    integer within `window` of the best point seen. Ties go to the smaller x."""
+    integer within `window` of the best point seen, then up to CLIMB_STEPS on while a neighbour is better. Ties go
+    to the smaller x."""
     a, b = low, high
     for _ in range(MAX_SEARCH_STEPS):
         if b - a <= 2 * window:
@@ -264,7 +302,18 @@ def golden_max(f: Callable[[int], float | int], low: int, high: int, window: int
     for x in range(max(low, a - window), min(high, b + window) + 1):
         if best is None or f(x) > f(best):
             best = x
-    return best if best is not None else low
+    if best is None:
+        return low
+    # a best point on the window's edge climbs on while a neighbour is better, a few steps at most: up a plateau
+    # of the floors' noise. Unbounded, it walked a sawtooth one unit at a time (an 18-decimal debt against a
+    # collateral of fewer decimals seizes the same amount over ~1e10 amounts, profit falling by one unit at each:
+    # 18 GB of evaluations on the 100k devnet before the bench was killed)
+    for step in (1, -1):
+        for _ in range(CLIMB_STEPS):
+            if not (low <= best + step <= high and f(best + step) > f(best)):
+                break
+            best += step
+    return best
 
 
 def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
@@ -293,7 +342,7 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
         if low is None:
             high = 0
         else:
-            high = _largest_accepted(accepted, low, top - 1)
+            high = _largest_accepted(accepted, low, top - 1, pair.dust_boundary(at_max))
             candidates.append(high)
     else:
         low = 1
@@ -305,8 +354,9 @@ def _plan_pair(pair: _Pair) -> tuple[int, int] | None:
         if pair.swaps:  # concave: the analytic optimum, refined over the integers around it
             guess = pair.swap_optimum(pair.outcome(high))
             if guess is not None and low < guess < high:
-                reach = max(4 * WINDOW, guess >> 20)  # the integer roundings move the optimum by far less
-                candidates.append(golden_max(pair.profit, max(low, guess - reach), min(high, guess + reach)))
+                reach = max(4 * WINDOW, guess >> OPTIMUM_REACH_SHIFT)
+                found = golden_max(pair.profit, max(low, guess - reach), min(high, guess + reach), OPTIMUM_WINDOW)
+                candidates.append(found)
         # linear (no swap): the best amount is an end of the range, both candidates already
     best: tuple[int, int] | None = None
     for amount in candidates:
