@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import random
 import traceback
 
 import pytest
 from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from pydantic import SecretStr
 
@@ -65,6 +67,27 @@ def test_signature_recovers_to_the_key_and_carries_the_chain_id():
     assert decoded["chainId"] == 8453 and decoded["nonce"] == 7
     assert signed.raw[0] == 2  # EIP-1559 envelope
     assert signed.hash.startswith("0x") and len(signed.hash) == 66
+
+
+def test_the_own_encoding_gives_eth_accounts_bytes_on_random_transactions():
+    # the signer encodes and signs a plain EIP-1559 transaction itself (10x faster): byte for byte eth-account's
+    rng = random.Random("signer")
+    signer, reference = Signer.from_private_key(KEY, 8453), Account.from_key(KEY)
+    for _ in range(200):
+        tx = {
+            "nonce": rng.randint(0, 2**40),
+            "to": to_checksum_address(rng.randbytes(20)),
+            "value": rng.choice((0, rng.randint(1, 10**24))),
+            "data": rng.choice(("0x" + rng.randbytes(rng.randint(0, 600)).hex(), rng.randbytes(rng.randint(0, 40)))),
+            "gas": rng.randint(21_000, 30_000_000),
+            "maxFeePerGas": rng.randint(10**6, 10**13),
+            "maxPriorityFeePerGas": rng.randint(0, 10**6),
+        }
+        ours, theirs = signer.sign(tx), reference.sign_transaction({**tx, "chainId": 8453, "type": 2})
+        assert ours.raw == bytes(theirs.raw_transaction)
+        assert ours.hash == "0x" + bytes(theirs.hash).hex()
+    listed = _tx(to=ADDRESS, accessList=[{"address": ADDRESS, "storageKeys": ["0x" + "00" * 32]}])
+    assert signer.sign(listed).raw == bytes(reference.sign_transaction({**listed, "chainId": 8453}).raw_transaction)
 
 
 def test_a_transaction_for_another_chain_or_type_is_refused():
