@@ -194,11 +194,21 @@ def execution_summary(executing: Executing, records) -> dict:
     first = {a.attempt_key: a for a in reversed(sent)}.values()
     latencies = sorted((a.sent_at - a.seen_at) * 1000 for a in first)
     outcomes = Counter(a.outcome for a in attempts)
+    per_block = sorted(Counter(a.block_seen for a in first).values())
+    # each sending block's first transaction: how fast the bot reacts, whatever the size of the wave behind it
+    firsts: dict[int, float] = {}
+    for a in first:
+        firsts[a.block_seen] = min(firsts.get(a.block_seen, float("inf")), (a.sent_at - a.seen_at) * 1000)
+    leading = sorted(firsts.values())
     return {
         "sent": len(latencies),
+        # a wave's last transaction waits for the ones planned before it: the p99 is the largest waves' tail
+        "sent_per_block": {"p50": median(per_block, 1), "max": per_block[-1]} if per_block else {},
         "send_latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
         "send_latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
         "send_latency_max_ms": round(latencies[-1], 2) if latencies else None,
+        "first_send_latency_p50_ms": round(percentile(leading, 0.50), 2) if leading else None,
+        "first_send_latency_p99_ms": round(percentile(leading, 0.99), 2) if leading else None,
         "outcomes": dict(outcomes),
         "skipped_reasons": dict(Counter((a.reason or "")[:60] for a in attempts if a.outcome == "skipped")),
         "profit_realized_usd": round(sum(a.realized_profit_usd or 0.0 for a in attempts), 2),

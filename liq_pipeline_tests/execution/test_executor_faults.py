@@ -335,3 +335,57 @@ def test_at_most_max_per_block_each_block_the_largest_debts_first_and_the_rest_a
     second = [a.user.lower() for a in executor.on_block(state, rest, time.time()) if a.outcome == "dry_run"]
     assert len(second) == 1 and second[0] in every and second[0] != first[0]
     assert _pending(net) == 0  # dry-run: nothing sent
+
+
+def test_a_wave_goes_out_in_growing_chunks_each_simulated_behind_the_last_and_all_land(armed, monkeypatch):
+    import liq_pipeline.execution.executor as executor_module
+
+    net, venue, below, redis_url = armed
+    fund_inventory(net.rpc, net.market, venue.liquidator, 1_000_000)
+    venue = dataclasses.replace(venue, inventory=True)
+    monkeypatch.setattr(executor_module, "FIRST_CHUNK", 1)  # three users: chunks of 1 and 2
+    executor = _executor(net, venue, RpcClient(net.node.url), redis_url)
+    state, positions = _view(net, below)
+    sent = _sent(executor.on_block(state, positions, time.time()))
+    assert len(sent) == 3, [(a.user, a.outcome, a.reason) for a in executor.attempts]
+    assert [a.nonce for a in sent] == list(range(sent[0].nonce, sent[0].nonce + 3))
+    assert sent[0].sent_at < sent[1].sent_at == sent[2].sent_at  # the largest debt left before the others
+    debts = {p.user.lower(): account_data(p, state).total_debt_base for p in positions}
+    assert sent[0].user.lower() == max(debts, key=debts.get)
+    assert _pending(net) == 3
+    _mine(net)
+    for attempt in sent:  # the second chunk was verified behind the first, pending then: all three land
+        assert net.rpc.call("eth_getTransactionReceipt", attempt.tx_hash)["status"] == "0x1"
+
+
+class _Recording(RpcClient):
+    """The node's client, remembering the methods asked, in order."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.methods: list[str] = []
+
+    def batch(self, requests_, *, raise_on_error: bool = True):
+        items = list(requests_)
+        self.methods += [method for method, _params in items]
+        return super().batch(items, raise_on_error=raise_on_error)
+
+
+def test_other_users_transactions_are_followed_after_this_blocks_sends(armed):
+    net, venue, below, redis_url = armed
+    fund_inventory(net.rpc, net.market, venue.liquidator, 1_000_000)
+    venue = dataclasses.replace(venue, inventory=True)
+    rpc = _Recording(net.node.url)
+    executor = _executor(net, venue, rpc, redis_url)
+    state, positions = _view(net, below)
+    (earlier,) = _sent(executor.on_block(state, positions[:1], time.time()))
+    _mine(net)
+    state, positions = _view(net, below)
+    rpc.methods.clear()
+    others = [p for p in positions if p.user.lower() != earlier.user.lower()]
+    sent = _sent(executor.on_block(state, others, time.time()))
+    assert len(sent) == 2
+    # the earlier transaction's receipt is asked for once this block's own transactions are verified and out (the
+    # sends travel on their own connection), and it settles
+    assert rpc.methods.index("eth_simulateV1") < rpc.methods.index("eth_getTransactionReceipt")
+    assert [a.outcome for a in executor.attempts if a.attempt_key == earlier.attempt_key][-1] == "included"
