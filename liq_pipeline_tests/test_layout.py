@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "evaluation": 3,
     "watch": 4,
     "execution": 4,
+    "backtest": 4,  # the engine replayed (evaluation/) and graded against the chain's answers
     "defs": 5,
     "definitions": 6,
     "bench": 7,

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .backtest import command as backtest_command
 from .base import new_app, usage_error
 from .devnet import app as devnet_app
 
@@ -156,6 +157,9 @@ def backfill(
     from . import backfill as command
 
     raise typer.Exit(command.main(from_block, to_block))
+
+
+app.command("backtest")(backtest_command)  # options and help with the command: commands/backtest.py
 
 
 @app.command()

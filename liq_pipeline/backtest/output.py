@@ -1,0 +1,43 @@
+"""What a backtest leaves in its directory: the report (Markdown and JSON) and its frames as lake datasets.
+
+DIR/report.md, DIR/report.json
+DIR/lake/predictions/predictions__{start}_to_{end}.parquet        the replayed engine's candidates
+DIR/lake/account_health/account_health__{start}_to_{end}.parquet  the Pool's getUserAccountData
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .datasets import PREDICTIONS, backtest_lake, write_frames
+from .report import render_markdown
+from .run import Backtest
+from .truth import NAME as TRUTH
+
+
+def write_outputs(backtest: Backtest, out_dir: Path, range_size: int) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = backtest.plan
+    lake = backtest_lake(out_dir / "lake", range_size)
+    # predictions from the replay's first block: flags before the graded range count for lead times
+    write_frames(lake, PREDICTIONS, backtest.replay.predictions, plan.replay_from, plan.to_block)
+    write_frames(lake, TRUTH, backtest.facts.truth, plan.truth_from, plan.to_block)
+    paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "lake": lake.root}
+    _write_text(paths["markdown"], render_markdown(backtest.report))
+    _write_text(paths["json"], json.dumps(backtest.report, indent=2, allow_nan=False) + "\n")
+    return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically: a reader never sees half a report."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,109 @@
+"""The backtest's report as Markdown: what was graded, then the figures overall and per scenario."""
+
+from __future__ import annotations
+
+# (key, label) of the figures table, overall and per scenario
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("crossings", "crossings (Pool: HF >= 1, then < 1)"),
+    ("recall_at_cross", "recall at the crossing block"),
+    ("flagged_ahead_share", "crossings flagged >= 1 block ahead"),
+    ("lead_time_p50_blocks", "lead time p50, blocks"),
+    ("lead_time_p50_s", "lead time p50, seconds"),
+    ("lead_censored", "lead times cut at the replay's first block"),
+    ("eta_error_p50_s", "ETA error p50 at the first flag, s (> 0: later than predicted)"),
+    ("precision_within_horizon", "precision within the horizon"),
+    ("base_rate_within_horizon", "base rate (a predictor flagging everyone)"),
+    ("flags_judged", "flags judged for precision"),
+    ("candidates_per_block_p50", "candidates per block p50"),
+    ("recall_liquidatable", "(block, user) below HF 1 flagged"),
+    ("liquidations_onchain", "liquidations on chain"),
+    ("liquidations_unflagged", "liquidations never flagged before"),
+    ("liquidations_flagged_late", "liquidations flagged only once below HF 1"),
+    ("liquidation_late_blocks_p50", "blocks late p50 (flagged liquidations)"),
+    ("liquidation_late_blocks_max", "blocks late max"),
+    ("liquidation_lead_blocks_p50", "first flag to liquidation p50, blocks"),
+)
+MOVE_FIGURES = ("crossings", "recall_at_cross", "flagged_ahead_share", "lead_time_p50_blocks", "lead_time_p50_s")
+CALIBRATION = ("eta_bucket", "flags", "crossed_share", "time_to_liquidatable_p50_s", "eta_error_p50_s")
+
+
+def render_markdown(report: dict) -> str:
+    scenarios = report.get("scenarios", {})
+    engine = report["engine"]
+    lines = [
+        f"# Backtest of blocks {report['graded_from_block']}-{report['to_block']}",
+        "",
+        "Graded by the chain: Pool.getUserAccountData of every known borrower at every block, and the on-chain "
+        "LiquidationCall events, against the engine replayed block by block (docs/backtest.md).",
+        "",
+        *_coverage(report),
+        "",
+        f"Engine: Aave V{engine['protocol_version']}, scenarios {', '.join(engine['scenarios'])}, horizon "
+        f"{engine['engine_horizon_sec']:g} s, buffer {engine['hf_buffer_bps']} bps"
+        + ("" if engine["predictive_enabled"] else " (PREDICTIVE_ENABLED=false: baseline only, no look-ahead)")
+        + f"; precision judged within {engine['graded_horizon_sec']} s.",
+        "",
+        "## Figures",
+        "",
+        _table(
+            ["figure", "overall", *scenarios],
+            [[label, report.get(key), *(s.get(key) for s in scenarios.values())] for key, label in FIGURES],
+        ),
+        "",
+        "## By the price move at the crossing block",
+        "",
+        "The largest one-block change of any oracle price at the crossing block.",
+        "",
+    ]
+    moves = report.get("by_price_move", {})
+    lines.append(
+        _table(
+            ["move", *MOVE_FIGURES], [[bucket, *(row.get(k) for k in MOVE_FIGURES)] for bucket, row in moves.items()]
+        )
+    )
+    lines += [
+        "",
+        "## ETA calibration (overall)",
+        "",
+        "Flags at HF >= 1 whose horizon the range covers, by their ETA.",
+        "",
+    ]
+    calibration = report.get("calibration", [])
+    lines.append(
+        _table(list(CALIBRATION), [[row.get(k) for k in CALIBRATION] for row in calibration])
+        if calibration
+        else "No flag could be judged."
+    )
+    lines += ["", f"Seconds: {report.get('seconds', {})}", ""]
+    return "\n".join(lines)
+
+
+def _coverage(report: dict) -> list[str]:
+    out = [
+        f"- blocks graded: {report['blocks']} ({report['graded_from_block']}-{report['to_block']}), "
+        f"{report['borrowers']} borrowers, {report['truth_reads']} getUserAccountData answers",
+    ]
+    if report["graded_from_block"] > report["from_block"]:
+        out.append(
+            f"- the node has no state before block {report['first_block_with_state']}: blocks "
+            f"{report['from_block']}-{report['graded_from_block'] - 1} were asked but cannot be graded"
+        )
+    warm = report["graded_from_block"] - report["replay_from_block"]
+    out.append(f"- the engine replayed from block {report['replay_from_block']} ({warm} blocks of price window first)")
+    if report.get("deferred_users"):
+        out.append(f"- {report['deferred_users']} touched users re-read a block late (PREDICTIVE_MAX_USERS_PER_TICK)")
+    return out
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
