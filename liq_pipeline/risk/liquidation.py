@@ -139,7 +139,8 @@ def liquidation_outcome(
     its collateral flags) lets the outcome say whether received aTokens count as the liquidator's collateral.
     `account`: the position's `account_data` in `market` when the caller has it (a sizing search evaluates hundreds
     of amounts of one position; the account data does not depend on the amount). `with_position_after=False`: the
-    outcome without `position_after` (a sizing search does not read it: a quarter of an evaluation's time)."""
+    outcome without `position_after` (a sizing search does not read it; its copies were a fifth of an evaluation's
+    time, cProfile on random V3.6 whales)."""
     if debt_to_cover < 0 or debt_to_cover > UINT256_MAX:
         raise ValueError("debt_to_cover must be a uint256")
     rules = market.rules
