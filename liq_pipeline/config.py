@@ -109,6 +109,8 @@ _FLOAT_RULES: dict[str, tuple[float, float, str]] = {
     "predictive_adverse_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
     "predictive_extreme_sigmas": (0.0, 10.0, "a number of standard deviations from 0 to 10"),
     "kpi_miss_rate_max": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
+    "backtest_min_precision": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
+    "backtest_min_lead_time_s": (0.0, 86_400.0, "a number of seconds from 0 to 86400"),
     "execution_min_profit_usd": (0.0, 1e9, "an amount in US dollars from 0 to 1000000000"),
 }
 
@@ -174,6 +176,10 @@ class Settings(BaseSettings):
     kpi_miss_rate_max: float = 0.10
     kpi_latency_p95_ms: int = 15_000
     kpi_watcher_p99_ms: int = 50
+    # the backtest_report asset's WARN checks (issue #14): precision within the horizon, lead time p50 (seconds;
+    # 2 s: one Base block, a crossing flagged at the block before it at the median)
+    backtest_min_precision: float = 0.10
+    backtest_min_lead_time_s: float = 2.0
     hf_check_sample: int = 200
     alert_webhook_url: SecretStr | None = None
     dagster_port: int = 3000

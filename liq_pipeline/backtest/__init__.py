@@ -5,5 +5,8 @@ replay.py   the watcher's Tracker and engine replayed block by block: the predic
 moves.py    the oracle's jump at each block, bucketed
 grading.py  truth + predictions -> the figures, per scenario and overall (pure)
 run.py      one backtest: the range planned against the node's state history, the stages run in order
+replay_many.py  the engine replayed once for many parameter sets (each block read once)
+sweep.py, frontier.py   the grid of settings graded on one history; its precision / flagged-ahead frontier
+plots.py    the report's figures (PNG, matplotlib's Agg canvas): lead time, frontier, ETA calibration, candidates
 datasets.py, output.py, report.py   the frames as lake datasets, the report as Markdown and JSON
 """

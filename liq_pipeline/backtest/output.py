@@ -3,6 +3,7 @@
 DIR/report.md, DIR/report.json
 DIR/lake/predictions/predictions__{start}_to_{end}.parquet        the replayed engine's candidates
 DIR/lake/account_health/account_health__{start}_to_{end}.parquet  the Pool's getUserAccountData
+DIR/sweep/point-{n}/lake/predictions/...                           a sweep's: each point's candidates
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from .datasets import PREDICTIONS, backtest_lake, write_frames
 from .report import render_markdown
 from .run import Backtest
+from .sweep import Sweep
 from .truth import NAME as TRUTH
 
 
@@ -41,3 +43,13 @@ def _write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def write_sweep(sweep: Sweep, out_dir: Path, range_size: int) -> dict[str, Path]:
+    """The current point's report (with the sweep's keys) and datasets, then every point's predictions."""
+    paths = write_outputs(sweep.backtest, out_dir, range_size)
+    plan = sweep.backtest.plan
+    for point, replayed in zip(sweep.points, sweep.replays, strict=True):
+        lake = backtest_lake(out_dir / "sweep" / f"point-{point['point']}" / "lake", range_size)
+        write_frames(lake, PREDICTIONS, replayed.predictions, plan.replay_from, plan.to_block)
+    return paths

@@ -25,6 +25,17 @@ FIGURES: tuple[tuple[str, str], ...] = (
 )
 MOVE_FIGURES = ("crossings", "recall_at_cross", "flagged_ahead_share", "lead_time_p50_blocks", "lead_time_p50_s")
 CALIBRATION = ("eta_bucket", "flags", "crossed_share", "time_to_liquidatable_p50_s", "eta_error_p50_s")
+# (key, column) of the sweep's tables
+SWEEP_FIGURES: tuple[tuple[str, str], ...] = (
+    ("recall_at_cross", "recall at cross"),
+    ("flagged_ahead_share", "flagged ahead"),
+    ("precision_within_horizon", "precision"),
+    ("base_rate_within_horizon", "base rate"),
+    ("precision_lift", "lift"),
+    ("lead_time_p50_s", "lead p50 s"),
+    ("candidates_per_block_p50", "cand./block p50"),
+    ("liquidations_unflagged", "liq. unflagged"),
+)
 
 
 def render_markdown(report: dict) -> str:
@@ -74,8 +85,73 @@ def render_markdown(report: dict) -> str:
         if calibration
         else "No flag could be judged."
     )
+    if "sweep" in report:
+        lines += ["", *_sweep(report)]
     lines += ["", f"Seconds: {report.get('seconds', {})}", ""]
     return "\n".join(lines)
+
+
+def _sweep(report: dict) -> list[str]:
+    """The frontier, the recommendation against the current settings, then every point."""
+    points = report["sweep"]
+    names = list(dict.fromkeys(name for point in points for name in point["settings"]))
+    header = ["point", *(n.removeprefix("PREDICTIVE_") for n in names), *(label for _, label in SWEEP_FIGURES)]
+
+    def rows(selected: list[dict]) -> list[list]:
+        return [
+            [_point_name(p), *(p["settings"].get(n) for n in names), *(p.get(k) for k, _ in SWEEP_FIGURES)]
+            for p in selected
+        ]
+
+    best = report.get("recommended")
+    current = [p for p in points if p.get("label") == "current"]
+    lines = [
+        "## Sweep",
+        "",
+        f"{len(points)} engine settings graded on the same history (the figures above are the current settings'). "
+        "Each point's precision is judged within its own PREDICTIVE_HORIZON_SEC, hence its own base rate: a longer "
+        "horizon raises both, the lift (precision / base rate) compares across horizons.",
+        "",
+        "### Frontier",
+        "",
+        "Points flagging every crossing at its block (recall 1.0) that no other such point beats on both "
+        "the flagged-ahead share and the precision within the horizon.",
+        "",
+        _table(header, rows(report.get("frontier", []))) if report.get("frontier") else "No point reaches recall 1.0.",
+        "",
+        "### Recommended",
+        "",
+    ]
+    if best is None:
+        lines.append("None: no point reaches recall 1.0 with at least the current flagged-ahead share.")
+    else:
+        lines += [
+            f"`{best['env']}`: the best precision among the frontier points flagging at least "
+            f"{best['min_flagged_ahead_share']:g} of the crossings ahead (the current settings' share).",
+            "",
+            _table(header, rows([best, *current])),
+            "",
+            f"Change from the current settings: {_changes(best.get('vs_current'))}",
+        ]
+    same = report.get("recommended_same_horizon")
+    if same is not None and (best is None or same["point"] != best["point"]):
+        lines += [
+            "",
+            f"At the current horizon (precision judged over the same window, like for like): `{same['env']}`, "
+            f"change from the current settings: {_changes(same.get('vs_current'))}",
+        ]
+    lines += ["", "### Every point", "", _table(header, rows(points))]
+    return lines
+
+
+def _changes(delta: dict | None) -> str:
+    if not delta:
+        return "-"
+    return ", ".join(f"{key} {value:+g}" if value is not None else f"{key} -" for key, value in delta.items())
+
+
+def _point_name(point: dict) -> str:
+    return f"{point['point']} ({point['label']})" if point.get("label") else str(point["point"])
 
 
 def _coverage(report: dict) -> list[str]:

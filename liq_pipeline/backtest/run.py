@@ -9,7 +9,7 @@ trends a running watcher would have had), both clamped to the first block with s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -28,6 +28,7 @@ from ..risk.versions import rules_for
 from .grading import Window, grade
 from .moves import price_moves
 from .replay import Replay, replay
+from .replay_many import replay_many
 from .truth import first_seen, read_truth
 
 # stage, blocks done, blocks in the stage (the command's progress bar)
@@ -118,23 +119,23 @@ def run_backtest(rpc: RpcClient, settings: Settings, plan: Plan, progress: Progr
     replayed = replay_engine(rpc, settings, plan, facts.seen, params, tick)
     seconds["replay"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    window = Window(plan.graded_from, plan.to_block, float(settings.predictive_horizon_sec))
-    graded = grade(
-        facts.truth,
-        replayed.blocks,
-        replayed.predictions,
-        facts.liquidations,
-        price_moves(replayed.prices),
-        window,
-        [spec.name for spec in params.scenarios],
-    )
+    graded = grade_replay(plan, settings, params, facts, replayed)
     seconds["grading"] = time.perf_counter() - clock
     report = {
-        **_header(plan, settings, params, facts, replayed),
+        **header(plan, settings, params, facts, replayed),
         **graded,
         "seconds": {stage: round(value, 2) for stage, value in seconds.items()},
     }
     return Backtest(plan, report, facts, replayed, seconds)
+
+
+def grade_replay(plan: Plan, settings: Settings, params: EngineParams, facts: ChainFacts, replayed: Replay) -> dict:
+    """The figures of one engine's predictions over the graded range; "within the horizon" is
+    PREDICTIVE_HORIZON_SEC of `settings` (with PREDICTIVE_ENABLED=false too: the engine then looks 0 s ahead)."""
+    window = Window(plan.graded_from, plan.to_block, float(settings.predictive_horizon_sec))
+    moves = price_moves(replayed.prices)
+    scenarios = [spec.name for spec in params.scenarios]
+    return grade(facts.truth, replayed.blocks, replayed.predictions, facts.liquidations, moves, window, scenarios)
 
 
 def read_chain_facts(rpc: RpcClient, settings: Settings, plan: Plan, tick: Progress) -> ChainFacts:
@@ -164,6 +165,27 @@ def replay_engine(
 ) -> Replay:
     """The engine replayed from plan.replay_from as a watcher started there would have run it: the market as
     discovered at that block, the borrowers the events had named by then, PREDICTIVE_MAX_USERS_PER_TICK."""
+    tracker = _tracker(rpc, settings, plan, seen)
+    total = plan.to_block - plan.replay_from + 1
+    tick("replay", 0, total)
+    return replay(tracker, params, plan.to_block, progress=lambda block: _tick_replay(tick, plan, block))
+
+
+def replay_engines(
+    rpc: RpcClient,
+    settings: Settings,
+    plan: Plan,
+    seen: pl.DataFrame,
+    params: Sequence[EngineParams],
+    tick: Progress,
+) -> list[Replay]:
+    """`replay_engine` for several parameter sets at once: the chain read once, every set evaluated per block."""
+    tracker = _tracker(rpc, settings, plan, seen)
+    tick("replay", 0, plan.to_block - plan.replay_from + 1)
+    return replay_many(tracker, params, plan.to_block, progress=lambda block: _tick_replay(tick, plan, block))
+
+
+def _tracker(rpc: RpcClient, settings: Settings, plan: Plan, seen: pl.DataFrame) -> Tracker:
     rules = rules_for(settings.aave_protocol_version)
     start = plan.replay_from
     market = discover_market(
@@ -181,12 +203,14 @@ def replay_engine(
         settings.predictive_ema_span,
     )
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
-    total = plan.to_block - start + 1
-    tick("replay", 0, total)
-    return replay(tracker, params, plan.to_block, progress=lambda block: tick("replay", block - start + 1, total))
+    return tracker
 
 
-def _header(plan: Plan, settings: Settings, params: EngineParams, facts: ChainFacts, replayed: Replay) -> dict:
+def _tick_replay(tick: Progress, plan: Plan, block: int) -> None:
+    tick("replay", block - plan.replay_from + 1, plan.to_block - plan.replay_from + 1)
+
+
+def header(plan: Plan, settings: Settings, params: EngineParams, facts: ChainFacts, replayed: Replay) -> dict:
     """What was graded, against what, with which engine."""
     return {
         "from_block": plan.from_block,

@@ -21,25 +21,43 @@ def command(
         typer.Option("--out", help="Directory for the report and its datasets (default DATA_DIR/backtest/A-B)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    sweep: Annotated[
+        bool,
+        typer.Option("--sweep", help="Grade a grid of engine settings on the same history (chain read once)."),
+    ] = False,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            metavar="NAME[/NAME]=V[/V],...",
+            help="A sweep dimension, replacing the default one of those settings (repeatable), e.g. "
+            "PREDICTIVE_HORIZON_SEC=60,180 or "
+            "PREDICTIVE_ADVERSE_SHOCK_BPS/PREDICTIVE_EXTREME_SHOCK_BPS=100/200,200/400.",
+        ),
+    ] = None,
 ) -> None:
     """Grade the engine by the chain over a block range.
 
     Truth from the Pool (getUserAccountData of every borrower at every block, LiquidationCall events) against the
     engine replayed block by block as a watcher would have run it: recall at the crossing, flagged ahead, lead
     time, precision within the horizon, candidates per block, liquidations never flagged. The report (Markdown,
-    JSON) and the predictions go to --out.
+    JSON) and the predictions go to --out. --sweep: the same over a grid of settings, with the frontier (flagged
+    ahead vs precision, among points with recall 1.0) and the recommended settings.
     """
-    main(from_block, to_block, out, as_json)
+    main(from_block, to_block, out, as_json, sweep, grid or [])
 
 
-def main(from_block: int, to_block: int, out: Path | None, as_json: bool) -> None:
+def main(
+    from_block: int, to_block: int, out: Path | None, as_json: bool, sweep: bool = False, grid: list[str] | None = None
+) -> None:
     import json
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..backtest.output import write_outputs
+    from ..backtest.output import write_outputs, write_sweep
     from ..backtest.run import BacktestError, plan_range, run_backtest
+    from ..backtest.sweep import parse_grid, run_sweep
     from ..risk.blas import use_one_blas_thread
     from . import runtime
 
@@ -47,7 +65,14 @@ def main(from_block: int, to_block: int, out: Path | None, as_json: bool) -> Non
         raise runtime.CommandError(f"--to-block {to_block} is before --from-block {from_block}")
     if out is not None and out.exists() and not out.is_dir():
         raise runtime.CommandError(f"--out {str(out)!r} is not valid: it exists and is not a directory")
-    settings = runtime.node_settings(runtime.settings())
+    if grid and not sweep:
+        raise runtime.CommandError("--grid is not valid without --sweep")
+    loaded = runtime.settings()  # the environment first: a bad variable is its own line, not the grid's
+    try:
+        dimensions = parse_grid(grid or []) if sweep else []
+    except BacktestError as error:
+        raise runtime.CommandError(str(error)) from None
+    settings = runtime.node_settings(loaded)
     use_one_blas_thread()
     err = Console(stderr=True, highlight=False)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -69,9 +94,14 @@ def main(from_block: int, to_block: int, out: Path | None, as_json: bool) -> Non
                     tasks[stage] = progress.add_task(stage, total=total)
                 progress.update(tasks[stage], completed=done, total=total)
 
-            backtest = run_backtest(rpc, settings, plan, progress=tick)
-    target = out if out is not None else Path(settings.data_dir) / "backtest" / f"{plan.graded_from}-{to_block}"
-    paths = write_outputs(backtest, target, settings.lake_range_blocks)
+            swept = run_sweep(rpc, settings, plan, dimensions, progress=tick) if sweep else None
+            backtest = swept.backtest if swept else run_backtest(rpc, settings, plan, progress=tick)
+    name = f"{plan.graded_from}-{to_block}" + ("-sweep" if sweep else "")
+    target = out if out is not None else Path(settings.data_dir) / "backtest" / name
+    if swept:
+        paths = write_sweep(swept, target, settings.lake_range_blocks)
+    else:
+        paths = write_outputs(backtest, target, settings.lake_range_blocks)
     runtime.note(f"report: {paths['markdown']}")
     report = backtest.report
     if as_json:
@@ -90,3 +120,7 @@ def main(from_block: int, to_block: int, out: Path | None, as_json: bool) -> Non
     ):
         per = "  ".join(f"{name} {values.get(key)}" for name, values in report["scenarios"].items())
         text.print(f"{key:>26}  {report.get(key)}" + (f"   ({per})" if per else ""))
+    if swept:
+        best = report["recommended"]
+        text.print(f"{'sweep':>26}  {len(report['sweep'])} points, {len(report['frontier'])} on the frontier")
+        text.print(f"{'recommended':>26}  {best['env'] if best else None}")

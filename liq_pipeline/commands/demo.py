@@ -4,12 +4,13 @@ A fresh devnet (real Aave V3, seeded from the state cache), the simulator making
 shocks, interest, arrivals, repays, a competitor liquidating users below HF 1 after a delay), the watcher
 processing every block as soon as it is mined (candidates into the embedded Redis), and every `dagster_every`
 blocks the Dagster evaluation asset materialized in-process on that block, with its checks. At the end: every
-on-chain LiquidationCall against the watcher's candidates before it, and every user's HF against
-getUserAccountData.
+simulated block graded by the chain as `liq backtest` grades a replay (backtest/run.py: the Pool's
+getUserAccountData of every borrower at every block, the LiquidationCall events), but against the candidates the
+watcher actually wrote, block by block; and every user's HF at the last block against getUserAccountData.
 
-- flagged_before: liquidations whose user was a candidate (any scenario) at least one block before;
-- recall_at_cross: of the (user, block) where a user's HF crossed below 1, the share where the watcher held that
-  user as a candidate at that very block;
+- crossings, recall_at_cross, flagged_ahead_share, precision_within_horizon, lead_time_p50_s,
+  candidates_per_block_p50, liquidations_onchain, liquidations_unflagged: the backtest's figures (docs/backtest.md),
+  overall and per scenario under `scenarios`;
 - dagster_block_to_candidates_p50_s: in-process materializations; `dagster dev` adds the run process start-up
   (1.1-1.8 s measured here, shared/docs/dagster-facts.md).
 """
@@ -25,12 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 from pydantic import SecretStr
 from rich.console import Console
 
+from ..backtest.replay import BLOCK_SCHEMA, PRICE_SCHEMA, Replay
+from ..backtest.run import grade_replay, plan_range, read_chain_facts
 from ..cache import open_market_cache
 from ..cache.server import EmbeddedRedis
-from ..chain.events import fetch_events
 from ..chain.ground_truth import user_account_data
 from ..chain.rpc import RpcClient
 from ..config import Settings
@@ -43,6 +46,8 @@ from ..devnet.simulate import SimConfig, simulate
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
 from ..risk.blas import use_one_blas_thread
+from ..risk.evaluation import CANDIDATE_SCHEMA
+from ..risk.params import EngineParams
 from ..risk.versions import rules_for
 from ..watch.watcher import Watcher
 from . import runtime
@@ -53,6 +58,50 @@ def _p(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# the backtest's figures the demo reports, overall and per scenario
+GRADED = (
+    "crossings",
+    "recall_at_cross",
+    "flagged_ahead_share",
+    "precision_within_horizon",
+    "lead_time_p50_s",
+    "candidates_per_block_p50",
+    "liquidations_onchain",
+    "liquidations_unflagged",
+)
+
+
+class _Held:
+    """What the watcher held at each block it processed: its candidates, the block's time and oracle prices."""
+
+    def __init__(self) -> None:
+        self.candidates: list[pl.DataFrame] = [pl.DataFrame(schema=CANDIDATE_SCHEMA)]
+        self.blocks: list[tuple[int, int, int, int]] = []
+        self.prices: list[tuple[int, int, int]] = []
+
+    def add(self, tracker: Tracker, candidates: pl.DataFrame) -> None:
+        state = tracker.market_state()  # the block's, already read by the watcher
+        self.candidates.append(candidates)
+        self.blocks.append((tracker.block, state.timestamp, tracker.users, candidates.height))
+        self.prices.extend((tracker.block, reserve, price) for reserve, price in state.prices.items())
+
+    def replay(self) -> Replay:
+        return Replay(
+            predictions=pl.concat(self.candidates),
+            blocks=pl.DataFrame(self.blocks, schema=BLOCK_SCHEMA, orient="row"),
+            prices=pl.DataFrame(self.prices, schema=PRICE_SCHEMA, orient="row"),
+            deferred_users=0,
+        )
+
+
+def _graded(rpc: RpcClient, settings: Settings, params: EngineParams, held: _Held, first: int, last: int) -> dict:
+    """The backtest's grading of the simulated blocks: the truth read from the devnet now, the predictions those the
+    watcher made live."""
+    plan = plan_range(rpc, settings, first, last)
+    facts = read_chain_facts(rpc, settings, plan, lambda _stage, _done, _total: None)
+    return grade_replay(plan, settings, params, facts, held.replay())
 
 
 def run_demo(
@@ -93,6 +142,8 @@ def run_demo(
                 "data_dir": workdir,
                 "predictive_enabled": True,
                 "aave_protocol_version": devnet.market.protocol_version,
+                "aave_addresses_provider": devnet.market.addresses_provider,
+                "state_history_from_block": head,
             }
         )
         rules = rules_for(devnet.market.protocol_version)
@@ -106,10 +157,9 @@ def run_demo(
             own.stable_asset_symbols,
             multicall=own.multicall_address,
         )
-        watcher = Watcher(rpc, tracker, engine_params(own), cache)
-        flagged: dict[str, set[int]] = {}  # user -> blocks at which the watcher held it as a candidate
-        below: set[str] = set()
-        crossings: list[tuple[str, int]] = []
+        params = engine_params(own)
+        watcher = Watcher(rpc, tracker, params, cache)
+        held = _Held()
         dagster_latency: list[float] = []
         counters = {"dagster_runs": 0, "checks_failed": 0}
 
@@ -119,13 +169,10 @@ def run_demo(
                 processed = watcher.step()
                 if not processed or watcher.last_result is None:
                     return
-                block, result = watcher.tracker.block, watcher.last_result
-                for user in result.candidates["user"].unique().to_list():
-                    flagged.setdefault(user, set()).add(block)
-                now = set(result.users.filter(result.users["hf_current"] < 1.0)["user"].to_list())
-                crossings.extend((user, block) for user in now - below)
-                below.clear()
-                below.update(now)
+                # one block per step: the simulator mines one per callback (a step over several would keep only the
+                # last one's candidates: `blocks_graded` < `blocks` would say so)
+                held.add(watcher.tracker, watcher.last_result.candidates)
+                block = watcher.tracker.block
                 if dagster_every and index % dagster_every == 0:
                     seen = time.time()
                     run = evaluate_in_process(instance, block, observed_at=seen, raise_on_error=False)
@@ -137,12 +184,11 @@ def run_demo(
             say(f"simulating {blocks} blocks")
             config = SimConfig(blocks=blocks, seed=seed, shock_probability=0.01)  # a few shocks in 300 blocks
             sim = simulate(chain, devnet.market, config, users, on_block=after_block)
-            watcher.step()  # a block mined after the last callback (the seeder's closing transactions)
+            if watcher.step() and watcher.last_result is not None:  # a block mined after the last callback
+                held.add(watcher.tracker, watcher.last_result.candidates)
 
-        events = fetch_events(rpc, watcher.tracker.market, sim.blocks[0], watcher.tracker.block)
-        liquidations = events.filter(events["event"] == "LiquidationCall").select("user", "block_number")
-        flagged_before = sum(any(b < block for b in flagged.get(user, ())) for user, block in liquidations.iter_rows())
-        recall = sum(block in flagged.get(user, ()) for user, block in crossings)
+        say("grading the watcher's candidates by the chain")
+        graded = _graded(rpc, own, params, held, sim.blocks[0], watcher.tracker.block)
         result = watcher.last_result
         truth = user_account_data(rpc, devnet.market.pool, result.users["user"].to_list(), watcher.tracker.block)
         flips = sum(
@@ -150,16 +196,13 @@ def run_demo(
             for user, hf in result.users.select("user", "hf_current").iter_rows()
         )
         latencies = [r.latency_ms for r in watcher.stats.records]
-        count = liquidations.height
         return {
             "protocol": devnet.market.protocol_version,
             "blocks": len(watcher.stats.records),
             "borrowers": watcher.tracker.users,
-            "liquidations_onchain": count,
-            "flagged_before": flagged_before,
-            "miss_rate": round(1 - flagged_before / count, 4) if count else None,
-            "recall_at_cross": round(recall / len(crossings), 4) if crossings else None,
-            "crossings": len(crossings),
+            "blocks_graded": len(held.blocks),
+            **{key: graded[key] for key in GRADED},
+            "scenarios": {name: {key: figures[key] for key in GRADED} for name, figures in graded["scenarios"].items()},
             "watcher_p50_ms": round(statistics.median(latencies), 2) if latencies else None,
             "watcher_p99_ms": round(_p(latencies, 0.99), 2) if latencies else None,
             "dagster_runs": counters["dagster_runs"],
