@@ -52,6 +52,14 @@ def first_state_block(rpc, settings: Settings, head: int | None = None) -> int:
 _first_state_seen: dict[tuple[str, str, int], int] = {}  # (node, address, floor) -> the last answer
 
 
+def head_and_state_from(chain) -> tuple[int, int]:
+    """The node's head and its first block with state, on one connection of the `chain` resource (a schedule's
+    `read_node`)."""
+    with chain.client() as rpc:
+        head = rpc.quantity("eth_blockNumber")
+        return head, first_state_block(rpc, chain.settings(), head)
+
+
 def final_ranges(lake, keys, head: int, confirmations: int, lacks: Callable[[BlockRange], bool]) -> list[str]:
     """Known partitions whose range is final (`confirmations` blocks behind `head`) and `lacks` something, oldest
     first."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..partitions import every_minute, final_ranges, first_state_block, request_ranges
+from ..partitions import every_minute, final_ranges, head_and_state_from, request_ranges
 from ..resources import ChainResource, LakeResource
 from .assets import backtest_ranges_job
 from .store import RangeFiles
@@ -35,15 +35,9 @@ def ranges_to_backtest(lake, keys, head: int, confirmations: int, state_from: in
 )
 def backtest_finished_ranges(context: dg.ScheduleEvaluationContext, chain: ChainResource, lake: LakeResource):
     settings = chain.settings()
-
-    def head_and_state_from() -> tuple[int, int]:
-        with chain.client() as rpc:
-            head = rpc.quantity("eth_blockNumber")
-            return head, first_state_block(rpc, settings, head)
-
     return request_ranges(
         context,
-        head_and_state_from,
+        lambda: head_and_state_from(chain),
         lambda keys, node: ranges_to_backtest(lake.lake(), keys, node[0], settings.confirmations, node[1], settings),
         "backtest",
         "every finished range has a backtest report",

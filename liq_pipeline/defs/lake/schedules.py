@@ -4,7 +4,7 @@
 
 import dagster as dg
 
-from ..partitions import every_minute, final_ranges, first_state_block, request_ranges
+from ..partitions import every_minute, final_ranges, head_and_state_from, request_ranges
 from ..resources import ChainResource, LakeResource
 from .assets import datasets_of, lake_ranges_job
 
@@ -26,15 +26,9 @@ def missing_ranges(lake, keys, head: int, confirmations: int, state_from: int = 
 )
 def backfill_finished_ranges(context: dg.ScheduleEvaluationContext, chain: ChainResource, lake: LakeResource):
     settings = chain.settings()
-
-    def head_and_state_from() -> tuple[int, int]:
-        with chain.client() as rpc:
-            head = rpc.quantity("eth_blockNumber")
-            return head, first_state_block(rpc, settings, head)
-
     return request_ranges(
         context,
-        head_and_state_from,
+        lambda: head_and_state_from(chain),
         lambda keys, node: missing_ranges(lake.lake(), keys, node[0], settings.confirmations, node[1]),
         "lake",
         "every finished range is in the lake",
