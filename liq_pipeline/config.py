@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     predictive_extreme_shock_bps: int = 200
     predictive_adverse_sigmas: float = 1.0
     predictive_extreme_sigmas: float = 2.0
-    predictive_volatility_scaling: Annotated[bool, NoDecode] = False
+    predictive_volatility_scaling: Annotated[bool, NoDecode] = True  # the backtest's sweep: .env.example
     predictive_price_window: int = 60
     predictive_ema_span: int = 20
     stable_asset_symbols: Annotated[tuple[str, ...], NoDecode] = (
