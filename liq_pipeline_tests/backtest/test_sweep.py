@@ -101,7 +101,7 @@ def test_the_default_grid_holds_todays_defaults_once(clean_env):
         "PREDICTIVE_HORIZON_SEC": 180,
         "PREDICTIVE_ADVERSE_SHOCK_BPS": 100,
         "PREDICTIVE_EXTREME_SHOCK_BPS": 200,
-        "PREDICTIVE_VOLATILITY_SCALING": False,
+        "PREDICTIVE_VOLATILITY_SCALING": True,
     }
     assert points[-1]["label"] == BASELINE_ONLY and points[-1]["settings"]["PREDICTIVE_ENABLED"] is False
     assert [p["point"] for p in points] == list(range(len(points)))

@@ -51,7 +51,11 @@ def test_sensor_launches_evaluations_visible_through_graphql(platform):
     entries = {e["label"]: e.get("intValue") for e in materializations[0]["metadataEntries"]}
     assert entries["users"] >= 200 and entries["block"] > 0
 
+    ran = {r["runId"] for r in succeeded}
     for name in ("hf_agreement", "latency_p95"):
         executions = _graphql(url, CHECKS, {"name": name})["assetCheckExecutions"]
-        assert executions, name
-        assert executions[0]["evaluation"]["success"] is True, (name, executions[0])
+        # the sensor goes on launching runs: the newest execution may belong to a run still going (no evaluation
+        # yet, seen on CI): the newest of the runs that succeeded is judged
+        finished = [e for e in executions if e["runId"] in ran]
+        assert finished, (name, executions)
+        assert finished[0]["evaluation"]["success"] is True, (name, finished[0])
