@@ -45,7 +45,7 @@ def test_synthetic_watch_bench_small(clean_env):
     assert 100 <= result["touched_per_block_mean"] <= 500  # Poisson, mean 300
     assert result["price_updates"] >= 0 and 0 <= result["shocks"] <= 5
     # the slowest block's latency is rounded to 0.1 ms from the raw value, max_ms to 0.01: 41.949 gives 41.9 and 41.95
-    assert len(result["slowest"]) == 3 and abs(result["slowest"][0]["latency_ms"] - result["max_ms"]) <= 0.05
+    assert len(result["slowest"]) == 3 and abs(result["slowest"][0]["latency_ms"] - result["max_ms"]) <= 0.05 + 1e-9
     # real Redis writes: the server holds the last block's candidates
     assert result["redis_candidates_block"] == result["last_block"]
     assert result["redis_candidates"] == sum(result["candidates_last_block"].values()) > 0
