@@ -9,10 +9,9 @@ DIR/sweep/point-{n}/lake/predictions/...                           a sweep's: ea
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ..lake.files import write_bytes_atomic
 from .datasets import PREDICTIONS, backtest_lake, write_frames
 from .report import render_markdown
 from .run import Backtest
@@ -35,14 +34,7 @@ def write_outputs(backtest: Backtest, out_dir: Path, range_size: int) -> dict[st
 
 def _write_text(path: Path, text: str) -> None:
     """Atomically: a reader never sees half a report."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode())
 
 
 def write_sweep(sweep: Sweep, out_dir: Path, range_size: int) -> dict[str, Path]:

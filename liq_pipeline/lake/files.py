@@ -1,4 +1,4 @@
-"""Parquet files written atomically: a temp file in the same folder, then a rename.
+"""Parquet files (and reports, images) written atomically: a temp file in the same folder, then a rename.
 
 A crash or a full disk mid-write leaves the previous file intact, never a half-written one. The temp file is
 fsynced before the rename and the folder after it, so a power cut cannot leave a renamed but empty file either.
@@ -53,3 +53,9 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path, *, writer: FrameWriter
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """`data` to `path` as `write_parquet_atomic` writes a frame: the old file or the new one, never a part (the
+    backtest's reports and plots)."""
+    return write_parquet_atomic(pl.DataFrame(), path, writer=lambda _frame, temp: temp.write_bytes(data))

@@ -14,8 +14,6 @@ Each asset writes only its own files, each atomically; a rerun replaces them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from ...backtest.datasets import PREDICTIONS, backtest_lake, write_frames
 from ...backtest.run import Plan
 from ...backtest.truth import NAME as TRUTH
 from ...config import Settings
-from ...lake.files import write_parquet_atomic
+from ...lake.files import write_bytes_atomic, write_parquet_atomic
 
 FRAMES = ("seen", "liquidations", "crossings", "replay_blocks", "replay_prices")
 
@@ -38,14 +36,14 @@ class RangeFiles:
     # --- the plan ------------------------------------------------------------------------------------------
     def write_plan(self, plan: Plan) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.root / "plan.json", (json.dumps(asdict(plan)) + "\n").encode())
+        write_bytes_atomic(self.root / "plan.json", (json.dumps(asdict(plan)) + "\n").encode())
 
     def plan(self) -> Plan:
         return Plan(**json.loads((self.root / "plan.json").read_text()))
 
     def write_json(self, stage: str, values: dict) -> None:
         """What a stage noted for the next (its seconds, the replay's deferred users): stages/<stage>.json."""
-        _write_atomic(self.root / "stages" / f"{stage}.json", (json.dumps(values) + "\n").encode())
+        write_bytes_atomic(self.root / "stages" / f"{stage}.json", (json.dumps(values) + "\n").encode())
 
     def json(self, stage: str) -> dict:
         path = self.root / "stages" / f"{stage}.json"
@@ -85,20 +83,7 @@ class RangeFiles:
         paths = {}
         for name, png in plots.items():
             paths[name] = folder / f"{name}.png"
-            _write_atomic(paths[name], png)
-        _write_atomic(self.root / "report.md", markdown.encode())
-        _write_atomic(self.report_path, (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
+            write_bytes_atomic(paths[name], png)
+        write_bytes_atomic(self.root / "report.md", markdown.encode())
+        write_bytes_atomic(self.report_path, (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
         return paths
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
