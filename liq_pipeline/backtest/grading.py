@@ -93,6 +93,36 @@ def grade(
     return report
 
 
+def crossing_leads(
+    truth: pl.DataFrame,
+    blocks: pl.DataFrame,
+    predictions: pl.DataFrame,
+    moves: pl.DataFrame,
+    window: Window,
+    scenarios: Sequence[str],
+) -> pl.DataFrame:
+    """(scenario, user, block, at_cross, ahead, lead_blocks, lead_s) per graded crossing, per scenario and overall
+    (`lead_s` null: not flagged at or before the crossing)."""
+    context = _context(truth, blocks, pl.DataFrame(schema=LIQUIDATION_SCHEMA), moves, window)
+    rows = _normalized(predictions).filter(pl.col("block") <= window.to_block)
+    parts = []
+    for name in ("overall", *scenarios):
+        chosen = rows if name == "overall" else rows.filter(pl.col("scenario") == name)
+        crossed = _crossings(_flags(chosen), context)
+        parts.append(
+            crossed.select(
+                pl.lit(name).alias("scenario"),
+                "user",
+                "block",
+                "at_cross",
+                "ahead",
+                pl.col("lead_blocks").cast(pl.Int64),
+                pl.col("lead_s").cast(pl.Float64),
+            )
+        )
+    return pl.concat(parts)
+
+
 def _normalized(predictions: pl.DataFrame) -> pl.DataFrame:
     hf = pl.col("hf_current") if "hf_current" in predictions.columns else pl.lit(None, pl.Float64)
     return predictions.select(

@@ -1,14 +1,14 @@
 """The backtest's figures as PNG bytes (matplotlib, Agg canvas: no display, no pyplot state): pure functions of the
 report dict and the frames it was graded from.
 
-- `lead_time_histogram`: crossing - first flag, seconds, per scenario and overall (`crossing_leads`);
+- `lead_time_histogram`: crossing - first flag, seconds, per scenario and overall (`grading.crossing_leads`);
 - `frontier`: precision within the horizon against the share flagged ahead, one point per scenario (and overall),
   sized and labelled by the lead time p50; a later parameter sweep adds points (`points` of any set of reports);
 - `eta_calibration`: per ETA bucket, the share of judged flags that crossed within the horizon, and the ETA's error;
 - `candidates_per_block`: users flagged per graded block, per scenario and overall.
 
-`crossing_leads` and `candidates_frame` recompute per crossing / per block what `grading.grade` summarizes with its
-own functions, so the histogram's median is the report's `lead_time_p50_s`.
+`grading.crossing_leads` gives the crossings `grading.grade` summarizes, one row each, so the histogram's median is the
+report's `lead_time_p50_s`; `candidates_frame` counts the users flagged per block.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..lake.datasets.liquidation_outcomes import LIQUIDATION_SCHEMA
-from . import grading
 from .grading import ETA_BUCKETS, Window
 
 OVERALL = "overall"
@@ -29,36 +27,6 @@ DPI = 100
 SIZE = (8.0, 4.5)  # inches: 800 x 450 px, readable in the Dagster UI's metadata panel
 COLORS = {OVERALL: "#222222", "baseline": "#1f77b4", "adverse": "#ff7f0e", "extreme": "#d62728"}
 PLOTS = ("lead_time_histogram", "frontier", "eta_calibration", "candidates_per_block")
-
-
-def crossing_leads(
-    truth: pl.DataFrame,
-    blocks: pl.DataFrame,
-    predictions: pl.DataFrame,
-    moves: pl.DataFrame,
-    window: Window,
-    scenarios: Sequence[str],
-) -> pl.DataFrame:
-    """(scenario, user, block, at_cross, ahead, lead_blocks, lead_s) per graded crossing, per scenario and overall
-    (`lead_s` null: not flagged at or before the crossing)."""
-    context = grading._context(truth, blocks, pl.DataFrame(schema=LIQUIDATION_SCHEMA), moves, window)
-    rows = grading._normalized(predictions).filter(pl.col("block") <= window.to_block)
-    parts = []
-    for name in (OVERALL, *scenarios):
-        chosen = rows if name == OVERALL else rows.filter(pl.col("scenario") == name)
-        crossed = grading._crossings(grading._flags(chosen), context)
-        parts.append(
-            crossed.select(
-                pl.lit(name).alias("scenario"),
-                "user",
-                "block",
-                "at_cross",
-                "ahead",
-                pl.col("lead_blocks").cast(pl.Int64),
-                pl.col("lead_s").cast(pl.Float64),
-            )
-        )
-    return pl.concat(parts)
 
 
 def candidates_frame(predictions: pl.DataFrame, window: Window, scenarios: Sequence[str]) -> pl.DataFrame:

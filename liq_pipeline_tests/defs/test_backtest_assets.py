@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from liq_pipeline.backtest import plots
+from liq_pipeline.backtest import grading, plots
 from liq_pipeline.backtest.datasets import PREDICTIONS, write_frames
 from liq_pipeline.backtest.grading import Window
 from liq_pipeline.backtest.moves import price_moves
@@ -131,7 +131,7 @@ def test_the_assets_grade_a_range_like_liq_backtest_and_show_the_plots(chain, ba
 
     # the histogram's data: one lead time per crossing; its median is the report's
     truth, predicted = files.truth(files.plan()), files.predictions(files.plan())
-    leads = plots.crossing_leads(
+    leads = grading.crossing_leads(
         truth,
         files.frame("replay_blocks"),
         predicted,

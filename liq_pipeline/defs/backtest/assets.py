@@ -27,7 +27,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from ...backtest import plots
+from ...backtest import grading, plots
 from ...backtest.grading import Window
 from ...backtest.moves import price_moves
 from ...backtest.replay import Replay
@@ -256,7 +256,7 @@ def build_report(files: RangeFiles, plan: Plan, settings: Settings) -> tuple[dic
     report = {**header(plan, settings, params, facts, replayed), **graded, "seconds": seconds}
     window = Window(plan.graded_from, plan.to_block, float(settings.predictive_horizon_sec))  # as grade_replay's
     moves = price_moves(prices)
-    leads = plots.crossing_leads(truth, blocks, predicted, moves, window, scenarios)
+    leads = grading.crossing_leads(truth, blocks, predicted, moves, window, scenarios)
     candidates = plots.candidates_frame(predicted, window, scenarios)
     return report, plots.render_all(report, leads, candidates)
 
