@@ -69,7 +69,15 @@ def render_markdown(report: dict) -> str:
     moves = report.get("by_price_move", {})
     lines.append(
         _table(
-            ["move", *MOVE_FIGURES], [[bucket, *(row.get(k) for k in MOVE_FIGURES)] for bucket, row in moves.items()]
+            ["move", "scenario", *MOVE_FIGURES],
+            [
+                [bucket, name, *(row.get(k) for k in MOVE_FIGURES)]
+                for bucket in moves
+                for name, row in (
+                    ("overall", moves[bucket]),
+                    *((n, s.get("by_price_move", {}).get(bucket, {})) for n, s in scenarios.items()),
+                )
+            ],
         )
     )
     lines += [

@@ -211,4 +211,6 @@ def test_the_report_renders_as_markdown():
     assert text.startswith("# Backtest of blocks 5-40")
     assert "| recall at the crossing block | 1 | 1 | 1 |" in text
     assert "no state before block 5: blocks 0-4" in text
-    assert "| >5% | 1 |" in text
+    assert "| >5% | overall | 1 |" in text
+    # the move table per scenario too: each scenario's own figures for the same crossings
+    assert all(f"| {bucket} | {name} |" in text for bucket in ("<2%", ">5%") for name in ("baseline", "adverse"))
