@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     start_block: int = 0
     state_history_from_block: int = 0
     lake_range_blocks: int = 1_000
+    # The lake on object storage: s3://BUCKET/PREFIX (endpoint and credentials from the standard AWS variables:
+    # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Empty: the folder DATA_DIR/lake.
+    lake_url: str | None = None
     confirmations: int = 10
     kpi_miss_rate_max: float = 0.10
     kpi_latency_p95_ms: int = 15_000
@@ -312,6 +315,27 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^\s/]+", text):
             raise ValueError("expected an http(s):// URL, or empty for no webhook")
         return text
+
+    @field_validator("lake_url", mode="before")
+    @classmethod
+    def _lake_url(cls, value: Any) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip()
+        bucket, _, prefix = text[5:].partition("/") if text.lower().startswith("s3://") else ("", "", "")
+        prefix = prefix.strip("/")
+        if (
+            not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)
+            or ".." in bucket
+            or any(part in ("", ".", "..") for part in prefix.split("/") if prefix)
+            or re.search(r"[\s?#*\[\]{}]", prefix)
+        ):
+            raise ValueError(
+                "expected s3://BUCKET or s3://BUCKET/PREFIX (a bucket name of 3 to 63 lower-case letters, digits, "
+                "dots and hyphens; a prefix without spaces, '?', '#', glob characters or empty parts), or empty for "
+                "the local folder DATA_DIR/lake"
+            )
+        return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
     @field_validator("chain_id", mode="before")
     @classmethod

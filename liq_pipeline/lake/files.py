@@ -3,6 +3,9 @@
 A crash or a full disk mid-write leaves the previous file intact, never a half-written one. The temp file is
 fsynced before the rename and the folder after it, so a power cut cannot leave a renamed but empty file either.
 A process killed mid-write leaves only its hidden temp file (`.<name>.<random>.tmp`), which readers never list.
+
+On object storage (`objects.ObjectPath`, the lake at an s3:// URL) the same writer serializes the frame to a local
+temp file, whose bytes go up in one PUT of the whole object: atomic by the store's own rule, no temp object.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from pathlib import Path
 
 import polars as pl
 
+from .objects import ObjectPath
+
 TEMP_SUFFIX = ".tmp"
 FrameWriter = Callable[[pl.DataFrame, Path], None]
+LakePath = Path | ObjectPath  # a local file, or an object of the lake on object storage
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
@@ -36,9 +42,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(handle)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path, *, writer: FrameWriter | None = None) -> Path:
+def write_parquet_atomic(frame: pl.DataFrame, path: LakePath, *, writer: FrameWriter | None = None) -> LakePath:
     """Write `frame` to `path` so that readers see the old file or the new one, never a part. `writer` (tests,
     other formats) writes the frame to the temp path it is given."""
+    if isinstance(path, ObjectPath):
+        with tempfile.TemporaryDirectory(prefix="liq-lake-put-") as folder:
+            temp = Path(folder) / path.name
+            (writer or _write)(frame, temp)
+            path.write_bytes(temp.read_bytes())
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -55,7 +67,7 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path, *, writer: FrameWriter
     return path
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
+def write_bytes_atomic(path: LakePath, data: bytes) -> LakePath:
     """`data` to `path` as `write_parquet_atomic` writes a frame: the old file or the new one, never a part (the
     backtest's reports and plots)."""
     return write_parquet_atomic(pl.DataFrame(), path, writer=lambda _frame, temp: temp.write_bytes(data))

@@ -2,6 +2,10 @@
 
     {root}/{dataset}/{dataset}__{start:012d}_to_{end:012d}.parquet
 
+`root` is a local folder, or an `s3://bucket/prefix` URL: the same files as objects of an S3 API (objects.py says
+how writes stay atomic and how the appenders' lock works there). `path()` is then an `objects.ObjectPath`, whose
+`str()` is the object's URL and which answers the few `Path` methods callers use (`is_file`, `unlink`, `stat`).
+
 A file exists only once its range was materialized completely (an empty range is an empty file, not a missing
 one), so `missing()` is what a backfill still has to do. Rows are sorted by the dataset's key, then by every other
 column, before writing: re-materializing a range from the same chain writes the same bytes.
@@ -18,7 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from .errors import LakeError, SchemaMismatch
-from .files import FrameWriter, write_parquet_atomic
+from .files import FrameWriter, LakePath, write_parquet_atomic
+from .objects import LOCK_LEASE_S, ObjectLock, ObjectPath, S3Settings, is_url, object_root
 from .partitions import BlockRange, parse_key, range_of, ranges_covering
 from .spec import DatasetSpec
 
@@ -33,14 +38,32 @@ def file_name(dataset: str, block_range: BlockRange) -> str:
 class Lake:
     def __init__(
         self,
-        root: Path | str,
+        root: Path | str | ObjectPath,
         range_size: int,
         specs: Mapping[str, DatasetSpec],
+        *,
+        s3: S3Settings | None = None,
+        lock_lease: float = LOCK_LEASE_S,
+        lock_wait: float | None = None,
     ):
+        """`root`: a folder, or `s3://bucket/prefix` (endpoint and credentials: `s3`, else the AWS variables).
+        `lock_lease` / `lock_wait` (seconds): the object-storage lock's lease, and how long `lock()` waits for a
+        live holder (default: the lease and 30 s more, so a dead holder's lock is always taken over first)."""
         range_of(0, range_size)  # validates the size
-        self.root = Path(root)
+        self.root: Path | ObjectPath = (
+            root if isinstance(root, ObjectPath) else object_root(root, s3) if is_url(root) else Path(root)
+        )
         self.range_size = range_size
         self.specs = dict(specs)
+        self.lock_lease = lock_lease
+        self.lock_wait = lock_lease + 30.0 if lock_wait is None else lock_wait
+
+    @property
+    def on_object_store(self) -> bool:
+        return isinstance(self.root, ObjectPath)
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r}, range_size={self.range_size})"
 
     # --- naming ------------------------------------------------------------------------------------------------
 
@@ -54,10 +77,10 @@ class Lake:
         """The range of a partition key (Dagster's), checked against this lake's range size."""
         return parse_key(key, self.range_size)
 
-    def folder(self, dataset: str) -> Path:
+    def folder(self, dataset: str) -> LakePath:
         return self.root / self.spec(dataset).name
 
-    def path(self, dataset: str, block_range: BlockRange) -> Path:
+    def path(self, dataset: str, block_range: BlockRange) -> LakePath:
         self._check_grid(dataset, block_range)
         return self.folder(dataset) / file_name(dataset, block_range)
 
@@ -73,10 +96,14 @@ class Lake:
     def ranges(self, dataset: str) -> list[BlockRange]:
         """Ranges present, in block order. Hidden temp files of interrupted writes are not ranges."""
         folder = self.folder(dataset)
-        if not folder.is_dir():
+        if isinstance(folder, ObjectPath):
+            children = folder.children()  # one LIST (paged): an absent prefix is simply empty
+        elif folder.is_dir():
+            children = list(folder.iterdir())
+        else:
             return []
         found = []
-        for path in folder.iterdir():
+        for path in children:
             match = _FILE.match(path.name)
             if match is None or match.group("dataset") != dataset:
                 continue
@@ -94,8 +121,11 @@ class Lake:
         return [r for r in ranges_covering(first, last, self.range_size) if r not in present]
 
     def stale_temp_files(self, dataset: str) -> list[Path]:
-        """Temp files left by writers killed mid-write (safe to delete when no writer runs)."""
+        """Temp files left by writers killed mid-write (safe to delete when no writer runs). None on object storage:
+        a PUT that does not complete leaves nothing."""
         folder = self.folder(dataset)
+        if isinstance(folder, ObjectPath):
+            return []
         return sorted(folder.glob(f".{dataset}__*.tmp")) if folder.is_dir() else []
 
     # --- writing -----------------------------------------------------------------------------------------------
@@ -135,16 +165,29 @@ class Lake:
 
     def write(
         self, dataset: str, block_range: BlockRange, frame: pl.DataFrame, *, writer: FrameWriter | None = None
-    ) -> Path:
+    ) -> LakePath:
         """Store the whole range at once, replacing any previous file of it atomically."""
         path = self.path(dataset, block_range)
         stored = self.spec(dataset).to_storage(self.conform(dataset, block_range, frame))
         return write_parquet_atomic(stored, path, writer=writer)
 
+    def delete(self, dataset: str, block_range: BlockRange) -> bool:
+        """Remove a range's file (a rewind); whether there was one. Take `lock(dataset)` if an appender may run."""
+        path = self.path(dataset, block_range)
+        if not path.is_file():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
     @contextlib.contextmanager
     def lock(self, dataset: str) -> Iterator[None]:
-        """Exclusive lock for read-modify-write of a dataset's files (appenders), across processes on one host."""
+        """Exclusive lock for read-modify-write of a dataset's files (appenders): flock across processes on one
+        host; on object storage a lease object created with a conditional PUT, across hosts (objects.py)."""
         folder = self.folder(dataset)
+        if isinstance(folder, ObjectPath):
+            with ObjectLock(folder / ".lock", lease=self.lock_lease, wait=self.lock_wait).held():
+                yield
+            return
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / ".lock", "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -159,7 +202,13 @@ class Lake:
         path = self.path(dataset, block_range)
         if not path.is_file():
             raise LakeError(f"{dataset}: range {block_range} is not in the lake ({path} does not exist)")
-        return self._scan_files(dataset, [path]).collect()
+        frame = self._scan_files(dataset, [path])
+        if isinstance(path, ObjectPath):
+            try:
+                return frame.collect()
+            except (pl.exceptions.PolarsError, OSError) as error:
+                raise path.bucket.error("GET (polars)", path.key, error) from None
+        return frame.collect()
 
     def scan(
         self, dataset: str, first: int | None = None, last: int | None = None, *, complete: bool = False
@@ -185,9 +234,13 @@ class Lake:
             frame = frame.filter(block <= last)
         return frame
 
-    def _scan_files(self, dataset: str, paths: Iterable[Path]) -> pl.LazyFrame:
+    def _scan_files(self, dataset: str, paths: Iterable[LakePath]) -> pl.LazyFrame:
         spec = self.spec(dataset)
         paths = [str(p) for p in paths]
         if not paths:
             return spec.empty().lazy()
+        if isinstance(self.root, ObjectPath):  # explicit URLs: no globbing; the lake's own endpoint and retries
+            options = self.root.bucket.storage_options()
+            frame = pl.scan_parquet(paths, schema=spec.stored_schema(), glob=False, storage_options=options)
+            return spec.from_storage(frame)
         return spec.from_storage(pl.scan_parquet(paths, schema=spec.stored_schema()))
