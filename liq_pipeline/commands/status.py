@@ -28,6 +28,7 @@ from ..chain.discovery import ReaderError, discover_market
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..config import Settings
 from ..devnet.errors import DevnetError
+from ..lake.errors import LakeError
 from ..lake.open import lake_root, open_lake
 from ..risk.versions import rules_for
 from . import runtime
@@ -125,10 +126,13 @@ def platform_status(settings: Settings, chain_problem: str | None = None) -> dic
         else:
             status["redis"].update(reachable=False, error=redact(str(cache.last_error or "no answer")))
     status["lake"] = None
-    if lake_root(settings).is_dir():
-        lake = open_lake(settings)
-        status["lake"] = {name: [r.key for r in lake.ranges(name)] for name in sorted(lake.specs)}
-        status["partitions_materialized"] = {name: len(keys) for name, keys in status["lake"].items()}
+    try:  # on object storage (LAKE_URL) the store can be down: a problem of the status, not a stack trace
+        if lake_root(settings).is_dir():
+            lake = open_lake(settings)
+            status["lake"] = {name: [r.key for r in lake.ranges(name)] for name in sorted(lake.specs)}
+            status["partitions_materialized"] = {name: len(keys) for name, keys in status["lake"].items()}
+    except LakeError as error:
+        status["lake_error"] = redact(str(error))
     status["problems"] = problems(status)
     status["healthy"] = not status["problems"]
     return status
@@ -145,6 +149,8 @@ def problems(status: dict[str, Any]) -> list[str]:
         found.append(f"market: {market['error']}")
     if not status["redis"]["reachable"]:
         found.append(f"redis: {status['redis'].get('error', 'unreachable')}")
+    if "lake_error" in status:
+        found.append(f"lake: {status['lake_error']}")
     if status.get("blocks_behind", 0) > BEHIND_BLOCKS:
         found.append(f"evaluation: {status['blocks_behind']} blocks behind the chain (more than {BEHIND_BLOCKS})")
     return found
@@ -183,7 +189,10 @@ def _lines(status: dict[str, Any]) -> Table:
     if counts is not None:
         row("candidates", "", " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
     partitions = status.get("partitions_materialized")
-    row("lake", "", ", ".join(f"{k}: {v}" for k, v in partitions.items()) if partitions else "empty")
+    if "lake_error" in status:
+        row("lake", "unreachable", status["lake_error"])
+    else:
+        row("lake", "", ", ".join(f"{k}: {v}" for k, v in partitions.items()) if partitions else "empty")
     return table
 
 

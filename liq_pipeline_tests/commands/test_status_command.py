@@ -93,3 +93,24 @@ def test_without_json_it_prints_lines(cli_env, clean_env):
     assert shown[0].split()[:2] == ["chain", "unreachable"]
     assert any(line.split()[:2] == ["redis", "unreachable"] for line in shown)
     assert shown[-1].startswith("unhealthy: chain: RPC_URL and AAVE_ADDRESSES_PROVIDER are not set")
+
+
+@pytest.mark.integration
+def test_a_lake_on_an_object_store_that_does_not_answer_is_a_problem_not_a_traceback(platform, tmp_path):
+    from liq_pipeline_tests.lake.moto_s3 import free_port
+
+    env = {
+        **platform,
+        "LAKE_URL": "s3://liq-lake/devnet",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+    result, report = _status(env, tmp_path, "--json")
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert [p for p in report["problems"] if p.startswith("lake: ")], report["problems"]
+    assert "the endpoint does not answer" in report["lake_error"]
+    text = liq("status", env=env, cwd=tmp_path)
+    assert "unreachable" in next(line for line in lines(text.stdout) if line.startswith("lake")), text.stdout
