@@ -17,13 +17,22 @@ from ..lake.spec import DatasetSpec
 from ..lake.store import Lake
 from ..risk.evaluation import CANDIDATE_SCHEMA
 from . import truth
+from .replay_many import FLAG_SCHEMA
 
 PREDICTIONS = "predictions"
 PREDICTIONS_SPEC = DatasetSpec(
     PREDICTIONS, dict(CANDIDATE_SCHEMA), key=("block", "user", "scenario"), block_column="block"
 )
+# a sweep's other points: what grading reads of their predictions (replay_many.flags), user and scenario as text
+FLAGS = "flags"
+FLAGS_SPEC = DatasetSpec(
+    FLAGS,
+    {name: pl.String if kind == pl.Categorical else kind for name, kind in FLAG_SCHEMA.items()},
+    key=("block", "user", "scenario"),
+    block_column="block",
+)
 TRUTH_SPEC = DatasetSpec(truth.NAME, truth.SCHEMA, key=("block", "user"), block_column="block")
-SPECS = {PREDICTIONS: PREDICTIONS_SPEC, truth.NAME: TRUTH_SPEC}
+SPECS = {PREDICTIONS: PREDICTIONS_SPEC, FLAGS: FLAGS_SPEC, truth.NAME: TRUTH_SPEC}
 
 
 def backtest_lake(root: Path | str, range_size: int) -> Lake:

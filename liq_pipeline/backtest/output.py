@@ -3,7 +3,7 @@
 DIR/report.md, DIR/report.json
 DIR/lake/predictions/predictions__{start}_to_{end}.parquet        the replayed engine's candidates
 DIR/lake/account_health/account_health__{start}_to_{end}.parquet  the Pool's getUserAccountData
-DIR/sweep/point-{n}/lake/predictions/...                           a sweep's: each point's candidates
+DIR/sweep/point-{n}/lake/flags/flags__{start}_to_{end}.parquet    a sweep's: each point's flags (what grading reads)
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
+
 from ..lake.files import write_bytes_atomic
-from .datasets import PREDICTIONS, backtest_lake, write_frames
+from .datasets import FLAGS, PREDICTIONS, backtest_lake, write_frames
+from .replay_many import flags
 from .report import render_markdown
 from .run import Backtest
 from .sweep import Sweep
@@ -43,5 +46,6 @@ def write_sweep(sweep: Sweep, out_dir: Path, range_size: int) -> dict[str, Path]
     plan = sweep.backtest.plan
     for point, replayed in zip(sweep.points, sweep.replays, strict=True):
         lake = backtest_lake(out_dir / "sweep" / f"point-{point['point']}" / "lake", range_size)
-        write_frames(lake, PREDICTIONS, replayed.predictions, plan.replay_from, plan.to_block)
+        rows = flags(replayed.predictions).cast({"user": pl.String, "scenario": pl.String})
+        write_frames(lake, FLAGS, rows, plan.replay_from, plan.to_block)
     return paths

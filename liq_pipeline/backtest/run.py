@@ -9,7 +9,7 @@ trends a running watcher would have had), both clamped to the first block with s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -178,11 +178,15 @@ def replay_engines(
     seen: pl.DataFrame,
     params: Sequence[EngineParams],
     tick: Progress,
+    full: Collection[int] | None = None,
 ) -> list[Replay]:
-    """`replay_engine` for several parameter sets at once: the chain read once, every set evaluated per block."""
+    """`replay_engine` for several parameter sets at once: the chain read once, every set evaluated per block (the
+    sets not in `full` keep only what grading reads: replay_many.flags)."""
     tracker = _tracker(rpc, settings, plan, seen)
     tick("replay", 0, plan.to_block - plan.replay_from + 1)
-    return replay_many(tracker, params, plan.to_block, progress=lambda block: _tick_replay(tick, plan, block))
+    return replay_many(
+        tracker, params, plan.to_block, progress=lambda block: _tick_replay(tick, plan, block), full=full
+    )
 
 
 def _tracker(rpc: RpcClient, settings: Settings, plan: Plan, seen: pl.DataFrame) -> Tracker:

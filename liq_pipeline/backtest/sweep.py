@@ -128,12 +128,14 @@ def run_sweep(
     points = grid_points(grid, settings)
     chosen = [point_settings(settings, point) for point in points]
     params = [engine_params(each) for each in chosen]
+    current = next(at for at, point in enumerate(points) if point["label"] == CURRENT)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     facts = read_chain_facts(rpc, settings, plan, tick)
     seconds["truth"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    replays = replay_engines(rpc, settings, plan, facts.seen, params, tick)
+    # the current point's candidates whole (its report and datasets are a backtest's), the others' as flags
+    replays = replay_engines(rpc, settings, plan, facts.seen, params, tick, full={current})
     seconds["replay"] = time.perf_counter() - clock
     clock = time.perf_counter()
     reports = []
@@ -143,7 +145,6 @@ def run_sweep(
     tick("grading", len(points), len(points))
     seconds["grading"] = time.perf_counter() - clock
     figured = [_figures(point, report) for point, report in zip(points, reports, strict=True)]
-    current = next(at for at, point in enumerate(points) if point["label"] == CURRENT)
     report = {
         **header(plan, chosen[current], params[current], facts, replays[current]),
         **reports[current],

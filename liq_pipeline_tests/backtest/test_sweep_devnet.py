@@ -72,7 +72,19 @@ def test_the_sweep_grades_every_point_from_one_read_of_the_chain(chain, devnet_d
     assert best["env"].startswith("PREDICTIVE_ENABLED=true ")
     markdown = (tmp_path / "sweep" / "report.md").read_text()
     assert "## Sweep" in markdown and best["env"] in markdown
-    assert all((tmp_path / "sweep" / "sweep" / f"point-{p['point']}" / "lake").is_dir() for p in points)
+    assert all((tmp_path / "sweep" / "sweep" / f"point-{p['point']}" / "lake" / "flags").is_dir() for p in points)
+    # a point replayed beside the current one keeps only its flags: it grades as a plain backtest with its settings
+    other = next(p for p in points if p["label"] != "current" and p["settings"]["PREDICTIVE_VOLATILITY_SCALING"])
+    env_other = {**env, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in other["settings"].items()}}
+    plain_other = liq("backtest", *blocks, "--json", env=env_other, cwd=tmp_path)
+    assert plain_other.returncode == 0, plain_other.stderr
+    alone_other = json.loads(plain_other.stdout)
+    for key in FIGURES:
+        assert other[key] == alone_other[key], key
+    assert (
+        other["scenarios"]["extreme"]["flagged_ahead_share"]
+        == alone_other["scenarios"]["extreme"]["flagged_ahead_share"]
+    )
     assert "report: " in lines(swept.stderr)[-1]
 
 
