@@ -111,6 +111,7 @@ _FLOAT_RULES: dict[str, tuple[float, float, str]] = {
     "kpi_miss_rate_max": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
     "backtest_min_precision": (0.0, 1.0, "a share from 0 to 1 (0.10 = 10 %)"),
     "backtest_min_lead_time_s": (0.0, 86_400.0, "a number of seconds from 0 to 86400"),
+    "backtest_target_flagged_ahead": (0.0, 1.0, "a share from 0 to 1 (0.80 = 80 %)"),
     "execution_min_profit_usd": (0.0, 1e9, "an amount in US dollars from 0 to 1000000000"),
 }
 
@@ -183,6 +184,8 @@ class Settings(BaseSettings):
     # 2 s: one Base block, a crossing flagged at the block before it at the median)
     backtest_min_precision: float = 0.10
     backtest_min_lead_time_s: float = 2.0
+    # the sweep recommends the most precise point flagging this share of crossings ahead, where one does
+    backtest_target_flagged_ahead: float = 0.80
     hf_check_sample: int = 200
     alert_webhook_url: SecretStr | None = None
     dagster_port: int = 3000

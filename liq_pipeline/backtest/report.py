@@ -133,9 +133,16 @@ def _sweep(report: dict) -> list[str]:
     if best is None:
         lines.append("None: no point reaches recall 1.0 with at least the current flagged-ahead share.")
     else:
+        target = best.get("target_flagged_ahead_share", 0.0)
+        why = (
+            f"the target share, BACKTEST_TARGET_FLAGGED_AHEAD={target:g}"
+            if best["min_flagged_ahead_share"] >= target > 0
+            else "the current settings' share"
+            + (f"; no point flags BACKTEST_TARGET_FLAGGED_AHEAD={target:g} ahead with recall 1.0" if target else "")
+        )
         lines += [
             f"`{best['env']}`: the best precision among the frontier points flagging at least "
-            f"{best['min_flagged_ahead_share']:g} of the crossings ahead (the current settings' share).",
+            f"{best['min_flagged_ahead_share']:g} of the crossings ahead ({why}).",
             "",
             _table(header, rows([best, *current])),
             "",
@@ -146,6 +153,7 @@ def _sweep(report: dict) -> list[str]:
         lines += [
             "",
             f"At the current horizon (precision judged over the same window, like for like): `{same['env']}`, "
+            f"flagging at least {same['min_flagged_ahead_share']:g} ahead; "
             f"change from the current settings: {_changes(same.get('vs_current'))}",
         ]
     lines += ["", "### Every point", "", _table(header, rows(points))]

@@ -148,36 +148,44 @@ def run_sweep(
     report = {
         **header(plan, chosen[current], params[current], facts, replays[current]),
         **reports[current],
-        **sweep_summary(figured),
+        **sweep_summary(figured, settings.backtest_target_flagged_ahead),
         "seconds": {stage: round(value, 2) for stage, value in seconds.items()},
     }
     backtest = Backtest(plan, report, facts, replays[current], seconds)
     return Sweep(backtest, figured, replays)
 
 
-def sweep_summary(points: list[dict]) -> dict:
+def sweep_summary(points: list[dict], target_ahead: float = 0.0) -> dict:
     """The report's `sweep`, `frontier` and `recommended` keys (frontier.py's rules), and
     `recommended_same_horizon`: the same rule among the points judged within the current horizon (a longer horizon
     judges a longer window: its precision and base rate rise with it, so precision across horizons is not like for
-    like; `precision_lift`, precision / base rate, says how much)."""
+    like; `precision_lift`, precision / base rate, says how much).
+
+    The floor of flagged-ahead share is the current point's, raised to `target_ahead`
+    (BACKTEST_TARGET_FLAGGED_AHEAD) when some point with recall 1.0 reaches it: the most precise point that flags
+    the target share ahead, else (the frontier does not allow it) the most precise no worse than today."""
     current = next((p for p in points if p["label"] == CURRENT), None)
-    floor = (current or {}).get(AHEAD) or 0.0
+    today = (current or {}).get(AHEAD) or 0.0
     horizon = (current or {}).get("settings", {}).get(HORIZON)
     same = [p for p in points if p["settings"].get(HORIZON) == horizon]
     return {
         "sweep": points,
         "frontier": frontier(points),
-        "recommended": _recommended(recommend(points, floor), current, floor),
-        "recommended_same_horizon": _recommended(recommend(same, floor), current, floor),
+        "recommended": _recommended(points, current, today, target_ahead),
+        "recommended_same_horizon": _recommended(same, current, today, target_ahead),
     }
 
 
-def _recommended(best: dict | None, current: dict | None, floor: float) -> dict | None:
+def _recommended(points: list[dict], current: dict | None, today: float, target: float) -> dict | None:
+    floor = target if target > today and recommend(points, target) is not None else today
+    best = recommend(points, floor)
     if best is None:
         return None
     return {
         **best,
         "min_flagged_ahead_share": floor,
+        "target_flagged_ahead_share": target,
+        "target_reached": best[AHEAD] >= target,
         "env": " ".join(f"{name}={_env(value)}" for name, value in best["settings"].items()),
         "vs_current": _delta(best, current) if current else None,
     }

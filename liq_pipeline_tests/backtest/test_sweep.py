@@ -78,6 +78,21 @@ def test_the_summary_names_the_recommendation_against_the_current_point():
     assert summary["recommended_same_horizon"]["point"] == 6  # every hand-built point has the same settings keys
 
 
+def test_a_target_share_raises_the_floor_where_the_frontier_allows_it():
+    # today 0.9 ahead; point 6 (0.92) is the most precise at today's floor, point 2 the only one at 0.95
+    summary = sweep_summary(POINTS, target_ahead=0.95)
+    best = summary["recommended"]
+    assert best["point"] == 2 and best["min_flagged_ahead_share"] == 0.95 and best["target_reached"] is True
+    # no point with recall 1.0 reaches 0.99 (point 4 misses a crossing): today's floor, the target not reached
+    summary = sweep_summary(POINTS, target_ahead=0.99)
+    best = summary["recommended"]
+    assert best["point"] == 6 and best["min_flagged_ahead_share"] == 0.9 and best["target_reached"] is False
+    # a target below today's share changes nothing
+    assert sweep_summary(POINTS, target_ahead=0.5)["recommended"]["point"] == 6
+    text = render_markdown({**REPORT, **sweep_summary(POINTS, target_ahead=0.99)})
+    assert "no point flags BACKTEST_TARGET_FLAGGED_AHEAD=0.99 ahead with recall 1.0" in text
+
+
 def test_precision_across_horizons_is_compared_at_the_current_horizon_too():
     def at(p: dict, horizon: int) -> dict:
         return {**p, "settings": {"PREDICTIVE_HORIZON_SEC": horizon}}
@@ -148,27 +163,29 @@ def test_a_setting_in_two_grid_options_is_refused():
         parse_grid(["PREDICTIVE_HORIZON_SEC=60", "PREDICTIVE_HORIZON_SEC/PREDICTIVE_HF_BUFFER_BPS=60/0"])
 
 
+REPORT = {
+    "from_block": 5,
+    "to_block": 40,
+    "graded_from_block": 5,
+    "blocks": 36,
+    "first_block_with_state": 0,
+    "replay_from_block": 0,
+    "borrowers": 5,
+    "truth_reads": 180,
+    "engine": {
+        "protocol_version": "3.6",
+        "predictive_enabled": True,
+        "scenarios": ["baseline"],
+        "engine_horizon_sec": 180.0,
+        "graded_horizon_sec": 180,
+        "hf_buffer_bps": 40,
+    },
+}
+
+
 def test_the_markdown_report_shows_the_frontier_and_the_recommendation():
     summary = sweep_summary(POINTS)
-    report = {
-        "from_block": 5,
-        "to_block": 40,
-        "graded_from_block": 5,
-        "blocks": 36,
-        "first_block_with_state": 0,
-        "replay_from_block": 0,
-        "borrowers": 5,
-        "truth_reads": 180,
-        "engine": {
-            "protocol_version": "3.6",
-            "predictive_enabled": True,
-            "scenarios": ["baseline"],
-            "engine_horizon_sec": 180.0,
-            "graded_horizon_sec": 180,
-            "hf_buffer_bps": 40,
-        },
-        **summary,
-    }
+    report = {**REPORT, **summary}
     text = render_markdown(report)
     assert "## Sweep" in text and "### Frontier" in text
     assert "`PREDICTIVE_HF_BUFFER_BPS=6`" in text
