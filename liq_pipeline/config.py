@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     predictive_horizon_sec: int = 180
     predictive_scenarios: Annotated[tuple[str, ...], NoDecode] = SCENARIO_NAMES
     predictive_max_users_per_tick: int = 800
-    predictive_adverse_shock_bps: int = 100
-    predictive_extreme_shock_bps: int = 200
+    predictive_adverse_shock_bps: int = 200  # the backtest's sweep: .env.example says why
+    predictive_extreme_shock_bps: int = 400
     predictive_adverse_sigmas: float = 1.0
     predictive_extreme_sigmas: float = 2.0
     predictive_volatility_scaling: Annotated[bool, NoDecode] = True  # the backtest's sweep: .env.example

@@ -38,7 +38,7 @@ SWEPT = (
 DEFAULT_GRID: tuple[tuple[tuple[str, ...], tuple[tuple, ...]], ...] = (
     (("PREDICTIVE_HF_BUFFER_BPS",), ((0,), (40,), (100,))),
     (("PREDICTIVE_HORIZON_SEC",), ((60,), (180,), (300,))),
-    (("PREDICTIVE_ADVERSE_SHOCK_BPS", "PREDICTIVE_EXTREME_SHOCK_BPS"), ((50, 100), (100, 200), (200, 400))),
+    (("PREDICTIVE_ADVERSE_SHOCK_BPS", "PREDICTIVE_EXTREME_SHOCK_BPS"), ((100, 200), (200, 400), (400, 800))),
     (("PREDICTIVE_VOLATILITY_SCALING",), ((False,), (True,))),
 )
 # the figures a point carries, overall and per scenario

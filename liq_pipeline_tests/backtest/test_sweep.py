@@ -114,8 +114,8 @@ def test_the_default_grid_holds_todays_defaults_once(clean_env):
         "PREDICTIVE_ENABLED": True,
         "PREDICTIVE_HF_BUFFER_BPS": 40,
         "PREDICTIVE_HORIZON_SEC": 180,
-        "PREDICTIVE_ADVERSE_SHOCK_BPS": 100,
-        "PREDICTIVE_EXTREME_SHOCK_BPS": 200,
+        "PREDICTIVE_ADVERSE_SHOCK_BPS": 200,
+        "PREDICTIVE_EXTREME_SHOCK_BPS": 400,
         "PREDICTIVE_VOLATILITY_SCALING": True,
     }
     assert points[-1]["label"] == BASELINE_ONLY and points[-1]["settings"]["PREDICTIVE_ENABLED"] is False
@@ -123,7 +123,7 @@ def test_the_default_grid_holds_todays_defaults_once(clean_env):
     # the point's settings go through the same mapping as the watcher's
     params = engine_params(point_settings(settings, points[0]))
     assert params.hf_buffer_bps == 0 and params.horizon_sec == 60
-    assert [(s.name, s.shock_bps) for s in params.scenarios] == [("baseline", 0), ("adverse", 50), ("extreme", 100)]
+    assert [(s.name, s.shock_bps) for s in params.scenarios] == [("baseline", 0), ("adverse", 100), ("extreme", 200)]
 
 
 def test_a_grid_option_replaces_its_dimension_and_a_current_point_outside_is_added(clean_env):
