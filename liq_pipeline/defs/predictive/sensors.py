@@ -20,6 +20,14 @@ from ..partitions import BLOCK_RANGES, block_ranges
 from ..resources import ChainResource
 from .assets import ASSET, predictive_evaluation_job
 
+MARKET_TAG = "liq/market"  # the production run queue allows one evaluation run per value (deploy/production)
+
+
+def market_tag(chain_id: int | None, addresses_provider: str | None) -> str:
+    """The market an evaluation run is for: `<chain id>:<PoolAddressesProvider>` (lower case)."""
+    return f"{chain_id if chain_id is not None else 'unknown'}:{(addresses_provider or 'unknown').lower()}"
+
+
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -97,6 +105,7 @@ def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) 
                     ops={ASSET: {"config": {"block": block, "from_block": plan.from_block, "observed_at": seen_at}}}
                 ),
                 tags={
+                    MARKET_TAG: market_tag(settings.chain_id, settings.aave_addresses_provider),
                     "liq/block": str(block),
                     "liq/from_block": str(plan.from_block),
                     **({"liq/block_hash": plan.block_hash} if plan.block_hash else {}),
