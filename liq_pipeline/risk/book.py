@@ -42,6 +42,72 @@ _MATRICES = ("coll", "weighted", "debt", "stable", "holds", "owes")
 _VECTORS = ("lt_min", "lt_uniform", "lt_spread", "exact_only")
 
 
+class Legs:
+    """The sparse leg layout the fused pass reads (risk/fused.py): per user its held collateral legs and its owed
+    debt legs, each a reserve column (uint8) and a scaled balance (float64), padded with zero balances to the
+    book's widest user. Real users hold 1-4 of ~15 reserves: at 1M users with 4 + 2 legs this is ~55 MB where
+    the dense coll, weighted, debt, holds and owes matrices the numpy pass reads are ~320 MB (10 reserves)."""
+
+    def __init__(
+        self, c_idx: np.ndarray, c_val: np.ndarray, d_idx: np.ndarray, d_val: np.ndarray, d_stable, has_stable: bool
+    ):
+        self.has_stable = has_stable
+        self.c_idx = c_idx  # users x Kc: reserve column of each held collateral leg (book.holds)
+        self.c_val = c_val  # users x Kc: its scaled balance, masked like book.coll (0.0: no leg)
+        self.d_idx = d_idx  # users x Kd: reserve column of each owed debt leg (book.owes)
+        self.d_val = d_val  # users x Kd: scaled variable debt (book.debt)
+        self.d_stable = d_stable  # users x Kd: stable debt (book.stable), users x 0 without stable debt
+
+    NAMES = ("c_idx", "c_val", "d_idx", "d_val", "d_stable")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.NAMES)
+
+    def widen(self, kc: int, kd: int) -> None:
+        """Pad every row with empty legs up to kc collateral and kd debt legs (a copy: rare, when an update
+        brings a user with more legs than any before)."""
+        for name in self.NAMES:
+            array = getattr(self, name)
+            width = kc if name.startswith("c_") else (0 if name == "d_stable" and not self.has_stable else kd)
+            if array.shape[1] < width:
+                grown = np.zeros((array.shape[0], width), array.dtype)
+                grown[:, : array.shape[1]] = array
+                setattr(self, name, grown)
+
+
+def _pack_legs(values: np.ndarray, present: np.ndarray, extra: np.ndarray | None = None) -> tuple:
+    """The present entries of each row of `values` (users x reserves) packed to the left: (columns as uint8,
+    values, `extra`'s values at the same places). One pass per reserve column (no users x reserves argsort)."""
+    n, width = values.shape
+    if width > 255:
+        raise ValueError("the sparse leg layout indexes reserves with uint8: at most 255 reserves")
+    count = present.sum(axis=1) if width else np.zeros(n, np.int64)
+    k = int(count.max()) if n and width else 0
+    idx = np.zeros((n, k), np.uint8)
+    out = np.zeros((n, k))
+    out_extra = np.zeros((n, k)) if extra is not None else np.zeros((n, 0))
+    slot = np.zeros(n, np.int64)
+    for column in range(width):
+        rows = np.flatnonzero(present[:, column])
+        if rows.size == 0:
+            continue
+        at = slot[rows]
+        idx[rows, at] = column
+        out[rows, at] = values[rows, column]
+        if extra is not None:
+            out_extra[rows, at] = extra[rows, column]
+        slot[rows] += 1
+    return idx, out, out_extra
+
+
+def build_legs(coll: np.ndarray, holds: np.ndarray, debt: np.ndarray, stable: np.ndarray | None, owes) -> Legs:
+    """The sparse legs of dense book matrices: held collateral legs (holds), owed debt legs (owes)."""
+    c_idx, c_val, _ = _pack_legs(coll, holds)
+    d_idx, d_val, d_stable = _pack_legs(debt, owes, stable)
+    return Legs(c_idx, c_val, d_idx, d_val, d_stable, stable is not None)
+
+
 class PositionBook:
     """Exact positions and their float mirrors, row for row in the same order. Rows are stable: `update`
     replaces a re-read user's row in place and appends new users, so row-aligned state kept by callers (the
@@ -65,7 +131,9 @@ class PositionBook:
         self.coll: np.ndarray = arrays["coll"]  # scaled collateral, only where enabled and counted (LT > 0 before V3.6)
         self.weighted: np.ndarray = arrays["weighted"]  # scaled collateral x the user's effective LT (bps)
         self.debt: np.ndarray = arrays["debt"]  # scaled variable debt
-        self.stable: np.ndarray = arrays["stable"]  # stable debt balance (V3.0-3.1 only; zeros otherwise)
+        self.stable: np.ndarray = arrays[
+            "stable"
+        ]  # stable debt balance (V3.0-3.1 only; a read-only zero view otherwise)
         self.holds: np.ndarray = arrays["holds"]  # 1.0 where the user holds usable collateral
         self.owes: np.ndarray = arrays["owes"]  # 1.0 where the user owes debt
         self.lt_min: np.ndarray = arrays["lt_min"]  # lowest threshold among held legs (NaN: none)
@@ -73,6 +141,8 @@ class PositionBook:
         self.lt_spread: np.ndarray = arrays["lt_spread"]  # highest / lowest threshold among held legs
         self.exact_only: np.ndarray = arrays["exact_only"]  # V3.0-3.1 e-mode price source: exact path only
         self.emode: np.ndarray = arrays["emode"]
+        self.lt_table: np.ndarray = arrays["lt_table"]  # e-mode category x reserve: effective threshold (bps)
+        self.legs: Legs = arrays["legs"]  # the sparse leg layout of the same rows (risk/fused.py reads it)
         self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
         # user -> row, built with the book (~30 ms at 100k users): built lazily, it landed on a block's path
         self._users: list[str] = positions["user"].to_list()  # row -> user (a row keeps its user for good)
@@ -139,19 +209,32 @@ class PositionBook:
         rows = self.rows_of(fresh["user"].to_list())
         present = [i for i, row in enumerate(rows) if row is not None]
         new = [i for i, row in enumerate(rows) if row is None]
+        kc = max(self.legs.c_idx.shape[1], part.legs.c_idx.shape[1])
+        kd = max(self.legs.d_idx.shape[1], part.legs.d_idx.shape[1])
+        if (kc, kd) != (self.legs.c_idx.shape[1], self.legs.d_idx.shape[1]):
+            self.legs.widen(kc, kd)
+            for name in Legs.NAMES:
+                self._backing.pop(f"legs.{name}", None)
+        part.legs.widen(kc, kd)
         if present:
             target = np.array([rows[i] for i in present])
             source = np.array(present)
-            for name in (*_MATRICES, *_VECTORS, "emode"):
+            for name in self._row_arrays():
                 getattr(self, name)[target] = getattr(part, name)[source]
+            for name in Legs.NAMES:
+                getattr(self.legs, name)[target] = getattr(part.legs, name)[source]
             for row in target.tolist():
                 self._exact.pop(row, None)
             self.positions = _replace_rows(self.positions, target, fresh[source])
         if new:
             source = np.array(new)
             start = self.positions.height
-            for name in (*_MATRICES, *_VECTORS, "emode"):
+            for name in self._row_arrays():
                 self._append(name, getattr(part, name)[source], start)
+            if not self.has_stable:
+                self.stable = _no_stable(start + len(new), len(self.reserve_ids))
+            for name in Legs.NAMES:
+                self._append(f"legs.{name}", getattr(part.legs, name)[source], start)
             self.positions = pl.concat([self.positions, fresh[source]], rechunk=False)
             appended = fresh[source]["user"].to_list()
             self._users += appended
@@ -166,16 +249,22 @@ class PositionBook:
         del self._changes[:-KEPT_CHANGES]
         self.version += 1
 
+    def _row_arrays(self) -> tuple[str, ...]:
+        """The row-aligned arrays an update writes (the zero view of a book without stable debt is not one)."""
+        names = (*_MATRICES, *_VECTORS, "emode")
+        return names if self.has_stable else tuple(name for name in names if name != "stable")
+
     def _append(self, name: str, rows: np.ndarray, start: int) -> None:
         """Append rows to one array, in spare capacity when there is some: copying a 100k-row matrix for every
         newcomer cost ~1.5 ms a block."""
+        owner, attribute = (self.legs, name[5:]) if name.startswith("legs.") else (self, name)
         backing = self._backing.get(name)
-        if backing is None or backing.shape[0] < start + len(rows):
+        if backing is None or backing.shape[0] < start + len(rows) or backing.shape[1:] != rows.shape[1:]:
             backing = np.empty((max(start + len(rows), start + start // 16 + 256), *rows.shape[1:]), rows.dtype)
-            backing[:start] = getattr(self, name)[:start]
+            backing[:start] = getattr(owner, attribute)[:start]
             self._backing[name] = backing
         backing[start : start + len(rows)] = rows
-        setattr(self, name, backing[: start + len(rows)])
+        setattr(owner, attribute, backing[: start + len(rows)])
 
     def _chunks(self) -> int:
         counts = self.positions.n_chunks("all")
@@ -268,12 +357,12 @@ def build_book(
         stable_names = [stable_col(r) for r in ids] if has_stable else []
         number_names = [coll_col(r) for r in ids] + [debt_col(r) for r in ids]
         numbers = np.array(
-            [listed_column(name, 0) for name in number_names + stable_names] + [[0] * n] * (0 if has_stable else width),
+            [listed_column(name, 0) for name in number_names + stable_names],
             dtype=np.float64,
-        ).T.reshape(n, 3 * width)  # Python int -> float64 rounds to nearest like polars' cast
+        ).T.reshape(n, (3 if has_stable else 2) * width)  # Python int -> float64 rounds to nearest like polars' cast
         enabled = np.array([listed_column(on_col(r), False) for r in ids], dtype=bool).T.reshape(n, width)
     else:
-        stable_exprs = floats(stable_col) if has_stable else [pl.lit(0.0)] * width
+        stable_exprs = floats(stable_col) if has_stable else []
         numbers = (
             positions.select(
                 *[e.alias(f"c{j}") for j, e in enumerate(floats(coll_col))],
@@ -286,7 +375,9 @@ def build_book(
         enabled = positions.select(*[e.alias(f"e{j}") for j, e in enumerate(flags())]).to_numpy() if width else None
     coll = np.ascontiguousarray(numbers[:, :width])
     debt = np.ascontiguousarray(numbers[:, width : 2 * width])
-    stable = np.ascontiguousarray(numbers[:, 2 * width :])
+    # without stable debt (V3.2+, or no stable column): a read-only zero view, no 8 bytes per user and reserve
+    stable = np.ascontiguousarray(numbers[:, 2 * width :]) if has_stable else _no_stable(n, width)
+    del numbers
     emode = positions["emode"].cast(pl.Int64).fill_null(0).to_numpy().copy()
     thresholds = emode_table(market, ids, "liquidation_threshold")
     threshold = thresholds[np.clip(emode, 0, EMODE_IDS - 1)] if width else np.zeros((n, 0))
@@ -322,8 +413,15 @@ def build_book(
         "lt_spread": lt_spread,
         "exact_only": np.isin(emode, override_categories),
         "emode": emode,
+        "lt_table": np.ascontiguousarray(thresholds, dtype=np.float64),
+        "legs": build_legs(coll, holds, debt, stable if has_stable else None, owes),
     }
     return PositionBook(positions, tuple(ids), has_stable, book_config_key(market), arrays)
+
+
+def _no_stable(n: int, width: int) -> np.ndarray:
+    """The stable debt of a book without any: zeros, as a read-only view of one row."""
+    return np.broadcast_to(np.zeros((1, width)), (n, width))
 
 
 def take_rows(array: np.ndarray, rows: np.ndarray | None) -> np.ndarray:

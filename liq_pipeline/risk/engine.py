@@ -10,6 +10,10 @@ decided exactly near 1), the projected HF at the horizon and the ETA to HF < 1 +
 3. scenario pass: the shocked HF of the live rows that could be under a scenario's reach bound;
 4. projection: ETA and projected HF of the rows that can reach the threshold within the horizon;
 5. carry: each live row's headroom over every decision, and a new screen after a full pass, for the next block.
+The float pass behind stages 2 and 3 is one fused compiled pass over the live rows' legs for the current and
+every distinct shocked scenario (risk/fused.py: sums, float HF and error band at once; numba, compiled at the first
+evaluation); its banded pairs are re-decided exactly (risk/exact_batch.py). LIQ_FUSED_KERNEL=0 runs the numpy
+passes of risk/health.py instead: the same decisions (tests compare both).
 Pure: no I/O, no clock, no Dagster.
 """
 
@@ -25,7 +29,9 @@ import polars as pl
 from .book import PositionBook, build_book, take_rows
 from .carry import Carry, carry_key, growth_rates
 from .evaluation import CURRENT, Evaluation
+from .exact_batch import redecide_banded
 from .floors import rounding_noise, scenario_floor
+from .fused import FusedPass, fused_enabled, fused_float
 from .health import GATHER_FIRST, HealthPass, evaluate_health, rounding_slack, scenario_products
 from .market import MarketState
 from .params import AssetTrend, EngineParams
@@ -55,6 +61,7 @@ def evaluate(
     products = _shared_products(block, live)
     current = _current_hf(block, live, products, screen)
     scenarios = _scenario_pass(block, live, current, products)
+    products = None  # the fused pass's arrays (~144 MB at 1M users x 3 scenarios) are not needed past here
     projection = _projection(block, live, current, scenarios)
     carry = _next_carry(block, live, current, scenarios, projection)
     if live.subset is None:  # a full pass proves which users are cold: the next blocks skip them
@@ -156,9 +163,17 @@ def _live_rows(block: _Block, screen: Screen | None, previous: Evaluation | None
     return _LiveRows(rows, subset, key, previous if quiet else None)
 
 
-def _shared_products(block: _Block, live: _LiveRows) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The sums of the current and every distinct shocked scenario in one pass over the book, when most rows are
-    live; None when few are (each pass then gathers its rows' inputs first, cheaper than a product over all)."""
+_Products = tuple[np.ndarray, np.ndarray, np.ndarray] | FusedPass | None
+
+
+def _shared_products(block: _Block, live: _LiveRows) -> _Products:
+    """The fused pass (risk/fused.py, the default): the live rows' sums, float HFs and error band in the current
+    and every distinct shocked scenario, read from their legs once (the exact re-decisions follow in stages 2
+    and 3). With LIQ_FUSED_KERNEL=0, the numpy products: the sums of the same scenarios in one pass over the
+    book, when most rows are live; None when few are (each pass then gathers its rows' inputs first, cheaper
+    than a product over all)."""
+    if fused_enabled():
+        return fused_float(block.book, block.market, [block.current, *block.distinct], live.subset, want_slack=True)
     if live.subset is None or live.subset.size * GATHER_FIRST >= block.book.height:
         return scenario_products(block.book, block.market, [block.current, *block.distinct])
     return None
@@ -170,17 +185,29 @@ class _Current:
 
     now: HealthPass  # over the live rows
     hf_current: np.ndarray  # per book row
-    slack: tuple[np.ndarray, np.ndarray]  # rounding_slack of every row (collateral, debt)
+    slack: tuple[np.ndarray, np.ndarray]  # rounding_slack (collateral, debt): of every row, or the live rows' (fused)
+    noise: np.ndarray  # over the live rows: rounding_noise of the current HF
 
 
-def _current_hf(
-    block: _Block, live: _LiveRows, products: tuple[np.ndarray, np.ndarray, np.ndarray] | None, screen: Screen | None
-) -> _Current:
+def _current_hf(block: _Block, live: _LiveRows, products: _Products, screen: Screen | None) -> _Current:
     """Stage 2: the current HF (liquidatable now) of every live row. A zero-shock scenario (baseline) has the
     current prices: its HF is this one, computed once."""
     book, n = block.book, block.book.height
-    slack = rounding_slack(book, block.market)
-    now = evaluate_health(book, block.market, [block.current], live.subset, slack, products, slice(0, 1))
+    if isinstance(products, FusedPass):  # column 0 of the fused pass, its banded rows re-decided exactly
+        fused = products
+        count = redecide_banded(
+            fused.hf, fused.band, book, block.market, [block.current], live.subset, (0,), fused.banded
+        )
+        column = [np.ascontiguousarray(a[:, :1]) for a in (fused.hf, fused.band, fused.weighted, fused.collateral)]
+        # copies, not views: a view would keep the whole fused pass alive until the evaluation ends (peak memory)
+        now = HealthPass((block.current.name,), *column, np.ascontiguousarray(fused.debt[:, :1]), count)
+        slack = (fused.slack[:, 0], fused.slack[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):  # floors.rounding_noise, from the live rows' slack
+            noise = slack[0] / now.collateral[:, 0] + slack[1] / now.debt[:, 0]
+    else:
+        slack = rounding_slack(book, block.market)
+        now = evaluate_health(book, block.market, [block.current], live.subset, slack, products, slice(0, 1))
+        noise = rounding_noise(now, slack, live.subset)  # the exact values may lie this far (relative) from the floats
     if live.carried is not None:  # everyone else keeps the previous block's values
         hf_current = _carried(live.carried.hf_current, n, np.nan, reuse=block.reuse)
     elif live.subset is None:
@@ -188,7 +215,7 @@ def _current_hf(
     else:  # cold users keep the screen's value: their decision (HF > 1) is proven, the value a little stale
         hf_current = _carried(screen.hf_current, n, np.nan)
     hf_current[live.rows] = now.hf[:, 0]
-    return _Current(now, hf_current, slack)
+    return _Current(now, hf_current, slack, noise)
 
 
 @dataclass(frozen=True)
@@ -202,20 +229,22 @@ class _Scenarios:
     shocked: HealthPass | None  # the pass over the rows that could be under a distinct scenario's bound
 
 
-def _scenario_pass(
-    block: _Block, live: _LiveRows, current: _Current, products: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-) -> _Scenarios:
+def _scenario_pass(block: _Block, live: _LiveRows, current: _Current, products: _Products) -> _Scenarios:
     """Stage 3: a shocked scenario's HF only for the live rows whose HF in it could be under the reach bound
     (scenario_floor): most users are far from 1, and skipping them is most of the per-block work; `users` fills
     in the rest on demand. A full pass also floors the zero-shock scenarios: the next screen needs them."""
     book, market, now, slack, rows = block.book, block.market, current.now, current.slack, live.rows
     floored = block.shocked if live.subset is None else block.distinct
-    noise = rounding_noise(now, slack, live.subset)  # the exact values may lie this far (relative) from the floats
+    noise = current.noise  # the exact values may lie this far (relative) from the floats
     floors = {p.name: scenario_floor(book, market, now, slack, p, live.subset, noise) for p in floored}
     shocked = hot = None
     if block.distinct:
-        hot = rows[np.logical_or.reduce([floors[p.name] < block.bounds[p.name] for p in block.distinct])]
-        shocked = evaluate_health(book, market, block.distinct, hot, slack, products, slice(1, None))
+        under = np.logical_or.reduce([floors[p.name] < block.bounds[p.name] for p in block.distinct])
+        hot = rows[under]
+        if isinstance(products, FusedPass):
+            shocked = _fused_shocked(block, products, np.flatnonzero(under), hot)
+        else:
+            shocked = evaluate_health(book, market, block.distinct, hot, slack, products, slice(1, None))
     n, before, reuse = book.height, live.carried, block.reuse
     hf, sums = {}, {}
     for spec, prices in zip(block.params.scenarios, block.shocked, strict=True):
@@ -231,6 +260,21 @@ def _scenario_pass(
             weighted[hot], debt[hot] = shocked.weighted[:, column], shocked.debt[:, column]
         sums[spec.name] = (weighted, debt)
     return _Scenarios(hf, sums, floors, noise, shocked)
+
+
+def _fused_shocked(block: _Block, fused: FusedPass, positions: np.ndarray, hot: np.ndarray) -> HealthPass:
+    """The distinct scenarios' columns of the fused pass at the live `positions` (book rows `hot`), their banded
+    pairs re-decided exactly."""
+    # whole rows gathered with np.take, then the distinct columns (2-D fancy indexing was ~3x slower)
+    hf, band, weighted, collateral, debt = (
+        np.take(a, positions, axis=0)[:, 1:]
+        for a in (fused.hf, fused.band, fused.weighted, fused.collateral, fused.debt)
+    )
+    at = np.searchsorted(positions, fused.banded)  # the banded live positions among `positions`
+    inside = at < positions.size
+    inside[inside] = positions[at[inside]] == fused.banded[inside]
+    count = redecide_banded(hf, band, block.book, block.market, block.distinct, hot, None, at[inside])
+    return HealthPass(tuple(p.name for p in block.distinct), hf, band, weighted, collateral, debt, count)
 
 
 @dataclass(frozen=True)

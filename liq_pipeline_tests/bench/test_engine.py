@@ -8,6 +8,7 @@ import pytest
 
 from liq_pipeline.bench.engine import BareKernel, kernel_check, run_bench
 from liq_pipeline.risk.book import build_book
+from liq_pipeline.risk.fused import numba_available
 from liq_pipeline.risk.health import evaluate_health, float_health
 from liq_pipeline.risk.market import stable_col
 from liq_pipeline.risk.scenarios import default_specs, scenario_prices
@@ -32,6 +33,8 @@ def test_engine_bench_small(clean_env):
         "users",
         "scenarios",
         "engine_s",
+        "engine_pass",
+        "engine_first_s",
         "pipeline_s",
         "book_s",
         "kernel_s",
@@ -69,6 +72,7 @@ def test_engine_bench_small(clean_env):
     ):
         assert result[key] > 0, key
     assert result["pipeline_s"] >= result["engine_s"]  # the pipeline computes the HFs and more
+    assert result["engine_pass"] == ("fused" if numba_available() else "numpy") and result["engine_first_s"] > 0
     assert 0 <= result["rel_err_p50"] <= result["rel_err_p99"] <= result["rel_err_max"]
     assert result["user_scenarios_per_s"] > 0 and result["kernel_user_scenarios_per_s"] > 0
     # engine_vs_kernel is the engine's share of the bare kernel's speed (no timing asserted: figures, not tests)
