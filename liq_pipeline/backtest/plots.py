@@ -123,6 +123,8 @@ def frontier(points: Sequence[Mapping], base_rate: float | None = None, title: s
         )
     labels: dict[tuple, list[str]] = {}  # points at the same place share one label
     for point in shown:
+        if not point.get("labelled", True):  # a sweep's unnamed points: drawn, not labelled
+            continue
         lead_text = "-" if point.get("lead_s") is None else f"{point['lead_s']:g} s"
         labels.setdefault((point["precision"], point["recall_ahead"]), []).append(f"{point['name']} ({lead_text})")
     for (x, y), names in labels.items():

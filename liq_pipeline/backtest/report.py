@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # (key, label) of the figures table, overall and per scenario
 FIGURES: tuple[tuple[str, str], ...] = (
     ("crossings", "crossings (Pool: HF >= 1, then < 1)"),
@@ -38,7 +40,8 @@ SWEEP_FIGURES: tuple[tuple[str, str], ...] = (
 )
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: dict, images: Mapping[str, str] | None = None) -> str:
+    """The report as Markdown; `images` (title -> relative path of a PNG) adds a Plots section."""
     scenarios = report.get("scenarios", {})
     engine = report["engine"]
     lines = [
@@ -95,6 +98,9 @@ def render_markdown(report: dict) -> str:
     )
     if "sweep" in report:
         lines += ["", *_sweep(report)]
+    if images:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{title}]({path})" for title, path in images.items()]
     lines += ["", f"Seconds: {report.get('seconds', {})}", ""]
     return "\n".join(lines)
 

@@ -88,6 +88,11 @@ def test_backtest_grades_the_engine_against_the_pool(chain, devnet_data_dir_of, 
     # the report and the datasets, readable through the lake's store
     assert (out / "report.md").read_text().startswith(f"# Backtest of blocks {first}-{last}")
     assert json.loads((out / "report.json").read_text()) == report
+    # the four plots beside it, linked from the Markdown
+    for name in ("lead_time_histogram", "frontier", "eta_calibration", "candidates_per_block"):
+        png = (out / "plots" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
+        assert f"](plots/{name}.png)" in (out / "report.md").read_text()
     lake = backtest_lake(out / "lake", 1000)
     predictions = lake.scan(PREDICTIONS).collect()
     assert predictions.filter(pl.col("block") >= first)["block"].n_unique() > 0

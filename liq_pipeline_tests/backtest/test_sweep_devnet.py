@@ -20,7 +20,7 @@ GRID = (
     "--grid",
     "PREDICTIVE_HF_BUFFER_BPS=40",
     "--grid",
-    "PREDICTIVE_ADVERSE_SHOCK_BPS/PREDICTIVE_EXTREME_SHOCK_BPS=100/200",
+    "PREDICTIVE_ADVERSE_SHOCK_BPS/PREDICTIVE_EXTREME_SHOCK_BPS=200/400",  # the defaults: the current point inside
     "--grid",
     "PREDICTIVE_VOLATILITY_SCALING=false,true",
 )
@@ -72,6 +72,8 @@ def test_the_sweep_grades_every_point_from_one_read_of_the_chain(chain, devnet_d
     assert best["env"].startswith("PREDICTIVE_ENABLED=true ")
     markdown = (tmp_path / "sweep" / "report.md").read_text()
     assert "## Sweep" in markdown and best["env"] in markdown
+    assert "](plots/sweep_frontier.png)" in markdown
+    assert (tmp_path / "sweep" / "plots" / "sweep_frontier.png").read_bytes().startswith(b"\x89PNG")
     assert all((tmp_path / "sweep" / "sweep" / f"point-{p['point']}" / "lake" / "flags").is_dir() for p in points)
     # a point replayed beside the current one keeps only its flags: it grades as a plain backtest with its settings
     other = next(p for p in points if p["label"] != "current" and p["settings"]["PREDICTIVE_VOLATILITY_SCALING"])
