@@ -72,6 +72,7 @@ class _Context:
     liquidations: pl.DataFrame  # LIQUIDATION_SCHEMA rows of the range, + since (first block below 1)
     timestamps: dict[int, int]
     first_block: int | None  # the first block predictions could come from: a run starting there began earlier
+    block_moves: pl.DataFrame  # block, bucket: the move bucket of every graded block
 
 
 def grade(
@@ -161,6 +162,10 @@ def _context(
         liquidations=_liquidations_since(states, liquidations, window),
         timestamps=dict(times.iter_rows()),
         first_block=times["block"].min(),
+        block_moves=times.filter(in_range)
+        .select("block")
+        .join(moves.select(pl.col("block").cast(pl.Int64), "move"), on="block", how="left")
+        .select("block", move_bucket(pl.col("move")).alias("bucket")),
     )
 
 
@@ -259,11 +264,10 @@ def _grade(rows: pl.DataFrame, ctx: _Context) -> dict:
     graded = flags.filter(in_range)
     crossings = _crossings(flags, ctx)
     judged = graded.join(ctx.forward, on=["block", "user"], how="inner")
-    per_block = (
-        ctx.graded_blocks.join(graded.group_by("block").len(), on="block", how="left")
-        .select(pl.col("len").fill_null(0))
-        .to_series()
+    counts = ctx.block_moves.join(graded.group_by("block").len(), on="block", how="left").select(
+        "block", "bucket", pl.col("len").fill_null(0)
     )
+    per_block = counts["len"]
     below = ctx.below.join(graded.select("block", "user", pl.lit(True).alias("_f")), on=["block", "user"], how="left")
     return {
         **_crossing_figures(crossings),
@@ -275,7 +279,7 @@ def _grade(rows: pl.DataFrame, ctx: _Context) -> dict:
         "recall_liquidatable": _mean(below["_f"].is_not_null()),
         **_liquidation_figures(rows, ctx),
         "calibration": _calibration(judged),
-        "by_price_move": _by_move(crossings),
+        "by_price_move": _by_move(crossings, judged.join(ctx.block_moves, on="block", how="left"), counts),
     }
 
 
@@ -353,11 +357,24 @@ def _eta_bucket(eta: pl.Expr) -> pl.Expr:
     return expression.otherwise(pl.lit(ETA_BUCKETS[-1][1]))
 
 
-def _by_move(crossings: pl.DataFrame) -> dict[str, dict]:
+def _by_move(crossings: pl.DataFrame, judged: pl.DataFrame, counts: pl.DataFrame) -> dict[str, dict]:
+    """Per move bucket: the crossings after such a move (at their block), and the flags raised and candidates held
+    at blocks with such a move (precision, candidates per block: a shock's block against the quiet ones)."""
     labels = [label for _, label in MOVE_BUCKETS]
-    if crossings.filter(pl.col("bucket") == UNKNOWN).height:
+    if crossings.filter(pl.col("bucket") == UNKNOWN).height or counts.filter(pl.col("bucket") == UNKNOWN).height:
         labels.append(UNKNOWN)
-    return {label: _crossing_figures(crossings.filter(pl.col("bucket") == label)) for label in labels}
+    out = {}
+    for label in labels:
+        flags = judged.filter(pl.col("bucket") == label)
+        blocks = counts.filter(pl.col("bucket") == label)
+        out[label] = {
+            **_crossing_figures(crossings.filter(pl.col("bucket") == label)),
+            "blocks": blocks.height,
+            "precision_within_horizon": _mean(flags["crosses_within"]),
+            "flags_judged": flags.height,
+            "candidates_per_block_p50": _median(blocks["len"]),
+        }
+    return out
 
 
 def _mean(values: pl.Series) -> float | None:

@@ -25,7 +25,16 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("liquidation_late_blocks_max", "blocks late max"),
     ("liquidation_lead_blocks_p50", "first flag to liquidation p50, blocks"),
 )
-MOVE_FIGURES = ("crossings", "recall_at_cross", "flagged_ahead_share", "lead_time_p50_blocks", "lead_time_p50_s")
+MOVE_FIGURES = (
+    "crossings",
+    "recall_at_cross",
+    "flagged_ahead_share",
+    "lead_time_p50_blocks",
+    "lead_time_p50_s",
+    "blocks",
+    "precision_within_horizon",
+    "candidates_per_block_p50",
+)
 CALIBRATION = ("eta_bucket", "flags", "crossed_share", "time_to_liquidatable_p50_s", "eta_error_p50_s")
 # (key, column) of the sweep's tables
 SWEEP_FIGURES: tuple[tuple[str, str], ...] = (
@@ -66,7 +75,8 @@ def render_markdown(report: dict, images: Mapping[str, str] | None = None) -> st
         "",
         "## By the price move at the crossing block",
         "",
-        "The largest one-block change of any oracle price at the crossing block.",
+        "The largest one-block change of any oracle price at the crossing block; blocks, precision and candidates "
+        "per block: the flags raised and the candidates held at the graded blocks with such a move.",
         "",
     ]
     moves = report.get("by_price_move", {})

@@ -123,6 +123,13 @@ def test_the_by_move_and_calibration_tables():
     assert list(moves) == ["<2%", "2-5%", ">5%"]
     assert moves[">5%"]["crossings"] == 1 and moves["<2%"]["crossings"] == 1 and moves["2-5%"]["crossings"] == 0
     assert moves[">5%"]["lead_time_p50_blocks"] == 6.0 and moves["<2%"]["lead_time_p50_blocks"] == 4.0
+    # the flags and candidates of the blocks with each move: every graded block in one bucket, the judged flags split
+    assert sum(m["blocks"] for m in moves.values()) == WINDOW.to_block - WINDOW.from_block + 1
+    assert sum(m["flags_judged"] for m in moves.values()) == report["flags_judged"]
+    judged = {k: m for k, m in moves.items() if m["flags_judged"]}
+    overall = sum(m["precision_within_horizon"] * m["flags_judged"] for m in judged.values()) / report["flags_judged"]
+    assert abs(overall - report["precision_within_horizon"]) < 1e-3
+    assert all(m["candidates_per_block_p50"] is not None for m in moves.values() if m["blocks"])
     calibration = {row["eta_bucket"]: row for row in report["calibration"]}
     # a 26: ETA 0 at HF >= 1 (after its liquidation), never crossed; b: ETA 15 s, never; a 14-19, d 28-30: exact
     assert calibration["0s"] == {
