@@ -76,7 +76,7 @@ def sweep_frontier(report: dict) -> bytes:
             }
         )
     title = f"{len(shown)} settings, blocks {report['graded_from_block']}-{report['to_block']}"
-    return plots.frontier(shown, report.get("base_rate_within_horizon"), title)
+    return plots.frontier(shown, report.get("base_rate_within_horizon"), title, zoom=True)
 
 
 def _write_text(path: Path, text: str) -> None:

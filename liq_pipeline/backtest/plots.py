@@ -105,7 +105,8 @@ def lead_time_histogram(leads: pl.DataFrame, title: str = "") -> bytes:
     return _png(figure)
 
 
-def frontier(points: Sequence[Mapping], base_rate: float | None = None, title: str = "") -> bytes:
+def frontier(points: Sequence[Mapping], base_rate: float | None = None, title: str = "", zoom: bool = False) -> bytes:
+    """`zoom`: the axes around the points (a sweep's many close points), not the whole unit square."""
     figure, axes = _figure()
     shown = [p for p in points if p.get("precision") is not None and p.get("recall_ahead") is not None]
     leads = [p["lead_s"] or 0.0 for p in shown]
@@ -114,7 +115,7 @@ def frontier(points: Sequence[Mapping], base_rate: float | None = None, title: s
         axes.scatter(
             point["precision"],
             point["recall_ahead"],
-            s=60 + 440 * lead / biggest,
+            s=(20 + 160 * lead / biggest) if zoom else (60 + 440 * lead / biggest),
             color=point.get("color", "#7f7f7f"),
             marker="*" if point["name"].endswith(OVERALL) else "o",
             alpha=0.8,
@@ -134,8 +135,13 @@ def frontier(points: Sequence[Mapping], base_rate: float | None = None, title: s
         axes.legend(fontsize=8, loc="lower right")
     if not shown:
         _empty(axes, "no precision or recall to show (no flag judged, no crossing)")
-    axes.set_xlim(0, 1.05)
-    axes.set_ylim(0, 1.05)
+    if zoom and shown:
+        axes.set_xlim(0, max(p["precision"] for p in shown) * 1.2)
+        low = min(p["recall_ahead"] for p in shown)
+        axes.set_ylim(max(0.0, low - 0.05), min(1.05, max(p["recall_ahead"] for p in shown) + 0.05))
+    else:
+        axes.set_xlim(0, 1.05)
+        axes.set_ylim(0, 1.05)
     axes.set_xlabel("precision within the horizon")
     axes.set_ylabel("crossings flagged >= 1 block ahead")
     axes.set_title(f"Precision / recall ahead / lead time ({title})")
