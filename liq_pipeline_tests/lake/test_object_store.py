@@ -19,7 +19,7 @@ from liq_pipeline.evaluation.rewind import rewind_lake
 from liq_pipeline.lake.datasets.liquidation_candidates import NAME as CANDIDATES
 from liq_pipeline.lake.datasets.liquidation_candidates import append_candidates
 from liq_pipeline.lake.errors import LakeError
-from liq_pipeline.lake.objects import ObjectPath
+from liq_pipeline.lake.objects import ObjectPath, S3Settings
 from liq_pipeline.lake.open import lake_at, lake_root, open_lake
 from liq_pipeline.lake.partitions import BlockRange
 from liq_pipeline.lake.store import Lake
@@ -279,3 +279,10 @@ def test_appending_candidates_and_rewinding_work_on_s3(s3_env):
     assert lake.ranges(CANDIDATES) == [BlockRange(100, 199)]
     assert lake.scan(CANDIDATES).collect()["block"].to_list() == [150]
     assert pl.Series(lake.scan(CANDIDATES).collect()["user"]).to_list() == ["A"]
+
+
+def test_the_secret_key_and_session_token_never_show_in_the_settings_repr():
+    env = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-k3y", "AWS_SESSION_TOKEN": "t0k3n"}
+    shown = repr(S3Settings.from_env(env))
+    assert "s3cr3t-k3y" not in shown and "t0k3n" not in shown
+    assert S3Settings.from_env(env).secret_access_key == "s3cr3t-k3y"  # held, only not shown
