@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 NOBODY = 65534  # Debian's `nobody` / `nogroup`
@@ -37,7 +37,7 @@ class Postgres:
     port: int
     database: str
     user: str
-    password: str
+    password: str = field(repr=False)  # DAGSTER_PG_PASSWORD when the server is the user's own: never shown
     folder: Path | None = None  # the cluster of a server started here
     process: subprocess.Popen | None = None
 
