@@ -81,6 +81,8 @@ _INT_RULES: dict[str, tuple[int, int | None, str]] = {
     "predictive_price_window": (3, 100_000, "a whole number of observations from 3 to 100000"),
     "predictive_ema_span": (1, 100_000, "a whole number of observations from 1 to 100000"),
     "redis_max_pipeline": (1, 100_000, "a whole number of entries per round trip from 1 to 100000"),
+    "redis_hot_path_timeout_ms": (5, 60_000, "a whole number of milliseconds from 5 to 60000"),
+    "watch_head_stall_blocks": (1, 10_000, "a whole number of block times from 1 to 10000"),
     "start_block": (0, None, "a block number >= 0"),
     "state_history_from_block": (0, None, "a block number >= 0"),
     "lake_range_blocks": (10, 1_000_000, "a whole number of blocks from 10 to 1000000"),
@@ -130,6 +132,10 @@ class Settings(BaseSettings):
     # --- general -------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     data_dir: Path = Path("data")
+    # One market of several (docs/deployment.md, "Many markets"): its Dagster code location's name and the first
+    # part of its asset keys (`base/liquidation_candidates`), so markets sharing one Dagster instance keep their
+    # assets apart. Empty: one market, asset keys without a prefix (make dev).
+    market_name: str | None = None
 
     # --- chain -----------------------------------------------------------------------------------------------
     # The RPC URL often carries an API key: kept secret, never printed (SecretStr masks it in reprs and logs).
@@ -180,6 +186,9 @@ class Settings(BaseSettings):
     kpi_miss_rate_max: float = 0.10
     kpi_latency_p95_ms: int = 15_000
     kpi_watcher_p99_ms: int = 50
+    # The watcher warns (once per stall) when the node shows no new head for this many block times (the block time
+    # measured from the heads it sees, 2 s until it has seen a few): 3 = 6 s on Base, where no block is ever skipped.
+    watch_head_stall_blocks: int = 3
     # the backtest_report asset's WARN checks (issue #14): precision within the horizon, lead time p50 (seconds;
     # 2 s: one Base block, a crossing flagged at the block before it at the median)
     backtest_min_precision: float = 0.10
@@ -198,6 +207,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_enable_pipelining: Annotated[bool, NoDecode] = True
     redis_max_pipeline: int = 500
+    # The watcher's Redis client waits this long for a connection or an answer before it treats Redis as down and
+    # keeps its writes in memory (one warning; caught up when Redis answers again). A hung Redis costs a block this
+    # much once per outage. 100 ms: docs/operations.md ("Redis or the node frozen") has the measurements.
+    redis_hot_path_timeout_ms: int = 100
     borrowers_index_mode: Literal["memory", "redis"] = "memory"
 
     # --- execution (issue #13, being built: liq_pipeline/execution/) ------------------------------------------
@@ -339,6 +352,19 @@ class Settings(BaseSettings):
                 "the local folder DATA_DIR/lake"
             )
         return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+    @field_validator("market_name", mode="before")
+    @classmethod
+    def _market_name(cls, value: Any) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip()
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", text):
+            raise ValueError(
+                "expected a name of 1 to 32 lower-case letters, digits and underscores starting with a letter "
+                "(it names a Dagster code location and prefixes asset keys), like base or arbitrum_v37"
+            )
+        return text
 
     @field_validator("chain_id", mode="before")
     @classmethod

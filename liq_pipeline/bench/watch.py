@@ -6,8 +6,11 @@ Chainlink-like deviation threshold from a correlated random walk, newcomers borr
 withdrawing, and a competitor liquidating users whose HF fell below 1. Prices move with each asset's real annual
 volatility (`vol_scale=1`; `liq demo` runs 10x to make an hour eventful). Market-wide shocks are off by default
 (`shocks=True` turns them on): a -5 to -25 % crash block is a different measurement (thousands of candidates
-appear at once). The watcher (with its own embedded Redis, as in production) processes each block as soon as it
-is mined; latency = time the block was seen -> its candidates written to Redis.
+appear at once). The watcher (with its own embedded Redis, as in production, through the hot path's client:
+REDIS_HOT_PATH_TIMEOUT_MS) processes each block as soon as it is mined; latency = time the block was seen -> its
+candidates written to Redis; `available_to_written_*`: from the simulator's mining time (the moment its block was
+mined, told to the watcher as the block's available time) -> candidates written, which includes the watcher's
+head poll.
 
 The devnet runs the Aave version of DEVNET_PROTOCOL_VERSION (`protocol=`, `liq bench-watch --protocol 3.6`;
 default 3.6) and the engine's AAVE_PROTOCOL_VERSION follows it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +28,6 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from ..cache import open_market_cache
 from ..config import Settings
 from ..devnet import actions, protocols
 from ..devnet.backlog import clear_backlog
@@ -36,6 +39,7 @@ from ..execution.executor import FastPathExecutor
 from ..execution.hot_path import ExecutionHook
 from ..risk.blas import use_one_blas_thread
 from ..risk.versions import rules_for
+from ..watch.startup import hot_path_cache
 from ..watch.watcher import Watcher
 from .live_executor import live_executor, precompute_for
 from .report import BenchRun, Stopwatch, median, percentile, quiet
@@ -105,7 +109,7 @@ def _measure(
     executing: Executing | None = None,
 ) -> dict:
     market = chain.market
-    cache = open_market_cache(settings, market.chain_id, market.pool)
+    cache = hot_path_cache(settings, market.chain_id, market.pool)
     say("bootstrapping the watcher from the chain's events")
     with Stopwatch() as bootstrapping:
         tracker = Tracker.bootstrap(
@@ -118,7 +122,7 @@ def _measure(
             multicall=settings.multicall_address,
         )
     predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
-    watcher = Watcher(chain.rpc, tracker, engine_params(predictive), cache)
+    watcher = Watcher(chain.rpc, tracker, engine_params(predictive), cache, observe_heads=False)
     if executing is not None:  # the executor right after each evaluation, as `liq execute` runs it
         precompute = precompute_for(executing.executor, settings)
         executing.hook = ExecutionHook(executing.executor, tracker, precompute=precompute)
@@ -137,7 +141,12 @@ def _measure(
     )
     say(f"{blocks} simulated blocks")
     dex = executing.dex if executing is not None else None  # arbitraged to the oracle each block when we sell on it
-    traffic = simulate(chain.devnet, market, config, watched, on_block=lambda _i, _r: step(watcher), dex=dex)
+
+    def mined(_index: int, sim) -> None:  # the simulator's block is mined now: its available time, then the watcher
+        watcher.note_available(sim.blocks[1], time.time())
+        step(watcher)
+
+    traffic = simulate(chain.devnet, market, config, watched, on_block=mined, dex=dex)
     step(watcher)  # the simulator's closing block, if any
     records = watcher.stats.records[1:]  # without the warm-up
     if executing is not None:  # what is in flight is included (or not) in the next blocks
@@ -145,6 +154,7 @@ def _measure(
             actions.mine_blocks(chain.devnet, 1)
             step(watcher)
     latencies = [r.latency_ms for r in records]
+    available = [r.available_to_written_ms for r in records]
     expected = list(range(records[0].block, records[-1].block + 1)) if records else []
     present = [name for name in PHASES if any(name in r.phases_ms for r in records)]
     phases = {name: median((r.phases_ms.get(name, 0.0) for r in records), 2) for name in present}
@@ -154,6 +164,10 @@ def _measure(
         "p50_ms": median(latencies, 2),
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
+        # block available (mined) -> candidates written: what a stall of the watcher would show in
+        "available_to_written_p50_ms": median(available, 2),
+        "available_to_written_p99_ms": round(percentile(available, 0.99), 2),
+        "available_to_written_max_ms": round(max(available), 2) if available else None,
         "missed_blocks": len(set(expected) - {r.block for r in records}),
         "phases_p50_ms": phases,
         "candidates_last_block": records[-1].candidates if records else {},

@@ -7,8 +7,11 @@ While Redis is unreachable:
 - reads return None (consume returns []); `reachable` is False and `last_error` says why;
 - the outage is logged once, at WARNING, and nothing more per call;
 - Redis is probed at most every `retry_interval` seconds, each probe bounded by `probe_timeout` (a call in
-  between costs no network round trip).
-When a probe succeeds the kept state is written back (catch-up), in write order, and the recovery is logged once.
+  between costs no network round trip). `probe_in_background=True` (the watcher's hot path): the probes run in a
+  thread of their own, so no caller ever waits for one: against a hung server (SIGSTOP) every probe costs its
+  whole timeout, which a synchronous probe charged to a block once per `retry_interval`.
+When a probe succeeds the kept state is written back (catch-up), in write order, and the recovery is logged once,
+with the outage's length and the number of writes deferred meanwhile.
 Writes are idempotent (replacements, ZADD/HSET of latest values), except XADD of alerts and dirty users, which may
 be duplicated if Redis dies between applying one and answering: consumers tolerate that (at-least-once).
 """
@@ -81,6 +84,7 @@ class ResilientCache:
         max_pending_alerts: int = 1_000,
         claim_idle_ms: int = 30_000,
         monotonic: Callable[[], float] = time.monotonic,
+        probe_in_background: bool = False,
     ) -> None:
         self.cache = cache
         self.where = describe_client(cache.client)
@@ -95,6 +99,14 @@ class ResilientCache:
         self._down_since = 0.0
         self._next_probe = 0.0
         self.last_error: str | None = None
+        self.outages = 0  # outages seen (each logged once when it starts, once when it ends)
+        self.deferred_writes = 0  # write calls answered "deferred", over the cache's life
+        self._deferred_in_outage = 0
+        self._background = probe_in_background
+        self._probe_ok = threading.Event()  # set by the background probe: Redis answered, catch up on next call
+        self._probe_stop = threading.Event()
+        self._probe_wanted = threading.Event()
+        self._probe_thread: threading.Thread | None = None
         # kind -> (label for the log, writer); insertion-ordered, written back in that order.
         self._pending: dict[str, tuple[str, Callable[[], Any]]] = {}
         self._results: dict[str, Any] = {}
@@ -122,6 +134,17 @@ class ResilientCache:
         """Try to write back pending state now (e.g. once per watcher tick); True when nothing is left pending."""
         with self._lock:
             return self._flush()
+
+    def note_unavailable(self, error: Exception) -> None:
+        """A caller that talked to `cache.client` directly (the watcher's incremental candidate writes) met an
+        outage: the cache goes down as if its own write had failed (one warning), and its next writes are kept."""
+        with self._lock:
+            self._unavailable(error)
+
+    def close(self) -> None:
+        """Stop the background probe, if any (it is a daemon thread: a process may also just exit)."""
+        self._probe_stop.set()
+        self._probe_wanted.set()
 
     # --- writes: latest state -------------------------------------------------------------------------------------
     def write_candidates(self, block: int, frame: pl.DataFrame) -> Outcome:
@@ -248,6 +271,8 @@ class ResilientCache:
 
     def _commit(self, kind: str) -> Outcome:
         if not self._flush() and kind in self._pending:
+            self.deferred_writes += 1
+            self._deferred_in_outage += 1
             return "deferred"
         return "skipped_older" if self._results.pop(kind, True) is False else "written"
 
@@ -256,13 +281,17 @@ class ResilientCache:
         if not self._pending and self._reachable:
             return True
         if not self._reachable:
-            if self._monotonic() < self._next_probe:
+            if self._background:
+                if not self._probe_ok.is_set():
+                    return False  # the probe thread has not heard Redis yet: no network round trip here
+            elif self._monotonic() < self._next_probe:
                 return False
-            try:
-                self._probe.ping()
-            except UNAVAILABLE as error:
-                self._unavailable(error)
-                return False
+            else:
+                try:
+                    self._probe.ping()
+                except UNAVAILABLE as error:
+                    self._unavailable(error)
+                    return False
         caught_up = [] if self._reachable else [label for label, _ in self._pending.values()]
         try:
             for kind in list(self._pending):
@@ -297,9 +326,14 @@ class ResilientCache:
         now = self._monotonic()
         self._next_probe = now + self.retry_interval
         self.last_error = f"{type(error).__name__}: {error}"
+        self._probe_ok.clear()
+        if self._background:
+            self._start_probe()
         if self._reachable:
             self._reachable = False
             self._down_since = now
+            self._deferred_in_outage = 0
+            self.outages += 1
             log.warning(
                 "Redis at %s is unreachable (%s). Continuing without it: the latest state is kept in memory and "
                 "written back when Redis returns; reads return nothing meanwhile. Probing every %.1fs.",
@@ -315,11 +349,38 @@ class ResilientCache:
         self.last_error = None
         wrote = ", ".join(caught_up) if caught_up else "nothing was pending"
         log.warning(
-            "Redis at %s is reachable again after %.1fs; caught up: %s.",
+            "Redis at %s is reachable again after %.1fs; %d write(s) deferred meanwhile, caught up: %s.",
             self.where,
             self._monotonic() - self._down_since,
+            self._deferred_in_outage,
             wrote,
         )
+
+    def _start_probe(self) -> None:
+        self._probe_wanted.set()
+        if self._probe_thread is None:
+            self._probe_thread = threading.Thread(target=self._probe_loop, name="redis-probe", daemon=True)
+            self._probe_thread.start()
+
+    def _probe_loop(self) -> None:
+        """The background probe: once asked (`_probe_wanted`), PING every `retry_interval` (each bounded by
+        `probe_timeout`) until Redis answers, then set `_probe_ok` and leave the catch-up to the next caller (the
+        writes keep the caller's order, under its lock). `_probe_wanted` is cleared before a round, never after
+        its ping: a caller that re-asks meanwhile (the catch-up failed) is never lost."""
+        while not self._probe_stop.is_set():
+            if not self._probe_wanted.wait(1.0):
+                continue
+            self._probe_wanted.clear()
+            while not self._probe_stop.wait(self.retry_interval):
+                try:
+                    self._probe.ping()
+                except UNAVAILABLE as error:
+                    log.debug("Redis at %s still unreachable (%s)", self.where, type(error).__name__)
+                    continue
+                except Exception as error:  # an auth or protocol error is the caller's to meet: let it try
+                    log.debug("Redis probe at %s: %s", self.where, type(error).__name__)
+                self._probe_ok.set()
+                break
 
     # --- writers of merged state (run under the lock; clear their state only once written) ----------------------
     def _write_index_updates(self) -> None:

@@ -170,7 +170,10 @@ def main(max_blocks: int, live: bool) -> None:
             )
         except VenueError as error:
             raise runtime.CommandError(str(error)) from None
-        client = execution_client(redis_url_for(settings.redis_url, settings.data_dir), timeout=0.5)
+        # the hot path's Redis timeout: a hung Redis costs the first block of its outage this much, then claims are
+        # refused without a round trip until Redis answers (execution/idempotency.py): fail closed, no send
+        timeout = settings.redis_hot_path_timeout_ms / 1000.0
+        client = execution_client(redis_url_for(settings.redis_url, settings.data_dir), timeout=timeout)
         keys = MarketKeys.for_market(market.chain_id, market.pool)
         watcher.metrics = BlockMetrics()
         recorder = open_recorder(settings, metrics=watcher.metrics.execution)  # on /metrics

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
+import redis
 
 from ..chain.abi import checksum
 from ..evaluation.tracker import Tracker
@@ -27,6 +28,7 @@ from ..risk.evaluation import Evaluation
 from ..risk.health import evaluate_health
 from ..risk.valuation import baseline_prices
 from .executor import FastPathExecutor
+from .idempotency import outage_of
 from .precompute import PrecomputeCalldata, PrecomputeCandidate, RefreshReport
 from .records import ExecutionAttempt
 
@@ -92,6 +94,7 @@ class ExecutionHook:
         self.stages: list[dict[str, float]] = []  # per block that sent: the executor's stages, ms (benchmarks)
         self.sent_by_lane: Counter = Counter()  # transactions sent from the fast lane and from the slow one
         self._last_error: str | None = None
+        self._precompute_error: str | None = None
 
     def fast(self, block: int, seen_at: float) -> None:
         """The fast lane (the watcher's on_read): once the block is read and before the engine evaluates the whole
@@ -204,6 +207,9 @@ class ExecutionHook:
         result, precompute = self._result, self.precompute
         if precompute is None or result is None or not precompute.top_k:
             return
+        outage = outage_of(precompute.client)
+        if outage.closed:  # Redis away (logged once by the claims): no timeout to wait here every block
+            return
         try:
             book = result.book
             # users in flight and users below 1 without a profitable plan at these prices take no place in the top
@@ -228,8 +234,15 @@ class ExecutionHook:
                 for p, eta, w in zip(positions, soonest[near].tolist(), weights, strict=True)
             ]
             report = precompute.refresh(state.block, state, candidates, pools, costs)
+        except (redis.RedisError, OSError) as error:  # an outage: one line for it, shared with the claims
+            outage.failed("precomputed calldata", error)
+            return
         except Exception as error:  # precomputing is an optimisation: the executor plans afresh without it
             why = f"{type(error).__name__}: {error}"
-            log.warning("precomputing calldata failed at block %d (%s)", self.tracker.block, why)
+            if why != self._precompute_error:  # once while it repeats, not every block
+                log.warning("precomputing calldata failed at block %d (%s)", self.tracker.block, why)
+            self._precompute_error = why
             return
+        self._precompute_error = None
+        outage.answered()
         self.refreshes = [*self.refreshes[-99:], report]

@@ -3,6 +3,12 @@
 Both fail closed. A claim that Redis did not confirm (down, hung past the client's timeout, an error) is a "no":
 the caller must not send. Sending twice costs gas and can lose money; not sending costs one opportunity.
 
+An outage is one state per client (`outage_of(client)`), shared by the guard, the nonce lock and the precompute on
+that client: the first failure costs one timeout and logs one line; from then on every claim is refused at once,
+without a round trip, while a background thread PINGs Redis; the first claim after Redis answered again goes to
+Redis, and one line says the outage ended (how long, how many claims were refused). Before, each block of an
+outage waited the client's timeout again (0.5 s in `liq execute`) for its claims, and again for the precompute.
+
 Keys (under the project's layout, cache/keys.py):
 - `liq:{<chain>:<pool>}:execution:attempt:<user>:<debt>:<collateral>`: SET NX EX EXECUTION_ATTEMPT_TTL_SEC, value
   `<owner>:<block>:<random>`. The window is the TTL, not a block bucket in the key: with buckets, two processes a
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,23 +102,84 @@ class Claim:
         return self.granted
 
 
-class _OutageLog:
-    """A Redis outage is logged once when it starts and once when it ends, not on every refused claim."""
+PROBE_INTERVAL_SEC = 0.25  # between the background PINGs of an outage (each bounded by the client's timeout)
 
-    def __init__(self) -> None:
+
+class RedisOutage:
+    """A client's Redis outage: logged once when it starts and once when it ends, not on every refused claim; while
+    it lasts `closed` is True (do not touch Redis: refuse) until a background PING hears Redis again."""
+
+    def __init__(self, client: redis.Redis, probe_interval: float = PROBE_INTERVAL_SEC) -> None:
+        self.client = client
+        self.probe_interval = probe_interval
         self.down = False
+        self.outages = 0
+        self.refused = 0  # claims and locks refused without a round trip during the current outage
+        self._since = 0.0
+        self._lock = threading.Lock()
+        self._heard = threading.Event()  # the probe heard Redis: the next caller tries it for real
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True while Redis is known to be away and the probe has not heard it since: answer "no" at once."""
+        return self.down and not self._heard.is_set()
+
+    def refuse(self, count: int = 1) -> None:
+        self.refused += count
 
     def failed(self, what: str, error: BaseException) -> None:
-        if not self.down:
-            self.down = True
-            log.warning(
-                "Redis unreachable for %s (%s): nothing is sent until it answers again", what, type(error).__name__
-            )
+        with self._lock:
+            self._heard.clear()
+            self._wanted.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._probe, name="execution-redis-probe", daemon=True)
+                self._thread.start()
+            if self.down:
+                return
+            self.down, self._since, self.refused = True, time.monotonic(), 0
+            self.outages += 1
+        log.warning(
+            "Redis unreachable for %s (%s): nothing is sent until it answers again (no claim waits for it meanwhile)",
+            what,
+            type(error).__name__,
+        )
 
     def answered(self) -> None:
-        if self.down:
+        if not self.down:
+            return
+        with self._lock:
+            if not self.down:
+                return
             self.down = False
-            log.warning("Redis answers again: claims resume")
+            took, refused = time.monotonic() - self._since, self.refused
+        log.warning(
+            "Redis answers again after %.1fs: claims resume (%d refused meanwhile, nothing sent)", took, refused
+        )
+
+    def _probe(self) -> None:
+        # `_wanted` cleared before a round, never after its PING: a failure reported meanwhile is never lost
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            while True:
+                time.sleep(self.probe_interval)
+                try:
+                    self.client.ping()
+                except _REDIS_ERRORS:
+                    continue
+                self._heard.set()
+                break
+
+
+def outage_of(client: redis.Redis) -> RedisOutage:
+    """The one outage state of `client` (created on first use; every user of the client shares it)."""
+    outage = getattr(client, "_liq_outage", None)
+    if outage is None:
+        outage = RedisOutage(client)
+        client._liq_outage = outage
+    return outage
 
 
 class AttemptGuard:
@@ -125,7 +193,7 @@ class AttemptGuard:
         self.ttl_sec = ttl_sec
         self.owner = owner
         self._release = client.register_script(_RELEASE_IF_OWNER)
-        self._outage = _OutageLog()
+        self._outage = outage_of(client)
         self._unconfirmed: dict[str, tuple[str, float]] = {}  # key -> (token, when) of a claim Redis did not answer
 
     def claim(self, opportunity: Opportunity, block: int) -> Claim:
@@ -138,6 +206,9 @@ class AttemptGuard:
         if not opportunities:
             return []
         keys = [o.key for o in opportunities]
+        if self._outage.closed:  # Redis away and not heard since: no, at once (nothing was sent to Redis)
+            self._outage.refuse(len(keys))
+            return [Claim(False, UNAVAILABLE, key) for key in keys]
         if self._unconfirmed:  # past their TTL they hold nothing any more
             now = time.monotonic()
             self._unconfirmed = {k: v for k, v in self._unconfirmed.items() if now - v[1] < self.ttl_sec}
@@ -172,7 +243,7 @@ class AttemptGuard:
         """`release_unsent` of each granted claim, in one round trip (a block's settled transactions: one
         compare-and-delete each took ~0.5 ms, ~8 ms of the block's path for 16)."""
         held = [claim for claim in claims if claim.granted and claim.token is not None]
-        if not held:
+        if not held or self._outage.closed:  # they expire by themselves
             return
         try:
             with self.client.pipeline(transaction=False) as pipe:
@@ -184,7 +255,7 @@ class AttemptGuard:
 
     def release_unsent(self, claim: Claim) -> bool:
         """Give a claim back when nothing was sent (verification failed first). Never after a send."""
-        if not claim.granted or claim.token is None:
+        if not claim.granted or claim.token is None or self._outage.closed:
             return False
         try:
             return bool(self._release(keys=[claim.key], args=[claim.token]))
@@ -202,10 +273,13 @@ class NonceLock:
         self.key = nonce_lock_key(chain_id, sender)
         self.ttl_ms = ttl_ms  # a holder that dies frees the nonce after this long
         self._release = client.register_script(_RELEASE_IF_OWNER)
-        self._outage = _OutageLog()
+        self._outage = outage_of(client)
 
     def acquire(self) -> str | None:
         """The lock's token, or None: held by another process, or Redis did not answer (fail closed)."""
+        if self._outage.closed:
+            self._outage.refuse()
+            return None
         token = secrets.token_hex(16)
         try:
             won = self.client.set(self.key, token, nx=True, px=self.ttl_ms)
@@ -217,6 +291,8 @@ class NonceLock:
 
     def release(self, token: str) -> bool:
         """Free the lock if `token` still holds it; False if it expired meanwhile (or Redis is down)."""
+        if self._outage.closed:
+            return False  # it expires by itself after ttl_ms
         try:
             return bool(self._release(keys=[self.key], args=[token]))
         except _REDIS_ERRORS:

@@ -47,6 +47,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+# Block available -> candidates written: the same, then up to a minute (a stalled loop's blocks land there).
+AVAILABLE_BUCKETS: tuple[float, ...] = (*LATENCY_BUCKETS, 20.0, 30.0, 60.0)
 
 # Current health factors: finest just above 1 (where users are about to cross), coarse far from it.
 HF_BUCKETS: tuple[float, ...] = (
@@ -166,6 +168,25 @@ class BlockMetrics:
             registry=r,
         )
         # --- liq_* --------------------------------------------------------------------------------------------
+        # from the block's availability (watch/heads.py), so a watcher held up (a hung Redis, a stuck call) shows:
+        # buckets past opportunity_latency's 10 s, a 12 s stall was measured
+        self.available_latency = Histogram(
+            "liq_block_available_to_written_seconds",
+            "Block available (first seen by the head observer or the loop) -> its candidates written",
+            buckets=AVAILABLE_BUCKETS,
+            registry=r,
+        )
+        self.node_stalls = Counter(
+            "liq_node_head_stalls",
+            "Stalls of the node: no new head for WATCH_HEAD_STALL_BLOCKS block times (each counted once)",
+            registry=r,
+        )
+        self.redis_deferred = Counter(
+            "liq_redis_deferred_writes",
+            "Watcher writes kept in memory because Redis was unreachable (written back when it answers again)",
+            registry=r,
+        )
+        self._redis_deferred_seen = 0
         self.candidates = Gauge(
             "liq_candidates", "Candidates of the last evaluated block, per scenario", ["scenario"], registry=r
         )
@@ -259,6 +280,21 @@ class BlockMetrics:
 
     def redis_up(self, up: bool) -> None:
         self.redis.set(1 if up else 0)
+
+    def observe_available(self, seconds: float) -> None:
+        """One block: available -> candidates written (s)."""
+        self.available_latency.observe(seconds)
+
+    def node_stall(self) -> None:
+        self.node_stalls.inc()
+
+    def redis_deferred_writes(self, total: int) -> None:
+        """The cache's running count of deferred writes: the counter follows it (a new cache restarts from 0)."""
+        with self._lock:
+            grown = total - self._redis_deferred_seen if total >= self._redis_deferred_seen else total
+            self._redis_deferred_seen = total
+        if grown > 0:
+            self.redis_deferred.inc(grown)
 
     def set_blocks_behind(self, blocks: int) -> None:
         """Head minus last evaluated block, when the head is learnt between blocks (observe() also sets it)."""

@@ -27,6 +27,7 @@ import numpy as np
 from ..cache.candidates import write_candidate_changes
 from ..cache.codec import score_strings
 from ..cache.keys import candidate_member
+from ..cache.resilience import UNAVAILABLE
 from ..risk.evaluation import Evaluation
 
 ETA_RESOLUTION_SEC = 1.0
@@ -124,7 +125,15 @@ class CandidateWriter:
             written = write_candidate_changes(
                 self.cache.cache, block, upserts, removed, rescored=(moved_members, moved_scores)
             )
-        except Exception:  # Redis went away mid-write: the resilient path takes over, the next write is full
+        except UNAVAILABLE as error:
+            # Redis went away mid-write: the resilient cache is told (one warning, and from now on no network
+            # round trip until its probe hears Redis), the block's whole set is kept for the catch-up. Before, this
+            # retried the whole set at once on the same hung server, unknown to the cache: with Redis SIGSTOPed for
+            # 12 s the block waited 12 s and nothing was logged.
+            self.reset()
+            self.cache.note_unavailable(error)
+            return str(self.cache.write_candidates(block, evaluation.candidates))
+        except Exception:  # anything else: the resilient path writes the whole set (it raises a bug once)
             self.reset()
             return str(self.cache.write_candidates(block, evaluation.candidates))
         self._written_block = block if written else None

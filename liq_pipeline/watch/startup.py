@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from ..cache import open_market_cache
+from ..cache.client import hot_path_client, safe_url
+from ..cache.context import CacheOptions, MarketCache
+from ..cache.from_settings import redis_url_for
+from ..cache.keys import MarketKeys
 from ..cache.positions import PositionsSnapshot
+from ..cache.resilience import ResilientCache
 from ..chain.discovery import discover_market
 from ..chain.rpc import RpcClient
 from ..config import Settings
@@ -25,7 +29,7 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     rpc = RpcClient(settings.rpc_url.get_secret_value())
     head = rpc.quantity("eth_blockNumber")
     market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
-    cache = open_market_cache(settings, market.chain_id, market.pool) if use_cache else None
+    cache = hot_path_cache(settings, market.chain_id, market.pool) if use_cache else None
     snapshot = cache.get_positions() if cache is not None else None
     chain = _chain_of(rpc, snapshot, head) if snapshot is not None else "same"
     if chain == "other":  # evidence: the snapshot's block has another hash on this chain (a restarted devnet)
@@ -51,7 +55,22 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     windows = cache.get_price_windows() if snapshot is not None else None
     tracker = start_tracker(rpc, settings, market, rules, head, snapshot, windows)
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
-    return Watcher(rpc, tracker, engine_params(settings), cache)
+    return Watcher(rpc, tracker, engine_params(settings), cache, head_stall_blocks=settings.watch_head_stall_blocks)
+
+
+def hot_path_cache(settings: Settings, chain_id: int, pool: str) -> ResilientCache:
+    """The watcher's cache: open_market_cache's, with REDIS_HOT_PATH_TIMEOUT_MS on its client (connect and every
+    answer; a timeout is not retried) and its outage probes in a thread of their own, so a hung Redis costs a block
+    one timeout per outage and nothing after (cache/resilience.py)."""
+    url = redis_url_for(settings.redis_url, settings.data_dir)
+    timeout = settings.redis_hot_path_timeout_ms / 1000.0
+    log.info("Redis: %s%s, %.0f ms timeout", safe_url(url), "" if settings.redis_url else " (embedded)", timeout * 1e3)
+    cache = MarketCache(
+        hot_path_client(url, timeout), MarketKeys.for_market(chain_id, pool), CacheOptions.from_settings(settings)
+    )
+    # probes as short as the timeout (a probe that answers slower would only fail the catch-up that follows it),
+    # every 0.25 s: they run in their own thread, so the catch-up follows the outage by a block at most
+    return ResilientCache(cache, retry_interval=0.25, probe_timeout=max(timeout, 0.05), probe_in_background=True)
 
 
 def _chain_of(rpc: RpcClient, snapshot: PositionsSnapshot, head: int) -> str:

@@ -11,14 +11,20 @@ restart), catches up missed blocks in order, then follows the head:
   watcher walks back to the common ancestor, re-reads every user the orphaned blocks touched at the ancestor,
   forgets those blocks, and re-follows the new branch (its candidates replace the orphaned ones);
 - faults: an unreachable node or Redis is logged once per outage, retried with backoff, never fatal; the block the
-  fault interrupted is processed again once it clears, so no block is skipped.
+  fault interrupted is processed again once it clears, so no block is skipped. A hung Redis costs one block at
+  most REDIS_HOT_PATH_TIMEOUT_MS once per outage (its writes then wait in memory, newest state only, and catch up
+  when it answers again: cache/resilience.py); a node showing no new head for WATCH_HEAD_STALL_BLOCKS block times
+  is warned about once per stall, by the head observer (heads.py), even while the loop waits on that node;
+- latency: `latency_ms` is block seen by the loop -> candidates written; `available_to_written_ms` starts at the
+  block's availability instead (the first time the head observer, polling in its own thread, or the loop saw it),
+  so a loop held up by anything shows in it (heads.py says why this time and not the block's timestamp).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,11 +32,13 @@ import numpy as np
 import polars as pl
 import redis
 
+from ..cache.resilience import UNAVAILABLE
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Tracker
 from ..risk.evaluation import Evaluation
 from ..risk.params import EngineParams
 from .candidates import CandidateWriter
+from .heads import HeadObserver, HeadPoller
 from .process_memory import freeze_long_lived, keep_freed_buffers
 
 log = logging.getLogger("liq_pipeline.watch")
@@ -39,6 +47,7 @@ POSITIONS_EVERY = 20  # blocks between snapshots of the whole positions frame in
 # restart resumes from the snapshot's block and re-follows the blocks after it, so nothing is lost
 HASH_MEMORY = 256  # block hashes kept for reorg detection (Base reorgs are a few blocks deep at most)
 CATCH_UP_EVALUATE_ALL = 200  # a gap up to this many blocks is evaluated block by block; longer: advanced at once
+RECORDS_KEPT = 1_000  # block records kept for the stream `blocks` while Redis is away (~30 min of Base blocks)
 
 
 @dataclass
@@ -57,10 +66,16 @@ class BlockRecord:
     evaluated: int = 0  # users the engine evaluated (the rest were screened out as far from liquidation)
     carried: bool = False  # no price moved: users far from every decision kept the previous values
     writes: dict[str, int] = field(default_factory=dict)  # candidate members detailed, rescored, removed
+    available_at: float = 0.0  # first time the block was seen by anyone (head observer or loop); 0: = seen_at
 
     @property
     def latency_ms(self) -> float:
         return (self.written_at - self.seen_at) * 1000.0
+
+    @property
+    def available_to_written_ms(self) -> float:
+        """Block available (heads.py) -> its candidates written: includes any time the block waited to be seen."""
+        return (self.written_at - (self.available_at or self.seen_at)) * 1000.0
 
     def to_fields(self) -> dict[str, str]:
         fields = {
@@ -70,6 +85,8 @@ class BlockRecord:
             "seen_at": f"{self.seen_at:.6f}",
             "written_at": f"{self.written_at:.6f}",
             "latency_ms": f"{self.latency_ms:.3f}",
+            "available_at": f"{self.available_at or self.seen_at:.6f}",
+            "available_to_written_ms": f"{self.available_to_written_ms:.3f}",
             "users": str(self.users),
             "touched": str(self.touched),
             "exact_redecided": str(self.exact_redecided),
@@ -86,9 +103,13 @@ class WatchStats:
     records: list[BlockRecord] = field(default_factory=list)
     reorgs: int = 0
     node_outages: int = 0
+    node_stalls: int = 0  # no new head for WATCH_HEAD_STALL_BLOCKS block times (the head observer's count)
 
     def latencies_ms(self) -> list[float]:
         return [r.latency_ms for r in self.records]
+
+    def available_to_written_ms(self) -> list[float]:
+        return [r.available_to_written_ms for r in self.records]
 
 
 class Watcher:
@@ -106,6 +127,9 @@ class Watcher:
         on_read: Callable[[int, float], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        head_stall_blocks: int = 3,
+        observe_heads: bool = True,
+        observer_poll_interval: float = 0.05,
     ):
         self.rpc = rpc
         self.tracker = tracker
@@ -133,6 +157,13 @@ class Watcher:
         self._node_down = False
         self._stop = False
         self._frozen = False  # long-lived objects frozen out of the collector's reach (after the first block)
+        # the head observer (heads.py), started by run() when the node has a URL: block available times and stalls
+        self.head_stall_blocks = head_stall_blocks
+        self.observe_heads = observe_heads
+        self.observer_poll_interval = observer_poll_interval
+        self.observer: HeadObserver | None = None
+        self._available: dict[int, float] = {}  # block -> when it was mined, told by a caller (note_available)
+        self._unsent_records: deque[dict[str, str]] = deque(maxlen=RECORDS_KEPT)
         keep_freed_buffers()  # a long-lived process reallocating 100k-row arrays every block
 
     # --- chain access -----------------------------------------------------------------------------------------------
@@ -141,6 +172,22 @@ class Watcher:
 
     def head(self) -> int:
         return self.rpc.quantity("eth_blockNumber")
+
+    def note_available(self, number: int, at: float) -> None:
+        """Block `number` was available at `at` (wall time): a caller that mines the blocks itself knows (the
+        devnet benchmark: the simulator's mining time). The earliest of this, the head observer's and the loop's
+        own time is the block's available time."""
+        self._available[number] = min(at, self._available.get(number, at))
+        while len(self._available) > HASH_MEMORY:
+            self._available.pop(next(iter(self._available)))
+
+    def _available_at(self, number: int, seen: float) -> float:
+        times = [seen]
+        if (told := self._available.pop(number, None)) is not None:
+            times.append(told)
+        if self.observer is not None and (stamp := self.observer.first_seen(number)) is not None:
+            times.append(stamp)
+        return min(times)
 
     def remember(self, number: int, block_hash: str) -> None:
         self.hashes[number] = block_hash
@@ -236,6 +283,7 @@ class Watcher:
             phases_ms={"read": (read_done - began) * 1e3, "evaluate": (evaluated - read_done) * 1e3 - fast_ms},
             evaluated=result.evaluated,
             carried=result.carried,
+            available_at=self._available_at(number, seen),
         )
         if fast_ms:
             record.phases_ms["fast"] = fast_ms
@@ -281,6 +329,7 @@ class Watcher:
             log.debug("%d long-lived objects frozen out of the garbage collector", freeze_long_lived())
             self._frozen = True
         if self.metrics is not None:
+            self.metrics.observe_available(record.available_to_written_ms / 1000.0)
             self.metrics.observe(
                 block=number,
                 latency_s=record.latency_ms / 1000.0,
@@ -293,6 +342,7 @@ class Watcher:
             )
             if self.cache is not None:
                 self.metrics.redis_up(self.cache.reachable)
+                self.metrics.redis_deferred_writes(getattr(self.cache, "deferred_writes", 0))
         if self.on_block:
             self.on_block(record)
 
@@ -318,13 +368,23 @@ class Watcher:
         return confirmed
 
     def _append_record(self, record: BlockRecord) -> None:
+        """The block's record to the stream `blocks`; while Redis is away the records wait (the last RECORDS_KEPT),
+        so the latency KPI Dagster reads from the stream sees the blocks an outage delayed."""
+        self._unsent_records.append(record.to_fields())
         if not self.cache.reachable:
             return
         try:
             key = self.cache.cache.keys.key("blocks")
-            self.cache.cache.client.xadd(key, record.to_fields(), maxlen=100_000, approximate=True)
-        except redis.RedisError:  # the resilient cache logs the outage once; the record is only a measurement
+            with self.cache.cache.client.pipeline(transaction=False) as pipe:
+                for fields in self._unsent_records:
+                    pipe.xadd(key, fields, maxlen=100_000, approximate=True)
+                pipe.execute()
+        except UNAVAILABLE as error:  # kept for later; the resilient cache logs the outage once
+            self.cache.note_unavailable(error)
+            return
+        except redis.RedisError:  # not an outage: the record is only a measurement
             pass
+        self._unsent_records.clear()
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def step(self) -> int:
@@ -362,8 +422,51 @@ class Watcher:
         if self.cache is not None and self.hashes:
             self.cache.put_positions(self.tracker.block, self.tracker.positions, self.hashes.get(self.tracker.block))
 
+    def start_observer(self) -> HeadObserver | None:
+        """The head observer on a client of its own (the loop's may be stuck in a call): short timeout, no retry,
+        so a frozen node costs each poll at most a second and the stall check runs on time."""
+        url = getattr(self.rpc, "url", None)
+        if not self.observe_heads or self.observer is not None or not isinstance(url, str):
+            return self.observer
+        metrics = self.metrics
+
+        def stalled(_quiet: float) -> None:
+            self.stats.node_stalls += 1
+            if metrics is not None:
+                metrics.node_stall()
+
+        self.observer = HeadObserver(
+            HeadPoller(url, timeout=1.0),
+            poll_interval=self.observer_poll_interval,
+            stall_blocks=self.head_stall_blocks,
+            on_stall=stalled,
+        ).start()
+        return self.observer
+
+    def stop_observer(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer = None
+
+    def _idle(self) -> None:
+        """No new block: wait a poll interval, or less when the head observer sees one first. An observer already
+        ahead of the loop's node (a load-balanced endpoint answering from another backend) is not waited on: the
+        loop would spin on its own node's head until that backend caught up."""
+        observed = self.observer.head if self.observer is not None else None
+        if observed is not None and observed <= self.tracker.block and self.sleep is time.sleep:
+            self.observer.wait_for_head(self.tracker.block, self.poll_interval)
+        else:
+            self.sleep(self.poll_interval)
+
     def run(self, max_blocks: int | None = None, deadline: float | None = None) -> WatchStats:
         """Follow the chain until stopped, `max_blocks` processed, or `deadline` (monotonic) passed."""
+        self.start_observer()
+        try:
+            return self._run(max_blocks, deadline)
+        finally:
+            self.stop_observer()
+
+    def _run(self, max_blocks: int | None, deadline: float | None) -> WatchStats:
         backoff = self.poll_interval
         processed = 0
         while not self._stop:
@@ -379,7 +482,7 @@ class Watcher:
                 backoff = self.poll_interval
                 processed += done
                 if done == 0:
-                    self.sleep(self.poll_interval)
+                    self._idle()
             except (NodeUnavailable, RpcError, OSError) as error:
                 if self.metrics is not None:
                     self.metrics.rpc_error("connection" if isinstance(error, NodeUnavailable | OSError) else "rpc")
