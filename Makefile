@@ -12,6 +12,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
+# `make dev DEV_ARGS="--protocols 3.6,3.0"`: two markets side by side (`liq dev --help`)
+DEV_ARGS ?=
 
 .PHONY: setup dev test test-fast lint format bench lock clean help
 
@@ -33,7 +35,7 @@ $(NODE_STAMP): $(PY_STAMP) $(wildcard package.json package-lock.json)
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 dev: setup
-	$(BIN)/liq dev
+	$(BIN)/liq dev $(DEV_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

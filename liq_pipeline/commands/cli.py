@@ -429,6 +429,13 @@ def demo(
 def dev(
     borrowers: Annotated[int, typer.Option(min=0, help="Borrowers seeded on the devnet.")] = 2_000,
     block_time: Annotated[int, typer.Option(min=1, help="Seconds between simulated blocks (Base: 2).")] = 2,
+    protocols: Annotated[
+        str,
+        typer.Option(
+            help="Markets to run side by side, one Aave version each, like 3.6,3.0: a devnet, simulator, watcher "
+            "and Dagster code location per market (default: DEVNET_PROTOCOL_VERSION alone)."
+        ),
+    ] = "",
 ) -> None:
     """The whole platform locally (what `make dev` runs).
 
@@ -438,7 +445,8 @@ def dev(
     from .dev import run_dev
 
     settings = runtime.settings()
-    raise typer.Exit(run_dev(settings, borrowers, block_time, lambda line: print(line, flush=True)))
+    chosen = [part.strip() for part in protocols.split(",") if part.strip()]
+    raise typer.Exit(run_dev(settings, borrowers, block_time, lambda line: print(line, flush=True), chosen))
 
 
 @redis_app.command("start")

@@ -13,10 +13,12 @@ from ..chain.rpc import NodeUnavailable, RpcError
 from ..chain.state_history import first_block_with_state
 from ..config import Settings, load_settings
 from ..lake.partitions import BlockRange, parse_key
+from .market import MARKET_NAME
 
 T = TypeVar("T")
 
-BLOCK_RANGES = "block_ranges"
+# per market: partition keys are global to an instance, and two chains' ranges are not the same partitions
+BLOCK_RANGES = f"{MARKET_NAME}__block_ranges" if MARKET_NAME else "block_ranges"
 block_ranges = dg.DynamicPartitionsDefinition(name=BLOCK_RANGES)
 RANGES_PER_TICK = 3  # borrower_snapshots needs every earlier range's events: keep ranges in order, a few at a time
 RETRY_AFTER_SEC = 600  # a failed range is requested again after this long (run keys are per window)
@@ -29,6 +31,24 @@ def block_range_of(context) -> tuple[int, int]:
     except ValueError as error:
         raise dg.Failure(str(error)) from None
     return parsed.start, parsed.end
+
+
+IN_FLIGHT = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
+
+
+def planned_in_flight(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> bool:
+    """Whether the latest run that planned to materialize asset `key`'s `partition` (Dagster records the plan when
+    it creates the run) is still queued or running."""
+    planned = instance.get_latest_planned_materialization_info(key, partition)
+    if planned is None:
+        return False
+    run = instance.get_run_by_id(planned.run_id)
+    return run is not None and run.status in IN_FLIGHT
 
 
 def _range_size() -> int:

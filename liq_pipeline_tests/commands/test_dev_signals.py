@@ -8,7 +8,9 @@ the tree); then the group gets the signal(s), and every one of those processes m
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,13 +19,22 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
+from liq_pipeline.cache.keys import MarketKeys
 from liq_pipeline.config import settings_fields
-from liq_pipeline.devnet import state_cache
+from liq_pipeline.devnet import anvil, state_cache
 from liq_pipeline.devnet.accounts import OPERATOR_KEY
 from liq_pipeline.devnet.liquidator import compile_liquidator
+from liq_pipeline_tests.defs.test_browser_ui import CHROMEDRIVER, CHROMIUM, SELENIUM, _graphql, chrome  # noqa: F401
 from liq_pipeline_tests.fixtures.devnet_v36 import share_builds
 from liq_pipeline_tests.fixtures.net import free_port
+
+if SELENIUM:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser-ui"
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -31,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BORROWERS = 2_000  # what `make dev` seeds (`liq dev`'s default)
 UP_TIMEOUT = 300  # s; ~25 s measured on 2 cores
 STOP_BOUND = 40  # s; the supervisor's grace is 10 s, measured ~3-5 s
+TWO_MARKETS = ("3.6", "3.0")
+TWO_MARKET_BORROWERS = 200
 # `make dev` without its `setup` prerequisite re-checking the venv and node_modules stamps: a test must not reinstall
 # packages (the test run's own setup already did); the command run and the process tree are those of `make dev`
 MAKE_DEV = ["make", "--no-print-directory", "-o", ".venv/.installed", "-o", "node_modules/.installed", "dev"]
@@ -44,6 +57,8 @@ def seeded_devnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     data = Path(cache.mkdir("liq-dev-devnet")) if cache is not None else tmp_path_factory.mktemp("liq-dev-devnet")
     share_builds(v36_build, data)
     state_cache.ensure(data, BORROWERS, 0)
+    for protocol in TWO_MARKETS:  # the two-market run's smaller markets (~2-3 s each)
+        state_cache.ensure(data, TWO_MARKET_BORROWERS, 0, protocol=protocol)
     compile_liquidator(data)  # the executor's contract, which `make dev` deploys: compiled once, copied with the rest
     return data / "devnet"
 
@@ -62,7 +77,7 @@ def _describe(proc: psutil.Process) -> str:
         return str(proc.pid)
 
 
-def _start(data: Path, seeded_devnet: Path) -> tuple[subprocess.Popen, Path]:
+def _start(data: Path, seeded_devnet: Path, dev_args: str = "") -> tuple[subprocess.Popen, Path]:
     shutil.copytree(seeded_devnet, data / "devnet")
     env = {k: v for k, v in os.environ.items() if k not in settings_fields()}
     env.update(
@@ -74,7 +89,7 @@ def _start(data: Path, seeded_devnet: Path) -> tuple[subprocess.Popen, Path]:
     output = data.parent / "make-dev.out"
     with open(output, "wb") as out:
         make = subprocess.Popen(
-            MAKE_DEV,
+            [*MAKE_DEV, f"DEV_ARGS={dev_args}"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -97,16 +112,48 @@ def _everything(make: subprocess.Popen, data: Path) -> list[psutil.Process]:
     return [root, *root.children(recursive=True), redis]
 
 
+def _stop(make: subprocess.Popen, output: Path, procs: list[psutil.Process], signals: tuple, data: Path) -> None:
+    """Signal make's group (a second signal once the stop is under way): every process must be gone soon after, the
+    cleanup not cut short, and the operator key in no output."""
+    signalled = time.monotonic()
+    os.killpg(make.pid, signals[0])
+    for again in signals[1:]:  # a second signal while the stop is under way
+        while "stopping" not in output.read_text(errors="replace") and time.monotonic() - signalled < 30:
+            time.sleep(0.01)
+        os.killpg(make.pid, again)
+    left = procs
+    while left and time.monotonic() - signalled < STOP_BOUND:
+        make.poll()  # reaps make, our child
+        left = [p for p in left if _alive(p)]
+        time.sleep(0.02)
+    stopped_in = time.monotonic() - signalled
+    text = output.read_text(errors="replace")
+    assert not left, f"still running {STOP_BOUND} s after {signals}: {[_describe(p) for p in left]}\n{text}"
+    print(f"make dev: {len(procs)} processes stopped {stopped_in:.1f} s after {'+'.join(s.name for s in signals)}")
+    assert f"stopping ({signals[0].name})" in text and "Traceback" not in text, text
+    for again in signals[1:]:  # handled (acknowledged), not the default action that would kill `liq dev`
+        assert f"{again.name}: already stopping" in text, text
+    assert "the executor is off" not in text, text
+    key = OPERATOR_KEY.removeprefix("0x").lower()  # in the executor's environment only, never in an output
+    for log in [output, *(data / "logs").glob("*.log")]:
+        assert key not in log.read_text(errors="replace").lower(), log
+
+
+def _cleanup(make: subprocess.Popen, procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        if _alive(proc):
+            proc.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(make.pid, signal.SIGKILL)
+    make.wait(timeout=30)
+
+
 # Two starts of `make dev` (~15-25 s each) cover the three stop signals and a second signal during the stop: Ctrl-C
-# (SIGINT, which make does not forward) then the terminal closing (SIGHUP); SIGTERM (which make also forwards to
-# `liq dev`) then SIGTERM again. `liq dev` installs one handler for all three (STOP_SIGNALS), so a signal seen only
-# second still proves its handler is there, and that it does not cut the cleanup short.
-@pytest.mark.parametrize(
-    "signals",
-    [(signal.SIGINT, signal.SIGHUP), (signal.SIGTERM, signal.SIGTERM)],
-    ids=["SIGINT-then-SIGHUP", "SIGTERM-twice"],
-)
-def test_a_signal_to_make_dev_stops_every_process(tmp_path, seeded_devnet, signals):
+# (SIGINT, which make does not forward) then the terminal closing (SIGHUP) on the one market of plain `make dev`;
+# SIGTERM (which make also forwards to `liq dev`) then SIGTERM again on two markets side by side. `liq dev`
+# installs one handler for all three (STOP_SIGNALS), so a signal seen only second still proves its handler is there,
+# and that it does not cut the cleanup short.
+def test_ctrl_c_then_sighup_stops_every_process_of_make_dev(tmp_path, seeded_devnet):
     data = tmp_path / "d"  # short: the embedded Redis listens on a unix socket in it
     make, output = _start(data, seeded_devnet)
     procs: list[psutil.Process] = []
@@ -118,33 +165,125 @@ def test_a_signal_to_make_dev_stops_every_process(tmp_path, seeded_devnet, signa
             assert part in running, f"{part} is not running: {running}"
         assert len(procs) >= 10, running
         assert (data / "devnet" / "liquidator.json").is_file()
-
-        signalled = time.monotonic()
-        os.killpg(make.pid, signals[0])
-        for again in signals[1:]:  # a second signal while the stop is under way
-            while "stopping" not in output.read_text(errors="replace") and time.monotonic() - signalled < 30:
-                time.sleep(0.01)
-            os.killpg(make.pid, again)
-        left = procs
-        while left and time.monotonic() - signalled < STOP_BOUND:
-            make.poll()  # reaps make, our child
-            left = [p for p in left if _alive(p)]
-            time.sleep(0.02)
-        stopped_in = time.monotonic() - signalled
-        text = output.read_text(errors="replace")
-        assert not left, f"still running {STOP_BOUND} s after {signals}: {[_describe(p) for p in left]}\n{text}"
-        print(f"make dev: {len(procs)} processes stopped {stopped_in:.1f} s after {'+'.join(s.name for s in signals)}")
-        assert f"stopping ({signals[0].name})" in text and "Traceback" not in text, text
-        for again in signals[1:]:  # handled (acknowledged), not the default action that would kill `liq dev`
-            assert f"{again.name}: already stopping" in text, text
-        assert "the executor is off" not in text, text
-        key = OPERATOR_KEY.removeprefix("0x").lower()  # in the executor's environment only, never in an output
-        for log in [output, *(data / "logs").glob("*.log")]:
-            assert key not in log.read_text(errors="replace").lower(), log
+        _stop(make, output, procs, (signal.SIGINT, signal.SIGHUP), data)
     finally:
-        for proc in procs:
-            if _alive(proc):
-                proc.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(make.pid, signal.SIGKILL)
-        make.wait(timeout=30)
+        _cleanup(make, procs)
+
+
+def _markets_in_dagster(url: str) -> dict[str, dict]:
+    """Per code location: its load status, asset keys, sensors (status) and successful evaluation runs."""
+    locations = _graphql(
+        url,
+        "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {"
+        " ... on RepositoryLocation { repositories { sensors { name sensorState { status } } } } } } } } }",
+    )["workspaceOrError"]["locationEntries"]
+    assets = _graphql(url, "{ assetNodes { assetKey { path } repository { location { name } } } }")["assetNodes"]
+    runs = _graphql(
+        url,
+        '{ runsOrError(filter: {statuses: [SUCCESS], pipelineName: "predictive_evaluation"}) { ... on Runs {'
+        " results { repositoryOrigin { repositoryLocationName } } } } }",
+    )["runsOrError"]["results"]
+    seen = {}
+    for entry in locations:
+        repos = (entry["locationOrLoadError"] or {}).get("repositories", [])
+        sensors = {s["name"]: s["sensorState"]["status"] for repo in repos for s in repo["sensors"]}
+        seen[entry["name"]] = {
+            "status": entry["loadStatus"],
+            "assets": sorted(
+                "/".join(a["assetKey"]["path"]) for a in assets if a["repository"]["location"]["name"] == entry["name"]
+            ),
+            "sensors": sensors,
+            "evaluations": sum(r["repositoryOrigin"]["repositoryLocationName"] == entry["name"] for r in runs),
+        }
+    return seen
+
+
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None or not SELENIUM, reason="CHROMIUM NOT INSTALLED")
+def test_two_markets_side_by_side_in_dagster_then_sigterm_twice_stops_them_all(tmp_path, seeded_devnet, chrome):  # noqa: F811
+    """`make dev DEV_ARGS="--protocols 3.6,3.0"`: one devnet, simulator, watcher (executor live) and exporter per
+    market, one Dagster code location per market. The UI shows each market's assets (keys v36/..., v30/...) and
+    sensors apart, each market's sensor launches its own evaluations, each market's candidates are in its own Redis
+    namespace; then SIGTERM twice stops every process."""
+    data = tmp_path / "d"
+    args = f"--protocols {','.join(TWO_MARKETS)} --borrowers {TWO_MARKET_BORROWERS}"
+    make, output = _start(data, seeded_devnet, args)
+    procs: list[psutil.Process] = []
+    names = ["v" + p.replace(".", "") for p in TWO_MARKETS]
+    try:
+        procs = _everything(make, data)
+        running = [_describe(p) for p in procs]
+        for part in ("anvil", "liq devnet simulate", "liq execute --live", "liq exporter"):
+            assert sum(part in line for line in running) == 2, f"not one {part} per market: {running}"
+        url = re.search(r"Dagster UI\s+(http://\S+)", output.read_text()).group(1)
+
+        deadline = time.monotonic() + 120  # the sensors tick every ~5 s; each run starts a process (~5-10 s)
+        while True:
+            seen = _markets_in_dagster(url)
+            if all(seen.get(name, {}).get("evaluations", 0) >= 1 for name in names) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert sorted(seen) == sorted(names), seen
+        for name in names:
+            market = seen[name]
+            assert market["status"] == "LOADED", seen
+            assert len(market["assets"]) >= 11 and all(key.startswith(f"{name}/") for key in market["assets"]), seen
+            assert market["sensors"].get("new_block_sensor") == "RUNNING", seen
+            assert market["evaluations"] >= 1, f"no successful evaluation run in {name} within 120 s: {seen}"
+
+        # each market's candidates in its own namespace: liq:{<chain id>:<its pool>}:predictive:eta:zset
+        pools = {
+            json.loads((data / "markets" / name / "devnet" / "market.json").read_text())["pool"].lower()
+            for name in names
+        }
+        assert len(pools) == 2, pools
+        client = redis.Redis(unix_socket_path=str(data / "redis" / "redis.sock"))
+        try:
+            for pool in pools:
+                zset = MarketKeys.for_market(31337, pool).candidates_zset
+                assert client.exists(zset), (
+                    f"no candidates in {zset}: {sorted(k.decode() for k in client.keys('*eta*'))}"
+                )
+        finally:
+            client.close()
+
+        # one market's node hung (SIGSTOP: no answer, no reset; its sensor's reads wait out a 60 s timeout): the
+        # other market's sensor goes on launching evaluations (sensors are evaluated on threads: dagster.yaml)
+        hung = anvil.running_node(data / "markets" / names[1])
+        done_before = _markets_in_dagster(url)[names[0]]["evaluations"]
+        os.kill(hung.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 45
+            while _markets_in_dagster(url)[names[0]]["evaluations"] <= done_before:
+                assert time.monotonic() < deadline, f"{names[0]} launched no evaluation while {names[1]}'s node hung"
+                time.sleep(1)
+        finally:
+            os.kill(hung.pid, signal.SIGCONT)
+
+        # the browser: the Deployment page lists both locations loaded, the catalog both markets' assets
+        _graphql(url, "mutation { setNuxSeen }")
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        chrome.get(f"{url}/locations")
+        WebDriverWait(chrome, 60).until(lambda d: "2 code locations" in d.find_element(By.TAG_NAME, "body").text)
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert all(name in body for name in names) and body.count("Loaded") >= 2, body[:2000]
+        chrome.save_screenshot(str(OUTPUT / "two-markets-locations.png"))
+        chrome.get(f"{url}/assets")
+        WebDriverWait(chrome, 60).until(
+            lambda d: all(
+                f"{name} / liquidation_candidates" in d.find_element(By.TAG_NAME, "body").text for name in names
+            )
+        )
+        chrome.save_screenshot(str(OUTPUT / "two-markets-catalog.png"))
+        chrome.get(f"{url}/automation")  # each location's sensors and schedules, under its name, once drawn
+
+        def automation_drawn(d) -> bool:
+            text = d.find_element(By.TAG_NAME, "body").text
+            return text.count("Standard sensor") == 2 and text.count("Run status sensor") == 4
+
+        WebDriverWait(chrome, 60).until(automation_drawn, message="the two locations' sensors were not drawn")
+        chrome.save_screenshot(str(OUTPUT / "two-markets-automation.png"))
+        print(f"\n[browser-ui] screenshots: {OUTPUT}/two-markets-*.png")
+
+        _stop(make, output, procs, (signal.SIGTERM, signal.SIGTERM), data)
+    finally:
+        _cleanup(make, procs)

@@ -7,6 +7,7 @@ whose check evaluations include a failure (WARN or non-blocking)."""
 import dagster as dg
 
 from ...metrics.alerting import AlertEvent, raise_alert
+from ..market import of_this_market
 from ..resources import ChainResource, RedisResource
 
 
@@ -45,6 +46,8 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource, redis: RedisResource) -> None:
     run = context.dagster_run
+    if not of_this_market(run):  # another market's location alerts for it
+        return
     checks = failed_checks(context.instance, run.run_id)
     message = f"run {run.run_id[:8]} of {run.job_name} failed"
     if checks:
@@ -62,6 +65,8 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, chain: ChainResource
 )
 def check_warning_alerts(context: dg.RunStatusSensorContext, chain: ChainResource, redis: RedisResource) -> None:
     run = context.dagster_run
+    if not of_this_market(run):
+        return
     checks = failed_checks(context.instance, run.run_id)
     if not checks:
         return

@@ -48,6 +48,7 @@ from ...chain.rpc import NodeUnavailable, RpcError
 from ...config import Settings
 from ...evaluation.params import engine_params
 from ...lake.errors import LakeError
+from ..market import KEY_PREFIX, asset_key
 from ..partitions import block_range_of, block_ranges
 from ..resources import ChainResource
 from .store import RangeFiles
@@ -96,6 +97,7 @@ def _stored_plan(context, files: RangeFiles) -> Plan:
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet"},
@@ -147,6 +149,7 @@ def crossings(context: dg.AssetExecutionContext, chain: ChainResource) -> dg.Mat
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet"},
@@ -188,6 +191,7 @@ def predictions(context: dg.AssetExecutionContext, chain: ChainResource) -> dg.M
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"json", "markdown"},
@@ -197,18 +201,18 @@ def predictions(context: dg.AssetExecutionContext, chain: ChainResource) -> dg.M
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_RECALL,
-            asset="backtest_report",
+            asset=asset_key("backtest_report"),
             blocking=True,
             description="Every crossing of the range flagged at its block (recall at the crossing = 1.0)",
         ),
         dg.AssetCheckSpec(
             CHECK_PRECISION,
-            asset="backtest_report",
+            asset=asset_key("backtest_report"),
             description="Precision within the horizon at least BACKTEST_MIN_PRECISION",
         ),
         dg.AssetCheckSpec(
             CHECK_LEAD_TIME,
-            asset="backtest_report",
+            asset=asset_key("backtest_report"),
             description="Lead time p50 at least BACKTEST_MIN_LEAD_TIME_S",
         ),
     ],

@@ -30,6 +30,7 @@ from ...lake.datasets.liquidation_executions import (
     revert_share,
 )
 from ...lake.partitions import BlockRange
+from ..market import KEY_PREFIX, asset_key
 from ..partitions import block_range_of, block_ranges
 from ..resources import LakeResource
 
@@ -124,6 +125,7 @@ def _record_checks(settings, markets: list[str], checks: list[dg.AssetCheckResul
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet", "redis"},
@@ -132,15 +134,17 @@ def _record_checks(settings, markets: list[str], checks: list[dg.AssetCheckResul
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_IDEMPOTENCY,
-            asset=NAME,
+            asset=asset_key(NAME),
             blocking=True,
             description="No opportunity (market, user, debt, collateral) attempted twice within "
             "EXECUTION_ATTEMPT_TTL_SEC",
         ),
         dg.AssetCheckSpec(
-            CHECK_PROFIT, asset=NAME, description="Included transactions: realized profit within 1 % of expected"
+            CHECK_PROFIT,
+            asset=asset_key(NAME),
+            description="Included transactions: realized profit within 1 % of expected",
         ),
-        dg.AssetCheckSpec(CHECK_REVERTS, asset=NAME, description="Reverted / sent transactions within 2 %"),
+        dg.AssetCheckSpec(CHECK_REVERTS, asset=asset_key(NAME), description="Reverted / sent transactions within 2 %"),
     ],
 )
 def liquidation_executions(

@@ -24,7 +24,8 @@ from ...lake.datasets.reserve_indices import build_reserve_indices
 from ...lake.datasets.watcher_blocks import build_watcher_blocks
 from ...lake.errors import LakeError
 from ...lake.partitions import BlockRange
-from ..partitions import block_range_of, block_ranges, first_state_block
+from ..market import KEY_PREFIX, asset_key
+from ..partitions import block_range_of, block_ranges, first_state_block, planned_in_flight
 from ..resources import ChainResource, LakeResource, RedisResource
 
 GROUP = "lake"
@@ -99,6 +100,7 @@ def _state_asset(description: str):
     """The asset decorator of a dataset read from the node's state at the range's end: no output for a range that
     ends before the node's first block with state (`_from_state`)."""
     return dg.asset(
+        key_prefix=KEY_PREFIX,
         partitions_def=block_ranges,
         group_name=GROUP,
         kinds={"parquet"},
@@ -147,6 +149,7 @@ def _events_of(store, start: int, end: int):
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet"},
@@ -171,6 +174,7 @@ def reserve_indices(context: dg.AssetExecutionContext, chain: ChainResource, lak
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet"},
@@ -178,7 +182,7 @@ def reserve_indices(context: dg.AssetExecutionContext, chain: ChainResource, lak
     check_specs=[
         dg.AssetCheckSpec(
             "block_continuity",
-            asset="price_histories",
+            asset=asset_key("price_histories"),
             blocking=True,
             description="Every block of the range present: count = max - min + 1",
         )
@@ -232,12 +236,43 @@ def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckRe
     )
 
 
+# Ranges run side by side (a UI backfill: two at a time under the production queue's `dagster/backfill` limit; the
+# schedule's runs; `liq backfill --parallel` orders its own), and a range's snapshot reads the pool_events of every
+# earlier range. Dagster cannot make a dynamic partition wait for the earlier ones: offset mappings and
+# self-dependencies are for time windows only, a custom PartitionMapping never reaches the daemon, and
+# AllPartitionMapping makes a UI backfill target the snapshots of every range in the instance (docs/deployment.md,
+# "Backfills from the UI"). So the step waits, as a Dagster retry, while the missing earlier ranges are being
+# materialized by runs in flight; a range nothing is building fails at once, as before.
+WAIT_SECONDS = 2
+WAIT_RETRIES = 450  # 15 minutes: longer than an earlier range's run takes
+
+
+def _wait_for_earlier_events(context: dg.AssetExecutionContext, lake: LakeResource, first_block: int) -> None:
+    """Retry the step (dg.RetryRequested) while the pool_events of an earlier range are missing from the lake and
+    planned by a run in flight; return when none is missing, or when one is that no run is building (the build then
+    fails with the lake's message)."""
+    start, _end = block_range_of(context)
+    if start <= first_block or context.retry_number >= WAIT_RETRIES:
+        return
+    missing = [r.key for r in lake.lake().missing("pool_events", first_block, start - 1)]
+    if not missing or not all(planned_in_flight(context.instance, pool_events.key, key) for key in missing):
+        return
+    if context.retry_number == 0:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        context.log.info(
+            f"range {context.partition_key}: waiting for the pool_events of {shown}, being materialized by runs "
+            "in flight (a snapshot reads the pool_events of every earlier range)"
+        )
+    raise dg.RetryRequested(max_retries=WAIT_RETRIES, seconds_to_wait=WAIT_SECONDS)
+
+
 @_state_asset(
     "Per user per reserve at the range's last block: scaled balances, collateral flag, e-mode, for every borrower "
-    "known up to the range's end."
+    "known up to the range's end (from the pool_events of every earlier range).",
 )
 def borrower_snapshots(context: dg.AssetExecutionContext, chain: ChainResource, lake: LakeResource):
     first_block = chain.settings().start_block
+    _wait_for_earlier_events(context, lake, first_block)
 
     def build(rpc, market, rules, start, end, store, _state_from):
         known = known_users_before(store, start, first_block)
@@ -248,15 +283,16 @@ def borrower_snapshots(context: dg.AssetExecutionContext, chain: ChainResource, 
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name=GROUP,
     kinds={"parquet"},
-    deps=[pool_events, "liquidation_candidates"],
+    deps=[pool_events, asset_key("liquidation_candidates")],
     description="Each on-chain LiquidationCall joined with what the platform predicted before it.",
     check_specs=[
         dg.AssetCheckSpec(
             "miss_rate",
-            asset="liquidation_outcomes",
+            asset=asset_key("liquidation_outcomes"),
             description="Share of liquidations not flagged >= 1 block before, vs KPI_MISS_RATE_MAX",
         )
     ],
@@ -304,6 +340,7 @@ CHAIN_ASSETS = [pool_events, reserve_indices, price_histories, borrower_snapshot
 
 
 @dg.asset(
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name="predictive",
     kinds={"parquet", "redis"},
@@ -311,7 +348,7 @@ CHAIN_ASSETS = [pool_events, reserve_indices, price_histories, borrower_snapshot
     check_specs=[
         dg.AssetCheckSpec(
             "watcher_latency_p99",
-            asset="watcher_blocks",
+            asset=asset_key("watcher_blocks"),
             description="p99 of block seen -> candidates written within KPI_WATCHER_P99_MS, no block skipped",
         )
     ],

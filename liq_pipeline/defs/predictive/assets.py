@@ -15,6 +15,7 @@ import dagster as dg
 from ...config import load_settings
 from ...evaluation.run import evaluate_block
 from ...lake.partitions import range_of
+from ..market import KEY_PREFIX, asset_key, op_name
 from ..partitions import BLOCK_RANGES, block_range_of, block_ranges
 from ..resources import RESOURCES, ChainResource
 
@@ -31,18 +32,21 @@ class EvaluationConfig(dg.Config):
 
 @dg.asset(
     name=ASSET,
+    key_prefix=KEY_PREFIX,
     partitions_def=block_ranges,
     group_name="predictive",
     kinds={"polars", "redis", "parquet"},
     check_specs=[
         dg.AssetCheckSpec(
             "hf_agreement",
-            asset=ASSET,
+            asset=asset_key(ASSET),
             blocking=True,
             description="Engine HF<1 decisions equal getUserAccountData for a sample (0 flips)",
         ),
         dg.AssetCheckSpec(
-            "latency_p95", asset=ASSET, description="p95 block seen -> candidates written within KPI_LATENCY_P95_MS"
+            "latency_p95",
+            asset=asset_key(ASSET),
+            description="p95 block seen -> candidates written within KPI_LATENCY_P95_MS",
         ),
     ],
     description="Predictive candidates per evaluated block: user, scenario, HF now / after shock / projected, "
@@ -107,7 +111,7 @@ def liquidation_candidates(
 
 predictive_evaluation_job = dg.define_asset_job(
     "predictive_evaluation",
-    selection=[ASSET],
+    selection=[asset_key(ASSET)],
     description="Refresh dirty users, evaluate every user in every scenario, write candidates (sensor-launched).",
 )
 
@@ -129,6 +133,6 @@ def evaluate_in_process(
         partition_key=key,
         instance=instance,
         resources=RESOURCES,
-        run_config=dg.RunConfig(ops={ASSET: {"config": config}}),
+        run_config=dg.RunConfig(ops={op_name(ASSET): {"config": config}}),
         raise_on_error=raise_on_error,
     )

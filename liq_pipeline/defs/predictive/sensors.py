@@ -16,6 +16,7 @@ from ...chain.rpc import NodeUnavailable, RpcClient
 from ...evaluation.rewind import rewind
 from ...evaluation.ticks import Cursor, hashes_needed, plan_tick
 from ...lake.partitions import range_of
+from ..market import op_name
 from ..partitions import BLOCK_RANGES, block_ranges
 from ..resources import ChainResource
 from .assets import ASSET, predictive_evaluation_job
@@ -102,7 +103,11 @@ def new_block_sensor(context: dg.SensorEvaluationContext, chain: ChainResource) 
                 run_key=plan.run_key,
                 partition_key=range_of(block, settings.lake_range_blocks).key,
                 run_config=dg.RunConfig(
-                    ops={ASSET: {"config": {"block": block, "from_block": plan.from_block, "observed_at": seen_at}}}
+                    ops={
+                        op_name(ASSET): {
+                            "config": {"block": block, "from_block": plan.from_block, "observed_at": seen_at}
+                        }
+                    }
                 ),
                 tags={
                     MARKET_TAG: market_tag(settings.chain_id, settings.aave_addresses_provider),
