@@ -83,6 +83,7 @@ _INT_RULES: dict[str, tuple[int, int | None, str]] = {
     "redis_max_pipeline": (1, 100_000, "a whole number of entries per round trip from 1 to 100000"),
     "redis_hot_path_timeout_ms": (5, 60_000, "a whole number of milliseconds from 5 to 60000"),
     "watch_head_stall_blocks": (1, 10_000, "a whole number of block times from 1 to 10000"),
+    "watch_speculate_before_ms": (0, 60_000, "a whole number of milliseconds from 0 to 60000"),
     "start_block": (0, None, "a block number >= 0"),
     "state_history_from_block": (0, None, "a block number >= 0"),
     "lake_range_blocks": (10, 1_000_000, "a whole number of blocks from 10 to 1000000"),
@@ -189,6 +190,11 @@ class Settings(BaseSettings):
     # The watcher warns (once per stall) when the node shows no new head for this many block times (the block time
     # measured from the heads it sees, 2 s until it has seen a few): 3 = 6 s on Base, where no block is ever skipped.
     watch_head_stall_blocks: int = 3
+    # The watcher's polls read the next block whole (one round trip less per block) from this many ms before it is
+    # due (the last block's time + the block time the watcher measures); before that, eth_blockNumber alone. Such a
+    # poll is ~20 requests on a 15-reserve market: every 20 ms all the time would be ~1,000 a second to the node.
+    # 60000: always (a node of your own).
+    watch_speculate_before_ms: int = 300
     # the backtest_report asset's WARN checks (issue #14): precision within the horizon, lead time p50 (seconds;
     # 2 s: one Base block, a crossing flagged at the block before it at the median)
     backtest_min_precision: float = 0.10

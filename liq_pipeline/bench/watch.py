@@ -12,22 +12,31 @@ candidates written to Redis; `available_to_written_*`: from the simulator's mini
 mined, told to the watcher as the block's available time) -> candidates written, which includes the watcher's
 head poll.
 
+`rtt_ms` (`liq bench-watch --rtt-ms 30`): the watcher's node traffic (and the executor's, which shares its
+client) goes through a relay adding that round-trip time to every request (bench/rtt_relay.py); the bootstrap and
+the simulator talk to the node directly. Every block's sequential round trips (the watcher's client's requests from
+the poll that found the block to its candidates written) are reported, per block kind (quiet, price_move,
+liquidation_wave), with the relay's own count per step beside them.
+
 The devnet runs the Aave version of DEVNET_PROTOCOL_VERSION (`protocol=`, `liq bench-watch --protocol 3.6`;
 default 3.6) and the engine's AAVE_PROTOCOL_VERSION follows it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..devnet import actions, protocols
 from ..devnet.backlog import clear_backlog
@@ -43,6 +52,7 @@ from ..watch.startup import hot_path_cache
 from ..watch.watcher import Watcher
 from .live_executor import live_executor, precompute_for
 from .report import BenchRun, Stopwatch, median, percentile, quiet
+from .rtt_relay import RelayProcess, spawn_relay
 from .services import LiveDevnet, live_devnet, scratch_redis, step
 
 WATCHED = 2_000  # users the simulated competitor polls per block
@@ -61,6 +71,7 @@ def run_bench_watch(
     protocol: str | None = None,
     execute: bool = False,
     inventory_usd: float = 0.0,
+    rtt_ms: float = 0.0,
 ) -> dict:
     use_one_blas_thread()
     version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
@@ -73,6 +84,7 @@ def run_bench_watch(
         "protocol": version,
         "execute": execute,
         "inventory_usd": inventory_usd,
+        **({"rtt_ms": rtt_ms} if rtt_ms else {}),  # a local node: the parameters as before
     }
     run = BenchRun("watch", options)
     say(f"preparing {borrowers} borrowers (cached after the first run)")
@@ -81,7 +93,7 @@ def run_bench_watch(
     # from the dump's block, and a previous run's live set (at later blocks) would make every write of this run an
     # "older block" that is skipped.
     devnet = live_devnet(data_dir, borrowers, seed, prune_history=True, protocol=version)
-    with devnet as chain, scratch_redis("bench-watch-redis-") as redis_url:
+    with devnet as chain, scratch_redis("bench-watch-redis-") as redis_url, _far_node(chain, rtt_ms) as far:
         own = settings.model_copy(  # the bench's own server; the engine's rules follow the devnet's version
             update={"redis_url": SecretStr(redis_url), "aave_protocol_version": chain.market.protocol_version}
         )
@@ -90,9 +102,10 @@ def run_bench_watch(
             say("clearing the seeded backlog of liquidatable users (the race is for those who cross during the run)")
             backlog = clear_backlog(chain.devnet, chain.market, chain.borrowers())
             say("deploying the Liquidator for the devnet's operator key")
-            executor, dex = live_executor(chain, data_dir, redis_url, own, inventory_usd, owner="bench-watch")
+            relayed = dataclasses.replace(chain, rpc=far.rpc) if far is not None else chain  # the executor's reads too
+            executor, dex = live_executor(relayed, data_dir, redis_url, own, inventory_usd, owner="bench-watch")
             executing = Executing(executor, dex)
-        results = _measure(chain, own, blocks, seed, say, shocks, vol_scale, executing)
+        results = _measure(chain, own, blocks, seed, say, shocks, vol_scale, executing, far)
     if execute:
         results["execution"]["backlog_cleared"] = backlog
     return run.report({"borrowers": borrowers, "protocol": version, **results})
@@ -107,6 +120,7 @@ def _measure(
     shocks: bool,
     vol_scale: float,
     executing: Executing | None = None,
+    far: FarNode | None = None,
 ) -> dict:
     market = chain.market
     cache = hot_path_cache(settings, market.chain_id, market.pool)
@@ -122,7 +136,9 @@ def _measure(
             multicall=settings.multicall_address,
         )
     predictive = settings.model_copy(update={"predictive_enabled": True})  # the path being measured
-    watcher = Watcher(chain.rpc, tracker, engine_params(predictive), cache, observe_heads=False)
+    if far is not None:  # bootstrapped directly (not the hot path); from here on through the relay
+        tracker.rpc = far.rpc
+    watcher = Watcher(tracker.rpc, tracker, engine_params(predictive), cache, observe_heads=False)
     if executing is not None:  # the executor right after each evaluation, as `liq execute` runs it
         precompute = precompute_for(executing.executor, settings)
         executing.hook = ExecutionHook(executing.executor, tracker, precompute=precompute)
@@ -142,9 +158,15 @@ def _measure(
     say(f"{blocks} simulated blocks")
     dex = executing.dex if executing is not None else None  # arbitraged to the oracle each block when we sell on it
 
+    relay_steps: list[tuple[int, int]] = []  # per step with blocks: (the relay's requests, the records' round trips)
+
     def mined(_index: int, sim) -> None:  # the simulator's block is mined now: its available time, then the watcher
+        before, held = (far.relay.requests() if far is not None else 0), len(watcher.stats.records)  # ~1 ms: first
         watcher.note_available(sim.blocks[1], time.time())
         step(watcher)
+        if far is not None and len(watcher.stats.records) > held:
+            counted = sum(r.round_trips for r in watcher.stats.records[held:])
+            relay_steps.append((far.relay.requests() - before, counted))
 
     traffic = simulate(chain.devnet, market, config, watched, on_block=mined, dex=dex)
     step(watcher)  # the simulator's closing block, if any
@@ -182,12 +204,71 @@ def _measure(
         "users_evaluated_median": int(median((r.evaluated for r in records), 1) or 0),
         "carried_blocks": sum(r.carried for r in records),
         "p50_ms_by_kind": p50_by_kind(records),
+        **round_trip_summary(records, far.relay.rtt_ms if far is not None else 0.0, relay_steps),
+        "repolls": watcher.stats.repolls,
         "touched_per_block_mean": round(statistics.mean(r.touched for r in records), 2) if records else 0,
         "bootstrap_s": round(bootstrapping.seconds, 2),
         "prepare_s": round(chain.prepare_s, 2),
         "state_cache_built": chain.built,
         **({"execution": execution_summary(executing, records)} if executing is not None else {}),
     }
+
+
+@dataclass
+class FarNode:
+    """The relay putting the node `rtt_ms` away, and the watcher's client through it."""
+
+    relay: RelayProcess
+    rpc: RpcClient
+
+
+@contextlib.contextmanager
+def _far_node(chain: LiveDevnet, rtt_ms: float) -> Iterator[FarNode | None]:
+    if rtt_ms <= 0:
+        yield None
+        return
+    with spawn_relay(chain.node.url, rtt_ms) as relay, RpcClient(relay.url) as rpc:
+        yield FarNode(relay, rpc)
+
+
+BLOCK_KINDS = ("quiet", "price_move", "liquidation_wave")
+
+
+def round_trip_summary(records, rtt_ms: float, relay_steps: list[tuple[int, int]]) -> dict:
+    """Sequential round trips per block (BlockRecord.round_trips), overall and per block kind, with each kind's
+    latency; and, through a relay, its own request count per step against the records' (they differ only where
+    a step read a block again: a node error retried, a block mined during the poll)."""
+    trips = [r.round_trips for r in records]
+    kinds = {}
+    for kind in BLOCK_KINDS:
+        group = [r for r in records if r.kind == kind]
+        if not group:
+            continue
+        counts = [r.round_trips for r in group]
+        kinds[kind] = {
+            "blocks": len(group),
+            "round_trips_p50": median(counts, 1),
+            "round_trips_p99": round(percentile(counts, 0.99), 2),
+            "round_trips_max": max(counts),
+            "touched_mean": round(statistics.mean(r.touched for r in group), 2),
+            "p50_ms": median((r.latency_ms for r in group), 2),
+            "p99_ms": round(percentile([r.latency_ms for r in group], 0.99), 2),
+            "available_to_written_p99_ms": round(percentile([r.available_to_written_ms for r in group], 0.99), 2),
+        }
+    out = {
+        "rtt_ms": rtt_ms,
+        "round_trips_p50": median(trips, 1),
+        "round_trips_p99": round(percentile(trips, 0.99), 2) if trips else None,
+        "round_trips_max": max(trips) if trips else None,
+        "round_trips_by_kind": kinds,
+    }
+    if relay_steps:
+        relayed = [seen for seen, _counted in relay_steps]
+        out["relay_round_trips_per_step_p50"] = median(relayed, 1)
+        out["relay_round_trips_per_step_max"] = max(relayed)
+        out["relay_steps_over_watcher_count"] = sum(seen > counted for seen, counted in relay_steps)
+        out["relay_steps_under_watcher_count"] = sum(seen < counted for seen, counted in relay_steps)
+    return out
 
 
 @dataclass

@@ -104,6 +104,10 @@ class RpcClient:
         self.backoff = backoff
         self.max_batch = max_batch
         self._sleep = sleep
+        # HTTP requests sent, retries included: each is one round trip to the node (a batch is one). The watcher
+        # reads it around each block: its loop is one thread, so the difference is the block's sequential round
+        # trips (liq bench-watch reports them; issue #16: at 5-50 ms to the node they set the latency)
+        self.round_trips = 0
         self._ids = itertools.count(1)
         self._session = requests.Session()
         self._session.headers["Content-Type"] = "application/json"
@@ -122,6 +126,7 @@ class RpcClient:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             problem = ""
+            self.round_trips += 1
             try:
                 response = self._session.post(self.url, data=body, timeout=self.timeout)
                 if response.status_code == 200:
@@ -159,9 +164,12 @@ class RpcClient:
         except (TypeError, ValueError):
             raise RpcError(method, {"message": f"expected a hex quantity, got {str(answer)[:40]!r}"}) from None
 
-    def batch(self, requests_: Iterable[Request], *, raise_on_error: bool = True) -> list[Any]:
-        """Results in request order, in chunks under the node's limits. Entries that fail transiently are retried;
-        with raise_on_error=False a failed entry yields its RpcError instead of raising."""
+    def batch(
+        self, requests_: Iterable[Request], *, raise_on_error: bool = True, retry_entries: bool = True
+    ) -> list[Any]:
+        """Results in request order, in chunks under the node's limits. Entries that fail transiently are retried
+        (unless retry_entries=False: a speculative read, e.g. of a block that may not exist yet, takes its errors
+        as they come); with raise_on_error=False a failed entry yields its RpcError instead of raising."""
         items = list(requests_)
         results: list[Any] = [None] * len(items)
         pending = list(range(len(items)))
@@ -170,7 +178,8 @@ class RpcClient:
             retry: list[int] = []
             for chunk in self._chunks(items, pending):
                 for index, outcome in self._send(items, chunk):
-                    if isinstance(outcome, RpcError) and outcome.code in TRANSIENT_CODES and attempt < self.retries:
+                    transient = isinstance(outcome, RpcError) and outcome.code in TRANSIENT_CODES
+                    if transient and retry_entries and attempt < self.retries:
                         retry.append(index)
                     results[index] = outcome
             if not retry:

@@ -72,11 +72,12 @@ def watch(
     vol_scale: float,
     execute: bool = False,
     inventory_usd: float = 0.0,
+    rtt_ms: float = 0.0,
 ) -> None:
     settings = runtime.settings()
     use_one_blas_thread()
     options = {"seed": seed, "shocks": shocks, "vol_scale": vol_scale}
-    options |= {"execute": execute, "inventory_usd": inventory_usd}
+    options |= {"execute": execute, "inventory_usd": inventory_usd, "rtt_ms": rtt_ms}
     _run(partial(run_bench_watch, settings, borrowers, blocks, **options), as_json, "benchmarking the watcher", 24)
 
 

@@ -266,6 +266,14 @@ def bench_watch(
     inventory_usd: Annotated[
         float, typer.Option(min=0.0, help="With --execute: debt-asset inventory of the Liquidator, USD per asset.")
     ] = 0.0,
+    rtt_ms: Annotated[
+        float,
+        typer.Option(
+            "--rtt-ms",
+            min=0.0,
+            help="The watcher's node through a relay adding this round-trip time (ms) to every request.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Watcher latency on real devnet positions under live traffic, or on generated blocks (--synthetic).
 
@@ -276,6 +284,8 @@ def bench_watch(
     if synthetic:
         if execute:
             raise typer.BadParameter("--execute needs a node: it cannot run with --synthetic", param_hint="--execute")
+        if rtt_ms:
+            raise typer.BadParameter("--rtt-ms needs a node: it cannot run with --synthetic", param_hint="--rtt-ms")
         benches.watch_synthetic(  # the engine's rules: --protocol, else AAVE_PROTOCOL_VERSION
             borrowers,
             blocks,
@@ -299,6 +309,7 @@ def bench_watch(
         vol_scale=vol_scale,
         execute=execute,
         inventory_usd=inventory_usd,
+        rtt_ms=rtt_ms,
     )
 
 

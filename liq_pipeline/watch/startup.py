@@ -55,7 +55,14 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     windows = cache.get_price_windows() if snapshot is not None else None
     tracker = start_tracker(rpc, settings, market, rules, head, snapshot, windows)
     tracker.max_users_per_tick = settings.predictive_max_users_per_tick
-    return Watcher(rpc, tracker, engine_params(settings), cache, head_stall_blocks=settings.watch_head_stall_blocks)
+    return Watcher(
+        rpc,
+        tracker,
+        engine_params(settings),
+        cache,
+        head_stall_blocks=settings.watch_head_stall_blocks,
+        speculate_before=settings.watch_speculate_before_ms / 1000.0,
+    )
 
 
 def hot_path_cache(settings: Settings, chain_id: int, pool: str) -> ResilientCache:

@@ -34,7 +34,7 @@ import redis
 
 from ..cache.resilience import UNAVAILABLE
 from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
-from ..evaluation.tracker import Tracker
+from ..evaluation.tracker import Polled, Tracker
 from ..risk.evaluation import Evaluation
 from ..risk.params import EngineParams
 from .candidates import CandidateWriter
@@ -67,6 +67,18 @@ class BlockRecord:
     carried: bool = False  # no price moved: users far from every decision kept the previous values
     writes: dict[str, int] = field(default_factory=dict)  # candidate members detailed, rescored, removed
     available_at: float = 0.0  # first time the block was seen by anyone (head observer or loop); 0: = seen_at
+    # sequential JSON-RPC round trips from the poll that found the block to its candidates written (the loop is one
+    # thread: its client's requests in that window, retries included; the executor's too when it shares it)
+    round_trips: int = 0
+    price_updates: int = 0
+    liquidation_calls: int = 0
+
+    @property
+    def kind(self) -> str:
+        """liquidation_wave (a LiquidationCall in the block), price_move (a feed published), or quiet."""
+        if self.liquidation_calls:
+            return "liquidation_wave"
+        return "price_move" if self.price_updates else "quiet"
 
     @property
     def latency_ms(self) -> float:
@@ -104,6 +116,7 @@ class WatchStats:
     reorgs: int = 0
     node_outages: int = 0
     node_stalls: int = 0  # no new head for WATCH_HEAD_STALL_BLOCKS block times (the head observer's count)
+    repolls: int = 0  # polls that found the head past a block the node did not return yet, asked again at once
 
     def latencies_ms(self) -> list[float]:
         return [r.latency_ms for r in self.records]
@@ -130,6 +143,7 @@ class Watcher:
         head_stall_blocks: int = 3,
         observe_heads: bool = True,
         observer_poll_interval: float = 0.05,
+        speculate_before: float | None = None,
     ):
         self.rpc = rpc
         self.tracker = tracker
@@ -162,6 +176,10 @@ class Watcher:
         self.observe_heads = observe_heads
         self.observer_poll_interval = observer_poll_interval
         self.observer: HeadObserver | None = None
+        # speculative polls (Tracker.poll: the next block's whole read in the poll) only from this many seconds before
+        # the next block is due; before that, eth_blockNumber alone. None: every poll (a node of one's own)
+        self.speculate_before = speculate_before
+        self._last_block_at: float | None = None  # when the newest block was seen (the loop's clock)
         self._available: dict[int, float] = {}  # block -> when it was mined, told by a caller (note_available)
         self._unsent_records: deque[dict[str, str]] = deque(maxlen=RECORDS_KEPT)
         keep_freed_buffers()  # a long-lived process reallocating 100k-row arrays every block
@@ -229,15 +247,31 @@ class Watcher:
         return len(orphaned)
 
     # --- one block ---------------------------------------------------------------------------------------------------
-    def process(self, number: int, seen_at: float | None = None, reorg_depth: int = 0) -> BlockRecord:
+    def _round_trips(self) -> int:
+        """Requests sent so far by the loop's node clients (the watcher's and the tracker's, once if shared)."""
+        clients = {id(c): c for c in (self.rpc, getattr(self.tracker, "rpc", None))}.values()
+        return sum(getattr(c, "round_trips", 0) for c in clients)
+
+    def process(
+        self,
+        number: int,
+        seen_at: float | None = None,
+        reorg_depth: int = 0,
+        polled: Polled | None = None,
+        round_trips_from: int | None = None,
+    ) -> BlockRecord:
         """Advance to `number` (which must follow the tracker's block), evaluate, write, record. `reorg_depth`: the
-        block completes the replay of a reorg that deep (its write is whole, the positions snapshotted)."""
+        block completes the replay of a reorg that deep (its write is whole, the positions snapshotted). `polled`:
+        the poll that found the block, already holding its logs and market; `round_trips_from`: the loop's request
+        count before that poll (the block's round trips count it)."""
         seen = self.clock() if seen_at is None else seen_at
+        trips = self._round_trips() if round_trips_from is None else round_trips_from
         previous = self.tracker.block
         try:
             began = time.perf_counter()
-            # the block's logs, header and market in one round trip; the header's parent hash is checked after
-            delta = self.tracker.advance(number)
+            # the block's logs, header and market in one round trip (or none: the poll read them); the header's
+            # parent hash is checked after
+            delta = self.tracker.advance(number, polled) if polled is not None else self.tracker.advance(number)
             header = delta.header or self._header(number)
             if header is None:
                 raise NodeUnavailable(f"block {number} is not on the node (yet)")
@@ -284,6 +318,8 @@ class Watcher:
             evaluated=result.evaluated,
             carried=result.carried,
             available_at=self._available_at(number, seen),
+            price_updates=delta.price_updates,
+            liquidation_calls=delta.liquidation_calls,
         )
         if fast_ms:
             record.phases_ms["fast"] = fast_ms
@@ -292,6 +328,7 @@ class Watcher:
             executed = time.perf_counter()
             record.phases_ms["execute"] = (executed - evaluated) * 1e3
             evaluated = executed
+        record.round_trips = self._round_trips() - trips  # the write goes to Redis, not to the node
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
         return record
@@ -325,6 +362,7 @@ class Watcher:
             if number % 50 == 0:  # price windows change slowly; a restart rebuilds them from the oracle anyway
                 self.cache.put_price_windows(number, _observations(self.tracker))
         self.stats.records.append(record)
+        self._last_block_at = record.seen_at
         if not self._frozen:  # the book and its index exist now: collections skip them from here on
             log.debug("%d long-lived objects frozen out of the garbage collector", freeze_long_lived())
             self._frozen = True
@@ -388,29 +426,72 @@ class Watcher:
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def step(self) -> int:
-        """Process every block between the tracker's block and the head, in order. Returns how many."""
-        head = self.head()
+        """Process every block between the tracker's block and the head, in order. Returns how many.
+
+        One round trip looks for the next block and reads it at once (Tracker.poll: its header, logs and market,
+        the held block's header, the head), so a block without touched users costs that round trip only and one
+        with touched users one more (their positions); the minimum over HTTP, where a block must be asked for and
+        its touched users are known only from its logs. Before (issue #16): eth_blockNumber, then the block's
+        batch, then the positions: 2 and 3 round trips (4 when a touched user's new leg missed the guess)."""
+        trips = self._round_trips()
+        if not self._speculating():
+            head = self.head()  # a block not due yet: one cheap call (a same-height reorg waits for the next poll)
+            return self._follow(head, None, trips) if head > self.tracker.block else 0
+        polled = self.tracker.poll()
+        head = polled.head
+        if head is None:
+            raise NodeUnavailable("the node did not answer eth_blockNumber with a block number")
         gap = head - self.tracker.block
-        if gap < 0:
-            return 0
-        if gap == 0:
+        if polled.header is None and gap > 0:
+            # mined between the poll's header and its eth_blockNumber (the head is asked last), or a node behind its
+            # own head (load-balanced): asked again at once, then left to the next poll
+            self.stats.repolls += 1
+            polled = self.tracker.poll()
+            head = polled.head if polled.head is not None else head
+            gap = head - self.tracker.block
+            if polled.header is None and gap > 0:
+                return 0
+        if polled.header is None:
+            if gap < 0:
+                return 0
             # no new block, but the block we hold may have been replaced at the same height (a reorg that did not
-            # lengthen the chain): compare hashes
+            # lengthen the chain): compare hashes (the poll read the header at our height)
             held = self.hashes.get(head)
-            header = self._header(head) if held is not None else None
-            if header is None or header["hash"] == held:
+            if held is None or polled.held is None or polled.held["hash"] == held:
                 return 0
             depth = self.rollback(self._common_ancestor(head))
             self._replay_to(head, self.clock(), depth)
             return depth
+        return self._follow(head, polled, trips)
+
+    def _speculating(self) -> bool:
+        """Whether this poll reads the next block speculatively. A speculative poll carries the market's whole read
+        (a header, every reserve, the prices, the logs: ~20 entries on a 15-reserve market) and saves a block one
+        round trip; polled every 20 ms all the time that is ~1,000 requests a second, past what hosted nodes allow
+        (rate limits of tens to hundreds a second), so only near the block's due time (the head observer measures
+        the block time); a node that is late keeps being polled speculatively until its block comes."""
+        if self.speculate_before is None or self._last_block_at is None or self.observer is None:
+            return True
+        due = self._last_block_at + self.observer.block_time()
+        return self.clock() >= due - self.speculate_before
+
+    def _follow(self, head: int, polled: Polled | None, trips: int) -> int:
+        """Process the blocks after the tracker's up to `head` (the first from `polled`'s answers where it read it)."""
+        gap = head - self.tracker.block
         if gap > CATCH_UP_EVALUATE_ALL:
             log.info("catching up %d blocks: advancing to %d, then following", gap, head - 1)
             self.tracker.advance(head - 1)
             header = self._header(head - 1)
             self.remember(head - 1, header["hash"])
-        done = 0
-        for number in range(self.tracker.block + 1, head + 1):
-            self.process(number)
+            polled = None  # read for the block after the tracker's, which moved
+        done, first = 0, self.tracker.block + 1
+        for number in range(first, head + 1):
+            if polled is not None and number == polled.number:
+                self.process(number, polled=polled, round_trips_from=trips)
+            elif polled is None and number == first:  # the head call that found it counts as the block's
+                self.process(number, round_trips_from=trips)
+            else:
+                self.process(number)
             done += 1
         return done
 
@@ -448,15 +529,19 @@ class Watcher:
             self.observer.stop()
             self.observer = None
 
-    def _idle(self) -> None:
+    def _idle(self, spent: float = 0.0) -> None:
         """No new block: wait a poll interval, or less when the head observer sees one first. An observer already
         ahead of the loop's node (a load-balanced endpoint answering from another backend) is not waited on: the
-        loop would spin on its own node's head until that backend caught up."""
+        loop would spin on its own node's head until that backend caught up. `spent`: the empty poll's own time,
+        taken off the wait, so polls start every poll_interval (a poll that takes the round trip, 5-50 ms to a
+        remote node, is followed at once by the next: the node is asked every max(interval, RTT), not every
+        interval + RTT, and a block waits half as long to be seen at 30 ms RTT)."""
+        wait = max(0.0, self.poll_interval - spent)
         observed = self.observer.head if self.observer is not None else None
         if observed is not None and observed <= self.tracker.block and self.sleep is time.sleep:
-            self.observer.wait_for_head(self.tracker.block, self.poll_interval)
-        else:
-            self.sleep(self.poll_interval)
+            self.observer.wait_for_head(self.tracker.block, wait)
+        elif wait > 0:
+            self.sleep(wait)
 
     def run(self, max_blocks: int | None = None, deadline: float | None = None) -> WatchStats:
         """Follow the chain until stopped, `max_blocks` processed, or `deadline` (monotonic) passed."""
@@ -475,6 +560,7 @@ class Watcher:
             if max_blocks is not None and processed >= max_blocks:
                 break
             try:
+                polled_at = time.monotonic()
                 done = self.step()
                 if self._node_down:
                     log.warning("node reachable again: following from block %d", self.tracker.block)
@@ -482,7 +568,7 @@ class Watcher:
                 backoff = self.poll_interval
                 processed += done
                 if done == 0:
-                    self._idle()
+                    self._idle(time.monotonic() - polled_at)
             except (NodeUnavailable, RpcError, OSError) as error:
                 if self.metrics is not None:
                     self.metrics.rpc_error("connection" if isinstance(error, NodeUnavailable | OSError) else "rpc")

@@ -244,6 +244,7 @@ def block_continuity(blocks: pl.Series, start: int, end: int) -> dg.AssetCheckRe
 # "Backfills from the UI"). So the step waits, as a Dagster retry, while the missing earlier ranges are being
 # materialized by runs in flight; a range nothing is building fails at once, as before.
 WAIT_SECONDS = 2
+CLI_BACKFILL_TAG = "liq/backfill"  # the runs of `liq backfill`, which orders its ranges itself
 WAIT_RETRIES = 450  # 15 minutes: longer than an earlier range's run takes
 
 
@@ -252,8 +253,8 @@ def _wait_for_earlier_events(context: dg.AssetExecutionContext, lake: LakeResour
     planned by a run in flight; return when none is missing, or when one is that no run is building (the build then
     fails with the lake's message)."""
     start, _end = block_range_of(context)
-    if start <= first_block or context.retry_number >= WAIT_RETRIES:
-        return
+    if start <= first_block or context.retry_number >= WAIT_RETRIES or CLI_BACKFILL_TAG in context.run.tags:
+        return  # (`liq backfill` starts a range once the earlier ones have their pool_events or have ended)
     missing = [r.key for r in lake.lake().missing("pool_events", first_block, start - 1)]
     if not missing or not all(planned_in_flight(context.instance, pool_events.key, key) for key in missing):
         return
