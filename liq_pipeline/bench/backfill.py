@@ -12,6 +12,8 @@ byte; `cpu_s` the CPU seconds of the backfill (command and workers), anvil and P
 `cpu_busy` their sum over the wall time (2.0 = both cores of a 2-core machine, all the time); `load_1m` the
 machine's load average as the run ended (other work on the machine shows there). `cpu_ceiling` is the speed-up
 N processes of pure arithmetic get on this machine right now, before and after: the most a backfill can get.
+`phases` says where the wall time went, from the runs' start and end times in the database (`run_phases`): the
+start-up before the first run, the runs, the exit after the last, a run's mean duration and how many ran at once.
 """
 
 from __future__ import annotations
@@ -92,9 +94,9 @@ def run_backfill_bench(
         results, reference = [], None
         for n in settings:
             say(f"liq backfill --parallel {n}")
-            seconds, files, cpu = _one(chain.node, chain.market, server, work / f"p{n}", n, last, size)
+            seconds, files, cpu, phases = _one(chain.node, chain.market, server, work / f"p{n}", n, last, size)
             reference = reference if reference is not None else files
-            result = {"parallel": n, "seconds": round(seconds, 2), "same_bytes": files == reference}
+            result = {"parallel": n, "seconds": round(seconds, 2), "same_bytes": files == reference, "phases": phases}
             busy = round(sum(cpu.values()) / seconds, 2)
             results.append(result | {"cpu_s": cpu, "cpu_busy": busy, "load_1m": round(os.getloadavg()[0], 2)})
         base = next(r for r in results if r["parallel"] == 1)["seconds"]
@@ -115,8 +117,9 @@ def run_backfill_bench(
     return run.report(report)
 
 
-def _one(node, market, server: Postgres, folder: Path, n: int, last: int, size: int) -> tuple[float, dict, dict]:
-    """One timed `liq backfill --parallel n` in a fresh DATA_DIR and database; the lake files' digests."""
+def _one(node, market, server: Postgres, folder: Path, n: int, last: int, size: int) -> tuple[float, dict, dict, dict]:
+    """One timed `liq backfill --parallel n` in a fresh DATA_DIR and database; the lake files' digests, the CPU
+    seconds, the phases."""
     data_dir, home = folder / "data", folder / "dagster"
     home.mkdir(parents=True)
     anvil.write_pid_file(data_dir, node)
@@ -133,6 +136,7 @@ def _one(node, market, server: Postgres, folder: Path, n: int, last: int, size: 
     if server.process is not None:
         meters["postgres"] = CpuMeter([server.process.pid])
     try:
+        began = time.time()  # the clock of the runs' start and end times
         with Stopwatch() as took:
             process = subprocess.Popen(
                 argv, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -144,6 +148,7 @@ def _one(node, market, server: Postgres, folder: Path, n: int, last: int, size: 
                 time.sleep(0.25)
             out, err = process.communicate()
             done = subprocess.CompletedProcess(argv, process.returncode, out, err)
+        ended = time.time()
     finally:
         EmbeddedRedis(data_dir / "redis").stop()
     if done.returncode != 0:
@@ -153,7 +158,28 @@ def _one(node, market, server: Postgres, folder: Path, n: int, last: int, size: 
     files = {
         str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(lake.rglob("*.parquet"))
     }
-    return took.seconds, files, {name: round(meter.seconds(), 1) for name, meter in meters.items()}
+    runs = server.query("SELECT start_time, end_time FROM runs WHERE end_time IS NOT NULL", database)
+    phases = run_phases(began, ended, [(float(start), float(end)) for start, end in runs])
+    return took.seconds, files, {name: round(meter.seconds(), 1) for name, meter in meters.items()}, phases
+
+
+def run_phases(began: float, ended: float, runs: list[tuple[float, float]]) -> dict[str, float]:
+    """Where a backfill's wall time went, from its runs' (start, end) times: `startup_s` from the command's start to
+    the first run's (imports, the instance, the workers), `runs_s` from there to the last run's end, `exit_s` the
+    rest; `range_s` a run's mean duration; `in_flight` the runs' summed durations over `runs_s`: how many ran at
+    once on average (N workers that always overlap: N; ranges that wait for each other or a fixed cost: less)."""
+    if not runs:
+        return {}
+    first, last = min(start for start, _ in runs), max(end for _, end in runs)
+    busy = sum(end - start for start, end in runs)
+    span = last - first
+    return {
+        "startup_s": round(first - began, 2),
+        "runs_s": round(span, 2),
+        "exit_s": round(ended - last, 2),
+        "range_s": round(busy / len(runs), 2),
+        "in_flight": round(busy / span, 2) if span > 0 else 1.0,
+    }
 
 
 def _spin(_unit: int) -> int:

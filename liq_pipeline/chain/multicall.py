@@ -150,3 +150,82 @@ def eth_calls(rpc: RpcClient, requests: Sequence[Request], multicall: str | None
             continue
         out += [data if ok else RpcError("eth_call", {"message": f"reverted: {data}"}) for ok, data in results]
     return out
+
+
+MIN_AGGREGATE = 2  # a lone eth_call gains nothing from the wrapping
+
+
+class AggregatingRpcClient(RpcClient):
+    """An RpcClient whose batches send their plain eth_calls at one block number as aggregate3 calls (through
+    `multicall`), in the same round trip as the rest of the batch. Answers are what the plain batch gives: return
+    data hex, an RpcError for a call that reverted.
+
+    Why: a node loads a block's state once per eth_call. anvil keeps only its newest states in memory and reads an
+    older one from its disk cache for every call (measured: 3-4 ms per eth_call at a block 300+ behind the head of
+    a 1,000-block devnet, against 0.2 ms near the head; an aggregate of 100 calls there: ~10 ms). Code that sends
+    plain batches (market discovery: ~150 eth_calls, 128 of them the e-mode probes) then costs the node a state load
+    per call; through this client, one per block.
+
+    Only eth_calls with nothing but `to` and `data` at a hex block number are wrapped (not calls to the multicall
+    itself: an aggregate already): inside aggregate3 the callee sees the multicall as msg.sender, which changes
+    nothing for views that do not look at the caller (Aave's Pool, tokens, oracle). A block at which the aggregate
+    fails (no code there yet, a refused call) is remembered and read with plain calls from then on."""
+
+    def __init__(self, url: str, multicall: str | None, **options):
+        super().__init__(url, **options)
+        self.multicall = multicall
+        self._plain_tags: set[str] = set()  # block numbers where the aggregate did not work
+
+    def _wrappable(self, method: str, params) -> str | None:
+        if method != "eth_call" or len(params) != 2 or not isinstance(params[0], dict):
+            return None
+        call, tag = params
+        if call.keys() != {"to", "data"} or not isinstance(tag, str) or not tag.startswith("0x"):
+            return None
+        if tag in self._plain_tags or str(call["to"]).lower() == str(self.multicall).lower():
+            return None
+        return tag
+
+    def batch(self, requests_, *, raise_on_error: bool = True, **options) -> list:
+        items = list(requests_)
+        groups: dict[str, list[int]] = {}
+        if self.multicall:
+            for index, (method, params) in enumerate(items):
+                tag = self._wrappable(method, params)
+                if tag is not None:
+                    groups.setdefault(tag, []).append(index)
+        chunks = [
+            indices[i : i + CALLS_PER_AGGREGATE]
+            for indices in groups.values()
+            if len(indices) >= MIN_AGGREGATE
+            for i in range(0, len(indices), CALLS_PER_AGGREGATE)
+        ]
+        if not chunks:
+            return super().batch(items, raise_on_error=raise_on_error, **options)
+        wrapped = {index for chunk in chunks for index in chunk}
+        others = [index for index in range(len(items)) if index not in wrapped]
+        sent = [items[index] for index in others]
+        sent += [aggregate_request(self.multicall, [items[index] for index in chunk]) for chunk in chunks]
+        answers = super().batch(sent, raise_on_error=False, **options)
+        results: list = [None] * len(items)
+        for index, answer in zip(others, answers[: len(others)], strict=True):
+            results[index] = answer
+        plain: list[int] = []
+        for chunk, answer in zip(chunks, answers[len(others) :], strict=True):
+            try:
+                results_of_chunk = split_aggregate(answer, len(chunk))
+            except ValueError:
+                self._plain_tags.add(items[chunk[0]][1][1])
+                plain += chunk
+                continue
+            for index, result in zip(chunk, results_of_chunk, strict=True):
+                results[index] = result
+        if plain:
+            again = super().batch([items[index] for index in plain], raise_on_error=False, **options)
+            for index, result in zip(plain, again, strict=True):
+                results[index] = result
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, RpcError):
+                    raise result
+        return results

@@ -175,7 +175,8 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
     locations = _graphql(
         url,
         "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {"
-        " ... on RepositoryLocation { repositories { sensors { name sensorState { status } } } } } } } } }",
+        " ... on RepositoryLocation { repositories { sensors { name sensorState { status"
+        " ticks(limit: 5, statuses: [SUCCESS]) { timestamp } } } } } } } } } }",
     )["workspaceOrError"]["locationEntries"]
     assets = _graphql(url, "{ assetNodes { assetKey { path } repository { location { name } } } }")["assetNodes"]
     runs = _graphql(
@@ -187,6 +188,13 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
     for entry in locations:
         repos = (entry["locationOrLoadError"] or {}).get("repositories", [])
         sensors = {s["name"]: s["sensorState"]["status"] for repo in repos for s in repo["sensors"]}
+        launched = [  # when the new-block sensor's ticks that requested a run ended
+            tick["timestamp"]
+            for repo in repos
+            for s in repo["sensors"]
+            if s["name"] == "new_block_sensor"
+            for tick in s["sensorState"]["ticks"]
+        ]
         seen[entry["name"]] = {
             "status": entry["loadStatus"],
             "assets": sorted(
@@ -194,6 +202,7 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
             ),
             "sensors": sensors,
             "evaluations": sum(r["repositoryOrigin"]["repositoryLocationName"] == entry["name"] for r in runs),
+            "last_launch": max(launched, default=0.0),
         }
     return seen
 
@@ -249,12 +258,12 @@ def test_two_markets_side_by_side_in_dagster_then_sigterm_twice_stops_them_all(t
         # one market's node hung (SIGSTOP: no answer, no reset; its sensor's reads wait out a 60 s timeout): the
         # other market's sensor goes on launching evaluations (sensors are evaluated on threads: dagster.yaml)
         hung = anvil.running_node(data / "markets" / names[1])
-        done_before = _markets_in_dagster(url)[names[0]]["evaluations"]
         os.kill(hung.pid, signal.SIGSTOP)
+        frozen_at = time.time()
         try:
             deadline = time.monotonic() + 45
-            while _markets_in_dagster(url)[names[0]]["evaluations"] <= done_before:
-                assert time.monotonic() < deadline, f"{names[0]} launched no evaluation while {names[1]}'s node hung"
+            while _markets_in_dagster(url)[names[0]]["last_launch"] <= frozen_at:
+                assert time.monotonic() < deadline, f"{names[0]}'s sensor launched nothing while {names[1]}'s node hung"
                 time.sleep(1)
         finally:
             os.kill(hung.pid, signal.SIGCONT)

@@ -4,6 +4,10 @@ of a dead worker run again."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+import pytest
+
 from liq_pipeline.commands.backfill import _Plan
 
 KEYS = ["000000000000-000000000009", "000000000010-000000000019", "000000000020-000000000029"]
@@ -54,3 +58,69 @@ def test_the_ranges_of_a_dead_worker_run_again_in_order():
     plan.requeue()
     assert not plan.finished()
     assert [plan.next_range(), plan.next_range()] == [A, B]  # A's pool_events were seen: B need not wait again
+
+
+# --- the resources of the backfill's runs (commands/backfill.py: BackfillChain, BackfillLake, backfill_settings) ---
+
+PROVIDER = "0x" + "11" * 20
+OTHER_PROVIDER = "0x" + "22" * 20
+
+
+@pytest.fixture
+def backfill_env(monkeypatch, tmp_path):
+    from liq_pipeline.commands import backfill
+
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    monkeypatch.setenv("RPC_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", PROVIDER)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(backfill, "_settings", None)
+    monkeypatch.setattr(backfill, "_MARKETS", OrderedDict())
+    return tmp_path
+
+
+def test_the_settings_are_parsed_again_only_when_what_they_read_changed(backfill_env, monkeypatch):
+    from liq_pipeline.commands.backfill import BackfillLake, backfill_settings
+
+    first = backfill_settings()
+    assert backfill_settings() is first
+    monkeypatch.setenv("LAKE_RANGE_BLOCKS", "20")
+    assert backfill_settings().lake_range_blocks == 20
+    assert BackfillLake().lake().range_size == 20
+    (backfill_env / ".env").write_text("LAKE_RANGE_BLOCKS=30\nCONFIRMATIONS=3\n")
+    monkeypatch.delenv("LAKE_RANGE_BLOCKS")
+    assert (backfill_settings().lake_range_blocks, backfill_settings().confirmations) == (30, 3)
+    (backfill_env / ".env").write_text("LAKE_RANGE_BLOCKS=40\nCONFIRMATIONS=3\n")  # same size, maybe the same mtime
+    assert backfill_settings().lake_range_blocks == 40
+
+
+def test_a_market_is_discovered_once_per_node_provider_and_block(backfill_env, monkeypatch):
+    from liq_pipeline.commands.backfill import BackfillChain
+    from liq_pipeline.defs.resources import ChainResource
+
+    discovered: list[tuple[str, int]] = []
+
+    def discover(self, rpc, block):
+        discovered.append((self.settings().aave_addresses_provider.lower(), block))
+        return object(), object()
+
+    monkeypatch.setattr(ChainResource, "market", discover)
+    chain = BackfillChain()
+    with chain.client() as rpc:
+        first = chain.market(rpc, 99)
+        assert chain.market(rpc, 99) is first
+        assert chain.market(rpc, 100) is not first
+        monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", OTHER_PROVIDER)
+        chain.market(rpc, 99)
+    assert discovered == [(PROVIDER, 99), (PROVIDER, 100), (OTHER_PROVIDER, 99)]
+
+
+def test_the_backfill_reads_through_the_settings_multicall(backfill_env, monkeypatch):
+    from liq_pipeline.chain.multicall import MULTICALL3, AggregatingRpcClient
+    from liq_pipeline.commands.backfill import BACKFILL_RESOURCES
+
+    with BACKFILL_RESOURCES["chain"].client() as rpc:
+        assert isinstance(rpc, AggregatingRpcClient) and rpc.multicall == MULTICALL3
+    monkeypatch.setenv("MULTICALL_ADDRESS", "")  # plain batches, as everywhere else
+    with BACKFILL_RESOURCES["chain"].client() as rpc:
+        assert rpc.multicall is None

@@ -19,7 +19,7 @@ from liq_pipeline.devnet import actions
 from liq_pipeline_tests.commands.clirun import LIQ, lines, liq
 
 SIZE = 10
-RANGES = 4
+RANGES = 8  # the command runs the first ranges itself until a worker is up: enough left for the workers
 DATASETS = ("pool_events", "reserve_indices", "price_histories", "borrower_snapshots", "liquidation_outcomes")
 
 
@@ -41,12 +41,32 @@ def _runs(postgres) -> list[tuple[str, str]]:
         return []
 
 
+def _running_in(postgres) -> set[int]:
+    """The processes running a range now: the `liq/backfill-pid` tag of the backfill's STARTED runs."""
+    query = """
+        SELECT t.value FROM runs r
+        JOIN run_tags t ON t.run_id = r.run_id AND t.key = 'liq/backfill-pid'
+        WHERE r.status = 'STARTED'
+    """
+    try:
+        return {int(value) for (value,) in postgres.query(query)}
+    except psycopg2.errors.UndefinedTable:
+        return set()
+
+
 SETTINGS = {"LAKE_RANGE_BLOCKS": str(SIZE), "CONFIRMATIONS": "0"}
 
 
 def _workers(process: psutil.Process) -> list[psutil.Process]:
-    """The backfill's worker processes: children of its forkserver (the command's child)."""
-    return [grandchild for child in process.children() for grandchild in child.children()]
+    """The backfill's worker processes: children of its forkserver (the command's child). Other children come and
+    go (Dagster's compute-log `tail`s of the ranges the command runs itself)."""
+    found = []
+    for child in process.children():
+        try:
+            found += child.children()
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 @pytest.mark.integration
@@ -75,8 +95,9 @@ def test_parallel_ranges_on_postgres_survive_a_killed_worker_with_the_sequential
         deadline = time.monotonic() + 60
         killed: list[int] = []
         while not killed and time.monotonic() < deadline and process.poll() is None:
-            if any(status == "STARTED" for status, _key in _runs(postgres)):  # a range is mid-way
-                for worker in _workers(command):
+            workers = _workers(command)
+            if _running_in(postgres) & {worker.pid for worker in workers}:  # a worker is mid-range
+                for worker in workers:
                     os.kill(worker.pid, signal.SIGKILL)
                     killed.append(worker.pid)
             time.sleep(0.05)

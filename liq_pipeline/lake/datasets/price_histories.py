@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from ...chain.abi import event_topic, events, function
 from ...chain.discovery import Market, ReaderError, ReserveInfo
 from ...chain.events import fetch_logs
+from ...chain.multicall import eth_calls
 from ...chain.rpc import RpcClient, RpcError
 from ...risk.versions import ProtocolRules
 from ..blocks import block_timestamps
@@ -100,7 +101,8 @@ def _oracle_feeds(rpc: RpcClient, market: Market, block: int) -> dict[str, tuple
     """{feed: assets}: each asset's oracle source and, when the source answers aggregator(), its aggregator."""
     source_fn = function("AaveOracle", "getSourceOfAsset")
     assets = [r.asset for r in market.reserves]
-    answers = rpc.batch([source_fn.request(market.oracle, a, block=block) for a in assets], raise_on_error=False)
+    # through the multicall: the node loads the block's state once, not once per call (docs/deployment.md)
+    answers = eth_calls(rpc, [source_fn.request(market.oracle, a, block=block) for a in assets], market.multicall)
     sources: dict[str, tuple[str, ...]] = {}
     for asset, answer in zip(assets, answers, strict=True):
         what = f"AaveOracle.getSourceOfAsset({asset})"
@@ -110,8 +112,8 @@ def _oracle_feeds(rpc: RpcClient, market: Market, block: int) -> dict[str, tuple
             sources[key] = (*sources.get(key, ()), asset)
     # Chainlink proxies emit nothing: their aggregator does. Sources without aggregator() (plain aggregators,
     # adapters) answer with a revert or nothing, which is expected here and not an error.
-    probes = rpc.batch(
-        [("eth_call", [{"to": s, "data": _AGGREGATOR_CALL}, hex(block)]) for s in sources], raise_on_error=False
+    probes = eth_calls(
+        rpc, [("eth_call", [{"to": s, "data": _AGGREGATOR_CALL}, hex(block)]) for s in sources], market.multicall
     )
     feeds = dict(sources)
     for assets_of_source, probe in zip(sources.values(), probes, strict=True):

@@ -12,6 +12,7 @@ import polars as pl
 
 from ...chain.abi import function
 from ...chain.discovery import Market, ReserveConfig
+from ...chain.multicall import eth_calls
 from ...chain.rpc import RpcClient
 from ...risk.versions import ProtocolRules
 from ..blocks import block_timestamps
@@ -81,7 +82,7 @@ def _state_rows(rpc: RpcClient, market: Market, rules: ProtocolRules, block: int
     bitmap_fn = function("PoolV32", "getEModeCategoryCollateralBitmap")
     category_ids = sorted(market.emode_categories) if not rules.emode_price_source else []
     requests += [bitmap_fn.request(market.pool, c, block=block) for c in category_ids]
-    answers = rpc.batch(requests, raise_on_error=False)
+    answers = eth_calls(rpc, requests, market.multicall)  # one state read of the block, not one per call
     bitmaps = {}
     for category, answer in zip(category_ids, answers[len(market.reserves) :], strict=True):
         what = f"Pool.getEModeCategoryCollateralBitmap({category})"
