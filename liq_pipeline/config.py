@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     predictive_volatility_scaling: Annotated[bool, NoDecode] = True  # the backtest's sweep: .env.example
     predictive_price_window: int = 60
     predictive_ema_span: int = 20
+    # the engine's per-block float pass (EngineParams.fused_threads): 0 the numpy pass, 1 the fused numba kernel,
+    # 2 the fused kernel over two threads (docs/performance.md)
+    liq_fused_kernel: Literal["0", "1", "2"] = "1"
     stable_asset_symbols: Annotated[tuple[str, ...], NoDecode] = (
         "USDC",
         "USDBC",

@@ -3,8 +3,12 @@
 Every figure is a ratio against a reference timed in the same process, because this machine (2 cores) is noisy:
 - engine_s: median of `repeats` evaluations of every user's HF in every scenario from the position book, decisions
   re-decided exactly near 1 (the kernel's job, done exactly), by the engine's per-block pass: the fused kernel
-  (risk/fused.py; `engine_pass` "fused") unless LIQ_FUSED_KERNEL=0 (health.evaluate_health, "numpy");
-  engine_first_s: the first pass (the fused kernel: numba compiles it, or loads it from its cache);
+  (risk/fused.py; `engine_pass` "fused", on `engine_threads` threads: the setting LIQ_FUSED_KERNEL, 1 by
+  default) unless LIQ_FUSED_KERNEL=0 (health.evaluate_health, "numpy"), allocating its outputs in every call as
+  evaluate() does per block; engine_prepared_s: the same pass into outputs prepared outside the timing (a
+  FusedScratch), as the bare kernel's are (the engine does not keep them across blocks: docs/performance.md);
+  engine_first_s: the first pass (the fused kernel: numba compiles it, or loads it from its
+  cache);
 - pipeline_s: the whole evaluation (HF, projections, ETA, candidates with sizing); book_s: building the position
   book once from the exact Int128 positions (done when positions change, not per block);
 - kernel_s: median of the bare kernel, the limit of what the engine computes: every user's HF in every scenario as
@@ -24,6 +28,7 @@ Every figure is a ratio against a reference timed in the same process, because t
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 
@@ -35,7 +40,7 @@ from ..risk.book import PositionBook, build_book
 from ..risk.engine import evaluate
 from ..risk.evaluation import CURRENT
 from ..risk.exact import account_data
-from ..risk.fused import fused_enabled, fused_health
+from ..risk.fused import FusedScratch, fused_available, fused_health
 from ..risk.health import evaluate_health, float_health
 from ..risk.market import MarketState, coll_col, debt_col, on_col, user_positions
 from ..risk.params import AssetTrend, EngineParams
@@ -168,8 +173,14 @@ def run_bench(
     version: str = "3.0",
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
+    fused_threads: int | None = None,
 ) -> dict:
+    """`fused_threads`: the engine's pass (EngineParams.fused_threads); None: the setting LIQ_FUSED_KERNEL."""
     say = progress or quiet
+    if fused_threads is None:
+        from ..config import load_settings
+
+        fused_threads = int(load_settings().liq_fused_kernel)
     if not 1 <= scenarios <= len(SCENARIO_ORDER):
         raise ValueError(f"--scenarios must be 1 to {len(SCENARIO_ORDER)}")
     use_one_blas_thread()
@@ -190,7 +201,8 @@ def run_bench(
         generated = sample(users, version=version, seed=seed, near_one_share=NEAR_ONE_SHARE)
     market, positions = generated.market, generated.positions
     trends = {r: AssetTrend(0.0, v) for r, v in sample_volatility().items()}
-    params = EngineParams(default_specs(list(SCENARIO_ORDER[:scenarios])), horizon_sec=180, hf_buffer_bps=40)
+    specs = default_specs(list(SCENARIO_ORDER[:scenarios]))
+    params = EngineParams(specs, horizon_sec=180, hf_buffer_bps=40, fused_threads=fused_threads)
 
     say("position book")
     with Stopwatch() as booking:
@@ -198,11 +210,19 @@ def run_bench(
 
     say("engine: health factors, every user, every scenario")
     priced = [scenario_prices(spec, market) for spec in params.scenarios]
-    fused = fused_enabled()
-    engine_pass = fused_health if fused else evaluate_health  # the engine's per-block pass (risk/engine.py)
+    fused = fused_available(fused_threads)
+    prepared = FusedScratch()  # the outputs, prepared outside the timing (BareKernel's are too)
+
+    def engine_pass(scratch: FusedScratch | None):  # the engine's per-block pass (risk/engine.py)
+        if not fused:
+            return evaluate_health(book, market, priced)
+        return fused_health(book, market, priced, threads=fused_threads, scratch=scratch)
+
     with Stopwatch() as first:
-        engine_pass(book, market, priced)  # warm-up (the fused kernel: compiled, or loaded from numba's cache)
-    engine_s = median_seconds(lambda: engine_pass(book, market, priced), repeats)
+        engine_pass(prepared)  # warm-up (the fused kernel: compiled, or loaded from numba's cache)
+    engine_prepared_s = median_seconds(functools.partial(engine_pass, prepared), repeats)
+    engine_s = median_seconds(functools.partial(engine_pass, None), repeats)  # what evaluate() does per block
+    del prepared  # ~115 MB at 1M users: not alive under the preparing kernel, which sets the peak memory
 
     say("bare kernel: the product on prepared matrices")
     kernel = BareKernel(book, market, priced)
@@ -243,6 +263,8 @@ def run_bench(
             "protocol_version": version,
             "engine_s": round(engine_s, 6),
             "engine_pass": "fused" if fused else "numpy",
+            "engine_threads": fused_threads if fused else 1,
+            "engine_prepared_s": round(engine_prepared_s, 6),
             "engine_first_s": round(first.seconds, 4),
             "pipeline_s": round(pipeline_s, 6),
             "book_s": round(booking.seconds, 4),

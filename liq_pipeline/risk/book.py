@@ -44,14 +44,24 @@ _VECTORS = ("lt_min", "lt_uniform", "lt_spread", "exact_only")
 
 class Legs:
     """The sparse leg layout the fused pass reads (risk/fused.py): per user its held collateral legs and its owed
-    debt legs, each a reserve column (uint8) and a scaled balance (float64), padded with zero balances to the
-    book's widest user. Real users hold 1-4 of ~15 reserves: at 1M users with 4 + 2 legs this is ~55 MB where
-    the dense coll, weighted, debt, holds and owes matrices the numpy pass reads are ~320 MB (10 reserves)."""
+    debt legs, each a reserve column (uint8) and a scaled balance (float64), padded to the book's widest user
+    with empty slots: balance 0.0 and column `pad` (the number of reserves: one past the last, a column whose
+    weights, thresholds and slack terms the fused pass sets to zero, so an empty slot adds exact zeros without a
+    0/1 mask of its balance). Real users hold 1-4 of ~15 reserves: at 1M users with 4 + 2 legs this is ~55 MB
+    where the dense coll, weighted, debt, holds and owes matrices the numpy pass reads are ~320 MB (10 reserves)."""
 
     def __init__(
-        self, c_idx: np.ndarray, c_val: np.ndarray, d_idx: np.ndarray, d_val: np.ndarray, d_stable, has_stable: bool
+        self,
+        c_idx: np.ndarray,
+        c_val: np.ndarray,
+        d_idx: np.ndarray,
+        d_val: np.ndarray,
+        d_stable,
+        has_stable: bool,
+        pad: int,
     ):
         self.has_stable = has_stable
+        self.pad = pad  # the column of empty slots
         self.c_idx = c_idx  # users x Kc: reserve column of each held collateral leg (book.holds)
         self.c_val = c_val  # users x Kc: its scaled balance, masked like book.coll (0.0: no leg)
         self.d_idx = d_idx  # users x Kd: reserve column of each owed debt leg (book.owes)
@@ -71,20 +81,21 @@ class Legs:
             array = getattr(self, name)
             width = kc if name.startswith("c_") else (0 if name == "d_stable" and not self.has_stable else kd)
             if array.shape[1] < width:
-                grown = np.zeros((array.shape[0], width), array.dtype)
+                grown = np.full((array.shape[0], width), self.pad if name.endswith("_idx") else 0, array.dtype)
                 grown[:, : array.shape[1]] = array
                 setattr(self, name, grown)
 
 
 def _pack_legs(values: np.ndarray, present: np.ndarray, extra: np.ndarray | None = None) -> tuple:
     """The present entries of each row of `values` (users x reserves) packed to the left: (columns as uint8,
-    values, `extra`'s values at the same places). One pass per reserve column (no users x reserves argsort)."""
+    values, `extra`'s values at the same places); empty slots have column `width` (Legs.pad) and value 0. One
+    pass per reserve column (no users x reserves argsort)."""
     n, width = values.shape
-    if width > 255:
-        raise ValueError("the sparse leg layout indexes reserves with uint8: at most 255 reserves")
+    if width > 254:
+        raise ValueError("the sparse leg layout indexes reserves with uint8: at most 254 reserves (255: empty slots)")
     count = present.sum(axis=1) if width else np.zeros(n, np.int64)
     k = int(count.max()) if n and width else 0
-    idx = np.zeros((n, k), np.uint8)
+    idx = np.full((n, k), width, np.uint8)
     out = np.zeros((n, k))
     out_extra = np.zeros((n, k)) if extra is not None else np.zeros((n, 0))
     slot = np.zeros(n, np.int64)
@@ -105,7 +116,7 @@ def build_legs(coll: np.ndarray, holds: np.ndarray, debt: np.ndarray, stable: np
     """The sparse legs of dense book matrices: held collateral legs (holds), owed debt legs (owes)."""
     c_idx, c_val, _ = _pack_legs(coll, holds)
     d_idx, d_val, d_stable = _pack_legs(debt, owes, stable)
-    return Legs(c_idx, c_val, d_idx, d_val, d_stable, stable is not None)
+    return Legs(c_idx, c_val, d_idx, d_val, d_stable, stable is not None, coll.shape[1])
 
 
 class PositionBook:
@@ -143,6 +154,7 @@ class PositionBook:
         self.emode: np.ndarray = arrays["emode"]
         self.lt_table: np.ndarray = arrays["lt_table"]  # e-mode category x reserve: effective threshold (bps)
         self.legs: Legs = arrays["legs"]  # the sparse leg layout of the same rows (risk/fused.py reads it)
+        self._fused_lt_table: np.ndarray | None = None  # lt_table with the legs' pad column (fused._thresholds)
         self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
         # user -> row, built with the book (~30 ms at 100k users): built lazily, it landed on a block's path
         self._users: list[str] = positions["user"].to_list()  # row -> user (a row keeps its user for good)

@@ -12,8 +12,9 @@ decided exactly near 1), the projected HF at the horizon and the ETA to HF < 1 +
 5. carry: each live row's headroom over every decision, and a new screen after a full pass, for the next block.
 The float pass behind stages 2 and 3 is one fused compiled pass over the live rows' legs for the current and
 every distinct shocked scenario (risk/fused.py: sums, float HF and error band at once; numba, compiled at the first
-evaluation); its banded pairs are re-decided exactly (risk/exact_batch.py). LIQ_FUSED_KERNEL=0 runs the numpy
-passes of risk/health.py instead: the same decisions (tests compare both).
+evaluation); its banded pairs are re-decided exactly (risk/exact_batch.py). EngineParams.fused_threads = 0 (the
+setting LIQ_FUSED_KERNEL=0) runs the numpy passes of risk/health.py instead: the same decisions (tests compare
+both); 2 or more runs the fused pass over that many threads.
 Pure: no I/O, no clock, no Dagster.
 """
 
@@ -31,7 +32,7 @@ from .carry import Carry, carry_key, growth_rates
 from .evaluation import CURRENT, Evaluation
 from .exact_batch import redecide_banded
 from .floors import rounding_noise, scenario_floor
-from .fused import FusedPass, fused_enabled, fused_float
+from .fused import FusedPass, fused_available, fused_float
 from .health import GATHER_FIRST, HealthPass, evaluate_health, rounding_slack, scenario_products
 from .market import MarketState
 from .params import AssetTrend, EngineParams
@@ -169,11 +170,13 @@ _Products = tuple[np.ndarray, np.ndarray, np.ndarray] | FusedPass | None
 def _shared_products(block: _Block, live: _LiveRows) -> _Products:
     """The fused pass (risk/fused.py, the default): the live rows' sums, float HFs and error band in the current
     and every distinct shocked scenario, read from their legs once (the exact re-decisions follow in stages 2
-    and 3). With LIQ_FUSED_KERNEL=0, the numpy products: the sums of the same scenarios in one pass over the
-    book, when most rows are live; None when few are (each pass then gathers its rows' inputs first, cheaper
-    than a product over all)."""
-    if fused_enabled():
-        return fused_float(block.book, block.market, [block.current, *block.distinct], live.subset, want_slack=True)
+    and 3), on params.fused_threads threads. With fused_threads = 0, the numpy products: the sums of the same
+    scenarios in one pass over the book, when most rows are live; None when few are (each pass then gathers its
+    rows' inputs first, cheaper than a product over all)."""
+    threads = block.params.fused_threads
+    if fused_available(threads):
+        prices = [block.current, *block.distinct]
+        return fused_float(block.book, block.market, prices, live.subset, want_slack=True, threads=threads)
     if live.subset is None or live.subset.size * GATHER_FIRST >= block.book.height:
         return scenario_products(block.book, block.market, [block.current, *block.distinct])
     return None

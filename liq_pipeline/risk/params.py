@@ -22,6 +22,10 @@ class EngineParams:
     horizon_sec: float = 180.0
     hf_buffer_bps: int = 40
     volatility_scaling: bool = False
+    # the per-block float pass (settings: LIQ_FUSED_KERNEL): 0 the numpy pass (risk/health.py), 1 the fused
+    # kernel (risk/fused.py) on the calling thread, N > 1 the fused kernel over N of numba's threads; the same
+    # decisions every way (tests compare them)
+    fused_threads: int = 1
 
     @property
     def threshold(self) -> float:

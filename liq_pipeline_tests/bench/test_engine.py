@@ -119,3 +119,33 @@ def test_bare_kernel_computes_the_engines_float_hf(version, stable):
         assert ((hf[settled] < 1.0) == (exact.hf[settled] < 1.0)).all()
     assert kernel_check(book, market, priced, hf, np.arange(book.height)) < 1e-13
     assert kernel_check(book, market, priced, hf, np.arange(0, book.height, 7)) < 1e-13
+
+
+_SETTINGS = [("0", 1, "numpy"), ("1", 1, "fused"), ("2", 2, "fused")]
+
+
+@pytest.mark.parametrize(("setting", "threads", "engine_pass"), _SETTINGS)
+def test_the_setting_chooses_the_engines_pass(setting, threads, engine_pass, clean_env, monkeypatch):
+    """LIQ_FUSED_KERNEL (a setting, EngineParams.fused_threads: risk/ never reads the environment) chooses the
+    pass `liq bench` times and the engine runs: 0 the numpy pass, 1 the fused kernel, 2 it on two threads."""
+    from liq_pipeline.config import load_settings
+    from liq_pipeline.evaluation.params import engine_params
+
+    monkeypatch.setenv("LIQ_FUSED_KERNEL", setting)
+    settings = load_settings()
+    assert engine_params(settings).fused_threads == int(setting)
+    predictive = settings.model_copy(update={"predictive_enabled": True})
+    assert engine_params(predictive).fused_threads == int(setting)
+    if engine_pass == "fused" and not numba_available():
+        pytest.skip("numba is not installed")
+    result = run_bench(users=2_000, scenarios=3, repeats=1, loop_sample=200, exact_sample=200)
+    assert result["engine_pass"] == engine_pass and result["engine_threads"] == threads
+    assert result["engine_prepared_s"] > 0 and result["exact_mismatches"] == 0
+
+
+def test_a_bad_fused_kernel_setting_is_refused(clean_env, monkeypatch):
+    from liq_pipeline.config import SettingsError, load_settings
+
+    monkeypatch.setenv("LIQ_FUSED_KERNEL", "3")
+    with pytest.raises(SettingsError, match="LIQ_FUSED_KERNEL"):
+        load_settings()

@@ -16,11 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from liq_pipeline.risk import fused as fused_module
 from liq_pipeline.risk.book import build_book
 from liq_pipeline.risk.engine import evaluate
 from liq_pipeline.risk.exact import account_data
 from liq_pipeline.risk.exact_batch import account_data_many, redecide_banded
-from liq_pipeline.risk.fused import fused_float, fused_health
+from liq_pipeline.risk.fused import FusedScratch, fused_float, fused_health
 from liq_pipeline.risk.health import float_health
 from liq_pipeline.risk.market import Leg, UserPosition, positions_frame
 from liq_pipeline.risk.params import AssetTrend, EngineParams
@@ -136,14 +137,21 @@ def test_sparse_legs_mirror_the_dense_book():
     m, people, _scenarios = _population(5, "3.0")
     book = build_book(positions_frame(people, m.reserve_ids), m)
     legs = book.legs
-    dense = np.zeros_like(book.coll)
+    width = len(book.reserve_ids)
+    assert legs.pad == width
+    dense = np.zeros((book.height, width + 1))  # the last column: empty slots (Legs.pad)
     for k in range(legs.c_idx.shape[1]):
         np.add.at(dense, (np.arange(book.height), legs.c_idx[:, k].astype(np.int64)), legs.c_val[:, k])
-    np.testing.assert_array_equal(dense, np.where(book.holds > 0, book.coll, 0.0))
-    owed = np.zeros_like(book.debt)
+    np.testing.assert_array_equal(dense[:, :width], np.where(book.holds > 0, book.coll, 0.0))
+    assert not dense[:, width].any()
+    # an empty slot is exactly the pad column with a zero balance, a leg never is
+    np.testing.assert_array_equal(legs.c_idx == width, legs.c_val == 0.0)
+    np.testing.assert_array_equal(legs.d_idx == width, legs.d_val == 0.0)
+    owed = np.zeros((book.height, width + 1))
     for k in range(legs.d_idx.shape[1]):
         np.add.at(owed, (np.arange(book.height), legs.d_idx[:, k].astype(np.int64)), legs.d_val[:, k])
-    np.testing.assert_array_equal(owed, book.debt)
+    np.testing.assert_array_equal(owed[:, :width], book.debt)
+    assert (legs.c_idx == width).any() and (legs.d_idx == width).any()  # the population has empty slots
     assert legs.c_idx.shape[1] == int((book.holds > 0).sum(axis=1).max())
     assert legs.nbytes < sum(getattr(book, n).nbytes for n in ("coll", "weighted", "debt", "holds", "owes"))
 
@@ -157,6 +165,9 @@ def test_updates_widen_the_legs_and_keep_rows():
     changed = people[:10] + [UserPosition(f"0x{9_000 + i:040x}", 0, people[-1 - i].legs) for i in range(3)]
     book.update(positions_frame(changed, m.reserve_ids), m)
     assert book.legs.c_idx.shape[1] + book.legs.d_idx.shape[1] > width
+    pad = book.legs.pad  # widened slots are empty slots: the pad column, a zero balance
+    np.testing.assert_array_equal(book.legs.c_idx == pad, book.legs.c_val == 0.0)
+    np.testing.assert_array_equal(book.legs.d_idx == pad, book.legs.d_val == 0.0)
     everyone = people[:10] + few[10:] + changed[10:]
     fresh = build_book(positions_frame(everyone, m.reserve_ids), m)
     assert book.positions["user"].to_list() == fresh.positions["user"].to_list()
@@ -165,20 +176,25 @@ def test_updates_widen_the_legs_and_keep_rows():
 
 @pytest.mark.parametrize("version", ["3.0", "3.7"])
 def test_engine_on_the_fused_pass_equals_the_numpy_pass(version: str, monkeypatch):
-    """evaluate() with the fused pass (the default) and with LIQ_FUSED_KERNEL=0 decides alike, on a full pass
-    and on the screened and carried blocks after it."""
+    """evaluate() with the fused pass (the default), on two threads, and with the numpy pass (fused_threads=0,
+    LIQ_FUSED_KERNEL=0) decides alike, on a full pass and on the screened and carried blocks after it."""
+    monkeypatch.setattr(fused_module, "PARALLEL_MIN_ROWS", 1)  # 3,000 rows: run the threads anyway
     generated = sample(3_000, version=version, seed=4, near_one_share=0.05)
     market, positions = generated.market, generated.positions
-    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]), horizon_sec=180, hf_buffer_bps=40)
     trends = {r: AssetTrend(0.0, v) for r, v in generated.volatility.items()}
     results = {}
-    for setting in ("1", "0"):
-        monkeypatch.setenv("LIQ_FUSED_KERNEL", setting)
+    for setting in ("1", "0", "2"):
+        specs = default_specs(["baseline", "adverse", "extreme"])
+        params = EngineParams(specs, horizon_sec=180, hf_buffer_bps=40, fused_threads=int(setting))
         book = build_book(positions, market)
         first = evaluate(book, market, params, trends)
         later = dataclasses.replace(market, block=market.block + 1, timestamp=market.timestamp + 2)
         second = evaluate(book, later, params, trends, screen=first.screen, previous=first)
         results[setting] = (first, second)
+    for threaded, fused in zip(results["2"], results["1"], strict=True):
+        np.testing.assert_array_equal(threaded.hf_current, fused.hf_current)
+        for name in fused.hf:
+            np.testing.assert_array_equal(threaded.hf[name], fused.hf[name])
     for fused, numpy_pass in zip(results["1"], results["0"], strict=True):
         assert fused.exact_redecided == numpy_pass.exact_redecided
         np.testing.assert_array_equal(fused.hf_current < 1.0, numpy_pass.hf_current < 1.0)
@@ -189,3 +205,34 @@ def test_engine_on_the_fused_pass_equals_the_numpy_pass(version: str, monkeypatc
         other = numpy_pass.candidates.sort(["user", "scenario"])
         assert frame.select("user", "scenario").equals(other.select("user", "scenario"))
     assert isinstance(results["1"][0].users, pl.DataFrame)
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.5", "3.7"])
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_threads_scratch_and_scenario_counts_give_the_same_pass(version: str, count: int, monkeypatch):
+    """Any number of scenarios (the kernel sums three at a time: 1-5 cover a partial, a whole and a second group),
+    in chunks over two threads and into a scratch reused across calls, gives the single-thread pass exactly: the
+    values, the band, the banded rows in ascending order (the chunks' lists moved together)."""
+    monkeypatch.setattr(fused_module, "PARALLEL_MIN_ROWS", 1)
+    m, people, scenarios = _population(21, version, users=120)
+    extra = [ScenarioSpec(f"s{k}", 150 * (k + 1), 1.0) for k in range(3)]
+    scenarios = (scenarios + [scenario_prices(spec, m) for spec in extra])[:count]
+    book = build_book(positions_frame(people, m.reserve_ids), m)
+    alone = [fused_float(book, m, [s]) for s in scenarios]  # each scenario by itself: lanes do not mix
+    one = fused_float(book, m, scenarios, want_slack=True)
+    for column, single in enumerate(alone):
+        np.testing.assert_array_equal(one.hf[:, column], single.hf[:, 0])
+        np.testing.assert_array_equal(one.band[:, column], single.band[:, 0])
+    assert one.banded.size > 0
+    scratch = FusedScratch()
+    rows = np.array(random.Random(count).sample(range(book.height), book.height // 2), dtype=np.int64)
+    for threads in (2, 1, 2):
+        for subset in (None, rows):
+            mine = fused_float(book, m, scenarios, subset, want_slack=True, threads=threads, scratch=scratch)
+            at = slice(None) if subset is None else subset
+            for name in ("hf", "band", "weighted", "collateral", "debt", "slack"):
+                np.testing.assert_array_equal(getattr(mine, name), getattr(one, name)[at], err_msg=name)
+            np.testing.assert_array_equal(mine.banded, np.flatnonzero(one.band[at].any(axis=1)))
+    assert scratch.nbytes > 0
+    decided = fused_health(book, m, scenarios, threads=2, scratch=scratch)
+    np.testing.assert_array_equal(decided.hf, fused_health(book, m, scenarios).hf)
