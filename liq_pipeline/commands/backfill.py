@@ -95,23 +95,17 @@ def backfill(
             if outcomes[block_range.key] is not None:
                 report.failed[block_range.key] = outcomes[block_range.key]
         return report
+    backfill_id = uuid.uuid4().hex[:12]
     for done, block_range in enumerate(ranges):
         key = block_range.key
         if progress:
             progress(key, done, len(keys))
-        result = dg.materialize(
-            ALL_LAKE_ASSETS,
-            partition_key=key,
-            instance=instance,
-            resources=BACKFILL_RESOURCES,
-            raise_on_error=False,
-            run_config=run_config,
-        )
+        failed = _materialize(instance, key, run_config, backfill_id)
         report.ranges.append(key)
         if block_range.end < state_from:
             report.logs_only.append(key)
-        if not result.success:
-            report.failed[key] = failure_reason(result, key)
+        if failed is not None:
+            report.failed[key] = failed
     if progress:
         progress("done", len(keys), len(keys))
     return report
@@ -193,7 +187,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 # --parallel: the run tag, how often a range whose worker died is tried again, how often the parent looks for new
 # pool_events while a worker waits for them
-BACKFILL_TAG = CLI_BACKFILL_TAG  # every run of one `liq backfill --parallel` (its id)
+BACKFILL_TAG = CLI_BACKFILL_TAG  # every run of one `liq backfill` (its id)
 PROCESS_TAG = "liq/backfill-pid"  # the process that ran it: a worker's, or the command's for the first ranges
 # what the workers' server imports before forking them (cli.py names them too): this module, and the Postgres
 # storage when installed (0.7 s to import on first use; a missing one is skipped)
