@@ -332,7 +332,9 @@ def bench_backfill(
     parallel: Annotated[
         str, typer.Option(help="Worker counts to time, comma-separated (1 is always timed: the baseline).")
     ] = "1,2,4",
-    size: Annotated[int, typer.Option(min=10, help="Blocks per range.")] = 50,
+    size: Annotated[
+        int | None, typer.Option(min=10, help="Blocks per range (default: LAKE_RANGE_BLOCKS' default, 1000).")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the devnet state cache here (default: a temporary dir).")
     ] = None,
@@ -351,7 +353,8 @@ def bench_backfill(
         raise typer.BadParameter(str(error)) from None
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if not as_json else (lambda _m: None)
     try:
-        result = run_backfill_bench(ranges=ranges, parallel=counts, size=size, data_dir=data_dir, say=say)
+        sizing = {} if size is None else {"size": size}
+        result = run_backfill_bench(ranges=ranges, parallel=counts, data_dir=data_dir, say=say, **sizing)
     except (BenchError, PostgresUnavailable) as error:
         raise CommandError(str(error)) from None
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))

@@ -188,11 +188,15 @@ def advance_time(rpc: Rpc, seconds: int) -> int:
 def mine_blocks(rpc: Rpc, count: int, block_time: int = BLOCK_TIME) -> int:
     """`count` empty blocks `block_time` seconds apart (Base makes one every 2 s). Returns the last number."""
     chain = Chain(rpc)
-    timestamp = chain.latest_timestamp()
-    for _ in range(count):
-        timestamp += block_time
-        chain.mine(timestamp)
+    # anvil_mine, not 3 calls a block (measured: ~20 ms a block, 6 min for 20,000), in chunks that answer well
+    # within the client's timeout
+    for chunk in range(0, count, MINE_CHUNK):
+        rpc.call("evm_setNextBlockTimestamp", hex(chain.latest_timestamp() + block_time))
+        rpc.call("anvil_mine", hex(min(MINE_CHUNK, count - chunk)), hex(block_time))
     return chain.block_number()
+
+
+MINE_CHUNK = 500
 
 
 # --- liquidations --------------------------------------------------------------------------------------------

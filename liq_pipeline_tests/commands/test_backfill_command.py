@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
-from liq_pipeline.commands.backfill import failure_reason
+from liq_pipeline.commands.backfill import backfill_instance, failure_reason
 from liq_pipeline.devnet import actions
 from liq_pipeline_tests.commands.clirun import lines, liq
 
@@ -52,6 +54,18 @@ def test_backfill_from_block_0_on_a_devnet_loaded_from_its_state_cache(devnet_ho
     assert lines(result.stdout) == ["3 of 3 ranges materialized"]
     for dataset in ("pool_events", "reserve_indices", "price_histories", "borrower_snapshots"):
         assert len(list((devnet_home / "lake" / dataset).glob("*.parquet"))) == 3, dataset
+    home = devnet_home / "dagster"  # the runs are recorded there; their compute logs are not (backfill_instance)
+    assert list(home.rglob("runs.db")), list(home.rglob("*"))
+    assert not [p for p in home.rglob("*") if p.suffix in (".out", ".err", ".complete")], list(home.rglob("*"))
+
+
+def test_backfill_runs_keep_no_compute_logs_unless_log_level_is_debug(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    assert isinstance(backfill_instance().compute_log_manager, NoOpComputeLogManager)
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    assert isinstance(backfill_instance().compute_log_manager, LocalComputeLogManager)
 
 
 @pytest.mark.integration

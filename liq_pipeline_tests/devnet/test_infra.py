@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import socket
@@ -183,3 +184,20 @@ def test_cli_help_for_every_command():
     for command in ("up", "down", "status", "seed", "simulate", "price", "advance"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
+
+
+def test_mine_blocks_mines_that_many_blocks_block_time_apart():
+    from liq_pipeline.devnet.actions import mine_blocks
+
+    node = anvil.start()
+    try:
+        with Rpc(node.url) as rpc:
+            before = rpc.call("eth_getBlockByNumber", "latest", False)
+            assert mine_blocks(rpc, 0) == 0
+            assert mine_blocks(rpc, 5, block_time=3) == 5
+            assert mine_blocks(rpc, 1) == 6
+            stamps = [int(rpc.call("eth_getBlockByNumber", hex(n), False)["timestamp"], 16) for n in range(7)]
+    finally:
+        anvil.stop(node)
+    assert stamps[0] == int(before["timestamp"], 16)
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [3, 3, 3, 3, 3, 2]
