@@ -268,6 +268,11 @@ class Settings(BaseSettings):
     # The L2Pool's compact liquidationCall(bytes32,bytes32): auto = ask the Pool (it answers the compact call),
     # true / false to say so.
     execution_compact_calls: Literal["auto", "true", "false"] = "auto"
+    # How a signed transaction reaches the sequencer (execution/channels.py): raw = eth_sendRawTransaction; sync =
+    # eth_sendRawTransactionSync (EIP-7966: the receipt comes back with the send; Base's nodes answer it); auto =
+    # sync where the node has it. raw by default: a sync send is counted accepted only after a 50 ms wait for a
+    # refusal, which the raw one does not pay.
+    execution_channel: Literal["raw", "sync", "auto"] = "raw"
 
     # --- validators: each names what is allowed, in words a user understands ---------------------------------
     @field_validator("execution_compact_calls", mode="before")
@@ -287,6 +292,14 @@ class Settings(BaseSettings):
         text = str(value).strip().upper()
         if text not in LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return text
+
+    @field_validator("execution_channel", mode="before")
+    @classmethod
+    def _channel(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in ("raw", "sync", "auto"):
+            raise ValueError("expected raw (eth_sendRawTransaction), sync (eth_sendRawTransactionSync) or auto")
         return text
 
     @field_validator("borrowers_index_mode", mode="before")

@@ -22,6 +22,7 @@ from ..chain.rpc import RpcError
 from ..config import Settings
 from ..devnet.errors import DevnetError
 from ..devnet.liquidator import load_venue
+from ..execution.channels import SyncChannel, channel_kind
 from ..execution.executor import ExecutorConfig, FastPathExecutor
 from ..execution.gas_ladder import LadderConfig
 from ..execution.hot_path import ExecutionHook
@@ -104,6 +105,15 @@ def _venue_addresses(settings: Settings, on_devnet: bool) -> tuple[str, str, boo
             "(the seized collateral is sold on its pairs)"
         )
     return liquidator, factory, inventory
+
+
+def _sync_channel(settings: Settings, rpc) -> SyncChannel | None:
+    """A SyncChannel when EXECUTION_CHANNEL asks for eth_sendRawTransactionSync and the node has it."""
+    try:
+        kind = channel_kind(settings.execution_channel, rpc)
+    except ValueError as error:
+        raise runtime.CommandError(str(error)) from None
+    return SyncChannel(rpc.url) if kind == "sync" else None
 
 
 def _operator_of(rpc, liquidator: str) -> str:
@@ -191,6 +201,7 @@ def main(max_blocks: int, live: bool) -> None:
             signer=signer,
             nonce_lock=NonceLock(client, market.chain_id, operator) if live else None,
             recorder=LoggingRecorder(recorder),
+            channel=_sync_channel(settings, watcher.rpc) if live else None,  # None: eth_sendRawTransaction
         )
     except BaseException:
         watcher.rpc.close()
@@ -225,4 +236,5 @@ def main(max_blocks: int, live: bool) -> None:
     try:
         run_with_metrics(watcher, settings, max_blocks)  # /metrics: the watcher's and the executor's
     finally:
+        executor.channel.close()
         recorder.close()

@@ -40,6 +40,7 @@ from ..risk.exact import account_data
 from ..risk.market import MarketState, UserPosition
 from ..risk.profit import CostInputs, LiquidationPlan, PoolReserves, plan_at, plan_liquidation
 from ..risk.wadray import WAD
+from .channels import RawChannel, SubmissionChannel
 from .gas_ladder import Costs as LadderCosts
 from .gas_ladder import Fees, LadderConfig, Pending, initial_fees, next_step, usd_e8, usd_to_wei
 from .idempotency import TAKEN, UNAVAILABLE, AttemptGuard, Claim, NonceLock, Opportunity
@@ -217,6 +218,7 @@ class FastPathExecutor:
         signer: Signer | None = None,
         nonce_lock: NonceLock | None = None,
         recorder=None,
+        channel: SubmissionChannel | None = None,
     ) -> None:
         if config.live and (signer is None or nonce_lock is None):
             raise ValueError("a live executor needs a signer and a nonce lock")
@@ -226,6 +228,7 @@ class FastPathExecutor:
         # sends are never retried by the client: a retry after an answer lost on the way back is refused ("already
         # known", "nonce too low") though the first one is in the node's pool; an unanswered send is followed instead
         self._sender = RpcClient(rpc.url, timeout=rpc.timeout, retries=0) if isinstance(rpc, RpcClient) else rpc
+        self.channel: SubmissionChannel = channel or RawChannel(self._sender)  # how a signed transaction goes out
         self._node_down = False  # logged once when the node stops answering, once when it answers again
         self.signer, self.nonce_lock, self.recorder = signer, nonce_lock, recorder
         self.in_flight: dict[str, InFlight] = {}  # attempt key -> what is pending on chain
@@ -637,9 +640,7 @@ class FastPathExecutor:
             ]
             lost = None
             try:
-                answers = self._sender.batch(
-                    [("eth_sendRawTransaction", ["0x" + s.raw.hex()]) for s in signed], raise_on_error=False
-                )
+                answers = self.channel.send_many([s.raw for s in signed])
             except Exception as error:  # no answer (connection lost, timeout): the node may have them all
                 self._node_failed("sending", error)
                 # each keeps its claim and is followed by its hash, known before sending: included, or found in no
@@ -744,7 +745,7 @@ class FastPathExecutor:
     def _sign_and_send(self, tx: dict, fees: Fees, nonce: int) -> tuple[int, str, float] | None:
         signed = self.signer.sign(_unsigned(tx, fees, nonce))
         try:
-            self._sender.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
+            self.channel.send(signed.raw)
         except RpcError as error:
             log.warning("send refused (nonce %d): %s", nonce, error)
             return None
@@ -779,15 +780,17 @@ class FastPathExecutor:
         if not flights:
             return
         hashes = [h for f in flights for h in f.hashes]
+        pushed = self.channel.take_receipts(hashes)  # came back with their send: not asked for again
+        asked = [h for h in hashes if h not in pushed]
         # the sender's mined count first: a block landing between the two reads then shows as receipts, never as
         # a nonce used by someone else; then whether the node still has each transaction (a mined one it keeps)
         try:
             answers = self.rpc.batch(
                 [("eth_getTransactionCount", [self.venue.operator, "latest"])]
-                + [("eth_getTransactionReceipt", [h]) for h in hashes],
+                + [("eth_getTransactionReceipt", [h]) for h in asked],
                 raise_on_error=False,
             )
-            receipts = dict(zip(hashes, answers[1:], strict=True))
+            receipts = dict(zip(asked, answers[1:], strict=True)) | pushed
             # whether the node still has the ones without a receipt (a mined one it keeps): asked only for those,
             # most blocks none (what was sent the block before landed in this one)
             missing = [h for h in hashes if not isinstance(receipts[h], dict)]

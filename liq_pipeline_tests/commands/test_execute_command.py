@@ -104,15 +104,25 @@ def test_dry_run_prints_attempts_and_sends_nothing(liquidatable, cli_env, tmp_pa
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_live_sends_and_the_next_block_includes_it(liquidatable, cli_env, tmp_path):
+@pytest.mark.parametrize("channel", ["raw", "auto"])
+def test_live_sends_and_the_next_block_includes_it(liquidatable, cli_env, tmp_path, channel):
     net, liquidator, factory, redis_url = liquidatable
     nonce = net.rpc.quantity("eth_getTransactionCount", OPERATOR, "latest")
     env = _env(
-        cli_env, net, liquidator, factory, redis_url, EXECUTION_ENABLED="true", EXECUTOR_PRIVATE_KEY=OPERATOR_KEY
+        cli_env,
+        net,
+        liquidator,
+        factory,
+        redis_url,
+        EXECUTION_ENABLED="true",
+        EXECUTOR_PRIVATE_KEY=OPERATOR_KEY,
+        EXECUTION_CHANNEL=channel,
     )
     code, out, err = _run(net, ["execute", "--live", "--max-blocks", "3"], env, tmp_path, blocks=3)
     assert code == 0, err
     assert "LIVE: sending transactions from" in err
+    # auto on anvil 1.7: eth_sendRawTransactionSync, said once at start
+    assert err.count("sending with eth_sendRawTransactionSync") == (channel == "auto"), err
     sent = [line for line in err.splitlines() if "attempt sent:" in line]
     assert sent, err
     hashes = [line.split(" tx ")[1].split()[0] for line in sent]

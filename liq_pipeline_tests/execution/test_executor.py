@@ -23,6 +23,7 @@ from liq_pipeline.devnet.actions import account_data
 from liq_pipeline.devnet.anvil import BLOCK_TIME
 from liq_pipeline.devnet.liquidator import flash_premium_bps
 from liq_pipeline.devnet.txs import Chain
+from liq_pipeline.execution.channels import SyncChannel
 from liq_pipeline.execution.executor import ExecutorConfig, FastPathExecutor, Venue
 from liq_pipeline.execution.idempotency import AttemptGuard, NonceLock, execution_client
 from liq_pipeline.execution.signer import Signer
@@ -96,10 +97,15 @@ def _executor(net, venue, reader, redis_url, *, live: bool, owner: str = "test")
 # V3.0 only in dry-run: its stable debt accrues per user between the block read and the block landed in, which the
 # position reader does not project yet (a flash loan sized on the read balance falls short: docs/execution.md).
 @pytest.mark.parametrize("net", ["3.6"], indirect=True)
-@pytest.mark.parametrize("verification", ["eth_simulateV1", "eth_createAccessList"])
-def test_live_liquidations_land_exactly_as_planned(arena, verification):
+@pytest.mark.parametrize(
+    ("verification", "channel"),
+    [("eth_simulateV1", "raw"), ("eth_createAccessList", "raw"), ("eth_simulateV1", "sync")],
+)
+def test_live_liquidations_land_exactly_as_planned(arena, verification, channel):
     net, venue, below, reader, redis_url = arena
     executor = _executor(net, venue, reader, redis_url, live=True)
+    if channel == "sync":  # eth_sendRawTransactionSync: the receipts come back with the sends once mined
+        executor.channel = SyncChannel(net.node.url)
     if verification == "eth_createAccessList":  # a node without eth_simulateV1: one by one, the fallback
         executor._simulate_supported = False
     state, positions = _view(net, reader, below)
@@ -110,8 +116,16 @@ def test_live_liquidations_land_exactly_as_planned(arena, verification):
     assert executor._simulate_supported is (verification == "eth_simulateV1")  # the path this case is about
     chain = Chain(net.rpc)
     chain.mine(chain.latest_timestamp() + BLOCK_TIME)
+    if channel == "sync":
+        deadline = time.monotonic() + 10
+        while executor.channel.pushed < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert executor.channel.pushed == len(sent)
     state, positions = _view(net, reader, below)
     executor.on_block(state, positions, time.time())  # follows: receipts of the block just mined
+    executor.channel.close()
+    if channel == "sync":  # follow() settled them with the pushed receipts, none left behind
+        assert executor.channel.take_receipts([a.tx_hash for a in sent]) == {}
     done = [a for a in executor.attempts if a.tx_hash]
     assert [a.outcome for a in done] == ["included"] * len(sent)
     assert executor.mismatches == []  # debt repaid, collateral received, swap output: the plan's, to the unit
