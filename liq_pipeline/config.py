@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # The RPC URL often carries an API key: kept secret, never printed (SecretStr masks it in reprs and logs).
     # Empty, with AAVE_ADDRESSES_PROVIDER empty too: the commands use the running devnet of DATA_DIR.
     rpc_url: SecretStr | None = None
+    # The node's websocket endpoint, for what it shows before a block is sealed (chain/pending.py, `liq node`).
+    # Empty: RPC_URL with ws(s):// for http(s):// (anvil and most providers serve both on one address). Secret too.
+    rpc_ws_url: SecretStr | None = None
     chain_id: int | None = None
     aave_addresses_provider: str | None = None
     aave_protocol_version: str = "3.7"  # what Base runs since ~May 2026 (Pool revision 11)
@@ -446,6 +449,18 @@ class Settings(BaseSettings):
             raise ValueError(f"expected {' or '.join(DEVNET_PROTOCOL_VERSIONS)}: the devnet's two Aave markets")
         return text
 
+    @field_validator("rpc_ws_url", mode="before")
+    @classmethod
+    def _rpc_ws(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value).strip()
+        if text == "":
+            return None
+        if not re.match(r"^wss?://[^\s/?#]+", text, re.IGNORECASE):
+            raise ValueError("expected a ws(s):// URL of the node's websocket endpoint, or empty for RPC_URL's")
+        return text
+
     @field_validator("rpc_url", mode="before")
     @classmethod
     def _rpc(cls, value: Any) -> Any:
@@ -512,7 +527,14 @@ def _describe(value: Any) -> str:
 
 
 # Variables whose value must never be echoed back, even when wrong.
-_SECRET_FIELDS = {"rpc_url", "redis_url", "alert_webhook_url", "executor_private_key", "executor_keystore_password"}
+_SECRET_FIELDS = {
+    "rpc_url",
+    "rpc_ws_url",
+    "redis_url",
+    "alert_webhook_url",
+    "executor_private_key",
+    "executor_keystore_password",
+}
 
 
 def format_validation_error(error: ValidationError) -> str:

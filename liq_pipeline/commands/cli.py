@@ -128,6 +128,14 @@ def execute(
 
 
 @app.command()
+def node(as_json: Json = False) -> None:
+    """What the node offers beyond plain JSON-RPC: a pending stream, eth_sendRawTransactionSync, eth_simulateV1."""
+    from . import node as command
+
+    raise typer.Exit(command.main(as_json))
+
+
+@app.command()
 def scan(
     from_block: Annotated[int, typer.Option("--from-block", min=0, help="First block whose events name borrowers.")],
     to_block: Annotated[

@@ -22,7 +22,7 @@ from .redaction import MASK, mask_url
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.,:/@+*=\-]*")
 # Secrets whose scheme and host are worth showing; any other secret shows nothing of itself.
-_URL_SECRETS = {"rpc_url", "redis_url", "alert_webhook_url"}
+_URL_SECRETS = {"rpc_url", "rpc_ws_url", "redis_url", "alert_webhook_url"}
 
 
 def _value(value: Any, name: str = "") -> Any:

@@ -64,7 +64,7 @@ class Redactor:
 
 def redactor_for(settings: Settings) -> Redactor:
     pieces: list[str] = []
-    for secret in (settings.rpc_url, settings.redis_url, settings.alert_webhook_url):
+    for secret in (settings.rpc_url, settings.rpc_ws_url, settings.redis_url, settings.alert_webhook_url):
         if secret is None:
             continue
         url = secret.get_secret_value()
