@@ -210,6 +210,13 @@ class Lake:
                 raise path.bucket.error("GET (polars)", path.key, error) from None
         return frame.collect()
 
+    def require_complete(self, dataset: str, first: int, last: int) -> None:
+        """LakeError naming the missing ranges when a range holding a block of [first, last] has no file."""
+        holes = self.missing(dataset, first, last)
+        if holes:
+            shown = ", ".join(r.key for r in holes[:5]) + (" ..." if len(holes) > 5 else "")
+            raise LakeError(f"{dataset}: {len(holes)} range(s) of [{first}, {last}] not materialized: {shown}")
+
     def scan(
         self, dataset: str, first: int | None = None, last: int | None = None, *, complete: bool = False
     ) -> pl.LazyFrame:
@@ -222,10 +229,7 @@ class Lake:
         if complete:
             low = first if first is not None else (chosen[0].start if chosen else 0)
             high = last if last is not None else (chosen[-1].end if chosen else -1)
-            holes = self.missing(dataset, low, high)
-            if holes:
-                shown = ", ".join(r.key for r in holes[:5]) + (" ..." if len(holes) > 5 else "")
-                raise LakeError(f"{dataset}: {len(holes)} range(s) of [{low}, {high}] not materialized: {shown}")
+            self.require_complete(dataset, low, high)
         frame = self._scan_files(dataset, [self.path(dataset, r) for r in chosen])
         block = pl.col(spec.block_column)
         if first is not None:

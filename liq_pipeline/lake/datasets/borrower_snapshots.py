@@ -54,15 +54,37 @@ def build_borrower_snapshots(
 
 
 def known_users_before(lake: Lake, block: int, first_block: int = 0) -> list[str]:
-    """Every position owner named by pool_events in [first_block, block - 1]; refuses when a range is missing
-    there (a hole would silently drop borrowers from every later snapshot)."""
+    """Every position owner named by pool_events in [first_block, block - 1], sorted; refuses when a range is
+    missing there (a hole would silently drop borrowers from every later snapshot).
+
+    The owners found are kept for the process's next call (`_KNOWN`): a backfill's range k then reads the
+    pool_events files it has not read yet, not all k earlier ones (measured, 8 events a file on a local disk:
+    0.26 s at 2,000 files, 2.7 s at 20,000, growing with k: ~12 hours over Base's ~25,000 ranges, and a GET per
+    file on object storage). The pool_events of final ranges do not change; the holes are still checked over the
+    whole span (one listing)."""
     if block <= first_block:
         return []
     try:
-        events = lake.scan(POOL_EVENTS, first_block, block - 1, complete=True)
+        lake.require_complete(POOL_EVENTS, first_block, block - 1)
     except LakeError as error:
         raise LakeError(
             f"{NAME}: cannot know the borrowers before block {block}: {error} (backfill from block {first_block}: "
             "a snapshot needs the pool_events of every earlier range)"
         ) from None
-    return borrowers_from_events(events.select("user").collect())
+    key = (str(lake.root), lake.range_size, first_block)
+    read_to, users = _KNOWN.get(key, (first_block, frozenset()))
+    if read_to > block:  # asked about an earlier block than what was read: from the start, the cache kept
+        read_to, users = first_block, frozenset()
+    if read_to < block:
+        found = borrowers_from_events(lake.scan(POOL_EVENTS, read_to, block - 1).select("user").collect())
+        users = users.union(found)
+        if block > _KNOWN.get(key, (first_block,))[0]:
+            _KNOWN[key] = (block, users)
+            while len(_KNOWN) > KNOWN_KEPT:
+                _KNOWN.pop(next(iter(_KNOWN)))
+    return sorted(users)
+
+
+# (lake root, range size, first block) -> (the block read up to, exclusive; the owners named before it)
+_KNOWN: dict[tuple[str, int, int], tuple[int, frozenset[str]]] = {}
+KNOWN_KEPT = 8  # lakes one process builds snapshots for (tests open many; a worker, one)
