@@ -32,11 +32,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..chain.multicall import AggregatingRpcClient
-from ..config import Settings, load_settings
+from ..config import Settings, current_settings, load_settings
 from ..defs.lake.assets import ALL_LAKE_ASSETS, CLI_BACKFILL_TAG, pool_events
 from ..defs.partitions import BLOCK_RANGES, first_state_block
-from ..defs.resources import RESOURCES, ChainResource, LakeResource
-from ..lake.open import open_lake
+from ..defs.resources import RESOURCES, ChainResource
 from ..lake.partitions import BlockRange, ranges_covering
 from ..risk.blas import use_one_blas_thread
 from . import runtime
@@ -122,12 +121,9 @@ class BackfillChain(ChainResource):
     - `client()` sends the plain eth_calls of a batch at one block as one aggregate3 call (chain/multicall.py,
       AggregatingRpcClient): a discovery costs ~10 state loads instead of ~150;
     - `market()` keeps the markets it discovered in this process, by node, provider, version and block: the
-      ranges given to a backfill are final (CONFIRMATIONS), and a market read at a block is the same every time;
-    - `settings()` is parsed once (`backfill_settings`).
+      ranges given to a backfill are final (CONFIRMATIONS), and a market read at a block is the same every time.
+    (The settings are parsed once for all resources: config.current_settings.)
     """
-
-    def settings(self) -> Settings:
-        return backfill_settings()
 
     def client(self):
         plain = super().client()
@@ -147,32 +143,9 @@ class BackfillChain(ChainResource):
         return found
 
 
-class BackfillLake(LakeResource):
-    """The lake resource of the backfill's runs: the same lake, its settings parsed once (`backfill_settings`)."""
-
-    def lake(self):
-        return open_lake(backfill_settings())
-
-
-def backfill_settings() -> Settings:
-    """load_settings(), parsed again only when what it reads changed: the environment, the working folder, its
-    .env. The resources asked for the settings ~50 times per range (every resource call), each a pydantic parse:
-    measured 13 ms each under cProfile, 12.8 s of a 43 s backfill of 20 ranges."""
-    global _settings
-    try:
-        dotenv = Path(".env").read_bytes()  # its bytes, not its mtime: two writes can share a timestamp
-    except OSError:
-        dotenv = None
-    key = (tuple(sorted(os.environ.items())), os.getcwd(), dotenv)
-    if _settings is None or _settings[0] != key:
-        _settings = (key, load_settings())
-    return _settings[1]
-
-
-_settings: tuple[tuple, Settings] | None = None
 MARKETS_KEPT = 64  # a range's end and the head, for many ranges; a market is a few kB
 _MARKETS: OrderedDict[tuple, tuple] = OrderedDict()  # (node, provider, version, multicall, block) -> (market, rules)
-BACKFILL_RESOURCES = {**RESOURCES, "chain": BackfillChain(), "lake": BackfillLake()}
+BACKFILL_RESOURCES = {**RESOURCES, "chain": BackfillChain()}
 
 
 def backfill_instance() -> dg.DagsterInstance:
@@ -181,7 +154,7 @@ def backfill_instance() -> dg.DagsterInstance:
     watcher Python processes per run (dagster's LocalComputeLogManager); the backfill's steps print nothing there
     (their lines and failures are in the run's event log, which stays). Without them the backfill's CPU went from
     9.6 to 8.6 s over 20 ranges of 50 blocks (`liq bench-backfill --size 50`, N=1)."""
-    if backfill_settings().log_level == "DEBUG":
+    if current_settings().log_level == "DEBUG":
         return pooled(dg.DagsterInstance.get())
     home = os.environ.get("DAGSTER_HOME")
     if not home:

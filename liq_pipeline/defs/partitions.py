@@ -11,7 +11,7 @@ import dagster as dg
 
 from ..chain.rpc import NodeUnavailable, RpcError
 from ..chain.state_history import first_block_with_state
-from ..config import Settings, load_settings
+from ..config import Settings, current_settings
 from ..lake.partitions import BlockRange, parse_key
 from .market import MARKET_NAME
 
@@ -52,7 +52,7 @@ def planned_in_flight(instance: dg.DagsterInstance, key: dg.AssetKey, partition:
 
 
 def _range_size() -> int:
-    return load_settings().lake_range_blocks
+    return current_settings().lake_range_blocks  # 7 times a range: parsed once
 
 
 def first_state_block(rpc, settings: Settings, head: int | None = None) -> int:

@@ -10,7 +10,7 @@ import dagster as dg
 from ..cache import open_market_cache
 from ..chain.discovery import discover_market
 from ..chain.rpc import RpcClient
-from ..config import Settings, load_settings
+from ..config import Settings, current_settings
 from ..lake.open import open_lake
 from ..risk.versions import rules_for
 
@@ -19,7 +19,7 @@ class ChainResource(dg.ConfigurableResource):
     """RPC_URL + AAVE_ADDRESSES_PROVIDER + AAVE_PROTOCOL_VERSION from the settings."""
 
     def settings(self) -> Settings:
-        return load_settings()
+        return current_settings()  # parsed again only when the environment or .env changed
 
     def client(self):
         settings = self.settings()
@@ -46,14 +46,14 @@ class LakeResource(dg.ConfigurableResource):
     """The Parquet lake under DATA_DIR/lake, ranges of LAKE_RANGE_BLOCKS."""
 
     def lake(self):
-        return open_lake(load_settings())
+        return open_lake(current_settings())
 
 
 class RedisResource(dg.ConfigurableResource):
     """REDIS_URL, or the embedded server under DATA_DIR/redis."""
 
     def market_cache(self, chain_id: int, pool: str):
-        return open_market_cache(load_settings(), chain_id, pool)
+        return open_market_cache(current_settings(), chain_id, pool)
 
 
 RESOURCES = {"chain": ChainResource(), "lake": LakeResource(), "redis": RedisResource()}

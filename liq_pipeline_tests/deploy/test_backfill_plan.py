@@ -60,7 +60,7 @@ def test_the_ranges_of_a_dead_worker_run_again_in_order():
     assert [plan.next_range(), plan.next_range()] == [A, B]  # A's pool_events were seen: B need not wait again
 
 
-# --- the resources of the backfill's runs (commands/backfill.py: BackfillChain, BackfillLake, backfill_settings) ---
+# --- the resources of the backfill's runs (commands/backfill.py: BackfillChain; config.current_settings) ---
 
 PROVIDER = "0x" + "11" * 20
 OTHER_PROVIDER = "0x" + "22" * 20
@@ -68,30 +68,33 @@ OTHER_PROVIDER = "0x" + "22" * 20
 
 @pytest.fixture
 def backfill_env(monkeypatch, tmp_path):
+    from liq_pipeline import config
     from liq_pipeline.commands import backfill
 
     monkeypatch.chdir(tmp_path)  # no .env of the checkout
     monkeypatch.setenv("RPC_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("AAVE_ADDRESSES_PROVIDER", PROVIDER)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(backfill, "_settings", None)
+    monkeypatch.setattr(config, "_current", None)
     monkeypatch.setattr(backfill, "_MARKETS", OrderedDict())
     return tmp_path
 
 
 def test_the_settings_are_parsed_again_only_when_what_they_read_changed(backfill_env, monkeypatch):
-    from liq_pipeline.commands.backfill import BackfillLake, backfill_settings
+    from liq_pipeline.config import current_settings
+    from liq_pipeline.defs.resources import ChainResource, LakeResource
 
-    first = backfill_settings()
-    assert backfill_settings() is first
+    first = current_settings()
+    assert current_settings() is first
+    assert ChainResource().settings() is first  # every run's resources, not only the backfill's
     monkeypatch.setenv("LAKE_RANGE_BLOCKS", "20")
-    assert backfill_settings().lake_range_blocks == 20
-    assert BackfillLake().lake().range_size == 20
+    assert current_settings().lake_range_blocks == 20
+    assert LakeResource().lake().range_size == 20
     (backfill_env / ".env").write_text("LAKE_RANGE_BLOCKS=30\nCONFIRMATIONS=3\n")
     monkeypatch.delenv("LAKE_RANGE_BLOCKS")
-    assert (backfill_settings().lake_range_blocks, backfill_settings().confirmations) == (30, 3)
+    assert (current_settings().lake_range_blocks, current_settings().confirmations) == (30, 3)
     (backfill_env / ".env").write_text("LAKE_RANGE_BLOCKS=40\nCONFIRMATIONS=3\n")  # same size, maybe the same mtime
-    assert backfill_settings().lake_range_blocks == 40
+    assert current_settings().lake_range_blocks == 40
 
 
 def test_a_market_is_discovered_once_per_node_provider_and_block(backfill_env, monkeypatch):
