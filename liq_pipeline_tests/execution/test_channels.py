@@ -122,6 +122,7 @@ def test_the_channel_is_what_the_setting_asks_of_the_node(node, no_sync_node, ca
     assert channel_kind("raw", no_sync_node) == "raw"
     assert channel_kind("sync", node) == "sync"
     with caplog.at_level("INFO", logger="liq_pipeline.execution.channels"):
+        caplog.clear()  # the lines above, when an earlier test left the logger at INFO
         assert channel_kind("auto", node) == "sync"
         assert channel_kind("auto", no_sync_node) == "raw"
     assert [r.getMessage() for r in caplog.records] == [
