@@ -176,7 +176,7 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
         url,
         "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {"
         " ... on RepositoryLocation { repositories { sensors { name sensorState { status"
-        " ticks(limit: 5, statuses: [SUCCESS]) { timestamp } } } } } } } } } }",
+        " ticks(limit: 5, statuses: [SUCCESS, SKIPPED]) { timestamp status } } } } } } } } } }",
     )["workspaceOrError"]["locationEntries"]
     assets = _graphql(url, "{ assetNodes { assetKey { path } repository { location { name } } } }")["assetNodes"]
     runs = _graphql(
@@ -188,8 +188,8 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
     for entry in locations:
         repos = (entry["locationOrLoadError"] or {}).get("repositories", [])
         sensors = {s["name"]: s["sensorState"]["status"] for repo in repos for s in repo["sensors"]}
-        launched = [  # when the new-block sensor's ticks that requested a run ended
-            tick["timestamp"]
+        ticks = [  # the new-block sensor's evaluations that ended: (when, SUCCESS = a run requested, or SKIPPED)
+            (tick["timestamp"], tick["status"])
             for repo in repos
             for s in repo["sensors"]
             if s["name"] == "new_block_sensor"
@@ -202,7 +202,7 @@ def _markets_in_dagster(url: str) -> dict[str, dict]:
             ),
             "sensors": sensors,
             "evaluations": sum(r["repositoryOrigin"]["repositoryLocationName"] == entry["name"] for r in runs),
-            "last_launch": max(launched, default=0.0),
+            "last_tick": max((when for when, _status in ticks), default=0.0),
         }
     return seen
 
@@ -256,14 +256,17 @@ def test_two_markets_side_by_side_in_dagster_then_sigterm_twice_stops_them_all(t
             client.close()
 
         # one market's node hung (SIGSTOP: no answer, no reset; its sensor's reads wait out a 60 s timeout): the
-        # other market's sensor goes on launching evaluations (sensors are evaluated on threads: dagster.yaml)
+        # other market's sensor goes on being evaluated (sensors are evaluated on threads: dagster.yaml). A tick
+        # ending more than 5 s after the freeze proves it (one under way at the freeze may end just after; one loop
+        # for all sensors would wait on the hung node for 60 s), whether it requested a run or skipped, its last run
+        # still in flight (on a loaded 2-core machine an evaluation run outlasted the wait once in CI)
         hung = anvil.running_node(data / "markets" / names[1])
         os.kill(hung.pid, signal.SIGSTOP)
         frozen_at = time.time()
         try:
             deadline = time.monotonic() + 45
-            while _markets_in_dagster(url)[names[0]]["last_launch"] <= frozen_at:
-                assert time.monotonic() < deadline, f"{names[0]}'s sensor launched nothing while {names[1]}'s node hung"
+            while _markets_in_dagster(url)[names[0]]["last_tick"] <= frozen_at + 5:
+                assert time.monotonic() < deadline, f"{names[0]}'s sensor did not tick while {names[1]}'s node hung"
                 time.sleep(1)
         finally:
             os.kill(hung.pid, signal.SIGCONT)
