@@ -83,6 +83,19 @@ class RpcError(RuntimeError):
         super().__init__(f"{method}: {error.get('message', error)}")
 
 
+METHOD_NOT_FOUND = -32601  # JSON-RPC: the node has no such method
+
+
+def answers_method(rpc: RpcClient, method: str, *params: Any) -> bool:
+    """Whether the node has `method`: asked with `params` (harmless ones: an empty transaction, an empty
+    simulation), any answer but "method not found" says it does."""
+    try:
+        rpc.call(method, *params)
+    except RpcError as error:
+        return error.code != METHOD_NOT_FOUND
+    return True
+
+
 class NodeUnavailable(RuntimeError):
     """The node could not be reached or kept failing after every retry."""
 

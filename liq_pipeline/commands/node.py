@@ -14,18 +14,9 @@ from __future__ import annotations
 import json
 
 from ..chain.pending import probe_pending, ws_url_for
-from ..chain.rpc import RpcClient, RpcError
+from ..chain.rpc import answers_method
 from ..execution.channels import node_has_sync_send
 from . import runtime
-
-
-def _has_simulate_v1(rpc: RpcClient) -> bool:
-    """An empty simulation: a node with the method answers a list of blocks, one without an unknown method."""
-    try:
-        rpc.call("eth_simulateV1", {"blockStateCalls": [{"calls": []}]}, "latest")
-    except RpcError as error:
-        return error.code != -32601
-    return True
 
 
 def main(as_json: bool = False) -> int:
@@ -41,7 +32,8 @@ def main(as_json: bool = False) -> int:
             "ws_url": pending.ws_url,
             "pending_tag": pending.pending_tag,
             "send_sync": node_has_sync_send(rpc),
-            "simulate_v1": _has_simulate_v1(rpc),
+            # an empty simulation: a node with the method answers a list of blocks
+            "simulate_v1": answers_method(rpc, "eth_simulateV1", {"blockStateCalls": [{"calls": []}]}, "latest"),
         }
     finally:
         rpc.close()

@@ -10,7 +10,7 @@
   `follow()`, which then asks the node for no receipt of it.
 - An auction channel (Chainlink SVR via Atlas) cannot be tested here end to end: not built (docs/operations.md).
 
-`EXECUTION_CHANNEL`: `raw` (the default), `sync`, or `auto` (sync where the node has the method, `choose_channel`).
+`EXECUTION_CHANNEL`: `raw` (the default), `sync`, or `auto` (sync where the node has the method, `channel_kind`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from typing import Protocol
 
 from eth_utils import keccak
 
-from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
+from ..chain.rpc import NodeUnavailable, RpcClient, RpcError, answers_method
 
 log = logging.getLogger(__name__)
 
-METHOD_NOT_FOUND = -32601  # JSON-RPC: the node has no such method
 SYNC_METHOD = "eth_sendRawTransactionSync"
 SYNC_TIMEOUT_S = 60.0  # a sync send's HTTP wait: the node's own inclusion timeout (anvil: 30 s) and some
 SYNC_THREADS = 16  # sends waiting for inclusion at once (EXECUTION_MAX_PER_BLOCK is 16 by default)
@@ -96,7 +95,6 @@ class SyncChannel:
         self._receipts: dict[str, dict] = {}
         self._clients: list[RpcClient] = []
         self.pushed = 0  # receipts that came back with their send
-        self.late_errors = 0  # answers after the wait that were errors (the transaction is followed by hash)
 
     def _client(self) -> RpcClient:
         client = getattr(self._local, "client", None)
@@ -119,7 +117,6 @@ class SyncChannel:
     def _late(self, future: Future) -> None:
         error = future.exception()
         if error is not None:  # a refusal after the wait, the node's inclusion timeout, the connection lost
-            self.late_errors += 1
             log.debug("a sync send answered with an error after the accept wait: %s", error)
 
     def send_many(self, raws: Sequence[bytes]) -> list[RpcError | None]:
@@ -164,11 +161,7 @@ class SyncChannel:
 def node_has_sync_send(rpc: RpcClient) -> bool:
     """Whether the node answers `eth_sendRawTransactionSync`: asked with an empty transaction, which a node with the
     method refuses as bad data (anvil: -32602 "Empty transaction data") and one without as an unknown method."""
-    try:
-        rpc.call(SYNC_METHOD, "0x")
-    except RpcError as error:
-        return error.code != METHOD_NOT_FOUND
-    return True
+    return answers_method(rpc, SYNC_METHOD, "0x")
 
 
 def channel_kind(setting: str, rpc: RpcClient) -> str:

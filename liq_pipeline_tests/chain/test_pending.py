@@ -4,10 +4,8 @@ the log shape the node sends (the same as eth_getLogs')."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,6 +21,7 @@ from liq_pipeline.chain.pending import (
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet.actions import oracle_prices, price_txs
 from liq_pipeline.devnet.txs import Chain
+from liq_pipeline_tests.fixtures.stub_node import NULL_RESULT, stub_node
 
 
 def test_the_websocket_url_is_rpc_url_with_a_websocket_scheme_unless_given():
@@ -75,33 +74,10 @@ def test_a_price_update_is_seen_before_its_block_is_mined(chain):
     assert oracle_prices(chain.rpc, market)["WETH"] == new["WETH"]  # the block it was seen ahead of
 
 
-class _HttpOnly(BaseHTTPRequestHandler):
-    def do_POST(self):
-        length = int(self.headers["Content-Length"])
-        self.rfile.read(length)
-        body = b'[{"jsonrpc":"2.0","id":1,"result":null}]'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):  # a websocket upgrade request: refused as a plain HTTP server refuses it
-        self.send_error(405)
-
-    def log_message(self, *_args):
-        return
-
-
 @pytest.fixture
 def http_only() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HttpOnly)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stub_node(NULL_RESULT) as url:
+        yield url
 
 
 def test_a_node_without_websocket_is_sealed_blocks_only_in_one_line(http_only):

@@ -4,11 +4,8 @@ of channel says what the node can do. A node without the method is the one stub 
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +14,7 @@ from liq_pipeline.devnet import anvil
 from liq_pipeline.devnet.accounts import OPERATOR, OPERATOR_KEY
 from liq_pipeline.execution.channels import RawChannel, SyncChannel, channel_kind, node_has_sync_send, tx_hash
 from liq_pipeline.execution.signer import Signer
+from liq_pipeline_tests.fixtures.stub_node import METHOD_NOT_FOUND, stub_node
 
 pytestmark = pytest.mark.integration
 
@@ -87,33 +85,10 @@ def test_raw_channel_sends_a_batch_and_names_each_refusal(node):
         channel.client.close()
 
 
-class _NoSyncNode(BaseHTTPRequestHandler):
-    def do_POST(self):
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        unknown = {"code": -32601, "message": "Method not found"}
-        answers = [{"jsonrpc": "2.0", "id": r["id"], "error": unknown} for r in request]  # the client batches
-        body = json.dumps(answers).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args):
-        return
-
-
 @pytest.fixture
 def no_sync_node() -> Iterator[RpcClient]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoSyncNode)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    rpc = RpcClient(f"http://127.0.0.1:{server.server_address[1]}", retries=0)
-    try:
+    with stub_node(METHOD_NOT_FOUND) as url, RpcClient(url, retries=0) as rpc:
         yield rpc
-    finally:
-        rpc.close()
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_channel_is_what_the_setting_asks_of_the_node(node, no_sync_node, caplog):
