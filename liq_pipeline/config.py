@@ -277,6 +277,10 @@ class Settings(BaseSettings):
     # sync where the node has it. raw by default: a sync send is counted accepted only after a 50 ms wait for a
     # refusal, which the raw one does not pay.
     execution_channel: Literal["raw", "sync", "auto"] = "raw"
+    # The pre-confirmation lane (execution/pending_lane.py): act on a price update seen in the node's pending stream
+    # (Base's Flashblocks, a mempool, the devnet's pool) before its block is sealed. auto = where the node has a
+    # pending stream (said once at start either way); off = sealed blocks only.
+    execution_pending_trigger: Literal["auto", "off"] = "auto"
 
     # --- validators: each names what is allowed, in words a user understands ---------------------------------
     @field_validator("execution_compact_calls", mode="before")
@@ -296,6 +300,14 @@ class Settings(BaseSettings):
         text = str(value).strip().upper()
         if text not in LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return text
+
+    @field_validator("execution_pending_trigger", mode="before")
+    @classmethod
+    def _pending_trigger(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in ("auto", "off"):
+            raise ValueError("expected auto (act on pending price updates where the node streams them) or off")
         return text
 
     @field_validator("execution_channel", mode="before")

@@ -9,8 +9,7 @@ Where a node has one, a price update is visible before the block that holds it i
 A node with neither (most hosted HTTP nodes, a websocket endpoint without them): sealed blocks only.
 
 `probe_pending` asks the node which it has (`liq node` prints it); `PendingPriceStream` follows one on a thread of
-its own and hands each update to a callback. The watcher does not act on them yet (the pre-confirmation trigger
-is issue #15's next part): nothing here is on the default path.
+its own and hands each update to a callback: the executor's pre-confirmation lane (execution/pending_lane.py).
 """
 
 from __future__ import annotations
@@ -45,7 +44,10 @@ class PriceUpdate:
     seen_at: float  # time.time() when this process read it
     source: str  # FLASHBLOCK_LOGS or MEMPOOL
     tx_hash: str | None = None
-    max_priority_fee: int | None = None  # mempool only: the fee a transaction behind it must stay under
+    max_priority_fee: int | None = None  # mempool only: the fees a transaction behind it must stay under
+    max_fee: int | None = None
+    sender: str | None = None  # mempool only: the update's call, to simulate ours behind it
+    data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,10 @@ def probe_pending(rpc: RpcClient, ws_url: str | None, timeout: float = PROBE_TIM
     return PendingCapabilities(label, None, pending_tag, "; ".join(refused) or "no answer")
 
 
+def _quantity(value: object) -> int | None:
+    return int(value, 16) if isinstance(value, str) and value.startswith("0x") else None
+
+
 class PendingPriceStream:
     """Follows the node's pending stream on a thread and calls `on_update` with each feed update it shows:
     `feeds` maps a feed's address to anything the caller keys it by (its reserve). Reconnects after a drop (one
@@ -215,9 +221,10 @@ class PendingPriceStream:
         if feed is None or data[2:10] != SET_ANSWER or len(data) < 74:
             return None
         answer = int.from_bytes(bytes.fromhex(data[10:74]), "big", signed=True)
-        fee = tx.get("maxPriorityFeePerGas")
-        priority = int(fee, 16) if isinstance(fee, str) else None
-        return PriceUpdate(feed, answer, now, MEMPOOL, tx.get("hash"), priority)
+        priority, max_fee = (_quantity(tx.get(k)) for k in ("maxPriorityFeePerGas", "maxFeePerGas"))
+        if max_fee is None:  # a legacy transaction: one price for both
+            priority = max_fee = _quantity(tx.get("gasPrice"))
+        return PriceUpdate(feed, answer, now, MEMPOOL, tx.get("hash"), priority, max_fee, tx.get("from"), data)
 
     def _from_log(self, entry: dict, now: float) -> PriceUpdate | None:
         feed = self.feeds.get(str(entry.get("address") or "").lower())

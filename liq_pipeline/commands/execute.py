@@ -18,6 +18,7 @@ import logging
 
 from ..cache.from_settings import redis_url_for
 from ..cache.keys import MarketKeys
+from ..chain.pending import PendingPriceStream, probe_pending, ws_url_for
 from ..chain.rpc import RpcError
 from ..config import Settings
 from ..devnet.errors import DevnetError
@@ -27,6 +28,7 @@ from ..execution.executor import ExecutorConfig, FastPathExecutor
 from ..execution.gas_ladder import LadderConfig
 from ..execution.hot_path import ExecutionHook
 from ..execution.idempotency import AttemptGuard, NonceLock, execution_client
+from ..execution.pending_lane import PendingLane
 from ..execution.precompute import PrecomputeCalldata
 from ..execution.records import ExecutionAttempt, open_recorder
 from ..execution.signer import Signer, SignerError, load_signer
@@ -60,7 +62,8 @@ def describe(attempt: ExecutionAttempt) -> str:
     if attempt.realized_profit_usd is not None:
         text += f" realized ${attempt.realized_profit_usd:.2f}"
     if attempt.latency_s is not None and attempt.outcome in ("sent", "dry_run"):
-        text += f" {attempt.latency_s * 1000:.1f} ms after the block was seen"
+        seen = "the pending price update" if attempt.trigger == "pending" else "the block"
+        text += f" {attempt.latency_s * 1000:.1f} ms after {seen} was seen"
     if attempt.reason:
         text += f" ({attempt.reason})"
     return text
@@ -114,6 +117,26 @@ def _sync_channel(settings: Settings, rpc) -> SyncChannel | None:
     except ValueError as error:
         raise runtime.CommandError(str(error)) from None
     return SyncChannel(rpc.url) if kind == "sync" else None
+
+
+def _pending_lane(settings: Settings, watcher, executor, on_attempt) -> tuple[PendingLane, PendingPriceStream] | None:
+    """The pre-confirmation lane on the node's pending stream (EXECUTION_PENDING_TRIGGER=auto), or None: sealed
+    blocks only. What the node offers is said once, either way."""
+    if settings.execution_pending_trigger == "off":
+        log.info("pending trigger off (EXECUTION_PENDING_TRIGGER=off): acting on sealed blocks only")
+        return None
+    rpc_url = settings.rpc_url.get_secret_value() if settings.rpc_url is not None else watcher.rpc.url
+    ws_url = ws_url_for(rpc_url, settings.rpc_ws_url.get_secret_value() if settings.rpc_ws_url else None)
+    found = probe_pending(watcher.rpc, ws_url)
+    log.info("%s", found.line())
+    if found.stream is None:
+        return None
+    lane = PendingLane(executor, watcher.tracker, watcher.lock, on_attempt=on_attempt).start()
+    stream = PendingPriceStream(ws_url, found.stream, lane.feeds, lane.submit)
+    if not stream.start():  # its thread goes on trying (one warning when it cannot connect, one when it is back)
+        log.warning("the pending stream did not subscribe within 5 s: acting on sealed blocks until it does")
+    log.info("pending trigger on: %d price feeds followed before their blocks are sealed", len(lane.feeds))
+    return lane, stream
 
 
 def _operator_of(rpc, liquidator: str) -> str:
@@ -233,8 +256,12 @@ def main(max_blocks: int, live: bool) -> None:
         hook.after_write(record)
 
     watcher.on_block = after_write
+    pending = _pending_lane(settings, watcher, executor, on_attempt=lambda a: log.info("%s", describe(a)))
     try:
         run_with_metrics(watcher, settings, max_blocks)  # /metrics: the watcher's and the executor's
     finally:
+        if pending is not None:
+            pending[1].stop()
+            pending[0].stop()
         executor.channel.close()
         recorder.close()

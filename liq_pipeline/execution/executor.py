@@ -72,6 +72,19 @@ LIQUIDATION_CALL = events("Pool")[event_topic("Pool", "LiquidationCall")]
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """What lands in front of our transactions in the block they aim at, when we act before it is sealed (the
+    pre-confirmation lane, execution/pending_lane.py): the pending price updates that made the users liquidatable.
+    Our transactions are simulated behind `calls` on `block_tag`'s state, and where the sequencer orders by fee (a
+    mempool: the update competes with us for its place) our fees stay under `fee_cap`'s, so they land behind the
+    update and not in front of it, where the user is not liquidatable yet."""
+
+    calls: tuple[dict, ...] = ()  # {"from", "to", "data"} each: the updates' calls, when the node's state lacks them
+    block_tag: str = "latest"  # "pending" where the node's pending state already holds the updates (Flashblocks)
+    fee_cap: Fees | None = None  # our fees stay strictly under these (None: the update's order is already final)
+
+
+@dataclass(frozen=True)
 class Venue:
     """Where the executor acts: its Liquidator contract, the Uniswap V2 pairs it sells on, the Pool's shape."""
 
@@ -194,6 +207,13 @@ class _Staged:
     simulated: Liquidated | None = None  # the Liquidated event of its pending verification (eth_simulateV1)
 
 
+def _under(fees: Fees, cap: Fees) -> Fees:
+    """`fees` lowered to just under `cap`'s (to land behind a transaction where a block is ordered by fee: anvil
+    orders by the max fee, Base's sequencer by the tip, so both stay under)."""
+    top = min(fees.max_fee_per_gas, cap.max_fee_per_gas - 1)
+    return Fees(top, max(0, min(fees.max_priority_fee_per_gas, cap.max_priority_fee_per_gas - 1, top)))
+
+
 def _unsigned(tx: dict, fees: Fees, nonce: int) -> dict:
     return {
         "to": tx["to"],
@@ -247,10 +267,19 @@ class FastPathExecutor:
         self.precomputed_hits = 0
         self.deferred = 0  # users left for the next block by EXECUTION_MAX_PER_BLOCK
         self._freed: list[Claim] = []  # claims of the flights follow() ended, given back together
+        self._ahead: Ahead | None = None  # on_block's, while it acts
+        self._sealed_since = False  # acting on a pending update: the node sealed a block since the state's
+        self.late_pending = 0  # pending updates acted on only after their block was sealed (left to the sealed path)
 
     # --- one block ---------------------------------------------------------------------------------------------
     def on_block(
-        self, state: MarketState, positions: Sequence[UserPosition], seen_at: float, *, follow: bool = True
+        self,
+        state: MarketState,
+        positions: Sequence[UserPosition],
+        seen_at: float,
+        *,
+        follow: bool = True,
+        ahead: Ahead | None = None,
     ) -> list[ExecutionAttempt]:
         """Act on `positions` (the users the watcher found below HF 1 at `state.block`); returns this block's
         attempts (sent, dry-run or skipped). Then follows what earlier blocks sent (a settled attempt frees its
@@ -259,7 +288,11 @@ class FastPathExecutor:
         Whatever the number of users: one batch reads the block (header, pools, inventory); the plans, largest
         debts first, go out in two chunks (the FIRST_CHUNK largest, then the rest), each claimed in one Redis round
         trip, verified in one call behind what the block already sent, and sent in one batch (under the nonce lock,
-        nonces in plan order)."""
+        nonces in plan order).
+
+        `ahead`: acting before the next block is sealed, on `state`'s prices after the pending updates `ahead`
+        describes (the pre-confirmation lane; attempts are recorded with trigger "pending", `seen_at` is when the
+        update was seen)."""
         self.stages_ms = {}
         # What is in flight is followed once per block (the hot path's second call of a block skips it), first for
         # the users below 1 now (whether theirs landed, was dropped or reverted decides whether they are free), and
@@ -269,9 +302,11 @@ class FastPathExecutor:
             began = time.perf_counter()
             self.follow(state, positions, users={p.user.lower() for p in positions})
             self._stage_add("follow", began)
+        self._ahead = ahead
         try:
             return self._act(state, positions, seen_at)
         finally:
+            self._ahead = None
             if follow:
                 began = time.perf_counter()
                 self.follow(state, positions)
@@ -292,6 +327,11 @@ class FastPathExecutor:
             self._node_failed("reading the block", error)
             return []
         self._node_answered()
+        if self._ahead is not None and self._sealed_since:
+            # the block the pending update aimed at is sealed already: sending now under the update's fees would
+            # land late and behind everyone; the block's own evaluation sends for these users with the ladder's fees
+            self.late_pending += 1
+            return []
         base_fee = int(header.get("baseFeePerGas", "0x0"), 16)
         self._next_base_fee = next_base_fee(header)
         eth_price = state.by_id[self.venue.eth_reserve_id].price
@@ -482,7 +522,9 @@ class FastPathExecutor:
         claims = self.guard.claim_all(wanted, state.block)
         if any(claim.reason == UNAVAILABLE for claim in claims):  # all of them then: none was granted
             return None
+        trigger = "sealed" if self._ahead is None else "pending"
         seen = {"market": self.market, "mode": self.mode, "block_seen": state.block, "seen_at": seen_at}
+        seen["trigger"] = trigger
         return [
             self._staged(plan, claim, {**seen, "user": plan.user}, position)
             for (plan, position), claim in zip(plans, claims, strict=True)
@@ -557,6 +599,16 @@ class FastPathExecutor:
                 )
                 continue
             fees = decision.fees
+            if self._ahead is not None and self._ahead.fee_cap is not None:
+                fees = _under(fees, self._ahead.fee_cap)
+                if fees.max_fee_per_gas < self._next_base_fee:
+                    self.guard.release_unsent(stage.claim)
+                    why = "the price update's fees leave no room to land behind it at the next base fee"
+                    skipped = ExecutionAttempt(
+                        attempt_key=stage.claim.token, outcome="skipped", reason=why, **stage.base
+                    )
+                    out.append(self._final(skipped))
+                    continue
             # expected: the gas it uses at the fees it will pay in the next block, whose base fee follows from this
             # one's (EIP-1559)
             paid_per_gas = min(fees.max_fee_per_gas, self._next_base_fee + fees.max_priority_fee_per_gas)
@@ -581,14 +633,17 @@ class FastPathExecutor:
         """(gas used, None, Liquidated event) or (None, why, None) per transaction, simulated in order in one block
         at the landing time; None when the node has no eth_simulateV1 (remembered: not asked again)."""
         # behind what this block already sent (the fast lane's transactions are pending: not in the latest state)
+        # and, acting before the block is sealed, behind the price updates that are to land first
         earlier = self._sent_in_block(state.block)
-        calls = [
+        ahead = self._ahead or Ahead()
+        calls = [{**call, "gas": hex(SIMULATION_GAS)} for call in ahead.calls]
+        calls += [
             {"from": self.venue.operator, "to": self.venue.liquidator, "data": s.tx["data"], "gas": hex(SIMULATION_GAS)}
             for s in [*earlier, *staged]
         ]
         block = {"calls": calls, "blockOverrides": {"time": hex(state.timestamp + self.config.block_time)}}
         try:
-            result = self.rpc.call("eth_simulateV1", {"blockStateCalls": [block], "validation": False}, "latest")
+            result = self.rpc.call("eth_simulateV1", {"blockStateCalls": [block], "validation": False}, ahead.block_tag)
         except RpcError as error:
             if error.code in (-32601, -32600) or "not found" in str(error).lower() or "not supported" in str(error):
                 log.info("the node has no eth_simulateV1 (%s): verifying with eth_createAccessList", error)
@@ -597,7 +652,7 @@ class FastPathExecutor:
             return [(None, f"eth_simulateV1: {error}", None)] * len(staged)
         self._simulate_supported = True
         out = []
-        for call in result[0]["calls"][len(earlier) :]:
+        for call in result[0]["calls"][len(ahead.calls) + len(earlier) :]:
             if call.get("status") != "0x1":
                 data = call.get("returnData") or ""
                 why = (call.get("error") or {}).get("message") or "reverted"
@@ -608,7 +663,10 @@ class FastPathExecutor:
         return out
 
     def _access_lists(self, staged: list[_Staged]) -> list[tuple]:
-        answers = self.rpc.batch([("eth_createAccessList", [s.tx, "latest"]) for s in staged], raise_on_error=False)
+        # acting before the block: the node's pending state, where it holds the update (a node without
+        # eth_simulateV1 cannot run our call behind an update it only has in its mempool)
+        tag = "latest" if self._ahead is None else "pending"
+        answers = self.rpc.batch([("eth_createAccessList", [s.tx, tag]) for s in staged], raise_on_error=False)
         out = []
         for listed in answers:
             failed = listed if isinstance(listed, RpcError) else (listed or {}).get("error") or not listed
@@ -723,7 +781,12 @@ class FastPathExecutor:
         held_ids = [r.reserve_id for r in state.reserves] if self.venue.inventory else []
         holder = "0" * 24 + self.venue.liquidator.lower().removeprefix("0x")
         requests += [("eth_call", [{"to": state.by_id[i].asset, "data": BALANCE_OF + holder}, tag]) for i in held_ids]
+        if self._ahead is not None:  # acting before the next block: is it still to come?
+            requests.append(("eth_blockNumber", []))
         answers = self.rpc.batch(requests, raise_on_error=False)
+        if self._ahead is not None:
+            head = answers.pop()
+            self._sealed_since = isinstance(head, str) and int(head, 16) > block
         tail = answers[len(answers) - len(held_ids) :] if held_ids else []
         self.inventory = {i: int(a, 16) for i, a in zip(held_ids, tail, strict=True) if isinstance(a, str)}
         pools, balances = {}, {}

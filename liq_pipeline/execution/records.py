@@ -106,7 +106,7 @@ class ExecutionAttempt:
     expected_profit_usd: float
     expected_profit_debt: str  # in debt-asset units, decimal string (may be negative)
     outcome: str = SENT  # sent (in flight), then one of FINAL_OUTCOMES
-    trigger: str = "sealed"  # "sealed" (a block's evaluation); "pending" (later: pending transactions)
+    trigger: str = "sealed"  # "sealed" (a block's evaluation); "pending" (a price update before its block)
     sent_at: float | None = None
     block_sent: int | None = None
     gas_limit: int | None = None
@@ -291,7 +291,7 @@ class AttemptRecorder:
         with self._track_lock:
             sent_seen, final_seen, replacements = self._tracked.pop(attempt.attempt_key, (False, False, 0))
             if not sent_seen and attempt.sent_at is not None and attempt.outcome != SKIPPED:
-                self.metrics.sent(attempt.mode, attempt.sent_at - attempt.seen_at)
+                self.metrics.sent(attempt.mode, attempt.sent_at - attempt.seen_at, attempt.trigger)
                 sent_seen = True
             if attempt.replacements > replacements:
                 self.metrics.replaced(attempt.replacements - replacements)

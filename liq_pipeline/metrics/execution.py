@@ -7,7 +7,7 @@ own `ExecutionMetrics()` (own registry) and serves it with `metrics.server.serve
 
 Fed by `execution.records.AttemptRecorder` (one call per attempt record, docs/operations.md); directly:
 
-    metrics.sent(mode, latency_s)                          # once per attempt, when its transaction went out
+    metrics.sent(mode, latency_s, trigger)                 # once per attempt, when its transaction went out
     metrics.outcome(mode, outcome, expected_profit_usd, realized_profit_usd)   # once, when its outcome is final
     metrics.replaced(count)                                # fee-bump replacements sent
     metrics.record_failure(kind)                           # an attempt record not written ("redis", "dropped")
@@ -101,13 +101,26 @@ class ExecutionMetrics:
             buckets=latency_buckets,
             registry=r,
         )
+        self.pending_latency = Histogram(
+            "liq_execution_pending_to_sent_seconds",
+            "Pending price update seen (before its block is sealed) -> the liquidation it made possible sent (the "
+            "pre-confirmation lane, trigger=pending; dry-run: when it would be sent)",
+            ["mode"],
+            buckets=latency_buckets,
+            registry=r,
+        )
+        self._pending = {m: self.pending_latency.labels(m) for m in modes}
         self._attempts = {(m, o): self.attempts.labels(m, o) for m in modes for o in outcomes}
         self._expected = {o: self.profit_expected.labels(o) for o in outcomes}
         self._latency = {m: self.send_latency.labels(m) for m in modes}
         self._failures = {k: self.record_failures.labels(k) for k in RECORD_FAILURE_KINDS}
 
-    def sent(self, mode: str, latency_s: float) -> None:
-        """An attempt's transaction went out `latency_s` after its block was seen (once per attempt)."""
+    def sent(self, mode: str, latency_s: float, trigger: str = "sealed") -> None:
+        """An attempt's transaction went out `latency_s` after its block was seen (trigger "sealed"), or after the
+        pending price update that made it possible was seen ("pending"); once per attempt."""
+        if trigger == "pending":
+            self._child(self._pending, mode, self.pending_latency.labels).observe(max(0.0, latency_s))
+            return
         self._child(self._latency, mode, self.send_latency.labels).observe(max(0.0, latency_s))
 
     def outcome(

@@ -23,6 +23,7 @@ restart), catches up missed blocks in order, then follows the head:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -170,6 +171,9 @@ class Watcher:
         self._crossing_generation: int | None = None
         self._node_down = False
         self._stop = False
+        # held while a block is processed: the executor's pre-confirmation lane (execution/pending_lane.py) acts
+        # on the same tracker and executor from the pending stream's thread, between blocks
+        self.lock = threading.RLock()
         self._frozen = False  # long-lived objects frozen out of the collector's reach (after the first block)
         # the head observer (heads.py), started by run() when the node has a URL: block available times and stalls
         self.head_stall_blocks = head_stall_blocks
@@ -426,13 +430,17 @@ class Watcher:
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def step(self) -> int:
-        """Process every block between the tracker's block and the head, in order. Returns how many.
+        """Process every block between the tracker's block and the head, in order (holding `lock`). Returns how many.
 
         One round trip looks for the next block and reads it at once (Tracker.poll: its header, logs and market,
         the held block's header, the head), so a block without touched users costs that round trip only and one
         with touched users one more (their positions); the minimum over HTTP, where a block must be asked for and
         its touched users are known only from its logs. Before (issue #16): eth_blockNumber, then the block's
         batch, then the positions: 2 and 3 round trips (4 when a touched user's new leg missed the guess)."""
+        with self.lock:
+            return self._step()
+
+    def _step(self) -> int:
         trips = self._round_trips()
         if not self._speculating():
             head = self.head()  # a block not due yet: one cheap call (a same-height reorg waits for the next poll)

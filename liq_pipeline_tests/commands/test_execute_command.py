@@ -14,6 +14,7 @@ import subprocess
 import pytest
 import redis
 
+from liq_pipeline.bench.rtt_relay import RttRelay
 from liq_pipeline.cache.keys import MarketKeys
 from liq_pipeline.cache.server import EmbeddedRedis
 from liq_pipeline.devnet.accounts import OPERATOR, OPERATOR_KEY
@@ -21,13 +22,14 @@ from liq_pipeline.devnet.anvil import BLOCK_TIME
 from liq_pipeline.devnet.txs import Chain
 from liq_pipeline.lake.datasets.liquidation_executions import stream_key
 from liq_pipeline_tests.commands.clirun import LIQ, liq, wait_for_line
+from liq_pipeline_tests.fixtures.liquidatable import shock_txs
 from liq_pipeline_tests.fixtures.net import free_port
 
 KEY_HEX = OPERATOR_KEY.removeprefix("0x").lower()
 
 
 @pytest.fixture
-def liquidatable(chain_v36, make_liquidatable, tmp_path):
+def liquidatable(chain_v36, make_liquidatable, tmp_path, request):
     """The V3.6 devnet after a price move left users below HF 1: its DEX at the new prices, the Liquidator deployed
     for the operator; automine off (what is sent waits for the next block); a Redis of the test's own."""
     from liq_pipeline.devnet.v36.seed import UserPlan, seed_examples
@@ -37,7 +39,9 @@ def liquidatable(chain_v36, make_liquidatable, tmp_path):
         UserPlan("execute-half", supplies={"WETH": "10"}, borrows={"USDC": "20500"}),
         UserPlan("execute-full", supplies={"WETH": "3", "WBTC": "0.05"}, borrows={"DAI": "8500"}),
     )
-    armed = make_liquidatable(net, list(seed_examples(net.rpc, net.deployment, plans).values()))
+    # moved: the price move mined already; else the test sends it and leaves it pending (the pre-confirmation lane)
+    move = "pending" not in request.node.name
+    armed = make_liquidatable(net, list(seed_examples(net.rpc, net.deployment, plans).values()), move=move)
     server = EmbeddedRedis(tmp_path / "r")
     try:
         yield net, armed.liquidator, armed.dex.factory, server.ensure_running().url
@@ -59,14 +63,16 @@ def _env(cli_env, net, liquidator, factory, redis_url, **extra) -> dict[str, str
     }
 
 
-def _run(net, argv: list[str], env: dict[str, str], cwd, blocks: int) -> tuple[int, str, str]:
-    """`liq <argv>` in a subprocess; once it serves, mine `blocks` blocks one at a time, each after it has
-    processed the previous one. Returns (exit code, stdout, stderr)."""
+def _run(net, argv: list[str], env: dict[str, str], cwd, blocks: int, before=None) -> tuple[int, str, str]:
+    """`liq <argv>` in a subprocess; once it serves, `before(process, seen)` if given, then mine `blocks` blocks one
+    at a time, each after it has processed the previous one. Returns (exit code, stdout, stderr)."""
     pipe = subprocess.PIPE
     process = subprocess.Popen([LIQ, *argv], env=env, cwd=cwd, stdout=pipe, stderr=pipe, text=True)
     seen: list[str] = []
     try:
         wait_for_line(process, "metrics on", seen, timeout=90)
+        if before is not None:
+            before(process, seen)
         chain = Chain(net.rpc)
         for _ in range(blocks):  # at the chain's pace (the executor plans for a block BLOCK_TIME later)
             wait_for_line(process, f"block {chain.mine(chain.latest_timestamp() + BLOCK_TIME)}:", seen, timeout=90)
@@ -92,8 +98,11 @@ def test_dry_run_prints_attempts_and_sends_nothing(liquidatable, cli_env, tmp_pa
     net, liquidator, factory, redis_url = liquidatable
     nonce = net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending")
     env = _env(cli_env, net, liquidator, factory, redis_url, EXECUTOR_PRIVATE_KEY=OPERATOR_KEY)
-    code, out, err = _run(net, ["execute", "--dry-run", "--max-blocks", "2"], env, tmp_path, blocks=2)
+    with RttRelay(net.node.url, rtt_ms=0) as relay:  # HTTP only, like most hosted endpoints: no pending stream
+        env["RPC_URL"] = relay.url
+        code, out, err = _run(net, ["execute", "--dry-run", "--max-blocks", "2"], env, tmp_path, blocks=2)
     assert code == 0, err
+    assert err.count("no pending stream") == 1 and "sealed blocks only" in err, err  # said once, at start
     assert "dry-run" in err and "LIVE" not in err
     assert "attempt dry_run: block" in err, err
     assert net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending") == nonce
@@ -204,3 +213,36 @@ def test_an_unusable_operator_key_is_one_line_naming_the_variable_and_exit_2(liq
     bare = value.lower().removeprefix("0x")
     assert not bare or bare not in (ran.stdout + ran.stderr).lower()
     assert net.rpc.quantity("eth_getTransactionCount", OPERATOR, "pending") == nonce
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_live_acts_on_a_pending_price_update_before_its_block(liquidatable, cli_env, tmp_path):
+    """The users are healthy until a price move that waits in anvil's pool: `liq execute --live` sees it in the
+    node's pending stream and sends behind it; the move's own block holds the update, then our liquidations."""
+    net, liquidator, factory, redis_url = liquidatable
+    env = _env(
+        cli_env, net, liquidator, factory, redis_url, EXECUTION_ENABLED="true", EXECUTOR_PRIVATE_KEY=OPERATOR_KEY
+    )
+    chain = Chain(net.rpc)
+    updates: list[str] = []
+
+    def move(process, seen) -> None:
+        wait_for_line(process, "pending trigger on", seen, timeout=30)
+        updates.extend(chain.send(shock_txs(net)))  # pending: not mined
+        wait_for_line(process, "after the pending price update was seen", seen, timeout=30)
+
+    code, out, err = _run(net, ["execute", "--live", "--max-blocks", "2"], env, tmp_path, blocks=2, before=move)
+    assert code == 0, err
+    assert err.count("pending stream: eth_subscribe newPendingTransactions") == 1, err
+    sent = [line for line in err.splitlines() if "attempt sent:" in line and "pending price update" in line]
+    assert sent, err
+    hashes = [line.split(" tx ")[1].split()[0] for line in sent]
+    receipts = [net.rpc.call("eth_getTransactionReceipt", tx) for tx in hashes]
+    assert all(r is not None and r["status"] == "0x1" for r in receipts), (receipts, err)
+    first = net.rpc.call("eth_getTransactionReceipt", updates[0])
+    assert {r["blockNumber"] for r in receipts} == {first["blockNumber"]}  # the update's own block ...
+    last_update = max(int(net.rpc.call("eth_getTransactionReceipt", h)["transactionIndex"], 16) for h in updates)
+    assert min(int(r["transactionIndex"], 16) for r in receipts) > last_update  # ... right behind it
+    assert "attempt included:" in err, err
+    assert KEY_HEX not in (out + err).lower()

@@ -16,6 +16,8 @@ SERIES = (
     "liq_execution_send_latency_seconds_bucket",
     "liq_execution_send_latency_seconds_count",
     "liq_execution_send_latency_seconds_sum",
+    "liq_execution_pending_to_sent_seconds_bucket",
+    "liq_execution_pending_to_sent_seconds_count",
     "liq_execution_replacements_total",
     "liq_execution_record_failures_total",
 )
@@ -27,6 +29,7 @@ def test_served_with_the_watchers_metrics_and_scraped_over_http() -> None:
     execution.sent("live", 0.012)
     execution.sent("live", 0.250)
     execution.sent("dry_run", 0.004)
+    execution.sent("live", 0.009, "pending")  # the pre-confirmation lane: its own histogram
     execution.outcome("live", "included", expected_profit_usd=40.0, realized_profit_usd=39.8)
     execution.outcome("live", "reverted", expected_profit_usd=10.0, realized_profit_usd=-0.5)
     execution.outcome("live", "lost", expected_profit_usd=7.0)
@@ -48,6 +51,9 @@ def test_served_with_the_watchers_metrics_and_scraped_over_http() -> None:
     assert sample_value(families, "liq_execution_send_latency_seconds_bucket", mode="live", le="0.015") == 1
     assert sample_value(families, "liq_execution_send_latency_seconds_bucket", mode="live", le="0.5") == 2
     assert sample_value(families, "liq_execution_send_latency_seconds_bucket", mode="dry_run", le="0.005") == 1
+    assert sample_value(families, "liq_execution_pending_to_sent_seconds_count", mode="live") == 1
+    assert sample_value(families, "liq_execution_pending_to_sent_seconds_bucket", mode="live", le="0.01") == 1
+    assert sample_value(families, "liq_execution_pending_to_sent_seconds_count", mode="dry_run") == 0
     assert sample_value(families, "liq_execution_replacements_total") == 2
     assert sample_value(families, "liq_execution_record_failures_total", kind="redis") == 1
     assert sample_value(families, "liq_execution_record_failures_total", kind="dropped") == 0

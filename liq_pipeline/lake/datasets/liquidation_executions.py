@@ -38,7 +38,7 @@ OUTCOMES: tuple[str, ...] = (SENT, *FINAL_OUTCOMES)
 # Transactions that reached the node, their fate known: the denominator of the revert share.
 SENT_OUTCOMES: tuple[str, ...] = (INCLUDED, REVERTED, REPLACED, DROPPED, LOST, CANCELLED)
 MODES: tuple[str, ...] = ("dry_run", "live")
-TRIGGERS: tuple[str, ...] = ("sealed", "pending")  # a sealed block's evaluation; later: pending transactions
+TRIGGERS: tuple[str, ...] = ("sealed", "pending")  # a sealed block's evaluation; a price update before its block
 
 SCHEMA: dict[str, pl.DataType] = {
     "chain_id": pl.Int64,
