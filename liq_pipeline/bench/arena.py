@@ -12,6 +12,16 @@ The competitor (devnet/simulate.py) liquidates a user `liquidation_delay` blocks
 end of a block. Our transaction for that block lands in the next one, so `competitor_delay` D = 0 races us in the
 same block (fees decide) and D = 1 is one block slower than us.
 
+Before the block (issue #15): `competitor` picks the rivals as Base has them (devnet/competitors.py): "delayed" (the
+sealed-block competitor `competitor_delay` blocks behind us), "same-block" (the same, racing us in the block after
+the crossing: D = 0), "preconf" (plus one liquidating at the pending state, in the update's own block) and "svr"
+(plus Chainlink SVR's auction winner, which takes the first liquidation behind each price update; missed auctions
+publish their update `svr_fallback_blocks` later). `trigger` "pending" runs the executor's pre-confirmation lane
+(execution/pending_lane.py) on anvil's pending-transaction stream: each simulated block then shows its price
+updates first, for a window of `window_ms` (a Flashblock: 200 ms) before it is sealed. The JSON adds
+`win_rate_price_triggered` (bench/arena_triggers.py), `pending_to_sent_p50/p99_ms`, `left_to_public_share` (the
+liquidations not taken by the SVR auction) and `win_rate_public` (ours among those).
+
 Graded by the chain, not by the executor: every LiquidationCall of the run is counted by its liquidator (our
 contract or another), valued at the oracle prices of its block (a liquidation whose bonus is under
 EXECUTION_MIN_PROFIT_USD is no opportunity for a bot that pays gas: `win_rate_profitable` leaves those out,
@@ -29,11 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from ..chain.abi import event_topic, events
+from ..chain.pending import MEMPOOL, PendingPriceStream, ws_url_for
 from ..config import Settings
 from ..devnet import protocols
 from ..devnet.accounts import COMPETITOR
 from ..devnet.actions import oracle_prices
 from ..devnet.backlog import clear_backlog
+from ..devnet.competitors import PRECONF_COMPETITOR, SVR_SEARCHER
 from ..devnet.liquidator import restock_txs
 from ..devnet.simulate import SimConfig, simulate
 from ..devnet.txs import Chain
@@ -41,9 +53,11 @@ from ..evaluation.params import engine_params
 from ..evaluation.tracker import Tracker
 from ..execution.executor import REVERTS, FastPathExecutor
 from ..execution.hot_path import ExecutionHook
+from ..execution.pending_lane import PendingLane
 from ..risk.blas import use_one_blas_thread
 from ..risk.versions import rules_for
 from ..watch.watcher import Watcher
+from .arena_triggers import price_triggered
 from .live_executor import live_executor, precompute_for
 from .report import BenchRun, percentile, quiet
 from .services import live_devnet, scratch_redis, step
@@ -58,6 +72,9 @@ SETTLE_BLOCKS = 3  # empty blocks after the run: what is in flight is included o
 # of that asset meet only pools our own swaps left 4-6 % under the oracle (seed 0: 0.948; the crash waves of seeds
 # 1 and 2, ~100 users crossing in one block: ~0.75).
 INVENTORY_USD = 100_000_000
+COMPETITORS = ("delayed", "same-block", "preconf", "svr")
+TRIGGERS = ("sealed", "pending")
+WINDOW_MS = 200  # a Flashblock: what a pending update is visible for before its block is sealed (paced runs)
 
 
 def run_arena(
@@ -71,7 +88,20 @@ def run_arena(
     inventory_usd: float = INVENTORY_USD,
     restock: bool = True,
     say: Callable[[str], None] = quiet,
+    competitor: str = "delayed",
+    trigger: str = "sealed",
+    window_ms: int | None = None,
 ) -> dict:
+    if competitor not in COMPETITORS:
+        raise ValueError(f"competitor {competitor!r} is not one of {', '.join(COMPETITORS)}")
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger {trigger!r} is not one of {', '.join(TRIGGERS)}")
+    if competitor != "delayed":
+        competitor_delay = 0  # the sealed-block competitor of Base: the block after the crossing, like us
+    paced = trigger == "pending" or competitor in ("preconf", "svr")
+    window = (WINDOW_MS if paced else 0) if window_ms is None else window_ms
+    if paced and window <= 0:
+        raise ValueError(f"trigger {trigger!r} with competitor {competitor!r} needs a window > 0 ms")
     use_one_blas_thread()
     version = protocols.check_protocol(protocol if protocol is not None else settings.devnet_protocol_version)
     run = BenchRun(
@@ -85,6 +115,10 @@ def run_arena(
             "protocol": version,
             "inventory_usd": inventory_usd,
             "restock": restock and inventory_usd > 0,
+            "competitor": competitor,
+            "trigger": trigger,
+            "window_ms": window,
+            "predictive_enabled": settings.predictive_enabled,
         },
     )
     data_dir = Path(settings.data_dir).absolute() / "arena"
@@ -100,12 +134,14 @@ def run_arena(
         tracker = Tracker.bootstrap(net.rpc, market.addresses_provider, rules, 0, start, settings.stable_asset_symbols)
         hook = ExecutionHook(executor, tracker, precompute=precompute_for(executor, settings))
         first_flagged: dict[str, int] = {}
+        flagged: dict[str, list[int]] = {}  # user -> every block the watcher found it below 1
 
         def on_evaluated(block: int, result, seen_at: float) -> None:
             hook(block, result, seen_at)  # first: the path being measured
             below = result.book.positions["user"].gather(np.flatnonzero(result.hf_current < 1.0))
             for user in below.to_list():
                 first_flagged.setdefault(user.lower(), block)
+                flagged.setdefault(user.lower(), []).append(block)
 
         watcher = Watcher(
             net.rpc,
@@ -123,15 +159,55 @@ def run_arena(
                 phases = watcher.stats.records[-1].phases_ms
                 watcher_ms.append(phases["read"] + phases["evaluate"])  # the watcher's part, before the executor
 
-        say(f"{blocks} blocks, the competitor {competitor_delay} block(s) behind us")
-        config = SimConfig(blocks=blocks, liquidation_delay=1 + competitor_delay, seed=seed, vol_scale=vol_scale)
+        lane, stream, on_pending = None, None, None
+        if trigger == "pending":
+            # on the pending state: the devnet's paced blocks tip their updates at the top, so it is the block so
+            # far (under SVR with the auction's backrun the update came bundled with). Behind the updates' own calls
+            # on the latest state instead (the mempool way), 30 blocks: 2 reverts and 1 plan mismatch against 0 and
+            # 0, at the same verify time (7.2 vs 7.0 ms p50: anvil's eth_simulateV1, not its pending block)
+            lane = PendingLane(executor, tracker, watcher.lock, pending_state=True).start()
+            stream = PendingPriceStream(ws_url_for(net.rpc.url), MEMPOOL, lane.feeds, lane.submit)
+            if not stream.start():
+                raise RuntimeError("the devnet's pending-transaction stream did not subscribe within 5 s")
+
+            expected = [0]  # updates sent so far: the lane has acted on them all when it has handled as many
+
+            def on_pending(_index: int, answers: dict[str, int]) -> None:
+                # the lane acts on its own thread, as in `liq execute`; the block waits for it within the window
+                expected[0] += len(answers)
+                lane.wait_handled(expected[0], window / 1000)
+
+        say(f"{blocks} blocks, competitor {competitor} ({competitor_delay} block(s) behind us), trigger {trigger}")
+        config = SimConfig(
+            blocks=blocks,
+            liquidation_delay=1 + competitor_delay,
+            seed=seed,
+            vol_scale=vol_scale,
+            pending_window_ms=window,
+            competitor="sealed" if competitor in ("delayed", "same-block") else competitor,
+        )
         refill = None
         if restock and inventory_usd:
 
             def refill() -> list:
                 return restock_txs(net.devnet, market, deployed_address, inventory_usd)
 
-        sim = simulate(net.devnet, market, config, net.borrowers(), on_block=after_block, dex=dex, extra_txs=refill)
+        try:
+            sim = simulate(
+                net.devnet,
+                market,
+                config,
+                net.borrowers(),
+                on_block=after_block,
+                dex=dex,
+                extra_txs=refill,
+                on_pending=on_pending,
+            )
+        finally:
+            if stream is not None:
+                stream.stop()
+            if lane is not None:
+                lane.stop()
         chain = Chain(net.devnet)
         for _ in range(SETTLE_BLOCKS):  # at the simulator's pace: the plans were made for the next 2 s
             chain.mine(chain.latest_timestamp() + config.block_time)
@@ -147,8 +223,10 @@ def run_arena(
             },
         )
         worth = _worth_usd(net, logs)
+        caused = price_triggered(net, logs, flagged)
         reverts = Counter(_revert_of(net.rpc, a.tx_hash) for a in executor.attempts if a.outcome == "reverted")
     results = _tally(executor, logs, deployed_address, first_flagged, worth, settings.execution_min_profit_usd)
+    results |= _by_trigger(executor, logs, deployed_address, caused)
     results |= {
         "competitor_liquidations_sim": sim.liquidations,
         "shocks": sim.shocks,
@@ -160,6 +238,10 @@ def run_arena(
         "deferred_to_next_block": executor.deferred,
         "sent_by_lane": dict(hook.sent_by_lane),
         "revert_reasons": dict(reverts),
+        "liquidations_by_sim": dict(sim.liquidations_by),
+        "svr_auctions": {"held": sim.svr_auctions_held, "missed": sim.svr_auctions_missed},
+        "pending_lane": None if lane is None else lane.stats.summary(),
+        "pending_late": executor.late_pending,
     }
     return run.report(results)
 
@@ -219,7 +301,7 @@ def _tally(
             lost_small += 1
             lost_small_usd += value
         lost_usd += value
-        who = "competitor" if liquidator == COMPETITOR.lower() else liquidator
+        who = RIVALS.get(liquidator, liquidator)
         lost_to[who] += 1
         ours_last = last_outcome.get(user)
         lost_why[ours_last or ("no profitable plan" if user in executor.unplanned else "not flagged")] += 1
@@ -229,7 +311,7 @@ def _tally(
     attempts = executor.attempts
     sent = [a for a in attempts if a.tx_hash is not None]
     included = [a for a in attempts if a.outcome == "included"]
-    latencies = [(a.sent_at - a.seen_at) * 1000 for a in sent if a.sent_at is not None]
+    latencies = [(a.sent_at - a.seen_at) * 1000 for a in sent if a.sent_at is not None and a.trigger == "sealed"]
     gaps = [
         abs(a.realized_profit_usd - a.expected_profit_usd) / abs(a.expected_profit_usd)
         for a in included
@@ -288,6 +370,45 @@ def _tally(
             "by_blocks": dict(sorted(lost_by.items())),
             "our_last_attempt": dict(lost_why),
         },
+    }
+
+
+RIVALS = {COMPETITOR.lower(): "competitor", PRECONF_COMPETITOR.lower(): "preconf", SVR_SEARCHER.lower(): "svr"}
+
+
+def _by_trigger(executor: FastPathExecutor, logs: list[dict], ours: str, caused: set[tuple[str, int]]) -> dict:
+    """The run by what made each liquidation possible: a price update (`caused`, graded by the chain) or not; what
+    the SVR auction took and what it left to public bots; our pending lane's latency."""
+    taken = {"ours": 0, "svr": 0, "other": 0}
+    won_caused = lost_caused = 0
+    for entry in logs:
+        fields = LIQUIDATION_CALL.decode(entry)
+        liquidator = fields["liquidator"].lower()
+        who = "ours" if liquidator == ours.lower() else "svr" if liquidator == SVR_SEARCHER.lower() else "other"
+        taken[who] += 1
+        if (entry["transactionHash"], int(entry["logIndex"], 16)) in caused and who != "svr":
+            won_caused += who == "ours"
+            lost_caused += who == "other"
+    total = sum(taken.values())
+    public = total - taken["svr"]
+    pending = [(a.sent_at - a.seen_at) * 1000 for a in executor.attempts if a.trigger == "pending" and a.sent_at]
+    pending += [
+        (f.attempt.sent_at - f.attempt.seen_at) * 1000
+        for f in executor.in_flight.values()
+        if f.attempt.trigger == "pending" and f.attempt.sent_at
+    ]
+    pending.sort()
+    return {
+        "price_triggered": won_caused + lost_caused,
+        "won_price_triggered": won_caused,
+        "win_rate_price_triggered": round(won_caused / (won_caused + lost_caused), 4)
+        if won_caused + lost_caused
+        else None,
+        "left_to_public_share": round(public / total, 4) if total else None,
+        "win_rate_public": round(taken["ours"] / public, 4) if public else None,
+        "sent_by_trigger": dict(Counter(a.trigger for a in executor.attempts if a.tx_hash is not None)),
+        "pending_to_sent_p50_ms": round(percentile(pending, 0.50), 2) if pending else None,
+        "pending_to_sent_p99_ms": round(percentile(pending, 0.99), 2) if pending else None,
     }
 
 

@@ -131,9 +131,11 @@ def arena(
     restock: bool,
     protocol: str | None,
     as_json: bool,
+    pace: dict | None = None,
 ) -> None:
     settings = runtime.settings()
     options = {
+        **(pace or {}),
         "competitor_delay": competitor_delay,
         "borrowers": borrowers,
         "seed": seed,

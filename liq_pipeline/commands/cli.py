@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,18 @@ def _devnet_protocol(value: str | None) -> str | None:
         return check_protocol(value)
     except DevnetError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+class ArenaCompetitor(StrEnum):
+    delayed = "delayed"
+    same_block = "same-block"
+    preconf = "preconf"
+    svr = "svr"
+
+
+class ArenaTrigger(StrEnum):
+    sealed = "sealed"
+    pending = "pending"
 
 
 DevnetProtocol = Annotated[
@@ -410,12 +423,33 @@ def arena(
         ),
     ] = True,
     protocol: DevnetProtocol = None,
+    competitor: Annotated[
+        ArenaCompetitor,
+        typer.Option(
+            help="The rivals: delayed (reacts to sealed blocks, --competitor-delay blocks behind us), same-block "
+            "(the same, racing us for the block after the crossing), preconf (plus one acting on the pending "
+            "update), svr (plus Chainlink SVR's auction winner right behind each update).",
+        ),
+    ] = ArenaCompetitor.delayed,
+    trigger: Annotated[
+        ArenaTrigger,
+        typer.Option(help="Act on sealed blocks only, or also on price updates seen before their block is sealed."),
+    ] = ArenaTrigger.sealed,
+    window_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="How long a block's price updates are pending before it is sealed (default: 200 with "
+            "--trigger pending or a preconf/svr competitor, else 0).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """The executor, live on the devnet, against the simulator's competitor: who wins, what it earns (JSON)."""
+    """The executor, live on the devnet, against the simulator's competitors: who wins, what it earns (JSON)."""
     from . import benches
 
-    benches.arena(blocks, competitor_delay, borrowers, seed, vol_scale, inventory_usd, restock, protocol, as_json)
+    pace = {"competitor": competitor.value, "trigger": trigger.value, "window_ms": window_ms}
+    benches.arena(blocks, competitor_delay, borrowers, seed, vol_scale, inventory_usd, restock, protocol, as_json, pace)
 
 
 @app.command("bench-seed")

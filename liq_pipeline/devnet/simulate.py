@@ -18,6 +18,17 @@ Per block (one mined block each, `block_time` seconds apart, so interest accrues
 - the DEX (devnet/dex.py), when the chain has one: every pool off the oracle is swapped back to the block's
   published prices by dex.ARBITRAGEUR, in the same block as the price updates (the swaps are computed from the
   reserves before the block; nothing else swaps on the pairs in the simulator's blocks).
+
+Before the block (issue #15, `pending_window_ms` > 0): Base shows a price update before its block is sealed (a
+Flashblock, ~200 ms, whose order is final). Each block then goes: the price updates alone, with a top priority fee
+(competitors.PRICE_UPDATE_PRIORITY_FEE: anvil, ordering by max fee, puts them first), the next block's timestamp
+set so that anvil's "pending" state is that block's; under SVR, the auction winner's backrun; `on_pending(i,
+answers)`, where a bot reacts (what it sends lands in the same block, behind the updates); the pre-confirmation
+competitor; the rest of the block (arbitrage, newcomers, repays, withdrawals, the sealed competitor, extra_txs);
+then the block is mined `pending_window_ms` after the updates were sent, at the earliest. `competitor` picks the
+rivals a public bot faces (competitors.py): "sealed" (the competitor above, alone), "preconf" (plus one liquidating
+at the pending state), "svr" (plus Chainlink SVR's auction winner backrunning each update; missed auctions delay
+the update by `svr_fallback_blocks`). With the defaults (no window, "sealed") every block is one batch, as before.
 Deterministic for a seed and a starting chain.
 """
 
@@ -43,12 +54,27 @@ from .actions import (
     user_reserves,
 )
 from .anvil import BLOCK_TIME
+from .competitors import (
+    COMPETITOR_MODES,
+    PRECONF_COMPETITOR,
+    PRICE_UPDATE_PRIORITY_FEE,
+    ROLES,
+    SVR_PRIORITY_FEE,
+    SVR_SEARCHER,
+    TOP_FEE_GAS_MONEY,
+    SvrDelivery,
+    below_one_pending,
+    plan_behind_updates,
+    role_of,
+    svr_crossings,
+    with_fee,
+)
 from .dex import ARBITRAGEUR, Dex, arbitrage_swaps, find_dex, read_reserves, swap_txs
 from .market import Market
 from .rpc import Rpc
 from .seed import Portfolio, borrower_txs, liquidity_txs, plan_portfolios
 from .spec import spec_by_symbol
-from .txs import Chain, Tx
+from .txs import PRIORITY_FEE, Chain, Executed, Tx
 from .v36 import bulk
 
 # Price walk parameters (annual volatility, annual drift) per symbol: the V3.0 spec's, and for assets only the
@@ -81,6 +107,36 @@ class SimConfig:
     withdrawals_per_block: float = 0.2
     watch_hf: float = 1.25  # scanned every block; everyone else every full_scan_every blocks
     full_scan_every: int = 10
+    # Before the block (issue #15): 0 = each block sent and mined at once; > 0 = the price updates first, then
+    # on_pending, then the rest, the block mined this long after the updates were sent (a Flashblock: 200 ms)
+    pending_window_ms: int = 0
+    competitor: str = "sealed"  # COMPETITOR_MODES: "sealed", "preconf" or "svr" (the last two need a window)
+    competitor_priority_fee: int = PRIORITY_FEE  # wei per gas, the competitors' liquidations (sealed and preconf)
+    svr_miss_rate: float = 0.1  # "svr": share of blocks whose updates the auction does not act on
+    svr_fallback_blocks: int = 1  # "svr": a missed auction's updates go out this many blocks later
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> ValueError:
+            return ValueError(f"SimConfig.{name}={getattr(self, name)!r} is not valid: expected {expected}")
+
+        if self.competitor not in COMPETITOR_MODES:
+            raise bad("competitor", "one of " + ", ".join(repr(m) for m in COMPETITOR_MODES))
+        if not isinstance(self.pending_window_ms, int) or self.pending_window_ms < 0:
+            raise bad("pending_window_ms", "a whole number of milliseconds >= 0")
+        if self.competitor != "sealed" and self.pending_window_ms <= 0:
+            raise bad(
+                "pending_window_ms",
+                f"> 0 with competitor={self.competitor!r} (it acts between an update and its block's seal)",
+            )
+        if (
+            not isinstance(self.competitor_priority_fee, int)
+            or not 0 <= self.competitor_priority_fee < SVR_PRIORITY_FEE
+        ):
+            raise bad("competitor_priority_fee", f"wei per gas from 0 to {SVR_PRIORITY_FEE - 1} (under the updates')")
+        if not 0.0 <= self.svr_miss_rate <= 1.0:
+            raise bad("svr_miss_rate", "a probability from 0 to 1")
+        if not isinstance(self.svr_fallback_blocks, int) or self.svr_fallback_blocks < 1:
+            raise bad("svr_fallback_blocks", "a whole number of blocks >= 1")
 
 
 @dataclass
@@ -99,6 +155,14 @@ class SimResult:
     reverts_by_kind: dict[str, int] = field(default_factory=dict)  # first word of the label: "borrow", ...
     users_seen_liquidatable: int = 0
     arbitrage_swaps: int = 0  # DEX swaps back to the oracle (0 without a DEX)
+    # by who (competitors.ROLES): "competitor" (sealed blocks), "preconf", "svr" (the auction's winner), "other"
+    # (anyone else: a public bot). Liquidations: LiquidationCall events in the simulator's blocks (everyone's, as
+    # `liquidations`); reverts: the simulator's own liquidationCalls only ("other" stays 0)
+    liquidations_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
+    liquidation_reverts_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
+    svr_auctions_held: int = 0  # blocks whose updates the SVR auction acted on
+    svr_auctions_missed: int = 0  # blocks whose updates it did not act on (held for the fallback)
+    fallback_blocks: list[int] = field(default_factory=list)  # blocks where held updates went out
     new_users: list[str] = field(default_factory=list)
     final_prices: dict[str, int] = field(default_factory=dict)
 
@@ -195,6 +259,7 @@ def _count_reverts(result: SimResult, txs: Sequence[Tx], ok: Sequence[bool]) -> 
         result.reverts_by_kind[kind] = result.reverts_by_kind.get(kind, 0) + 1
         if kind == "liquidationCall":
             result.liquidation_reverts += 1
+            result.liquidation_reverts_by[role_of(tx.sender)] += 1
         else:
             result.other_reverts += 1
 
@@ -238,17 +303,24 @@ def simulate(
     on_block: Callable[[int, SimResult], None] | None = None,
     dex: Dex | Literal["auto"] | None = "auto",
     extra_txs: Callable[[], list[Tx]] | None = None,
+    on_pending: Callable[[int, dict[str, int]], None] | None = None,
 ) -> SimResult:
     """Run `config.blocks` blocks on the devnet behind `rpc`. `borrowers` are the users the competitor watches
     (newcomers are added). `on_block(i, result)` is called after each block. `dex`: the DEX whose pools follow
     the oracle (dex.load_dex(data_dir) reads dex.json); "auto" finds the one deployed on the chain
     (dex.find_dex); None: no arbitrage. `extra_txs()`: other actors' transactions added to each block (the arena's
-    treasury refilling the Liquidator's inventory)."""
+    treasury refilling the Liquidator's inventory). `on_pending(i, answers)` (called only when
+    `config.pending_window_ms` > 0): in every block, synchronously, once its price updates (`answers`, {symbol:
+    answer}, maybe none) are in anvil's pool (under "svr", with the auction's backrun) and before the rest of the
+    block is sent; what it sends lands in block i, behind them while its max fee stays under theirs
+    (competitors.PRICE_UPDATE_PRIORITY_FEE). The window runs while it works: the block is mined
+    `pending_window_ms` after the updates were sent, or as soon as the rest is sent if that comes later."""
     started = time.perf_counter()
     rng = random.Random(f"liq-devnet-sim:{config.seed}")
     chain = Chain(rpc)
     result = SimResult()
     prices = _Prices(market, oracle_prices(rpc, market), config, rng)
+    onchain = dict(prices.published)  # the feeds' answers on chain (SVR holds some back: prices.published leads)
     users = list(dict.fromkeys(borrowers))
     hf: dict[str, float] = {}
     seen_unhealthy: dict[str, int] = {}  # user -> block index where the competitor first saw HF < 1
@@ -260,6 +332,12 @@ def simulate(
     planner = LiquidationPlanner(rpc, market)
     if dex == "auto":
         dex = find_dex(rpc, market)
+    paced = config.pending_window_ms > 0
+    svr = (
+        SvrDelivery(config.seed, config.svr_miss_rate, config.svr_fallback_blocks)
+        if config.competitor == "svr"
+        else None
+    )
 
     def scan(subset: Sequence[str], block_index: int) -> None:
         subset = [u for u in subset if u not in written_off]
@@ -273,8 +351,61 @@ def simulate(
             else:
                 seen_unhealthy.pop(user, None)
 
+    def debtors_left() -> list[str]:
+        """Whom a competitor reading the pending state checks: every user with debt at the last look."""
+        return [u for u in users if u not in written_off and hf.get(u, 0.0) < math.inf]
+
+    def write_off(hopeless: Sequence[str]) -> None:
+        for user in hopeless:  # no collateral left to seize: bad debt, stop watching
+            seen_unhealthy.pop(user, None)
+            written_off.add(user)
+
+    def paced_block(
+        i: int,
+        head: int,
+        timestamp: int,
+        price_part: list[Tx],
+        rest: list[Tx],
+        publish: dict[str, int],
+        auctioned: bool,
+    ) -> tuple[list[Tx], Executed]:
+        """Block i (after the sealed block `head`, at `timestamp`) before its seal: the updates alone (anvil's
+        pending state is then the block's, its timestamp set ahead), the SVR backrun, on_pending, the
+        pre-confirmation competitor, the rest; mined when the window has passed. Returns the simulator's
+        transactions, in the order sent, and the block."""
+        chain.set_next_timestamp(timestamp)
+        sent_at = time.perf_counter()
+        own = list(price_part)
+        hashes = chain.send(price_part)
+        if auctioned:  # the auction's winner: bundled with the update, so a bot's pending view already has it
+            crossed = svr_crossings(rpc, market.pool, debtors_left(), head)
+            picks, _ = plan_behind_updates(planner, crossed, head, timestamp, publish, SVR_SEARCHER)
+            backrun = with_fee(liquidation_txs(market, SVR_SEARCHER, picks), SVR_PRIORITY_FEE)
+            hashes += chain.send(backrun)
+            own += backrun
+        if on_pending is not None:
+            on_pending(i, dict(publish))
+        late = list(rest)
+        if config.competitor == "preconf":  # no faster than the bot: it reads the pending state after on_pending
+            below = below_one_pending(rpc, market.pool, debtors_left())
+            picks, hopeless = plan_behind_updates(
+                planner, below, head, timestamp, publish, PRECONF_COMPETITOR, positions_at="pending"
+            )
+            write_off(hopeless)
+            late += with_fee(liquidation_txs(market, PRECONF_COMPETITOR, picks), config.competitor_priority_fee)
+        if extra_txs is not None:
+            late += extra_txs()
+        hashes += chain.send(late)
+        own += late
+        left = sent_at + config.pending_window_ms / 1000 - time.perf_counter()
+        if left > 0:
+            time.sleep(left)
+        return own, chain.mine_and_check(own, hashes, timestamp, allow_revert=True)
+
     actors = [COMPETITOR, market.admin, LIQUIDITY_PROVIDER]  # they pay gas every block: topped up now and then
     actors += [ARBITRAGEUR] if dex is not None else []
+    actors += [PRECONF_COMPETITOR] if config.competitor == "preconf" else []
+    top_tippers = [market.admin] + ([SVR_SEARCHER] if svr is not None else [])  # paced: they tip at the top
     with planner_closed(planner), chain.manual_mining():
         timestamp = chain.latest_timestamp()
         head = chain.block_number()
@@ -283,13 +414,24 @@ def simulate(
         for i in range(1, config.blocks + 1):
             if i % 500 == 1:
                 chain.set_balances(actors, GAS_MONEY)
+                if paced:
+                    chain.set_balances(top_tippers, TOP_FEE_GAS_MONEY)
             txs: list[Tx] = []
             publish, shocked = prices.step(i)
             result.shocks += shocked
+            auctioned = fallback = False
+            if svr is not None:  # what reaches the chain in this block: the auction's, or held ones falling back
+                publish, auctioned, missed, fallback = svr.schedule(i, publish)
+                result.svr_auctions_held += auctioned
+                result.svr_auctions_missed += missed
+            onchain.update(publish)
             price_part = price_txs(market, publish)
-            txs += price_part
+            if paced:
+                price_part = with_fee(price_part, PRICE_UPDATE_PRIORITY_FEE)
+            else:
+                txs += price_part
             if dex is not None:  # the pools to the oracle after this block's updates, in this block
-                swaps = arbitrage_swaps(dex, read_reserves(rpc, dex), prices.published)
+                swaps = arbitrage_swaps(dex, read_reserves(rpc, dex), onchain)
                 txs += [tx for pair, swap in swaps.values() for tx in swap_txs(pair, swap)]
                 result.arbitrage_swaps += len(swaps)
 
@@ -298,7 +440,7 @@ def simulate(
                 txs += txs_for(plan)
             count = _poisson(rng, config.arrivals_per_block)
             if count:
-                current = {s: p for s, p in prices.published.items()}
+                current = dict(onchain)
                 queued = plan_newcomers(current, count, config.seed, next_arrival)
                 next_arrival += count
                 chain.set_balances([p.user for p in queued], GAS_MONEY)
@@ -331,19 +473,24 @@ def simulate(
             picks, hopeless = (
                 planner.plan(due, head, timestamp + config.block_time, publish, COMPETITOR) if due else ([], [])
             )
-            for user in hopeless:  # no collateral left to seize: bad debt, stop watching
-                seen_unhealthy.pop(user, None)
-                written_off.add(user)
-            txs += liquidation_txs(market, COMPETITOR, picks)
-            if extra_txs is not None:
-                txs += extra_txs()
+            write_off(hopeless)
+            txs += with_fee(liquidation_txs(market, COMPETITOR, picks), config.competitor_priority_fee)
 
             timestamp += config.block_time
-            done = chain.execute(txs, timestamp=timestamp, allow_revert=True)
+            if not paced:
+                if extra_txs is not None:
+                    txs += extra_txs()
+                done = chain.execute(txs, timestamp=timestamp, allow_revert=True)
+            else:
+                txs, done = paced_block(i, head, timestamp, price_part, txs, publish, auctioned)
+                if fallback:
+                    result.fallback_blocks.append(done.block)
             result.price_updates += len(publish)
             result.arrivals += len(arriving)
             events = liquidation_events(done.logs, market.pool)
             result.liquidations += len(events)
+            for event in events:
+                result.liquidations_by[role_of(event.liquidator)] += 1
             _count_reverts(result, txs, done.ok)
             for event in events:  # look again after the close factor's half: maybe still unhealthy
                 seen_unhealthy.pop(event.user, None)
@@ -371,6 +518,6 @@ def simulate(
             result.new_users += [p.user for p in queued]
             _count_reverts(result, last, done.ok)
             result.blocks = (result.blocks[0], done.block)
-    result.final_prices = dict(prices.published)
+    result.final_prices = dict(onchain)
     result.seconds = time.perf_counter() - started
     return result

@@ -119,6 +119,11 @@ class Chain:
         self.rpc.call("evm_mine")
         return self.block_number()
 
+    def set_next_timestamp(self, timestamp: int) -> None:
+        """Date the next block ahead of mining it: anvil's "pending" state (eth_call and eth_getBlockByNumber on
+        the pending tag, which include the pool's transactions) then has the timestamp of the block it previews."""
+        self.rpc.call("evm_setNextBlockTimestamp", hex(timestamp))
+
     def block_number(self) -> int:
         return int(self.rpc.call("eth_blockNumber"), 16)
 
@@ -129,6 +134,8 @@ class Chain:
 
     def send(self, txs: Sequence[Tx]) -> list[str]:
         """Queue transactions (automine must be off for them to share a block). Returns their hashes."""
+        if not txs:
+            return []
         latest = self.rpc.call("eth_getBlockByNumber", "latest", False) or {}
         base_fee = int(latest.get("baseFeePerGas", "0x0"), 16)
         requests = [("eth_sendTransaction", [tx.params(self.nonces.take(tx.sender), base_fee)]) for tx in txs]
@@ -149,6 +156,14 @@ class Chain:
         if not txs:
             return Executed(self.block_number(), [], [], [])
         hashes = self.send(txs)
+        return self.mine_and_check(txs, hashes, timestamp, allow_revert=allow_revert)
+
+    def mine_and_check(
+        self, txs: Sequence[Tx], hashes: Sequence[str], timestamp: int | None = None, *, allow_revert: bool = False
+    ) -> Executed:
+        """The second half of `execute`, for transactions sent in several `send` calls (the simulator's paced
+        blocks): mine one block (even with nothing of ours in it) and check `txs` (sent as `hashes`, in that
+        order). Whatever else the pool held is mined too and not checked; `logs` are the whole block's."""
         number = self.mine(timestamp)
         block = self.rpc.call("eth_getBlockByNumber", hex(number), False)
         included = set(block["transactions"])
@@ -171,7 +186,7 @@ class Chain:
             reverted = [tx for tx, fine in zip(txs, ok, strict=True) if not fine]
             labels = ", ".join(tx.label or tx.data[:10] for tx in reverted[:5])
             raise TxFailed(f"{len(reverted)} transaction(s) reverted in block {number}: {labels}")
-        return Executed(number, hashes, ok, logs)
+        return Executed(number, list(hashes), ok, logs)
 
     def set_balances(self, addresses: Sequence[str], wei: int) -> None:
         self.rpc.batch([("anvil_setBalance", [a, hex(wei)]) for a in addresses])

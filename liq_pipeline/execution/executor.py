@@ -80,7 +80,9 @@ class Ahead:
     update and not in front of it, where the user is not liquidatable yet."""
 
     calls: tuple[dict, ...] = ()  # {"from", "to", "data"} each: the updates' calls, when the node's state lacks them
-    block_tag: str = "latest"  # "pending" where the node's pending state already holds the updates (Flashblocks)
+    # "pending" where the node's pending state already holds the updates and what the block ordered before us
+    # (Flashblocks; the paced devnet, whose updates tip at the top): simulated on it, behind all of that
+    block_tag: str = "latest"
     fee_cap: Fees | None = None  # our fees stay strictly under these (None: the update's order is already final)
 
 
@@ -633,9 +635,10 @@ class FastPathExecutor:
         """(gas used, None, Liquidated event) or (None, why, None) per transaction, simulated in order in one block
         at the landing time; None when the node has no eth_simulateV1 (remembered: not asked again)."""
         # behind what this block already sent (the fast lane's transactions are pending: not in the latest state)
-        # and, acting before the block is sealed, behind the price updates that are to land first
-        earlier = self._sent_in_block(state.block)
+        # and, acting before the block is sealed, behind the price updates that are to land first (on the node's
+        # pending state, which holds what this block already sent too)
         ahead = self._ahead or Ahead()
+        earlier = self._sent_in_block(state.block) if ahead.block_tag != "pending" else []
         calls = [{**call, "gas": hex(SIMULATION_GAS)} for call in ahead.calls]
         calls += [
             {"from": self.venue.operator, "to": self.venue.liquidator, "data": s.tx["data"], "gas": hex(SIMULATION_GAS)}

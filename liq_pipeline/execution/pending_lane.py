@@ -64,6 +64,21 @@ class LaneStats:
     acts: int = 0  # evaluations at pending prices
     users_below: int = 0  # users found below 1 at pending prices, over every act
     evaluate_ms: list[float] = dataclasses.field(default_factory=list)  # update seen -> users decided, per act
+    stages: list[dict[str, float]] = dataclasses.field(default_factory=list)  # the executor's, per act that sent
+
+    def summary(self) -> dict:
+        decided = sorted(self.evaluate_ms)
+        names = sorted({name for stage in self.stages for name in stage})
+        per_stage = {n: sorted(stage.get(n, 0.0) for stage in self.stages) for n in names}
+        return {
+            "stages_p50_ms": {n: round(v[len(v) // 2], 2) for n, v in per_stage.items()},
+            "stages_max_ms": {n: round(v[-1], 2) for n, v in per_stage.items()},
+            "updates": self.updates,
+            "acts": self.acts,
+            "users_below": self.users_below,
+            "seen_to_decided_p50_ms": round(decided[len(decided) // 2], 2) if decided else None,
+            "seen_to_decided_max_ms": round(decided[-1], 2) if decided else None,
+        }
 
 
 class PendingLane:
@@ -76,8 +91,13 @@ class PendingLane:
         tracker: Tracker,
         lock: threading.RLock | threading.Lock,
         on_attempt: Callable[[ExecutionAttempt], None] | None = None,
+        pending_state: bool = False,
     ) -> None:
         self.executor, self.tracker, self.lock, self.on_attempt = executor, tracker, lock, on_attempt
+        # the node's pending state is the coming block as the sequencer ordered it so far, updates first (a
+        # Flashblock's order is final; the devnet's paced simulator tips its updates at the top): simulated on it.
+        # Else (a mempool) behind the updates' own calls. Flashblocks' updates are always simulated on it.
+        self.pending_state = pending_state
         self.feeds = feeds_of(tracker)
         self.stats = LaneStats()
         self._queue: queue.SimpleQueue[PriceUpdate | None] = queue.SimpleQueue()
@@ -89,6 +109,7 @@ class PendingLane:
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
         self.acted = threading.Condition()  # notified after each act (benchmarks wait on it)
+        self.handled = 0  # updates acted on (or failed on) by the worker thread
 
     # --- threads -----------------------------------------------------------------------------------------------
     def submit(self, update: PriceUpdate) -> None:
@@ -134,7 +155,14 @@ class PendingLane:
         else:
             self._last_error = None
         with self.acted:
+            self.handled += len(updates)
             self.acted.notify_all()
+
+    def wait_handled(self, count: int, timeout: float) -> bool:
+        """Wait until the worker has acted on `count` updates in all (at most `timeout` s): a benchmark that paces
+        blocks lets the lane finish within the block's window, as a sequencer's clock would not wait."""
+        with self.acted:
+            return self.acted.wait_for(lambda: self.handled >= count, timeout)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def act_now(self, updates: list[PriceUpdate]) -> list[ExecutionAttempt]:
@@ -175,15 +203,18 @@ class PendingLane:
         self.stats.evaluate_ms.append((time.time() - seen_at) * 1e3)
         if not rows.size:
             return []
-        cap = None
-        if self._caps and not self._flashblock:
-            cap = Fees(min(c.max_fee_per_gas for c in self._caps), min(c.max_priority_fee_per_gas for c in self._caps))
-        ahead = Ahead(
-            calls=() if self._flashblock else tuple(self._calls.values()),
-            block_tag="pending" if self._flashblock else "latest",
-            fee_cap=cap,
+        # our fees under a mempool update's wherever it may still be ordered with ours (a Flashblock's is final)
+        caps = [] if self._flashblock else self._caps
+        cap = (
+            Fees(min(c.max_fee_per_gas for c in caps), min(c.max_priority_fee_per_gas for c in caps)) if caps else None
         )
+        if self._flashblock or self.pending_state:
+            ahead = Ahead(block_tag="pending", fee_cap=cap)
+        else:
+            ahead = Ahead(calls=tuple(self._calls.values()), fee_cap=cap)
         attempts = self.executor.on_block(pending, book.exact_positions(rows), seen_at, follow=False, ahead=ahead)
+        if any(a.tx_hash for a in attempts):
+            self.stats.stages.append(dict(self.executor.stages_ms))
         if self.on_attempt is not None:
             for attempt in attempts:
                 self.on_attempt(attempt)

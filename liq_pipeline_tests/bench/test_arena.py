@@ -24,6 +24,10 @@ def test_arena_small(clean_env):
         "protocol": "3.6",
         "inventory_usd": 100_000_000,
         "restock": True,
+        "competitor": "delayed",
+        "trigger": "sealed",
+        "window_ms": 0,
+        "predictive_enabled": False,
     }
     assert_report(result, "arena", params)
     # every liquidation on chain is ours or the competitor's, and some happened
@@ -36,3 +40,25 @@ def test_arena_small(clean_env):
     assert result["profit_realized_usd"] > 0
     assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"]
     assert result["win_rate"] == round(result["won"] / result["opportunities"], 4)
+
+
+@pytest.mark.parametrize("competitor", ["same-block", "svr"])
+def test_arena_before_the_block(clean_env, competitor):
+    """Paced blocks (each block's price updates pending for the window before it is sealed), the executor's
+    pre-confirmation lane on anvil's pending-transaction stream: price-triggered liquidations won in the update's
+    own block, exactly as verified; under SVR the auction's winner takes the first liquidation behind updates and
+    the rest is left to public bots."""
+    settings = Settings(data_dir=clean_env / "data")
+    result = run_arena(
+        settings, blocks=8, borrowers=30, seed=1, vol_scale=30.0, competitor=competitor, trigger="pending"
+    )
+    assert result["params"]["window_ms"] == 200 and result["params"]["competitor"] == competitor
+    assert result["duplicate_sends"] == 0 and result["plan_mismatches"] == 0 and result["reverted"] == 0
+    assert result["sent_by_trigger"].get("pending", 0) >= 1, result
+    assert 0 < result["pending_to_sent_p50_ms"] <= result["pending_to_sent_p99_ms"]
+    assert result["pending_lane"]["updates"] >= 1 and result["pending_late"] == 0
+    if competitor == "same-block":
+        assert result["won_price_triggered"] >= 1 and result["win_rate_price_triggered"] > 0
+        assert result["left_to_public_share"] == 1.0
+    else:
+        assert result["liquidations_by_sim"]["svr"] >= 1 and result["left_to_public_share"] < 1.0

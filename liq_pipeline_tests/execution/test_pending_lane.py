@@ -80,12 +80,15 @@ def lane_net(chain_v36, redis_server):
         reader.close()
 
 
-def test_a_pending_price_update_is_liquidated_behind_in_its_own_block(lane_net):
+@pytest.mark.parametrize("pending_state", [False, True], ids=["behind-its-call", "on-the-pending-state"])
+def test_a_pending_price_update_is_liquidated_behind_in_its_own_block(lane_net, pending_state):
+    """Simulated behind the update's own call on the latest state (a mempool), or on the node's pending state
+    (Flashblocks; the paced devnet): either way the liquidations land right behind the update, as planned."""
     net, tracker, executor, users = lane_net
     market = net.market
     assert set(feeds_of(tracker)) == {r.aggregator.lower() for r in market.reserves}
     decided = []  # the lane's attempts as it made them (executor.attempts holds final outcomes)
-    lane = PendingLane(executor, tracker, threading.RLock(), on_attempt=decided.append).start()
+    lane = PendingLane(executor, tracker, threading.RLock(), decided.append, pending_state=pending_state).start()
     stream = PendingPriceStream(ws_url_for(net.node.url), MEMPOOL, lane.feeds, lane.submit)
     assert stream.start(), "not subscribed within 5 s"
     chain = Chain(net.rpc)
