@@ -266,6 +266,9 @@ def _start_market(
         say(f"warning: the executor is off (deploying its Liquidator failed: {type(error).__name__}: {error})")
         executor_env = None
     simulate = ["devnet", "simulate", "--blocks", "1000000000", "--block-time", str(block_time), "--realtime"]
+    # each block's price updates pending for a Flashblock's 200 ms before it is sealed, as Base shows them: the
+    # executor's pre-confirmation lane acts in that window (EXECUTION_PENDING_TRIGGER=auto)
+    simulate += ["--pending-window-ms", str(DEV_PENDING_WINDOW_MS)]
     supervisor.start(
         Child(
             market.child("simulator"),
@@ -285,6 +288,9 @@ def _start_market(
         )
     )
     return env, executor_env, watcher, devnet
+
+
+DEV_PENDING_WINDOW_MS = 200
 
 
 def run_dev(

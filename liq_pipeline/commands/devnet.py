@@ -80,6 +80,18 @@ def simulate(
     arrivals: Annotated[float, typer.Option(min=0.0, help="Mean new borrowers per block.")] = 0.5,
     realtime: Annotated[bool, typer.Option(help="Pace blocks on the wall clock: one every --block-time s.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    pending_window_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="A block's price updates wait in the pool this long, ahead of everything, before it is sealed "
+            "(a Base Flashblock: 200); 0: each block sent and mined at once.",
+        ),
+    ] = 0,
+    competitor: Annotated[
+        str,
+        typer.Option(help="sealed (reacts to sealed blocks), preconf or svr (both need --pending-window-ms)."),
+    ] = "sealed",
 ) -> None:
     """Run a living market on the devnet.
 
@@ -87,8 +99,9 @@ def simulate(
     """
     from . import devnet_ops
 
+    pace = {"pending_window_ms": pending_window_ms, "competitor": competitor}
     devnet_ops.simulate(
-        blocks, block_time, liquidation_delay, seed, vol_scale, shock_probability, arrivals, realtime, as_json
+        blocks, block_time, liquidation_delay, seed, vol_scale, shock_probability, arrivals, realtime, as_json, pace
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -135,19 +136,25 @@ def simulate(
     arrivals: float,
     realtime: bool,
     as_json: bool,
+    pace: dict | None = None,
 ) -> None:
+    try:  # one line naming the option (SimConfig says which value and what it expects)
+        config = SimConfig(
+            blocks=blocks,
+            block_time=block_time,
+            liquidation_delay=liquidation_delay,
+            seed=seed,
+            vol_scale=vol_scale,
+            shock_probability=shock_probability,
+            arrivals_per_block=arrivals,
+            **(pace or {}),
+        )
+    except ValueError as error:  # SimConfig.pending_window_ms -> --pending-window-ms: the option the user gave
+        text = re.sub(r"SimConfig\.(\w+)=", lambda m: "--" + m.group(1).replace("_", "-") + " ", str(error))
+        raise DevnetError(text) from None
     data_dir = _data_dir()
     rpc, market = lifecycle.attach(data_dir)
     record = BorrowerRecord.load(borrowers_json_path(data_dir))
-    config = SimConfig(
-        blocks=blocks,
-        block_time=block_time,
-        liquidation_delay=liquidation_delay,
-        seed=seed,
-        vol_scale=vol_scale,
-        shock_probability=shock_probability,
-        arrivals_per_block=arrivals,
-    )
     first = record.next_index(seed, "arrival")
     with rpc, _progress() as progress:
         task = progress.add_task("simulating", total=blocks)

@@ -26,6 +26,7 @@ or dropped: in no pool and its nonce unused). A send the node refuses gives its 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -271,6 +272,7 @@ class FastPathExecutor:
         self._freed: list[Claim] = []  # claims of the flights follow() ended, given back together
         self._ahead: Ahead | None = None  # on_block's, while it acts
         self._sealed_since = False  # acting on a pending update: the node sealed a block since the state's
+        self._nonce_read: int | None = None  # the pending nonce read with the verification (under the nonce lock)
         self.late_pending = 0  # pending updates acted on only after their block was sealed (left to the sealed path)
 
     # --- one block ---------------------------------------------------------------------------------------------
@@ -418,25 +420,40 @@ class FastPathExecutor:
             return None
         if not staged:
             return False
-        try:
+        # live: the sender's nonce lock from the verification to the send, so that the nonce is read in the same
+        # batch as the verification (one round trip fewer per block: measured ~3-5 ms on anvil, whose "pending"
+        # count rebuilds its pending block) and no other executor process can take it in between
+        locked = self.nonce_lock.held() if self.config.live else contextlib.nullcontext(True)
+        with locked as ok:
+            if not ok:
+                reason = "nonce lock not acquired (held elsewhere, or Redis did not answer)"
+                for stage in staged:
+                    self.guard.release_unsent(stage.claim)
+                    skipped = ExecutionAttempt(
+                        attempt_key=stage.claim.token, outcome="skipped", reason=reason, **stage.base
+                    )
+                    out.append(self._final(skipped))
+                return False
+            self._nonce_read = None
+            try:
+                began = time.perf_counter()
+                sendable = self._verify_all(staged, state, base_fee, eth_price, out)
+                # a simulation already ran each transaction after the ones before it that succeed; one by one
+                # against the latest state, the later ones were planned for pools the failed ones would have moved
+                # (dry-run: nothing lands, nothing to correct)
+                if self.config.live and self._simulate_supported is False and len(sendable) < len(staged):
+                    sendable = self._replan_after_failures(staged, sendable, state, start, base_fee, eth_price, out)
+                self._stage_add("verify", began)
+            except NodeUnavailable as error:  # nothing was sent: the claims go back
+                self._node_failed("verifying", error)
+                for stage in staged:
+                    self.guard.release_unsent(stage.claim)
+                return None
+            if not sendable:
+                return False
             began = time.perf_counter()
-            sendable = self._verify_all(staged, state, base_fee, eth_price, out)
-            # a simulation already ran each transaction after the ones before it that succeed; one by one against
-            # the latest state, the later ones were planned for pools the failed ones would have moved (dry-run:
-            # nothing lands, nothing to correct)
-            if self.config.live and self._simulate_supported is False and len(sendable) < len(staged):
-                sendable = self._replan_after_failures(staged, sendable, state, start, base_fee, eth_price, out)
-            self._stage_add("verify", began)
-        except NodeUnavailable as error:  # nothing was sent: the claims go back
-            self._node_failed("verifying", error)
-            for stage in staged:
-                self.guard.release_unsent(stage.claim)
-            return None
-        if not sendable:
-            return False
-        began = time.perf_counter()
-        attempts = self._send_all(sendable, state)
-        self._stage_add("send", began)
+            attempts = self._send_all(sendable, state)
+            self._stage_add("send", began)
         out += attempts
         return any(a.tx_hash is not None for a in attempts)
 
@@ -645,8 +662,16 @@ class FastPathExecutor:
             for s in [*earlier, *staged]
         ]
         block = {"calls": calls, "blockOverrides": {"time": hex(state.timestamp + self.config.block_time)}}
+        requests = [("eth_simulateV1", [{"blockStateCalls": [block], "validation": False}, ahead.block_tag])]
+        if self.config.live:  # the nonce the send will use, in the same round trip (the nonce lock is held)
+            requests.append(("eth_getTransactionCount", [self.venue.operator, "pending"]))
         try:
-            result = self.rpc.call("eth_simulateV1", {"blockStateCalls": [block], "validation": False}, ahead.block_tag)
+            answers = self.rpc.batch(requests, raise_on_error=False)
+            if len(answers) > 1 and isinstance(answers[1], str):
+                self._nonce_read = int(answers[1], 16)
+            if isinstance(answers[0], RpcError):
+                raise answers[0]
+            result = answers[0]
         except RpcError as error:
             if error.code in (-32601, -32600) or "not found" in str(error).lower() or "not supported" in str(error):
                 log.info("the node has no eth_simulateV1 (%s): verifying with eth_createAccessList", error)
@@ -680,69 +705,65 @@ class FastPathExecutor:
         return out
 
     def _send_all(self, sendable: list, state: MarketState) -> list[ExecutionAttempt]:
-        """Sign every transaction with consecutive nonces and send them in one batch, under the nonce lock."""
+        """Sign every transaction with consecutive nonces and send them in one batch (the caller holds the nonce
+        lock)."""
         out = []
-        with self.nonce_lock.held() as ok:
-            if not ok:
-                for stage, attempt, _costs in sendable:
-                    self.guard.release_unsent(stage.claim)
-                    reason = "nonce lock not acquired (held elsewhere, or Redis did not answer)"
-                    out.append(self._final(attempt.with_outcome("skipped", reason=reason)))
-                return out
-            try:  # the pending count: transactions of this key sent by others take their nonces first
+        first = self._nonce_read
+        if first is None:  # the pending count: transactions of this key sent by others take their nonces first
+            try:
                 first = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
             except NodeUnavailable as error:
                 self._node_failed("reading the nonce", error)
                 for stage, _attempt, _costs in sendable:
                     self.guard.release_unsent(stage.claim)
                 return out
-            signed = [
-                self.signer.sign(_unsigned(stage.tx, stage.fees, first + k)) for k, (stage, *_r) in enumerate(sendable)
-            ]
-            lost = None
-            try:
-                answers = self.channel.send_many([s.raw for s in signed])
-            except Exception as error:  # no answer (connection lost, timeout): the node may have them all
-                self._node_failed("sending", error)
-                # each keeps its claim and is followed by its hash, known before sending: included, or found in no
-                # pool and its nonce free (dropped: released), never sent again meanwhile
-                lost = f"sent, the node's answer lost ({type(error).__name__}): followed by its hash"
-                answers = [None] * len(signed)
-            sent_at = time.time()
-            gaps = []
-            for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
-                if isinstance(answer, RpcError):
-                    log.warning("send refused (nonce %d): %s", tx.nonce, answer)
-                    self.guard.release_unsent(stage.claim)
-                    out.append(self._final(attempt.with_outcome("skipped", reason=f"send refused: {answer}"[:300])))
-                    gaps.append(tx.nonce)
-                    continue
-                attempt = attempt.with_outcome(
-                    "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce, reason=lost
-                )
-                pending = Pending(stage.fees, state.block)
-                ids = (stage.plan.debt_id, self.venue.eth_reserve_id, stage.plan.collateral_id)
-                prices = tuple(state.by_id[r].price for r in ids)
-                self.in_flight[attempt.attempt_key] = InFlight(
-                    attempt,
-                    stage.plan,
-                    stage.tx,
-                    tx.nonce,
-                    pending,
-                    costs,
-                    [tx.hash],
-                    stage.claim,
-                    prices=prices,
-                    simulated=stage.simulated,
-                )
-                self._record(attempt)
-                self._sent_in_block(state.block).append(stage)
-                out.append(attempt)
-            last = first + len(signed) - 1
-            for nonce in gaps:  # a refused nonce below sent ones would hold them back: a self-transfer fills it
-                if nonce < last:
-                    cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
-                    self._sign_and_send(cancel, sendable[0][0].fees, nonce)
+        signed = [
+            self.signer.sign(_unsigned(stage.tx, stage.fees, first + k)) for k, (stage, *_r) in enumerate(sendable)
+        ]
+        lost = None
+        try:
+            answers = self.channel.send_many([s.raw for s in signed])
+        except Exception as error:  # no answer (connection lost, timeout): the node may have them all
+            self._node_failed("sending", error)
+            # each keeps its claim and is followed by its hash, known before sending: included, or found in no
+            # pool and its nonce free (dropped: released), never sent again meanwhile
+            lost = f"sent, the node's answer lost ({type(error).__name__}): followed by its hash"
+            answers = [None] * len(signed)
+        sent_at = time.time()
+        gaps = []
+        for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
+            if isinstance(answer, RpcError):
+                log.warning("send refused (nonce %d): %s", tx.nonce, answer)
+                self.guard.release_unsent(stage.claim)
+                out.append(self._final(attempt.with_outcome("skipped", reason=f"send refused: {answer}"[:300])))
+                gaps.append(tx.nonce)
+                continue
+            attempt = attempt.with_outcome(
+                "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce, reason=lost
+            )
+            pending = Pending(stage.fees, state.block)
+            ids = (stage.plan.debt_id, self.venue.eth_reserve_id, stage.plan.collateral_id)
+            prices = tuple(state.by_id[r].price for r in ids)
+            self.in_flight[attempt.attempt_key] = InFlight(
+                attempt,
+                stage.plan,
+                stage.tx,
+                tx.nonce,
+                pending,
+                costs,
+                [tx.hash],
+                stage.claim,
+                prices=prices,
+                simulated=stage.simulated,
+            )
+            self._record(attempt)
+            self._sent_in_block(state.block).append(stage)
+            out.append(attempt)
+        last = first + len(signed) - 1
+        for nonce in gaps:  # a refused nonce below sent ones would hold them back: a self-transfer fills it
+            if nonce < last:
+                cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
+                self._sign_and_send(cancel, sendable[0][0].fees, nonce)
         return out
 
     def _sent_in_block(self, block: int) -> list[_Staged]:

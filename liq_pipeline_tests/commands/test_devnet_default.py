@@ -140,3 +140,23 @@ def test_one_of_the_two_is_named(given, missing, cli_env, clean_env):
         f"error: {missing} is not set but {given} is: set both (a node and its market's PoolAddressesProvider), "
         "or neither to use the devnet running for DATA_DIR"
     ]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            ["--competitor", "arena"],
+            "error: --competitor 'arena' is not valid: expected one of 'sealed', 'preconf', 'svr'",
+        ),
+        (
+            ["--competitor", "svr"],
+            "error: --pending-window-ms 0 is not valid: expected > 0 with competitor='svr' (it acts between an update "
+            "and its block's seal)",
+        ),
+    ],
+)
+def test_a_bad_simulator_option_is_one_line_naming_it(options, expected, cli_env, clean_env):
+    result = liq("devnet", "simulate", "--blocks", "1", *options, env=cli_env, cwd=clean_env)
+    assert result.returncode == 2
+    assert lines(result.stderr) == [expected]
