@@ -340,6 +340,7 @@ def _tally(
                 "block_seen": a.block_seen,
                 "expected_usd": round(a.expected_profit_usd, 4),
                 "realized_usd": round(a.realized_profit_usd, 4),
+                "trigger": a.trigger,
             }
             for a in included
             if a.realized_profit_usd is not None
@@ -361,6 +362,10 @@ def _tally(
             for a in attempts
             if a.outcome == "reverted"
         ][:3],
+        "slowest_sends": [
+            {"block_seen": a.block_seen, "trigger": a.trigger, "ms": round((a.sent_at - a.seen_at) * 1000, 1)}
+            for a in sorted(sent, key=lambda a: a.seen_at - a.sent_at)[:5]
+        ],
         "latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
         "latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
         "losses": {

@@ -119,9 +119,13 @@ def _sync_channel(settings: Settings, rpc) -> SyncChannel | None:
     return SyncChannel(rpc.url) if kind == "sync" else None
 
 
-def _pending_lane(settings: Settings, watcher, executor, on_attempt) -> tuple[PendingLane, PendingPriceStream] | None:
+def _pending_lane(
+    settings: Settings, watcher, executor, on_attempt, on_devnet: bool
+) -> tuple[PendingLane, PendingPriceStream] | None:
     """The pre-confirmation lane on the node's pending stream (EXECUTION_PENDING_TRIGGER=auto), or None: sealed
-    blocks only. What the node offers is said once, either way."""
+    blocks only. What the node offers is said once, either way. On the devnet (whose simulator tips its price
+    updates at the top of each block, as a sent Flashblock orders them first) the lane simulates on the node's
+    pending state; on another chain's mempool, behind the updates' own calls (docs/operations.md)."""
     if settings.execution_pending_trigger == "off":
         log.info("pending trigger off (EXECUTION_PENDING_TRIGGER=off): acting on sealed blocks only")
         return None
@@ -131,7 +135,7 @@ def _pending_lane(settings: Settings, watcher, executor, on_attempt) -> tuple[Pe
     log.info("%s", found.line())
     if found.stream is None:
         return None
-    lane = PendingLane(executor, watcher.tracker, watcher.lock, on_attempt=on_attempt).start()
+    lane = PendingLane(executor, watcher.tracker, watcher.lock, on_attempt, pending_state=on_devnet).start()
     stream = PendingPriceStream(ws_url, found.stream, lane.feeds, lane.submit)
     if not stream.start():  # its thread goes on trying (one warning when it cannot connect, one when it is back)
         log.warning("the pending stream did not subscribe within 5 s: acting on sealed blocks until it does")
@@ -256,7 +260,7 @@ def main(max_blocks: int, live: bool) -> None:
         hook.after_write(record)
 
     watcher.on_block = after_write
-    pending = _pending_lane(settings, watcher, executor, on_attempt=lambda a: log.info("%s", describe(a)))
+    pending = _pending_lane(settings, watcher, executor, lambda a: log.info("%s", describe(a)), on_devnet)
     try:
         run_with_metrics(watcher, settings, max_blocks)  # /metrics: the watcher's and the executor's
     finally:

@@ -20,16 +20,17 @@ Per block (one mined block each, `block_time` seconds apart, so interest accrues
   reserves before the block; nothing else swaps on the pairs in the simulator's blocks).
 
 Before the block (issue #15, `pending_window_ms` > 0): Base shows a price update before its block is sealed (a
-Flashblock, ~200 ms, whose order is final). Each block then goes: the price updates alone, with a top priority fee
+Flashblock, ~200 ms, whose order is final). Each block then goes: the price updates, with a top priority fee
 (competitors.PRICE_UPDATE_PRIORITY_FEE: anvil, ordering by max fee, puts them first), the next block's timestamp
-set so that anvil's "pending" state is that block's; under SVR, the auction winner's backrun; `on_pending(i,
-answers)`, where a bot reacts (what it sends lands in the same block, behind the updates); the pre-confirmation
-competitor; the rest of the block (arbitrage, newcomers, repays, withdrawals, the sealed competitor, extra_txs);
-then the block is mined `pending_window_ms` after the updates were sent, at the earliest. `competitor` picks the
-rivals a public bot faces (competitors.py): "sealed" (the competitor above, alone), "preconf" (plus one liquidating
-at the pending state), "svr" (plus Chainlink SVR's auction winner backrunning each update; missed auctions delay
-the update by `svr_fallback_blocks`). With the defaults (no window, "sealed") every block is one batch, as before.
-Deterministic for a seed and a starting chain.
+set so that anvil's "pending" state is that block's (under SVR, when the auction acts, in one batch with its
+winner's backrun: nobody sees the updates without it); `on_pending(i, answers)`, where a bot reacts (what it sends
+lands in the same block, behind the updates); the pre-confirmation competitor; the rest of the block (arbitrage,
+newcomers, repays, withdrawals, the sealed competitor, extra_txs); then the block is mined `pending_window_ms`
+after the updates were sent, at the earliest. `competitor` picks the rivals a public bot faces (competitors.py):
+"sealed" (the competitor above, alone), "preconf" (plus one liquidating at the pending state), "svr" (plus
+Chainlink SVR's auction winner backrunning each update; missed auctions delay the update by
+`svr_fallback_blocks`). With the defaults (no window, "sealed") every block is one batch, as before. Deterministic
+for a seed and a starting chain.
 """
 
 from __future__ import annotations
@@ -369,20 +370,20 @@ def simulate(
         publish: dict[str, int],
         auctioned: bool,
     ) -> tuple[list[Tx], Executed]:
-        """Block i (after the sealed block `head`, at `timestamp`) before its seal: the updates alone (anvil's
-        pending state is then the block's, its timestamp set ahead), the SVR backrun, on_pending, the
-        pre-confirmation competitor, the rest; mined when the window has passed. Returns the simulator's
-        transactions, in the order sent, and the block."""
+        """Block i (after the sealed block `head`, at `timestamp`) before its seal: the updates (anvil's pending
+        state is then the block's, its timestamp set ahead), alone or, when the SVR auction acts, in one batch
+        with its backrun; on_pending, the pre-confirmation competitor, the rest; mined when the window has passed
+        since the updates were sent. Returns the simulator's transactions, in the order sent, and the block."""
         chain.set_next_timestamp(timestamp)
-        sent_at = time.perf_counter()
         own = list(price_part)
-        hashes = chain.send(price_part)
-        if auctioned:  # the auction's winner: bundled with the update, so a bot's pending view already has it
-            crossed = svr_crossings(rpc, market.pool, debtors_left(), head)
+        if auctioned:  # the auction's bundle: its winner's backrun, planned before the updates are out, goes with
+            # them in one batch, first (anvil adds a batch in order and announces each transaction as it is
+            # added): whoever sees an update in the pool finds the backrun there; the block's order is by fee
+            crossed = svr_crossings(rpc, market.pool, debtors_left(), head, timestamp, price_part)
             picks, _ = plan_behind_updates(planner, crossed, head, timestamp, publish, SVR_SEARCHER)
-            backrun = with_fee(liquidation_txs(market, SVR_SEARCHER, picks), SVR_PRIORITY_FEE)
-            hashes += chain.send(backrun)
-            own += backrun
+            own = with_fee(liquidation_txs(market, SVR_SEARCHER, picks), SVR_PRIORITY_FEE) + own
+        sent_at = time.perf_counter()
+        hashes = chain.send(own)
         if on_pending is not None:
             on_pending(i, dict(publish))
         late = list(rest)

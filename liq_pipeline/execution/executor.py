@@ -962,8 +962,13 @@ class FastPathExecutor:
             coll = state.by_id[plan.collateral_id]
             now = (debt.price, eth_price, coll.price)
             debt_price, planned_eth, coll_price = flight.prices if flight.prices[0] else now
-            if plan.mode == "inventory":  # the collateral is kept: valued as the plan valued it (the contract values
-                # it at the oracle of its block, which may have moved since)
+            # acting before the block, the oracle of its block is the pending update's the plan was simulated on:
+            # the contract's own valuation is the expected one (the lane may have priced only the first of a block's
+            # updates when it acted, the simulation on the pending state had them all: 5-11 % apart on 1-3
+            # transactions a run of `liq arena --trigger pending` before)
+            if plan.mode == "inventory" and flight.attempt.trigger != "pending":
+                # the collateral is kept: valued as the plan valued it (the contract values it at the oracle of its
+                # block, which may have moved since)
                 kept = event.collateral_received * coll_price * debt.unit // (debt_price * coll.unit)
                 earned = kept - event.debt_repaid
             else:

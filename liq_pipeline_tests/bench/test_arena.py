@@ -54,11 +54,15 @@ def test_arena_before_the_block(clean_env, competitor):
     )
     assert result["params"]["window_ms"] == 200 and result["params"]["competitor"] == competitor
     assert result["duplicate_sends"] == 0 and result["plan_mismatches"] == 0 and result["reverted"] == 0
-    assert result["sent_by_trigger"].get("pending", 0) >= 1, result
-    assert 0 < result["pending_to_sent_p50_ms"] <= result["pending_to_sent_p99_ms"]
     assert result["pending_lane"]["updates"] >= 1 and result["pending_late"] == 0
     if competitor == "same-block":
+        assert result["sent_by_trigger"].get("pending", 0) >= 1, result
+        assert 0 < result["pending_to_sent_p50_ms"] <= result["pending_to_sent_p99_ms"]
         assert result["won_price_triggered"] >= 1 and result["win_rate_price_triggered"] > 0
         assert result["left_to_public_share"] == 1.0
     else:
+        # the auction's backrun comes bundled with the update: the lane sees the users it pushed below 1, and its
+        # verification on the pending state sees them taken already, so it sends nothing into a lost race
         assert result["liquidations_by_sim"]["svr"] >= 1 and result["left_to_public_share"] < 1.0
+        assert result["pending_lane"]["users_below"] >= 1
+        assert result["outcomes"].get("lost", 0) == 0, result["outcomes"]

@@ -146,10 +146,6 @@ def test_one_of_the_two_is_named(given, missing, cli_env, clean_env):
     ("options", "expected"),
     [
         (
-            ["--competitor", "arena"],
-            "error: --competitor 'arena' is not valid: expected one of 'sealed', 'preconf', 'svr'",
-        ),
-        (
             ["--competitor", "svr"],
             "error: --pending-window-ms 0 is not valid: expected > 0 with competitor='svr' (it acts between an update "
             "and its block's seal)",

@@ -111,7 +111,7 @@ def test_records_become_the_ranges_rows_and_good_records_pass_every_check(record
         lost,
         lost.with_outcome("lost", competitor="0x" + "77" * 20, competitor_tx="0x" + "88" * 32, lost_by_blocks=1),
         attempt(1_020, 3, outcome="skipped", sent_at=None, tx_hash=None, reason="claim taken"),
-        *included(1_050, 1),  # the same opportunity again, 100 s after: outside the 30 s window
+        *included(1_050, 1, trigger="pending"),  # again 100 s after (outside the 30 s window), before its block
         *included(1_100, 4),  # next range
         *included(999, 5),  # previous range
     )
@@ -121,6 +121,9 @@ def test_records_become_the_ranges_rows_and_good_records_pass_every_check(record
     assert rows.height == 4
     assert sorted(rows["outcome"]) == ["included", "included", "lost", "skipped"]
     assert set(rows["block_seen"]) == {1_000, 1_010, 1_020, 1_050}
+    # what made each attempt: a sealed block's evaluation, or a price update seen before its block (issue #15)
+    assert dict(zip(rows["block_seen"], rows["trigger"], strict=True))[1_050] == "pending"
+    assert sorted(rows["trigger"]) == ["pending", "sealed", "sealed", "sealed"]
     evaluations = checks(result)
     assert set(evaluations) == {"idempotency", "profit", "reverts"}
     assert all(e.passed for e in evaluations.values())

@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import pytest
 
+from liq_pipeline.chain.pending import MEMPOOL, PendingPriceStream, PriceUpdate, ws_url_for
 from liq_pipeline.devnet.accounts import GAS_MONEY, derived_address
 from liq_pipeline.devnet.actions import ANSWER_UPDATED_TOPIC, account_data, liquidation_events
 from liq_pipeline.devnet.competitors import PRECONF_COMPETITOR, PRICE_UPDATE_PRIORITY_FEE, SVR_SEARCHER
@@ -216,6 +217,70 @@ def test_svr_searcher_backruns_updates_and_missed_auctions_delay_them(devnet):
         assert late.get(first + k + delay, set()) == updates.get(first + k, set()), k
     assert not any(late.get(first + k) for k in range(delay))
     assert held.fallback_blocks == sorted(late) and held.price_updates == sum(len(v) for v in late.values())
+
+
+@pytest.mark.integration
+def test_svr_an_update_is_never_in_the_pool_without_its_backrun(devnet):
+    """ "svr": when the auction acts on a block, its updates and the searcher's backrun reach anvil's pool together
+    (one batch): an observer of the pending-transaction stream that reads the pool as soon as it sees an update
+    (PendingPriceStream, on its own thread) already finds the whole backrun of that update's block there, and so
+    does on_pending. With the updates sent first and the backrun planned after, the observer saw them alone."""
+    rpc, market = devnet.rpc, devnet.market
+    config = SimConfig(blocks=10, pending_window_ms=100, competitor="svr", svr_miss_rate=0.2, **QUIET)
+    searcher = SVR_SEARCHER.lower()
+    # the searcher's next nonce counting the pool, read from the stream's thread (per update's hash) and from
+    # on_pending (per block index)
+    streamed: dict[str, int] = {}
+    in_window: dict[int, int] = {}
+    sealed: dict[int, int] = {}
+    with Rpc(devnet.node.url) as watcher:
+
+        def seen(update: PriceUpdate) -> None:
+            streamed[update.tx_hash] = int(watcher.call("eth_getTransactionCount", SVR_SEARCHER, "pending"), 16)
+
+        def on_pending(index: int, answers: dict[str, int]) -> None:
+            in_window[index] = int(rpc.call("eth_getTransactionCount", SVR_SEARCHER, "pending"), 16)
+
+        feeds = {r.aggregator: r.symbol for r in market.reserves}
+        stream = PendingPriceStream(ws_url_for(devnet.node.url), MEMPOOL, feeds, seen)
+        assert stream.start(), "not subscribed within 5 s"
+        try:
+            with rolled_back(rpc):
+                result = simulate(
+                    rpc,
+                    market,
+                    config,
+                    devnet.users,
+                    on_pending=on_pending,
+                    on_block=lambda i, partial: sealed.setdefault(i, partial.blocks[1]),
+                )
+                deadline = time.monotonic() + 10
+                while len(streamed) < result.price_updates and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                blocks = _blocks(rpc, sealed[1], sealed[config.blocks])
+        finally:
+            stream.stop()
+    admin, aggregators = market.admin, {f.lower() for f in feeds}
+    assert len(streamed) == result.price_updates >= config.blocks - 1, (len(streamed), result.price_updates)
+    assert result.svr_auctions_held and result.svr_auctions_missed, result
+    index_of = {number: index for index, number in sealed.items()}
+    checked = 0
+    for number, txs in blocks.items():
+        backrun = [int(tx["nonce"], 16) for tx in txs if tx["from"] == searcher]
+        if not backrun:  # the auction did not act, or no user crossed
+            continue
+        complete = max(backrun) + 1  # the searcher's pending nonce once the whole backrun is in the pool
+        updates = [tx["hash"] for tx in txs if _is_price_update(tx, admin, aggregators)]
+        assert updates, f"block {number}: a backrun without an update"
+        for tx_hash in updates:
+            assert streamed[tx_hash] >= complete, (
+                f"block {number}: the stream showed update {tx_hash} while {complete - streamed[tx_hash]} of "
+                f"the searcher's {len(backrun)} backrun transactions were not in the pool"
+            )
+        assert in_window[index_of[number]] >= complete, number
+        checked += 1
+    assert checked >= 3 and result.liquidations_by["svr"] >= checked, (checked, result.liquidations_by)
+    assert result.liquidation_reverts_by["svr"] == 0, result.liquidation_reverts_by
 
 
 @pytest.mark.integration

@@ -80,10 +80,10 @@ def lane_net(chain_v36, redis_server):
         reader.close()
 
 
-@pytest.mark.parametrize("pending_state", [False, True], ids=["behind-its-call", "on-the-pending-state"])
-def test_a_pending_price_update_is_liquidated_behind_in_its_own_block(lane_net, pending_state):
-    """Simulated behind the update's own call on the latest state (a mempool), or on the node's pending state
-    (Flashblocks; the paced devnet): either way the liquidations land right behind the update, as planned."""
+def test_a_pending_price_update_is_liquidated_behind_in_its_own_block(lane_net):
+    """Simulated on the node's pending state (Flashblocks; the paced devnet; `liq arena`). Behind the update's own
+    call on the latest state (a mempool): `test_execute_command.py`'s pending case, through `liq execute`."""
+    pending_state = True
     net, tracker, executor, users = lane_net
     market = net.market
     assert set(feeds_of(tracker)) == {r.aggregator.lower() for r in market.reserves}
