@@ -5,18 +5,20 @@ Per block, for each user the Pool would let us liquidate (exact HF < 1):
    reserves and gas (risk/profit.py, every point exact), for a transaction landing in the next block;
 2. claim the user in Redis (idempotency.py): one attempt in flight per (market, user) over every
    executor process; no answer from Redis, no send;
-3. verify against the latest state ("pending verification"): `eth_createAccessList` of the Liquidator call (the
-   gas it uses, or its revert: one execution, where eth_estimateGas searches); a revert
-   (someone was faster, a price moved) gives the claim back and sends nothing;
+3. verify ("pending verification"): the whole batch in one `eth_simulateV1` of the landing block behind what the
+   block already sent (the gas each uses, its revert, or its Liquidated event), `eth_createAccessList` one by one
+   on a node without it; a revert (someone was faster, a price moved) gives the claim back and sends nothing;
 4. fees from the gas ladder (a share of the profit as priority fee, capped so profit net of gas stays >= the minimum);
-5. dry-run (the default): record what would be sent. Live: under the sender's nonce lock, sign (EIP-1559, the
-   chain's id) and send; record.
+5. dry-run (the default): record what would be sent. Live: under the sender's nonce lock (held from the
+   verification, whose batch reads the nonce), sign (EIP-1559, the chain's id) and send; record.
+Acting before a block is sealed (`ahead`: the pre-confirmation lane, pending_lane.py), the same on the market with
+the pending price updates, simulated behind them, fees under theirs where they wait in a mempool.
 Then every block, `follow()` reads the receipts of what is in flight: included (realized profit from the contract's
 Liquidated event, net of gas), reverted or lost (another liquidator's LiquidationCall of the same user), replaced
 with a fee bump after N blocks, cancelled when the user is no longer liquidatable, dropped.
 
 Round trips per block with liquidatable users, however many: one batch reads the block (header, pools, inventory),
-one verifies every transaction, then the nonce read and one batch sends them all; a block without any costs nothing.
+one verifies every transaction and reads the nonce, one batch sends them all; a block without any costs nothing.
 
 Faults: Redis silent, no send (and no other claim waits for it that block; the guard logs the outage once). The node
 gone before the send: the claims go back. Gone during it (the answer lost): each transaction keeps its claim and is
@@ -541,9 +543,8 @@ class FastPathExecutor:
         claims = self.guard.claim_all(wanted, state.block)
         if any(claim.reason == UNAVAILABLE for claim in claims):  # all of them then: none was granted
             return None
-        trigger = "sealed" if self._ahead is None else "pending"
         seen = {"market": self.market, "mode": self.mode, "block_seen": state.block, "seen_at": seen_at}
-        seen["trigger"] = trigger
+        seen["trigger"] = "sealed" if self._ahead is None else "pending"  # a sealed block, or a pending update
         return [
             self._staged(plan, claim, {**seen, "user": plan.user}, position)
             for (plan, position), claim in zip(plans, claims, strict=True)

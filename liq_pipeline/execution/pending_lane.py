@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,7 @@ from .gas_ladder import Fees
 from .records import ExecutionAttempt
 
 log = logging.getLogger(__name__)
+KEPT = 10_000  # acts whose figures LaneStats keeps
 
 
 def feeds_of(tracker: Tracker) -> dict[str, list[int]]:
@@ -63,8 +65,10 @@ class LaneStats:
     updates: int = 0  # price updates handed to the lane
     acts: int = 0  # evaluations at pending prices
     users_below: int = 0  # users found below 1 at pending prices, over every act
-    evaluate_ms: list[float] = dataclasses.field(default_factory=list)  # update seen -> users decided, per act
-    stages: list[dict[str, float]] = dataclasses.field(default_factory=list)  # the executor's, per act that sent
+    # the last KEPT acts (a long-lived `liq execute` acts every block): update seen -> users decided, and the
+    # executor's stages of those that sent
+    evaluate_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
+    stages: deque[dict[str, float]] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
 
     def summary(self) -> dict:
         decided = sorted(self.evaluate_ms)
