@@ -152,6 +152,7 @@ def run_arena(
             on_block=hook.after_write,
             on_read=hook.fast,
         )
+        watcher.warm_up()  # as `liq execute` does before its first block
         watcher_ms: list[float] = []
 
         def after_block(_index: int, _partial) -> None:

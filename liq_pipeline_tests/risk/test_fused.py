@@ -236,3 +236,18 @@ def test_threads_scratch_and_scenario_counts_give_the_same_pass(version: str, co
     assert scratch.nbytes > 0
     decided = fused_health(book, m, scenarios, threads=2, scratch=scratch)
     np.testing.assert_array_equal(decided.hf, fused_health(book, m, scenarios).hf)
+
+
+def test_warm_loads_the_pass_for_the_books_types_before_any_block(monkeypatch):
+    """A long-lived process warms the pass at start (`Watcher.warm_up`): the kernel is then compiled (or loaded
+    from numba's cache) for the book's argument types, and the first block that takes the pass pays nothing."""
+    market, users, prices = _population(3, "3.6")
+    book = build_book(positions_frame(users, market.reserve_ids), market)
+    monkeypatch.setattr(fused_module, "_kernels", {})  # as in a fresh process: nothing compiled or loaded yet
+    fused_module.warm(book, market, threads=1)
+    kernel = fused_module._kernels[False]
+    assert kernel.signatures, "the pass was not compiled or loaded for any argument types"
+    before = len(kernel.signatures)
+    fused_float(book, market, prices, np.arange(book.height), want_slack=True)
+    assert len(kernel.signatures) == before  # the real call found the warmed specialization
+    fused_module.warm(build_book(positions_frame([], market.reserve_ids), market), market, threads=1)  # no rows: fine
