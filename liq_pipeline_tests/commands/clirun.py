@@ -136,7 +136,9 @@ def chain_of(chain_id: int) -> Answer:
 class FakeNode:
     """An HTTP JSON-RPC endpoint on 127.0.0.1; `requests` holds the methods asked, `paths` the request paths."""
 
-    def __init__(self, answer: Answer = error_for_everything, http: tuple[int, str] | None = None):
+    def __init__(
+        self, answer: Answer = error_for_everything, http: tuple[int, str] | None = None, poll_interval: float = 0.5
+    ):
         self.answer, self.http = answer, http
         self.requests: list[str] = []
         self.paths: list[str] = []
@@ -170,7 +172,10 @@ class FakeNode:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # serve_forever's poll interval: how long `server.shutdown()` may wait for the loop to notice
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
 
     def url(self, path: str = "", userinfo: str = "") -> str:
         return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}{path}"
@@ -185,3 +190,25 @@ def fake_node(answer: Answer = error_for_everything, http: tuple[int, str] | Non
     finally:
         node.server.shutdown()
         node.server.server_close()
+
+
+@contextmanager
+def fake_nodes(
+    count: int, answer: Answer = error_for_everything, http: tuple[int, str] | None = None
+) -> Iterator[list[FakeNode]]:
+    """`count` fake nodes, each of its own, for commands run at once (`liq_at_once`). They stop together and at
+    once: one after another, each `shutdown()` waits up to serve_forever's poll interval (0.5 s by default, here
+    0.05 s) for its loop to notice."""
+    nodes = [FakeNode(answer, http, poll_interval=0.05) for _ in range(count)]
+    for node in nodes:
+        node.thread.start()
+    try:
+        yield nodes
+    finally:
+        stopping = [threading.Thread(target=node.server.shutdown) for node in nodes]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        for node in nodes:
+            node.server.server_close()

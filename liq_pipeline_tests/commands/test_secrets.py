@@ -3,9 +3,7 @@ REDIS_URL's password and ALERT_WEBHOOK_URL's token, with LOG_LEVEL=DEBUG (urllib
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
-from liq_pipeline_tests.commands.clirun import fake_node, liq, liq_at_once
+from liq_pipeline_tests.commands.clirun import fake_node, fake_nodes, liq, liq_at_once
 
 PATH_KEY = "PathKey0123456789abcdef"
 QUERY_KEY = "QueryKey98765"
@@ -41,8 +39,7 @@ COMMANDS = [
 
 def test_no_secret_at_debug(cli_env, clean_env):
     """Every command of COMMANDS, each with a node of its own, all run at once (independent: ~2x faster)."""
-    with ExitStack() as stack:
-        nodes = [stack.enter_context(fake_node()) for _ in COMMANDS]  # answer every call with a JSON-RPC error
+    with fake_nodes(len(COMMANDS)) as nodes:  # answer every call with a JSON-RPC error
         urls = [node.url(f"/v2/{PATH_KEY}?apikey={QUERY_KEY}", userinfo=f"alice:{PASSWORD}") for node in nodes]
         results = liq_at_once(COMMANDS, env=cli_env, cwd=clean_env, settings=[_settings(url) for url in urls])
     for argv, node, result in zip(COMMANDS, nodes, results, strict=True):
@@ -70,12 +67,14 @@ def test_a_key_echoed_by_the_node_is_cut_out(cli_env, clean_env):
 
 
 def test_config_shows_scheme_and_host_only(cli_env, clean_env):
+    """Both `liq config` runs (with secrets, and with nothing secret) at once."""
     settings = _settings(f"https://alice:{PASSWORD}@base.example:8443/v2/{PATH_KEY}?apikey={QUERY_KEY}")
-    result = liq("config", env=cli_env, cwd=clean_env, **settings)
+    result, plain = liq_at_once(
+        [["config"], ["config"]], env=cli_env, cwd=clean_env, settings=[settings, {"RPC_URL": "http://127.0.0.1:8545"}]
+    )
     assert result.returncode == 0, result.stderr
     shown = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert shown["RPC_URL"] == "https://***@base.example:8443/***"
     assert shown["REDIS_URL"] == "redis://***@127.0.0.1:9/***"
     assert shown["ALERT_WEBHOOK_URL"] == "https://hooks.example/***"
-    plain = liq("config", env=cli_env, cwd=clean_env, RPC_URL="http://127.0.0.1:8545")
     assert "RPC_URL=http://127.0.0.1:8545\n" in plain.stdout  # nothing secret: nothing masked
