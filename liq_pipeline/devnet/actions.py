@@ -459,11 +459,18 @@ class LiquidationPlanner:
         timestamp: int,
         new_prices: Mapping[str, int],
         liquidator: str,
+        *,
+        behind_updates: bool = False,
+        positions_at: int | str | None = None,
     ) -> tuple[list[LiquidationPick], list[str]]:
         """(the picks, users with nothing to seize: debt without enabled collateral) for a liquidation block at
         `timestamp` following `block`; `new_prices` (by symbol) are feed answers published in that block, whose
-        order against the liquidation is not guaranteed: a pick must be accepted under both price sets."""
-
+        order against the liquidation is not guaranteed: a pick must be accepted under both price sets.
+        `behind_updates`: the liquidation is known to run behind them (a paced block, whose updates tip at the top:
+        devnet/competitors.py): the new prices only (both orders refuse every user the update itself pushes below
+        1). Positions are read at `positions_at` ("pending": with the pool's transactions; default `block`)."""
+        if not users:
+            return [], []
         state = read_market_state(self.reader, self.market, block, self.rules)
         state = dc.replace(state, timestamp=timestamp)
         states = [state]
@@ -471,8 +478,10 @@ class LiquidationPlanner:
         moved = {by_symbol[s]: int(p) for s, p in new_prices.items() if s in by_symbol}
         if any(state.by_id[r].price != p for r, p in moved.items()):
             reserves = tuple(dc.replace(r, price=moved.get(r.reserve_id, r.price)) for r in state.reserves)
-            states.insert(0, dc.replace(state, reserves=reserves))  # most likely: prices first (sent first)
-        frame = read_positions(self.reader, self.market, users, block, self.rules)
+            repriced = dc.replace(state, reserves=reserves)
+            states = [repriced] if behind_updates else [repriced, state]  # most likely: prices first (sent first)
+        at = block if positions_at is None else positions_at
+        frame = read_positions(self.reader, self.market, users, at, self.rules)
         positions = {p.user.lower(): p for p in user_positions(frame, state.reserve_ids)}
         picks, hopeless = [], []
         for user in users:

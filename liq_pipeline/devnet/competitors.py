@@ -35,12 +35,9 @@ from typing import NamedTuple
 
 from eth_utils import keccak
 
-from ..chain.discovery import read_market_state
 from ..chain.multicall import CALLS_PER_AGGREGATE, MULTICALL3, decode_aggregate3, encode_aggregate3, eth_calls
-from ..chain.positions import read_positions
-from ..risk.market import user_positions
 from .accounts import COMPETITOR, derived_address
-from .actions import LiquidationPick, LiquidationPlanner, account_data, choose_liquidation
+from .actions import LiquidationPick, LiquidationPlanner, account_data
 from .errors import DevnetError
 from .rpc import Rpc, RpcError
 from .txs import ETH, Tx
@@ -88,11 +85,17 @@ def below_one_pending(rpc: Rpc, pool: str, users: Sequence[str]) -> list[str]:
         ("eth_call", [{"to": pool, "data": "0x" + _ACCOUNT_DATA + "0" * 24 + u.lower().removeprefix("0x")}, "pending"])
         for u in users
     ]
+    answers = eth_calls(rpc, requests, MULTICALL3)
+    return _below_one(users, ["" if isinstance(a, RpcError) else a for a in answers], "at the pending block")
+
+
+def _below_one(users: Sequence[str], answers: Sequence[str], where: str) -> list[str]:
+    """The users whose getUserAccountData answer ("" when it failed: DevnetError) has debt and HF < 1."""
     below = []
-    for user, answer in zip(users, eth_calls(rpc, requests, MULTICALL3), strict=True):
-        body = "" if isinstance(answer, RpcError) else answer.removeprefix("0x")
+    for user, answer in zip(users, answers, strict=True):
+        body = answer.removeprefix("0x")
         if len(body) < 6 * 64:
-            raise DevnetError(f"Pool.getUserAccountData({user}) failed at the pending block: {answer!r}")
+            raise DevnetError(f"Pool.getUserAccountData({user}) failed {where}: {answer!r}")
         debt, health_factor = int(body[64:128], 16), int(body[320:384], 16)  # words 1 and 5
         if debt and health_factor < WAD:
             below.append(user)
@@ -128,15 +131,7 @@ def below_one_after(
         direct = [{"to": to, "data": data} for to, data in reads]
         (answers,) = _simulated(rpc, updates, [(direct, len(users))], head, timestamp)
         results = [(True, answer) for answer in answers]
-    below = []
-    for user, (ok, answer) in zip(users, results, strict=True):
-        body = answer.removeprefix("0x") if ok else ""
-        if len(body) < 6 * 64:
-            raise DevnetError(f"Pool.getUserAccountData({user}) failed behind the updates after block {head}")
-        debt, health_factor = int(body[64:128], 16), int(body[320:384], 16)  # words 1 and 5
-        if debt and health_factor < WAD:
-            below.append(user)
-    return below
+    return _below_one(users, [answer if ok else "" for ok, answer in results], f"behind the updates after {head}")
 
 
 def _simulated(
@@ -188,38 +183,10 @@ def plan_behind_updates(
     positions_at: int | str | None = None,
 ) -> tuple[list[LiquidationPick], list[str]]:
     """LiquidationPlanner.plan for a liquidation known to run behind the block's price updates: one state only,
-    the market at `block` with `new_prices` and the block's `timestamp` (plan() asks for acceptance under both
-    orders, which refuses every user that the update itself pushes below 1). Positions are read at `positions_at`
-    ("pending": with the pool's transactions; default `block`; the chain reader passes a tag through)."""
-    if not users:
-        return [], []
-    devnet = planner.devnet_market
-    state = read_market_state(planner.reader, planner.market, block, planner.rules)
-    by_symbol = {r.symbol: r.reserve_id for r in devnet.reserves}
-    moved = {by_symbol[s]: int(p) for s, p in new_prices.items() if s in by_symbol}
-    reserves = tuple(dc.replace(r, price=moved.get(r.reserve_id, r.price)) for r in state.reserves)
-    state = dc.replace(state, timestamp=timestamp, reserves=reserves)
-    at = block if positions_at is None else positions_at
-    frame = read_positions(planner.reader, planner.market, users, at, planner.rules)
-    positions = {p.user.lower(): p for p in user_positions(frame, state.reserve_ids)}
-    picks, hopeless = [], []
-    for user in users:
-        position = positions.get(user.lower())
-        if position is None or not any(leg.collateral_enabled and leg.scaled_atoken for leg in position.legs.values()):
-            hopeless.append(user)
-            continue
-        chosen = choose_liquidation(position, [state], liquidator)
-        if chosen is not None:
-            picks.append(
-                LiquidationPick(
-                    user,
-                    planner.symbol[chosen.collateral_id],
-                    planner.symbol[chosen.debt_id],
-                    chosen.reserve_debt,
-                    chosen.debt_to_cover,
-                )
-            )
-    return picks, hopeless
+    the market at `block` with `new_prices` and the block's `timestamp` (plan() otherwise asks for acceptance under
+    both orders, which refuses every user that the update itself pushes below 1). Positions are read at
+    `positions_at` ("pending": with the pool's transactions; default `block`)."""
+    return planner.plan(users, block, timestamp, new_prices, liquidator, behind_updates=True, positions_at=positions_at)
 
 
 class Delivery(NamedTuple):
