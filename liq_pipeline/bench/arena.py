@@ -42,10 +42,9 @@ from ..chain.abi import event_topic, events
 from ..chain.pending import MEMPOOL, PendingPriceStream, ws_url_for
 from ..config import Settings
 from ..devnet import protocols
-from ..devnet.accounts import COMPETITOR
 from ..devnet.actions import oracle_prices
 from ..devnet.backlog import clear_backlog
-from ..devnet.competitors import PRECONF_COMPETITOR, SVR_SEARCHER
+from ..devnet.competitors import SVR_SEARCHER, role_of
 from ..devnet.liquidator import restock_txs
 from ..devnet.simulate import SimConfig, simulate
 from ..devnet.txs import Chain
@@ -302,7 +301,7 @@ def _tally(
             lost_small += 1
             lost_small_usd += value
         lost_usd += value
-        who = RIVALS.get(liquidator, liquidator)
+        who = role_of(liquidator) if role_of(liquidator) != "other" else liquidator
         lost_to[who] += 1
         ours_last = last_outcome.get(user)
         lost_why[ours_last or ("no profitable plan" if user in executor.unplanned else "not flagged")] += 1
@@ -377,9 +376,6 @@ def _tally(
             "our_last_attempt": dict(lost_why),
         },
     }
-
-
-RIVALS = {COMPETITOR.lower(): "competitor", PRECONF_COMPETITOR.lower(): "preconf", SVR_SEARCHER.lower(): "svr"}
 
 
 def _by_trigger(executor: FastPathExecutor, logs: list[dict], ours: str, caused: set[tuple[str, int]]) -> dict:

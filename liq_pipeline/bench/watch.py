@@ -146,8 +146,8 @@ def _measure(
         watcher.on_block = executing.hook.after_write
         # as on a real chain, what it sends waits for the next block (automine would mine each transaction at once)
         chain.devnet.call("evm_setAutomine", False)
-    actions.mine_blocks(chain.devnet, 1)
     watcher.warm_up()  # the engine's compiled pass loaded, as `liq watch` / `liq execute` do before their loop
+    actions.mine_blocks(chain.devnet, 1)
     step(watcher)  # warm-up: first evaluation, first (full) write
     watched = _competitor_watchlist(watcher, chain.borrowers(), seed)
     config = SimConfig(

@@ -558,8 +558,9 @@ class Watcher:
         try:
             state = self.tracker.market_state()
             warm(self.tracker.book(state), state, self.params.fused_threads)
-        except (NodeUnavailable, RpcError, OSError) as error:  # the node is away: the loop's backoff handles it
-            log.debug("warm-up skipped (%s): the first block pays it", error)
+        except Exception as error:  # an optimisation only: the node away, its state of that block gone (a node
+            # keeping few old states answers BlockOutOfRange for the block before its head): the first block pays
+            log.debug("warm-up skipped (%s: %s): the first block pays it", type(error).__name__, error)
 
     def run(self, max_blocks: int | None = None, deadline: float | None = None) -> WatchStats:
         """Follow the chain until stopped, `max_blocks` processed, or `deadline` (monotonic) passed."""
