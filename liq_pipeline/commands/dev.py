@@ -53,6 +53,8 @@ INVENTORY_USD = 1_000_000
 # market's own (its .env, its children's environment).
 SHARED_KEYS = frozenset({"REDIS_URL", "DAGSTER_HOME", "PREDICTIVE_ENABLED", "BORROWERS_INDEX_MODE", "CHAIN_ID"})
 EXECUTOR_START_SEC = 60.0  # the executor's watcher exiting this soon after its start: it could not start
+# each simulated block's price updates pending this long before it is sealed (a Flashblock on Base)
+DEV_PENDING_WINDOW_MS = 200
 
 
 class Stopping(KeyboardInterrupt):
@@ -288,9 +290,6 @@ def _start_market(
         )
     )
     return env, executor_env, watcher, devnet
-
-
-DEV_PENDING_WINDOW_MS = 200
 
 
 def run_dev(
