@@ -6,6 +6,7 @@ Pool's own answers read separately; and the truth reader's two paths (Multicall3
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pytest
@@ -17,7 +18,7 @@ from liq_pipeline.chain.multicall import MULTICALL3
 from liq_pipeline.chain.rpc import RpcClient
 from liq_pipeline.devnet import actions
 from liq_pipeline.devnet.simulate import SimConfig, simulate
-from liq_pipeline_tests.commands.clirun import lines, liq
+from liq_pipeline_tests.commands.clirun import lines, liq, liq_at_once
 
 SHOCK = {"WETH": 0.85, "WBTC": 0.85, "AERO": 0.7}  # the share of each price left
 KEYS = (
@@ -68,7 +69,11 @@ def test_backtest_grades_the_engine_against_the_pool(chain, devnet_data_dir_of, 
     out = tmp_path / "report"
     settings = {"PREDICTIVE_ENABLED": "true", "PREDICTIVE_HORIZON_SEC": "20"}
     argv = ["backtest", "--from-block", str(first), "--to-block", str(last), "--out", str(out), "--json"]
-    result = liq(*argv, env={**cli_env, **settings}, cwd=tmp_path)
+    # the command in a subprocess, and meanwhile the Pool's own answers read here (both only read the chain)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(liq, *argv, env={**cli_env, **settings}, cwd=tmp_path)
+        pool_crossings = _pool_crossings(chain, first, last)
+        result = running.result()
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # one object, nothing else on stdout
 
@@ -77,7 +82,7 @@ def test_backtest_grades_the_engine_against_the_pool(chain, devnet_data_dir_of, 
         assert key in report, key
         for name in ("baseline", "adverse", "extreme"):
             assert key in report["scenarios"][name], (name, key)
-    assert report["crossings"] == _pool_crossings(chain, first, last) > 0
+    assert report["crossings"] == pool_crossings > 0
     assert report["recall_at_cross"] == 1.0  # exact decisions: every crossing flagged at its block, every scenario
     assert all(s["recall_at_cross"] == 1.0 for s in report["scenarios"].values())
     assert report["recall_liquidatable"] == 1.0
@@ -138,13 +143,18 @@ def test_first_seen_is_the_first_block_naming_a_user():
 
 
 def test_the_options_are_checked_before_anything_is_read(cli_env, clean_env):
-    backwards = liq("backtest", "--from-block", "10", "--to-block", "5", env=cli_env, cwd=clean_env)
-    assert backwards.returncode == 2
-    assert lines(backwards.stderr) == ["error: --to-block 5 is before --from-block 10"]
-    (clean_env / "taken").write_text("")
-    taken = liq("backtest", "--from-block", "0", "--to-block", "5", "--out", "taken", env=cli_env, cwd=clean_env)
-    assert taken.returncode == 2
-    assert lines(taken.stderr) == ["error: --out 'taken' is not valid: it exists and is not a directory"]
-    nothing = liq("backtest", "--from-block", "0", "--to-block", "5", env=cli_env, cwd=clean_env)
-    assert nothing.returncode == 2 and len(lines(nothing.stderr)) == 1
-    assert lines(nothing.stderr)[0].startswith("error: RPC_URL and AAVE_ADDRESSES_PROVIDER are not set")
+    # the three cases, each a command of its own in a directory of its own (`liq_at_once`: clean_env/0, /1, /2)
+    (clean_env / "1").mkdir()
+    (clean_env / "1" / "taken").write_text("")
+    cases = {
+        "backwards": ["backtest", "--from-block", "10", "--to-block", "5"],
+        "taken": ["backtest", "--from-block", "0", "--to-block", "5", "--out", "taken"],
+        "nothing": ["backtest", "--from-block", "0", "--to-block", "5"],
+    }
+    backwards, taken, nothing = liq_at_once(list(cases.values()), env=cli_env, cwd=clean_env)
+    assert backwards.returncode == 2, ("backwards", backwards.stderr)
+    assert lines(backwards.stderr) == ["error: --to-block 5 is before --from-block 10"], "backwards"
+    assert taken.returncode == 2, ("taken", taken.stderr)
+    assert lines(taken.stderr) == ["error: --out 'taken' is not valid: it exists and is not a directory"], "taken"
+    assert nothing.returncode == 2 and len(lines(nothing.stderr)) == 1, ("nothing", nothing.stderr)
+    assert lines(nothing.stderr)[0].startswith("error: RPC_URL and AAVE_ADDRESSES_PROVIDER are not set"), "nothing"

@@ -11,7 +11,7 @@ import pytest
 from liq_pipeline.backtest.sweep import FIGURES
 from liq_pipeline.devnet import actions
 from liq_pipeline.devnet.simulate import SimConfig, simulate
-from liq_pipeline_tests.commands.clirun import lines, liq
+from liq_pipeline_tests.commands.clirun import lines, liq_at_once
 
 SHOCK = {"WETH": 0.88, "WBTC": 0.88, "AERO": 0.75}
 GRID = (
@@ -24,6 +24,14 @@ GRID = (
     "--grid",
     "PREDICTIVE_VOLATILITY_SCALING=false,true",
 )
+OTHER = {
+    "PREDICTIVE_ENABLED": True,
+    "PREDICTIVE_HORIZON_SEC": 40,
+    "PREDICTIVE_HF_BUFFER_BPS": 40,
+    "PREDICTIVE_ADVERSE_SHOCK_BPS": 200,
+    "PREDICTIVE_EXTREME_SHOCK_BPS": 400,
+    "PREDICTIVE_VOLATILITY_SCALING": True,
+}
 
 
 @pytest.mark.integration
@@ -36,20 +44,33 @@ def test_the_sweep_grades_every_point_from_one_read_of_the_chain(chain, devnet_d
     actions.set_prices(chain.rpc, chain.market, {s: int(prices[s] * f) for s, f in SHOCK.items()})
     simulate(chain.rpc, chain.market, SimConfig(**{**calm.__dict__, "seed": 12}), chain.users, dex=None)
     last = int(chain.rpc.call("eth_blockNumber"), 16)
-    env = {**cli_env, "PREDICTIVE_ENABLED": "true", "PREDICTIVE_HORIZON_SEC": "20"}
+    # DATA_DIR named (the session devnet's pid file and market.json): the commands run in directories of their own
+    env = {**cli_env, "DATA_DIR": str(devnet_data_dir_of), "PREDICTIVE_ENABLED": "true", "PREDICTIVE_HORIZON_SEC": "20"}
     blocks = ["--from-block", str(first), "--to-block", str(last)]
 
-    swept = liq(
-        "backtest", *blocks, "--sweep", *GRID, "--out", str(tmp_path / "sweep"), "--json", env=env, cwd=tmp_path
+    # the grid's points, in order: (20 s, false), (20 s, true) = the current settings (volatility scaling is on by
+    # default), (40 s, false), (40 s, true).
+    # OTHER, the first point beside the current one with volatility scaling: its plain backtest runs at once
+    # with the sweep and the current settings' plain backtest (three commands that only read the chain), and the
+    # sweep's report must name it so (asserted below), so the run is the one the check needs
+    env_other = {**env, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in OTHER.items()}}
+    swept, plain, plain_other = liq_at_once(
+        [
+            ["backtest", *blocks, "--sweep", *GRID, "--out", str(tmp_path / "sweep"), "--json"],
+            ["backtest", *blocks, "--out", str(tmp_path / "plain"), "--json"],
+            ["backtest", *blocks, "--json"],
+        ],
+        env=env,
+        cwd=tmp_path / "runs",
+        settings=[{}, {}, env_other],
     )
     assert swept.returncode == 0, swept.stderr
     report = json.loads(swept.stdout)
-    plain = liq("backtest", *blocks, "--out", str(tmp_path / "plain"), "--json", env=env, cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
     alone = json.loads(plain.stdout)
 
     points = report["sweep"]
-    assert len(points) == 4  # 2 horizons x 2 volatility scalings; the current settings (20 s, false) among them
+    assert len(points) == 4  # 2 horizons x 2 volatility scalings; the current settings (20 s, true) among them
     assert [p["point"] for p in points] == [0, 1, 2, 3]
     current = [p for p in points if p["label"] == "current"]
     assert len(current) == 1 and current[0]["settings"]["PREDICTIVE_HORIZON_SEC"] == 20
@@ -77,8 +98,7 @@ def test_the_sweep_grades_every_point_from_one_read_of_the_chain(chain, devnet_d
     assert all((tmp_path / "sweep" / "sweep" / f"point-{p['point']}" / "lake" / "flags").is_dir() for p in points)
     # a point replayed beside the current one keeps only its flags: it grades as a plain backtest with its settings
     other = next(p for p in points if p["label"] != "current" and p["settings"]["PREDICTIVE_VOLATILITY_SCALING"])
-    env_other = {**env, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in other["settings"].items()}}
-    plain_other = liq("backtest", *blocks, "--json", env=env_other, cwd=tmp_path)
+    assert other["settings"] == OTHER  # the settings `plain_other` ran with
     assert plain_other.returncode == 0, plain_other.stderr
     alone_other = json.loads(plain_other.stdout)
     for key in FIGURES:
@@ -91,11 +111,13 @@ def test_the_sweep_grades_every_point_from_one_read_of_the_chain(chain, devnet_d
 
 
 def test_the_grid_is_checked_before_anything_is_read(cli_env, clean_env):
-    argv = ["backtest", "--from-block", "0", "--to-block", "5", "--grid", "PREDICTIVE_HORIZON_SEC=60"]
-    alone = liq(*argv, env=cli_env, cwd=clean_env)
-    assert alone.returncode == 2
+    blocks = ["backtest", "--from-block", "0", "--to-block", "5"]
+    alone, bad = liq_at_once(
+        [[*blocks, "--grid", "PREDICTIVE_HORIZON_SEC=60"], [*blocks, "--sweep", "--grid", "HORIZON=60"]],
+        env=cli_env,
+        cwd=clean_env,
+    )
+    assert alone.returncode == 2, ("--grid without --sweep", alone.stderr)
     assert lines(alone.stderr) == ["error: --grid is not valid without --sweep"]
-    argv = ["backtest", "--from-block", "0", "--to-block", "5", "--sweep", "--grid", "HORIZON=60"]
-    bad = liq(*argv, env=cli_env, cwd=clean_env)
-    assert bad.returncode == 2 and len(lines(bad.stderr)) == 1
+    assert bad.returncode == 2 and len(lines(bad.stderr)) == 1, ("HORIZON=60", bad.stderr)
     assert lines(bad.stderr)[0].startswith("error: --grid 'HORIZON=60' is not valid: expected NAME[/NAME]=V[/V]")

@@ -6,29 +6,32 @@ from __future__ import annotations
 import pytest
 
 from liq_pipeline.cache import EmbeddedRedis, connect
-from liq_pipeline_tests.commands.clirun import liq
+from liq_pipeline_tests.commands.clirun import at_once, liq
 
 pytestmark = pytest.mark.integration  # a real redis-server
 
 
 def test_start_status_url_stop(cli_env, clean_env):
-    env = {**cli_env, "DATA_DIR": str(clean_env / "d")}  # short: unix socket paths are limited to ~100 bytes
+    """`start` and `stop` change the server and keep their order; what only reads (`status`, `url` of a running
+    server, a second `stop`) runs beside the command it does not depend on."""
 
-    def run(*args: str):
-        return liq("redis", *args, env=env, cwd=clean_env)
+    def run(*args: str, data_dir: str = "d"):  # short: unix socket paths are limited to ~100 bytes
+        return liq("redis", *args, env={**cli_env, "DATA_DIR": str(clean_env / data_dir)}, cwd=clean_env)
 
     try:
-        assert run("status").returncode == 1
-        started = run("start")
-        assert started.returncode == 0 and started.stdout.startswith("running: pid ")
-        status = run("status")
+        # `status` of a DATA_DIR where no server ever ran ("e", as "d" before `start`): beside the start
+        never, started = at_once(lambda: run("status", data_dir="e"), lambda: run("start"))
+        assert never.returncode == 1 and never.stdout.strip() == "not running", never.stdout + never.stderr
+        assert started.returncode == 0 and started.stdout.startswith("running: pid "), started.stderr
+        status, url = at_once(lambda: run("status"), lambda: run("url"))
         assert status.returncode == 0 and status.stdout == started.stdout
-        url = run("url").stdout.strip()
-        client = connect(url)
+        client = connect(url.stdout.strip())
         assert client.ping()
         client.close()
         assert run("stop").stdout.strip() == "stopped"
-        assert run("stop").stdout.strip() == "was not running"
-        assert run("status").returncode == 1
+        again, after = at_once(lambda: run("stop"), lambda: run("status"))
+        assert again.stdout.strip() == "was not running"
+        assert after.returncode == 1
     finally:
         EmbeddedRedis(clean_env / "d" / "redis").stop()
+        EmbeddedRedis(clean_env / "e" / "redis").stop()

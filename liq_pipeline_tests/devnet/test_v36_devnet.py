@@ -22,6 +22,7 @@ from liq_pipeline.devnet.paths import borrowers_json_path
 from liq_pipeline.devnet.v36.build import build_key
 from liq_pipeline.devnet.v36.bulk import plan_portfolios, read_shape
 from liq_pipeline.devnet.v36.spec import EMODES
+from liq_pipeline_tests.commands.clirun import at_once
 from liq_pipeline_tests.fixtures.devnet_v36 import share_builds
 
 WAD = 10**18
@@ -75,15 +76,20 @@ def _liq(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedPro
 @pytest.mark.integration
 @pytest.mark.slow
 def test_cli_up_status_seed_down_on_v36(v36_data_dir):
+    """Commands that only read (or are refused before they touch anything) run beside the ones that change the
+    devnet; those that change it keep their order: up, seed, price, advance, down."""
     data_dir = v36_data_dir
-    bad = _liq(["up", "--protocol", "3.5"], data_dir)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "3.0 or 3.6" in bad.stderr
-    unset = _liq(["up"], data_dir, DEVNET_PROTOCOL_VERSION="2.0")
-    assert unset.returncode == 2 and "DEVNET_PROTOCOL_VERSION" in unset.stderr and "Traceback" not in unset.stderr
-
     port = anvil.free_port()
-    up = _liq(["up", "--protocol", "3.6", "--port", str(port), "--borrowers", "40", "--seed", "2"], data_dir)
+    # `up` with a bad protocol or setting is refused before it looks at the data dir: at once with the real `up`
+    bad, unset, up = at_once(
+        lambda: _liq(["up", "--protocol", "3.5"], data_dir),
+        lambda: _liq(["up"], data_dir, DEVNET_PROTOCOL_VERSION="2.0"),
+        lambda: _liq(["up", "--protocol", "3.6", "--port", str(port), "--borrowers", "40", "--seed", "2"], data_dir),
+    )
     try:
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "3.0 or 3.6" in bad.stderr, bad.stderr
+        assert unset.returncode == 2, unset.stderr
+        assert "DEVNET_PROTOCOL_VERSION" in unset.stderr and "Traceback" not in unset.stderr, unset.stderr
         assert up.returncode == 0, up.stderr
         assert f"http://127.0.0.1:{port}" in up.stdout and "Aave V3.6" in up.stdout
         market = json.loads((data_dir / "devnet" / "market.json").read_text())
@@ -91,15 +97,22 @@ def test_cli_up_status_seed_down_on_v36(v36_data_dir):
         extras = json.loads((data_dir / "devnet" / "v36.json").read_text())
         assert extras["build_key"] == build_key() and len(extras["emodes"]) == len(EMODES)
         assert len(list((data_dir / "devnet" / "cache").glob("*_p3.6_n40_s2_v*/state.json.gz"))) == 1
-        again = _liq(["up", "--port", str(anvil.free_port())], data_dir)
-        assert again.returncode == 2 and "already runs" in again.stderr and "Traceback" not in again.stderr
 
-        seeded = _liq(["seed", "--borrowers", "20", "--seed", "3"], data_dir)
+        # a second `up` is refused (it only reads the pid file) while the devnet is seeded
+        again, seeded = at_once(
+            lambda: _liq(["up", "--port", str(anvil.free_port())], data_dir),
+            lambda: _liq(["seed", "--borrowers", "20", "--seed", "3"], data_dir),
+        )
+        assert again.returncode == 2 and "already runs" in again.stderr and "Traceback" not in again.stderr
         assert seeded.returncode == 0, seeded.stderr
-        moved = _liq(["price", "wstETH", "3300"], data_dir)
+
+        def price_then_advance() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+            return _liq(["price", "wstETH", "3300"], data_dir), _liq(["advance", "60"], data_dir)
+
+        # `status` reads what seeding left (nothing price or time changes): beside price and advance
+        (moved, advanced), status = at_once(price_then_advance, lambda: _liq(["status", "--json"], data_dir))
         assert moved.returncode == 0 and "wstETH = 3300.0 USD" in moved.stdout, moved.stderr
-        assert _liq(["advance", "60"], data_dir).returncode == 0
-        status = _liq(["status", "--json"], data_dir)
+        assert advanced.returncode == 0, advanced.stderr
         assert status.returncode == 0, status.stderr
         info = json.loads(status.stdout)
         assert info["protocol_version"] == "3.6" and info["borrowers"] == 60
