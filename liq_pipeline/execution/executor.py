@@ -273,7 +273,6 @@ class FastPathExecutor:
         self.deferred = 0  # users left for the next block by EXECUTION_MAX_PER_BLOCK
         self._freed: list[Claim] = []  # claims of the flights follow() ended, given back together
         self._ahead: Ahead | None = None  # on_block's, while it acts
-        self._sealed_since = False  # acting on a pending update: the node sealed a block since the state's
         self._nonce_read: int | None = None  # the pending nonce read with the verification (under the nonce lock)
         self.late_pending = 0  # pending updates acted on only after their block was sealed (left to the sealed path)
 
@@ -328,12 +327,14 @@ class FastPathExecutor:
         if not ready:
             return []
         try:
-            header, pools, balances = self._read_block(state.block, ready, state)
+            header, pools, balances, head = self._read_block(
+                state.block, ready, state, with_head=self._ahead is not None
+            )
         except NodeUnavailable as error:  # nothing claimed yet: the next block tries again
             self._node_failed("reading the block", error)
             return []
         self._node_answered()
-        if self._ahead is not None and self._sealed_since:
+        if self._ahead is not None and head is not None and head > state.block:
             # the block the pending update aimed at is sealed already: sending now under the update's fees would
             # land late and behind everyone; the block's own evaluation sends for these users with the ladder's fees
             self.late_pending += 1
@@ -777,14 +778,14 @@ class FastPathExecutor:
     def venue_state(self, state: MarketState, users: Sequence[UserPosition]) -> tuple[PoolReserves, CostInputs]:
         """The pools these users' plans may sell on and the costs of a transaction landing in the next block, at
         `state.block` (one batch): what a precomputed plan is built with."""
-        header, pools, _balances = self._read_block(state.block, users, state)
+        header, pools, _balances, _head = self._read_block(state.block, users, state)
         eth_price = state.by_id[self.venue.eth_reserve_id].price
         base_fee = int(header.get("baseFeePerGas", "0x0"), 16)
         return pools, CostInputs(self.venue.flash_premium_bps, DEFAULT_GAS_UNITS, base_fee, 0, eth_price)
 
-    def _read_block(self, block: int, users: Sequence[UserPosition], state: MarketState):
+    def _read_block(self, block: int, users: Sequence[UserPosition], state: MarketState, with_head: bool = False):
         """One batch: the block's header (base fee), and for every pair these users' plans may sell on its
-        reserves and its two token balances."""
+        reserves and its two token balances; with `with_head`, the node's head too (else None)."""
         wanted: dict[str, tuple[int, int]] = {}
         for position in users:
             held = [r for r, leg in position.legs.items() if leg.collateral_enabled and leg.scaled_atoken]
@@ -806,12 +807,11 @@ class FastPathExecutor:
         held_ids = [r.reserve_id for r in state.reserves] if self.venue.inventory else []
         holder = "0" * 24 + self.venue.liquidator.lower().removeprefix("0x")
         requests += [("eth_call", [{"to": state.by_id[i].asset, "data": BALANCE_OF + holder}, tag]) for i in held_ids]
-        if self._ahead is not None:  # acting before the next block: is it still to come?
+        if with_head:  # acting before the next block: is it still to come?
             requests.append(("eth_blockNumber", []))
         answers = self.rpc.batch(requests, raise_on_error=False)
-        if self._ahead is not None:
-            head = answers.pop()
-            self._sealed_since = isinstance(head, str) and int(head, 16) > block
+        head = answers.pop() if with_head else None
+        head = int(head, 16) if isinstance(head, str) else None
         tail = answers[len(answers) - len(held_ids) :] if held_ids else []
         self.inventory = {i: int(a, 16) for i, a in zip(held_ids, tail, strict=True) if isinstance(a, str)}
         pools, balances = {}, {}
@@ -822,7 +822,7 @@ class FastPathExecutor:
                 if isinstance(balance0, str) and isinstance(balance1, str):
                     balances[wanted[pair]] = (int(balance0, 16), int(balance1, 16))
         header = answers[0] if isinstance(answers[0], dict) else {}
-        return header, pools, balances
+        return header, pools, balances, head
 
     def _send(self, tx: dict, fees: Fees, nonce: int) -> tuple[int, str, float] | None:
         """One transaction (a replacement, a cancel) under the sender's nonce lock: (nonce, hash, time accepted)

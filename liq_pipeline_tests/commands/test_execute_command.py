@@ -28,10 +28,10 @@ from liq_pipeline_tests.fixtures.net import free_port
 KEY_HEX = OPERATOR_KEY.removeprefix("0x").lower()
 
 
-@pytest.fixture
-def liquidatable(chain_v36, make_liquidatable, tmp_path, request):
-    """The V3.6 devnet after a price move left users below HF 1: its DEX at the new prices, the Liquidator deployed
-    for the operator; automine off (what is sent waits for the next block); a Redis of the test's own."""
+def _armed(chain_v36, make_liquidatable, tmp_path, move: bool):
+    """The V3.6 devnet, its DEX, the Liquidator deployed for the operator, automine off (what is sent waits for the
+    next block), a Redis of the test's own; `move`: the price move that leaves users below HF 1 mined already (else
+    the test sends it itself and leaves it pending: the pre-confirmation lane)."""
     from liq_pipeline.devnet.v36.seed import UserPlan, seed_examples
 
     net = chain_v36
@@ -39,14 +39,24 @@ def liquidatable(chain_v36, make_liquidatable, tmp_path, request):
         UserPlan("execute-half", supplies={"WETH": "10"}, borrows={"USDC": "20500"}),
         UserPlan("execute-full", supplies={"WETH": "3", "WBTC": "0.05"}, borrows={"DAI": "8500"}),
     )
-    # moved: the price move mined already; else the test sends it and leaves it pending (the pre-confirmation lane)
-    move = "pending" not in request.node.name
     armed = make_liquidatable(net, list(seed_examples(net.rpc, net.deployment, plans).values()), move=move)
     server = EmbeddedRedis(tmp_path / "r")
     try:
         yield net, armed.liquidator, armed.dex.factory, server.ensure_running().url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def liquidatable(chain_v36, make_liquidatable, tmp_path):
+    """Users below HF 1 after a mined price move."""
+    yield from _armed(chain_v36, make_liquidatable, tmp_path, move=True)
+
+
+@pytest.fixture
+def healthy_until_moved(chain_v36, make_liquidatable, tmp_path):
+    """Users one price move from HF 1: the test sends the move and leaves it pending."""
+    yield from _armed(chain_v36, make_liquidatable, tmp_path, move=False)
 
 
 def _env(cli_env, net, liquidator, factory, redis_url, **extra) -> dict[str, str]:
@@ -217,10 +227,10 @@ def test_an_unusable_operator_key_is_one_line_naming_the_variable_and_exit_2(liq
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_live_acts_on_a_pending_price_update_before_its_block(liquidatable, cli_env, tmp_path):
+def test_live_acts_on_a_pending_price_update_before_its_block(healthy_until_moved, cli_env, tmp_path):
     """The users are healthy until a price move that waits in anvil's pool: `liq execute --live` sees it in the
     node's pending stream and sends behind it; the move's own block holds the update, then our liquidations."""
-    net, liquidator, factory, redis_url = liquidatable
+    net, liquidator, factory, redis_url = healthy_until_moved
     env = _env(
         cli_env, net, liquidator, factory, redis_url, EXECUTION_ENABLED="true", EXECUTOR_PRIVATE_KEY=OPERATOR_KEY
     )

@@ -83,12 +83,11 @@ def lane_net(chain_v36, redis_server):
 def test_a_pending_price_update_is_liquidated_behind_in_its_own_block(lane_net):
     """Simulated on the node's pending state (Flashblocks; the paced devnet; `liq arena`). Behind the update's own
     call on the latest state (a mempool): `test_execute_command.py`'s pending case, through `liq execute`."""
-    pending_state = True
     net, tracker, executor, users = lane_net
     market = net.market
     assert set(feeds_of(tracker)) == {r.aggregator.lower() for r in market.reserves}
     decided = []  # the lane's attempts as it made them (executor.attempts holds final outcomes)
-    lane = PendingLane(executor, tracker, threading.RLock(), decided.append, pending_state=pending_state).start()
+    lane = PendingLane(executor, tracker, threading.RLock(), decided.append, pending_state=True).start()
     stream = PendingPriceStream(ws_url_for(net.node.url), MEMPOOL, lane.feeds, lane.submit)
     assert stream.start(), "not subscribed within 5 s"
     chain = Chain(net.rpc)
