@@ -3,6 +3,7 @@
 Tests are laid out like the packages they test; what a test needs (real services, minutes) is a marker, not a
 folder: `integration` (a real anvil with the Aave contracts, Redis, Prometheus, dagster dev) and `slow`. The
 shared fixtures live in `fixtures/` and are loaded here as plugins (pytest takes `pytest_plugins` only here).
+`make test` runs them in two processes (pytest-xdist, `--dist loadgroup`): see pytest_collection_modifyitems.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ pytest_plugins = [
     "liq_pipeline_tests.fixtures.prometheus",
     "liq_pipeline_tests.fixtures.watcher",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One test process (xdist group) per file, so a module's fixtures start once; the tests on the session's running
+    platform (`dagster dev`, ~8 s to start and a daemon's CPU while it runs) share one process wherever they live.
+    Without xdist the marker is inert. Under xdist the `slow` files go first (`make test` keeps this order with
+    --no-loadscope-reorder): a minute-long file started last would leave the other process idle at the end."""
+    for item in items:
+        group = "platform" if "platform" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    if config.getoption("dist", "no") != "no":
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: each file keeps its order
 
 
 @pytest.fixture

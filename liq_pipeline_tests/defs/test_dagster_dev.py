@@ -27,7 +27,8 @@ MATERIALIZATIONS = """query { assetOrError(assetKey: {path: ["liquidation_candid
   ... on Asset { assetMaterializations(limit: 10) { partition runId
     metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }"""
 CHECKS = """query($name: String!) { assetCheckExecutions(assetKey: {path: ["liquidation_candidates"]},
-  checkName: $name, limit: 10) { runId status evaluation { success severity } } }"""
+  checkName: $name, limit: 10) { runId status evaluation { success severity
+    metadataEntries { label ... on FloatMetadataEntry { floatValue } ... on IntMetadataEntry { intValue } } } } }"""
 
 
 def test_sensor_launches_evaluations_visible_through_graphql(platform):
@@ -52,10 +53,19 @@ def test_sensor_launches_evaluations_visible_through_graphql(platform):
     assert entries["users"] >= 200 and entries["block"] > 0
 
     ran = {r["runId"] for r in succeeded}
+    judged = {}
     for name in ("hf_agreement", "latency_p95"):
         executions = _graphql(url, CHECKS, {"name": name})["assetCheckExecutions"]
         # the sensor goes on launching runs: the newest execution may belong to a run still going (no evaluation
         # yet, seen on CI): the newest of the runs that succeeded is judged
         finished = [e for e in executions if e["runId"] in ran]
         assert finished, (name, executions)
-        assert finished[0]["evaluation"]["success"] is True, (name, finished[0])
+        judged[name] = finished[0]["evaluation"]
+    # exactness is a fact of the chain: no flip, whatever the machine's load
+    assert judged["hf_agreement"]["success"] is True and judged["hf_agreement"]["severity"] == "ERROR", judged
+    # speed is the machine's (a loaded CI machine may miss the KPI): the check must report its figures and a verdict
+    # that follows from them, as a WARN; its speed is measured by the benchmarks, never asserted here
+    latency = judged["latency_p95"]
+    figures = {e["label"]: e.get("floatValue", e.get("intValue")) for e in latency["metadataEntries"]}
+    assert latency["severity"] == "WARN" and figures["p95_ms"] > 0, latency
+    assert latency["success"] is (figures["p95_ms"] <= figures["limit_ms"]), latency

@@ -35,7 +35,11 @@ def test_evaluation_writes_redis_lake_and_passes_its_checks(chain, platform_env,
     head = _head(chain)
     result = evaluate_in_process(instance, head)
     assert result.success
-    assert _checks(result) == {"hf_agreement": True, "latency_p95": True}
+    assert _checks(result)["hf_agreement"] is True
+    # speed is the machine's: the latency check's verdict must follow from its own figures (benchmarks measure it)
+    latency = next(e for e in result.get_asset_check_evaluations() if e.check_name == "latency_p95")
+    p95, limit = latency.metadata["p95_ms"].value, latency.metadata["limit_ms"].value
+    assert p95 > 0 and latency.passed is (p95 <= limit) and latency.severity.value == "WARN"
     metadata = result.asset_materializations_for_node("liquidation_candidates")[0].metadata
     assert metadata["block"].value == head and metadata["users"].value >= len(chain.users)
     assert metadata["bootstrapped"].value is True
