@@ -72,10 +72,13 @@ class LaneStats:
     # the last KEPT acts (a long-lived `liq execute` acts every block): update seen -> users decided, and the
     # executor's stages of those that sent
     evaluate_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
+    # the first update seen -> the lane holds the lock (the watcher's block loop holds it while it handles a block)
+    waited_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
     stages: deque[dict[str, float]] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
 
     def summary(self) -> dict:
         decided = sorted(self.evaluate_ms)
+        waited = sorted(self.waited_ms)
         names = sorted({name for stage in self.stages for name in stage})
         per_stage = {n: sorted(stage.get(n, 0.0) for stage in self.stages) for n in names}
         return {
@@ -86,6 +89,8 @@ class LaneStats:
             "users_below": self.users_below,
             "seen_to_decided_p50_ms": round(decided[len(decided) // 2], 2) if decided else None,
             "seen_to_decided_max_ms": round(decided[-1], 2) if decided else None,
+            "seen_to_lock_p50_ms": round(waited[len(waited) // 2], 2) if waited else None,
+            "seen_to_lock_max_ms": round(waited[-1], 2) if waited else None,
         }
 
 
@@ -155,6 +160,7 @@ class PendingLane:
     def _act_safely(self, updates: list[PriceUpdate]) -> None:
         try:
             with self.lock:
+                self.stats.waited_ms.append((time.time() - min(u.seen_at for u in updates)) * 1e3)
                 self.act_now(updates)
         except Exception as error:  # the lane must never stop the stream or the watcher
             text = f"{type(error).__name__}: {error}"
