@@ -13,7 +13,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): one per core. On 2 cores the suite ran 663 s in one process (CPU 36 % idle while tests
-# wait on anvil, dagster and their subprocesses) and 494 s in two (6 % idle). `make test TEST_WORKERS=0`: one process.
+# wait on anvil, dagster and their subprocesses) and 459 s in two (6 % idle). `make test TEST_WORKERS=0`: one process.
 TEST_WORKERS ?= 2
 # `make dev DEV_ARGS="--protocols 3.6,3.0"`: two markets side by side (`liq dev --help`)
 DEV_ARGS ?=

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def compile_source(source_path: Path | str, data_dir: Path | str, name: str | No
         raise DevnetError(f"{source_path} has no contract {name}")
     compiled = Compiled(name=name, abi=contract["abi"], bytecode="0x" + contract["evm"]["bytecode"]["object"])
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(".tmp")
+    # one temporary file per process: two compiling the same contract at once (test processes) each rename a whole
+    # file of their own; the rename is atomic, so a parallel run never reads half a file
+    tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"abi": compiled.abi, "bytecode": compiled.bytecode, "solc": version}))
-    tmp.replace(cache_path)  # atomic: a parallel run never reads half a file
+    tmp.replace(cache_path)
     return compiled

@@ -17,6 +17,7 @@ from liq_pipeline.chain.rpc import RpcError
 from liq_pipeline.devnet.abi import call_data
 from liq_pipeline.devnet.liquidation_check import revert_reason, summary_counts
 from liq_pipeline.risk import liquidation as L
+from liq_pipeline_tests.fixtures.devnet import BEING_WRITTEN
 
 FRESH = "verify-liquidations"
 CASES_30 = {"half_close", "full_close_hf_le_095", "capped_collateral", "emode_bonus"}
@@ -41,7 +42,7 @@ def _with_build(source: Path, data_dir: Path) -> Path:
     """The fresh devnet's data dir shares the compiled contracts only (no cold compile in the command)."""
     build = source / "devnet" / "build"
     if build.is_dir():
-        shutil.copytree(build, data_dir / FRESH / "devnet" / "build", dirs_exist_ok=True)
+        shutil.copytree(build, data_dir / FRESH / "devnet" / "build", dirs_exist_ok=True, ignore=BEING_WRITTEN)
     return data_dir
 
 
