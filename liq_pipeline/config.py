@@ -71,6 +71,14 @@ def _float_in(value: Any, low: float, high: float, what: str) -> float:
     return number
 
 
+def _one_of(value: Any, choices: tuple[str, ...], what: str) -> str:
+    """`value` as one of `choices` (any case, spaces around ignored); else the error says `what` is allowed."""
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ValueError(f"expected {what}")
+    return text
+
+
 # Numeric settings: field -> (lowest, highest or None, what is allowed, in the words of the error message).
 _BPS = "a whole number of basis points from 0 to {}"
 _INT_RULES: dict[str, tuple[int, int | None, str]] = {
@@ -305,26 +313,19 @@ class Settings(BaseSettings):
     @field_validator("execution_pending_trigger", mode="before")
     @classmethod
     def _pending_trigger(cls, value: Any) -> str:
-        text = str(value).strip().lower()
-        if text not in ("auto", "off"):
-            raise ValueError("expected auto (act on pending price updates where the node streams them) or off")
-        return text
+        return _one_of(value, ("auto", "off"), "auto (act on pending price updates where the node streams them) or off")
 
     @field_validator("execution_channel", mode="before")
     @classmethod
     def _channel(cls, value: Any) -> str:
-        text = str(value).strip().lower()
-        if text not in ("raw", "sync", "auto"):
-            raise ValueError("expected raw (eth_sendRawTransaction), sync (eth_sendRawTransactionSync) or auto")
-        return text
+        return _one_of(
+            value, ("raw", "sync", "auto"), "raw (eth_sendRawTransaction), sync (eth_sendRawTransactionSync) or auto"
+        )
 
     @field_validator("borrowers_index_mode", mode="before")
     @classmethod
     def _index_mode(cls, value: Any) -> str:
-        text = str(value).strip().lower()
-        if text not in ("memory", "redis"):
-            raise ValueError("expected memory or redis")
-        return text
+        return _one_of(value, ("memory", "redis"), "memory or redis")
 
     @field_validator(
         "predictive_enabled",

@@ -110,6 +110,8 @@ def test_unknown_boolean_spellings_are_refused(text):
         ("PRECOMPUTE_TOP_K", "ten", "candidates"),
         ("EXECUTION_ATTEMPT_TTL_SEC", "0", "seconds from 1"),
         ("EXECUTION_MAX_PER_BLOCK", "0", "transactions from 1"),
+        ("EXECUTION_CHANNEL", "fast", "raw (eth_sendRawTransaction), sync (eth_sendRawTransactionSync) or auto"),
+        ("EXECUTION_PENDING_TRIGGER", "on", "auto (act on pending price updates where the node streams them) or off"),
     ],
 )
 def test_bad_value_names_variable_value_and_what_is_allowed(name, value, expected, clean_env, monkeypatch):

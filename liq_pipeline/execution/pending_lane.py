@@ -75,15 +75,26 @@ class LaneStats:
     # the first update seen -> the lane holds the lock (the watcher's block loop holds it while it handles a block)
     waited_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
     stages: deque[dict[str, float]] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
+    sent: deque[int] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))  # transactions sent, per act
 
     def summary(self) -> dict:
         decided = sorted(self.evaluate_ms)
         waited = sorted(self.waited_ms)
         names = sorted({name for stage in self.stages for name in stage})
         per_stage = {n: sorted(stage.get(n, 0.0) for stage in self.stages) for n in names}
+        sizes = sorted(self.sent)
+        # a wave's cost per transaction: the verification simulates every one of them, the send adds every one
+        per_tx = {
+            n: sorted(stage.get(n, 0.0) / k for stage, k in zip(self.stages, self.sent, strict=True))
+            for n in ("verify", "send")
+            if n in names
+        }
         return {
             "stages_p50_ms": {n: round(v[len(v) // 2], 2) for n, v in per_stage.items()},
             "stages_max_ms": {n: round(v[-1], 2) for n, v in per_stage.items()},
+            "stages_per_sent_p50_ms": {n: round(v[len(v) // 2], 2) for n, v in per_tx.items()},
+            "sent_per_act_p50": sizes[len(sizes) // 2] if sizes else None,
+            "sent_per_act_max": sizes[-1] if sizes else None,
             "updates": self.updates,
             "acts": self.acts,
             "users_below": self.users_below,
@@ -228,8 +239,10 @@ class PendingLane:
         else:
             ahead = Ahead(calls=tuple(self._calls.values()), fee_cap=cap)
         attempts = self.executor.on_block(pending, book.exact_positions(rows), seen_at, follow=False, ahead=ahead)
-        if any(a.tx_hash for a in attempts):
+        sent = sum(1 for a in attempts if a.tx_hash)
+        if sent:
             self.stats.stages.append(dict(self.executor.stages_ms))
+            self.stats.sent.append(sent)
         if self.on_attempt is not None:
             for attempt in attempts:
                 self.on_attempt(attempt)

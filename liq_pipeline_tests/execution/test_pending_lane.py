@@ -23,7 +23,7 @@ from liq_pipeline.devnet.txs import Chain
 from liq_pipeline.evaluation.tracker import Tracker
 from liq_pipeline.execution.executor import ExecutorConfig, FastPathExecutor, Venue
 from liq_pipeline.execution.idempotency import AttemptGuard, NonceLock, execution_client
-from liq_pipeline.execution.pending_lane import PendingLane, feeds_of
+from liq_pipeline.execution.pending_lane import LaneStats, PendingLane, feeds_of
 from liq_pipeline.execution.signer import Signer
 from liq_pipeline.risk.versions import rules_for
 from liq_pipeline_tests.fixtures.liquidatable import SHOCK
@@ -132,3 +132,19 @@ def test_fees_stay_under_the_update_they_must_land_behind():
     assert _under(Fees(100, 40), Fees(50, 10)) == Fees(49, 9)
     assert _under(Fees(30, 5), Fees(50, 10)) == Fees(30, 5)  # already under: unchanged
     assert _under(Fees(100, 90), Fees(50, 60)) == Fees(49, 49)  # the tip never above the max fee
+
+
+def test_lane_stats_report_the_wait_the_wave_and_its_cost_per_transaction():
+    """The figures `liq arena` reports of the lane: how long an update waited for the watcher's lock, how many
+    transactions an act sent, and what verifying and sending cost per transaction of a wave."""
+    stats = LaneStats()
+    for waited, stages, sent in ((3.0, {"verify": 8.0, "send": 2.0}, 2), (5.0, {"verify": 30.0, "send": 9.0}, 10)):
+        stats.waited_ms.append(waited)
+        stats.stages.append(stages)
+        stats.sent.append(sent)
+    summary = stats.summary()
+    assert summary["seen_to_lock_p50_ms"] == 5.0 and summary["seen_to_lock_max_ms"] == 5.0
+    assert summary["sent_per_act_p50"] == 10 and summary["sent_per_act_max"] == 10
+    assert summary["stages_per_sent_p50_ms"] == {"verify": 4.0, "send": 1.0}  # 8/2 and 30/10; 2/2 and 9/10
+    assert summary["stages_max_ms"] == {"send": 9.0, "verify": 30.0}
+    assert LaneStats().summary()["sent_per_act_p50"] is None
