@@ -212,6 +212,17 @@ class _Staged:
     simulated: Liquidated | None = None  # the Liquidated event of its pending verification (eth_simulateV1)
 
 
+def _spans(numbers: list[int]) -> str:
+    """Sorted whole numbers as runs: [3, 4, 5, 9] -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
 def _under(fees: Fees, cap: Fees) -> Fees:
     """`fees` lowered to just under `cap`'s (to land behind a transaction where a block is ordered by fee: anvil
     orders by the max fee, Base's sequencer by the tip, so both stay under)."""
@@ -255,6 +266,7 @@ class FastPathExecutor:
         self._sender = RpcClient(rpc.url, timeout=rpc.timeout, retries=0) if isinstance(rpc, RpcClient) else rpc
         self.channel: SubmissionChannel = channel or RawChannel(self._sender)  # how a signed transaction goes out
         self._node_down = False  # logged once when the node stops answering, once when it answers again
+        self._short_of_gas = False  # the same for a sender refused for want of ETH
         self.signer, self.nonce_lock, self.recorder = signer, nonce_lock, recorder
         self.in_flight: dict[str, InFlight] = {}  # attempt key -> what is pending on chain
         self.attempts: list[ExecutionAttempt] = []  # every final state, in order (the arena's tally)
@@ -732,13 +744,13 @@ class FastPathExecutor:
             lost = f"sent, the node's answer lost ({type(error).__name__}): followed by its hash"
             answers = [None] * len(signed)
         sent_at = time.time()
-        gaps = []
+        gaps, refused = [], []
         for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
             if isinstance(answer, RpcError):
-                log.warning("send refused (nonce %d): %s", tx.nonce, answer)
                 self.guard.release_unsent(stage.claim)
                 out.append(self._final(attempt.with_outcome("skipped", reason=f"send refused: {answer}"[:300])))
                 gaps.append(tx.nonce)
+                refused.append(answer)
                 continue
             attempt = attempt.with_outcome(
                 "sent", sent_at=sent_at, block_sent=state.block, tx_hash=tx.hash, nonce=tx.nonce, reason=lost
@@ -761,12 +773,31 @@ class FastPathExecutor:
             self._record(attempt)
             self._sent_in_block(state.block).append(stage)
             out.append(attempt)
-        last = first + len(signed) - 1
-        for nonce in gaps:  # a refused nonce below sent ones would hold them back: a self-transfer fills it
-            if nonce < last:
+        self._refusals(gaps, refused, len(signed))
+        # a refused nonce below an accepted one would hold it back: a self-transfer fills it (refused nonces above
+        # every accepted one hold nothing back: the next send takes them)
+        accepted = [tx.nonce for tx, answer in zip(signed, answers, strict=True) if not isinstance(answer, RpcError)]
+        for nonce in gaps:
+            if accepted and nonce < max(accepted):
                 cancel = {"to": self.venue.operator, "gas": CANCEL_GAS, "data": "0x", "value": 0}
                 self._sign_and_send(cancel, sendable[0][0].fees, nonce)
         return out
+
+    def _refusals(self, nonces: list[int], errors: list[RpcError], count: int) -> None:
+        """One line per batch for the sends the node refused (a wave of 40 refused was 40 lines), and once per
+        outage that the sender cannot pay for gas (its liquidations pay in the debt asset, gas in ETH: a sender
+        left without ETH is refused everything until it is topped up), once when it pays again."""
+        if nonces:
+            log.warning("%d of %d sends refused (nonces %s): %s", len(nonces), count, _spans(nonces), errors[0])
+        short = any("insufficient funds" in str(error).lower() for error in errors)
+        if short and not self._short_of_gas:
+            log.warning(
+                "the sender %s cannot pay for gas: its transactions are refused until it holds ETH again",
+                self.venue.operator,
+            )
+        elif self._short_of_gas and not short and len(nonces) < count:
+            log.warning("the sender %s pays for gas again: sending resumes", self.venue.operator)
+        self._short_of_gas = short or (self._short_of_gas and len(nonces) == count)
 
     def _sent_in_block(self, block: int) -> list[_Staged]:
         """What this executor sent while acting on `block` (a second call for the block plans and simulates behind

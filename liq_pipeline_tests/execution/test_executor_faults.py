@@ -162,16 +162,29 @@ def test_a_send_the_node_never_got_is_dropped_and_its_user_freed(armed):
     assert _pending(net) == len(again)
 
 
-def test_a_send_the_node_refuses_is_given_back(armed):
+def test_a_send_the_node_refuses_is_given_back(armed, caplog):
     net, venue, below, redis_url = armed
     executor = _executor(net, venue, RpcClient(net.node.url), redis_url)
     state, positions = _view(net, below)
+    funded = int(net.rpc.call("eth_getBalance", OPERATOR, "latest"), 16)
     net.rpc.call("anvil_setBalance", OPERATOR, hex(10**9))  # verification passes, the send cannot pay its gas
-    attempts = executor.on_block(state, positions, time.time())
-    refused = [a for a in attempts if a.outcome == "skipped" and "send refused" in (a.reason or "")]
-    assert refused and not _sent(attempts), attempts
-    assert executor.in_flight == {} and _pending(net) == 0
-    assert not any(_claimed(executor, a.user) for a in refused)  # given back: the node answered, nothing was sent
+    with caplog.at_level(logging.WARNING, logger="liq_pipeline.execution.executor"):
+        attempts = executor.on_block(state, positions, time.time())
+        refused = [a for a in attempts if a.outcome == "skipped" and "send refused" in (a.reason or "")]
+        assert refused and not _sent(attempts), attempts
+        assert executor.in_flight == {} and _pending(net) == 0
+        assert not any(_claimed(executor, a.user) for a in refused)  # given back: the node answered, nothing was sent
+        lines = [r.getMessage() for r in caplog.records]
+        # the batch in one line, the want of gas money once (a refused wave was one line per transaction)
+        assert sum("sends refused" in m for m in lines) == 1, lines
+        short = [m for m in lines if "cannot pay for gas" in m]
+        assert len(short) == 1 and OPERATOR in short[0], lines
+        # still short at the next block: no second warning; funded again: sends resume, said once
+        executor.on_block(state, positions, time.time())
+        assert sum("cannot pay for gas" in r.getMessage() for r in caplog.records) == 1
+        net.rpc.call("anvil_setBalance", OPERATOR, hex(funded))
+        assert _sent(executor.on_block(state, positions, time.time()))
+        assert sum("pays for gas again" in r.getMessage() for r in caplog.records) == 1
 
 
 # --- 2. Redis hung or down -------------------------------------------------------------------------------------------
