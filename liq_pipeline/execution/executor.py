@@ -773,7 +773,9 @@ class FastPathExecutor:
             self._record(attempt)
             self._sent_in_block(state.block).append(stage)
             out.append(attempt)
-        self._refusals(gaps, refused, len(signed))
+        # what the node said it took (None per transaction; none known when its answer was lost)
+        took = 0 if lost else sum(1 for answer in answers if not isinstance(answer, RpcError))
+        self._refusals(gaps, refused, len(signed), took)
         # a refused nonce below an accepted one would hold it back: a self-transfer fills it (refused nonces above
         # every accepted one hold nothing back: the next send takes them)
         accepted = [tx.nonce for tx, answer in zip(signed, answers, strict=True) if not isinstance(answer, RpcError)]
@@ -783,21 +785,22 @@ class FastPathExecutor:
                 self._sign_and_send(cancel, sendable[0][0].fees, nonce)
         return out
 
-    def _refusals(self, nonces: list[int], errors: list[RpcError], count: int) -> None:
+    def _refusals(self, nonces: list[int], errors: list[RpcError], count: int, took: int) -> None:
         """One line per batch for the sends the node refused (a wave of 40 refused was 40 lines), and once per
         outage that the sender cannot pay for gas (its liquidations pay in the debt asset, gas in ETH: a sender
-        left without ETH is refused everything until it is topped up), once when it pays again."""
+        left without ETH is refused everything until it is topped up), once when the node takes its sends again."""
         if nonces:
             log.warning("%d of %d sends refused (nonces %s): %s", len(nonces), count, _spans(nonces), errors[0])
-        short = any("insufficient funds" in str(error).lower() for error in errors)
-        if short and not self._short_of_gas:
-            log.warning(
-                "the sender %s cannot pay for gas: its transactions are refused until it holds ETH again",
-                self.venue.operator,
-            )
-        elif self._short_of_gas and not short and len(nonces) < count:
+        if any("insufficient funds" in str(error).lower() for error in errors):
+            if not self._short_of_gas:
+                log.warning(
+                    "the sender %s cannot pay for gas: its transactions are refused until it holds ETH again",
+                    self.venue.operator,
+                )
+            self._short_of_gas = True
+        elif self._short_of_gas and took:
             log.warning("the sender %s pays for gas again: sending resumes", self.venue.operator)
-        self._short_of_gas = short or (self._short_of_gas and len(nonces) == count)
+            self._short_of_gas = False
 
     def _sent_in_block(self, block: int) -> list[_Staged]:
         """What this executor sent while acting on `block` (a second call for the block plans and simulates behind
