@@ -51,7 +51,8 @@ def test_a_frozen_server_costs_one_timeout_then_nothing_and_catches_up_after_sig
             assert cache.set_kpis({"watcher_last_block": block}) == "deferred"
             waits.append(time.perf_counter() - started)
             time.sleep(0.02)  # the background probe runs meanwhile (every 0.1 s), each PING timing out
-        assert max(waits) < 0.02, max(waits)
+        # a wait on Redis would be a whole TIMEOUT; half of it leaves room for a loaded machine (tests run two at once)
+        assert max(waits) < TIMEOUT / 2, max(waits)
         assert sorted(cache.pending) == ["candidates", "kpis"]  # newest state only: one candidate set, merged KPIs
     finally:
         os.kill(info.pid, signal.SIGCONT)

@@ -53,7 +53,8 @@ def test_a_frozen_redis_refuses_every_claim_waits_once_and_logs_once(own_server,
             waits.append(time.perf_counter() - started)
             assert [c.reason for c in claims] == [UNAVAILABLE] * 3
             time.sleep(0.05)
-        assert max(waits) < 0.01, max(waits)
+        # a round trip to the frozen server would be a whole TIMEOUT; a quarter leaves room for a loaded machine
+        assert max(waits) < TIMEOUT / 4, max(waits)
         assert outage_of(client).refused >= 40  # 10 blocks x (3 claims + 1 lock)
     finally:
         os.kill(info.pid, signal.SIGCONT)
