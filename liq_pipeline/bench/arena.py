@@ -42,7 +42,6 @@ from ..chain.abi import event_topic, events
 from ..chain.pending import MEMPOOL, PendingPriceStream, ws_url_for
 from ..config import Settings
 from ..devnet import protocols
-from ..devnet.accounts import GAS_MONEY
 from ..devnet.actions import oracle_prices
 from ..devnet.backlog import clear_backlog
 from ..devnet.competitors import SVR_SEARCHER, role_of
@@ -154,18 +153,11 @@ def run_arena(
         )
         watcher.warm_up()  # as `liq execute` does before its first block
         watcher_ms: list[float] = []
-        operator, gas_topups = executor.venue.operator, [0]
 
         def after_block(_index: int, _partial) -> None:
             if step(watcher):
                 phases = watcher.stats.records[-1].phases_ms
                 watcher_ms.append(phases["read"] + phases["evaluate"])  # the watcher's part, before the executor
-            # the operator's treasury keeps the sender's gas money as it keeps the inventory: the liquidations pay in
-            # the debt asset, the gas in ETH (at 100,000 borrowers 1,000 ETH lasted ~2,860 sends at the ladder's
-            # fees, then every send was refused); after the watcher's block, off the path measured
-            if int(net.rpc.call("eth_getBalance", operator, "latest"), 16) < GAS_MONEY // 2:
-                Chain(net.devnet).set_balances([operator], GAS_MONEY)
-                gas_topups[0] += 1
 
         lane, stream, on_pending = None, None, None
         if trigger == "pending":
@@ -250,7 +242,8 @@ def run_arena(
         "svr_auctions": {"held": sim.svr_auctions_held, "missed": sim.svr_auctions_missed},
         "pending_lane": None if lane is None else lane.stats.summary(),
         "pending_late": executor.late_pending,
-        "operator_gas_topups": gas_topups[0],
+        # the simulator keeps the sender's gas money as the arena keeps its inventory (devnet/simulate.py)
+        "operator_gas_topups": sim.gas_topups.get(executor.venue.operator, 0),
     }
     return run.report(results)
 

@@ -166,6 +166,19 @@ class SimResult:
     fallback_blocks: list[int] = field(default_factory=list)  # blocks where held updates went out
     new_users: list[str] = field(default_factory=list)
     final_prices: dict[str, int] = field(default_factory=dict)
+    gas_topups: dict[str, int] = field(default_factory=dict)  # address -> times its gas money was topped up
+
+
+def keep_funded(chain: Chain, funds: dict[str, int], topups: dict[str, int]) -> None:
+    """Every account that pays gas in the simulated market back to its amount in `funds` once below half of it,
+    counted in `topups`. Checked every block (one batch of balance reads): a fixed refill every 500 blocks let the
+    executor's sender run dry within 25 blocks of a 100k-borrower wave."""
+    held = chain.rpc.batch([("eth_getBalance", [address, "latest"]) for address in funds])
+    low = [a for a, answer in zip(funds, held, strict=True) if int(answer, 16) < funds[a] // 2]
+    if low:
+        chain.rpc.batch([("anvil_setBalance", [address, hex(funds[address])]) for address in low])
+    for address in low:
+        topups[address] = topups.get(address, 0) + 1
 
 
 class _Prices:
@@ -406,20 +419,18 @@ def simulate(
     actors = [COMPETITOR, market.admin, LIQUIDITY_PROVIDER]  # they pay gas every block: topped up now and then
     actors += [ARBITRAGEUR] if dex is not None else []
     actors += [PRECONF_COMPETITOR] if config.competitor == "preconf" else []
-    # the executor's sender on the devnet (`make dev`): its liquidations pay in the debt asset, its gas in ETH, and
-    # left alone it runs dry in a long session (at 100k borrowers 1,000 ETH lasted ~2,860 sends)
+    # the executor's sender on the devnet (`make dev`, `liq arena`): its liquidations pay in the debt asset, its gas
+    # in ETH (at 100k borrowers and 10x volatility its 1,000 ETH lasted ~25 blocks, ~2,860 sends)
     actors += [OPERATOR]
     top_tippers = [market.admin] + ([SVR_SEARCHER] if svr is not None else [])  # paced: they tip at the top
+    funds = dict.fromkeys(actors, GAS_MONEY) | (dict.fromkeys(top_tippers, TOP_FEE_GAS_MONEY) if paced else {})
     with planner_closed(planner), chain.manual_mining():
         timestamp = chain.latest_timestamp()
         head = chain.block_number()
         result.blocks = (head + 1, head)
         scan(users, 0)
         for i in range(1, config.blocks + 1):
-            if i % 500 == 1:
-                chain.set_balances(actors, GAS_MONEY)
-                if paced:
-                    chain.set_balances(top_tippers, TOP_FEE_GAS_MONEY)
+            keep_funded(chain, funds, result.gas_topups)
             txs: list[Tx] = []
             publish, shocked = prices.step(i)
             result.shocks += shocked

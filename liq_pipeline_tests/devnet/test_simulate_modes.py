@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from liq_pipeline.chain.pending import MEMPOOL, PendingPriceStream, PriceUpdate, ws_url_for
-from liq_pipeline.devnet.accounts import GAS_MONEY, derived_address
+from liq_pipeline.devnet.accounts import GAS_MONEY, OPERATOR, derived_address
 from liq_pipeline.devnet.actions import ANSWER_UPDATED_TOPIC, account_data, liquidation_events
 from liq_pipeline.devnet.competitors import PRECONF_COMPETITOR, PRICE_UPDATE_PRIORITY_FEE, SVR_SEARCHER
 from liq_pipeline.devnet.rpc import Rpc
@@ -94,6 +94,18 @@ def _run(devnet, config: SimConfig, **kwargs):
     return result, first, logs, blocks, hf_before
 
 
+def _simulate_noting_seals(devnet, config: SimConfig, sealed: dict[int, int], **kwargs):
+    """simulate() on the session devnet; `sealed` gets each block index's block number as it is sealed."""
+    return simulate(
+        devnet.rpc,
+        devnet.market,
+        config,
+        devnet.users,
+        on_block=lambda i, partial: sealed.setdefault(i, partial.blocks[1]),
+        **kwargs,
+    )
+
+
 @pytest.mark.integration
 def test_a_bot_in_the_window_lands_in_the_updates_block_behind_them(devnet):
     """pending_window_ms > 0: on_pending is called once the block's price updates are in the pool; a third party's
@@ -119,14 +131,7 @@ def test_a_bot_in_the_window_lands_in_the_updates_block_behind_them(devnet):
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         try:
-            result = simulate(
-                rpc,
-                market,
-                config,
-                devnet.users,
-                on_pending=bot,
-                on_block=lambda i, partial: sealed.setdefault(i, partial.blocks[1]),
-            )
+            result = _simulate_noting_seals(devnet, config, sealed, on_pending=bot)
         finally:
             stop.set()
             poller.join(5)
@@ -246,14 +251,7 @@ def test_svr_an_update_is_never_in_the_pool_without_its_backrun(devnet):
         assert stream.start(), "not subscribed within 5 s"
         try:
             with rolled_back(rpc):
-                result = simulate(
-                    rpc,
-                    market,
-                    config,
-                    devnet.users,
-                    on_pending=on_pending,
-                    on_block=lambda i, partial: sealed.setdefault(i, partial.blocks[1]),
-                )
+                result = _simulate_noting_seals(devnet, config, sealed, on_pending=on_pending)
                 deadline = time.monotonic() + 10
                 while len(streamed) < result.price_updates and time.monotonic() < deadline:
                     time.sleep(0.01)
@@ -308,3 +306,14 @@ def test_a_bad_competitor_is_one_clear_error():
         with pytest.raises(ValueError, match=rf"^SimConfig\.{name}="):
             SimConfig(**{"blocks": 1, "competitor": "svr", "pending_window_ms": 200, name: value})
     assert SimConfig(blocks=1).competitor == "sealed"  # the defaults: today's simulator
+
+
+@pytest.mark.integration
+def test_an_actor_below_half_its_gas_money_is_topped_up_in_the_next_block(devnet):
+    """The executor's sender (the devnet's operator) pays its gas in ETH while its liquidations pay in tokens: the
+    simulator tops every gas payer back up once below half its amount (`liq arena`, `make dev`), and counts it."""
+    with rolled_back(devnet.rpc):
+        devnet.rpc.call("anvil_setBalance", OPERATOR, hex(GAS_MONEY // 2 - 1))
+        result = simulate(devnet.rpc, devnet.market, SimConfig(blocks=2, seed=3), devnet.users)
+        assert result.gas_topups.get(OPERATOR) == 1, result.gas_topups  # once: full again after the first block
+        assert int(devnet.rpc.call("eth_getBalance", OPERATOR, "latest"), 16) == GAS_MONEY
