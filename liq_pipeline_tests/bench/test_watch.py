@@ -33,7 +33,8 @@ def test_watch_bench_small(clean_env):
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert {"read", "evaluate", "write"} <= set(result["phases_p50_ms"])
     assert len(result["slowest"]) == min(3, result["blocks"])
-    assert result["slowest"][0]["latency_ms"] == round(result["max_ms"], 1)
+    # both are rounded from the same figure (to 0.1 and 0.01 ms), so they agree within half a tenth, not digit for digit
+    assert abs(result["slowest"][0]["latency_ms"] - result["max_ms"]) <= 0.05 + 1e-9
     assert result["state_cache_built"] is True  # a fresh data dir
     assert result["bootstrap_s"] > 0
 
