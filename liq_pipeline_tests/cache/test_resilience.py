@@ -166,5 +166,6 @@ def test_a_server_that_hangs_costs_one_timeout_then_only_short_probes(caplog):
         start = time.monotonic()
         for i in range(10):  # a probe on every call (retry_interval=0), each bounded by probe_timeout
             assert cache.set_kpis({"a": i}) == "deferred"
-        assert 0.25 <= detected < 1.0 and time.monotonic() - start < 0.6
+        # ten client timeouts would be 3 s: half of it proves the probes (20 ms each) and leaves room for a busy machine
+        assert 0.25 <= detected < 1.0 and time.monotonic() - start < 10 * 0.3 / 2
         assert "TimeoutError" in cache.last_error
