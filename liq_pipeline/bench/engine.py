@@ -6,7 +6,9 @@ Every figure is a ratio against a reference timed in the same process, because t
   (risk/fused.py; `engine_pass` "fused", on `engine_threads` threads: the setting LIQ_FUSED_KERNEL, 1 by
   default) unless LIQ_FUSED_KERNEL=0 (health.evaluate_health, "numpy"), allocating its outputs in every call as
   evaluate() does per block; engine_prepared_s: the same pass into outputs prepared outside the timing (a
-  FusedScratch), as the bare kernel's are (the engine does not keep them across blocks: docs/performance.md);
+  FusedScratch), as the bare kernel's are (the engine does not keep them across blocks: docs/performance.md),
+  and `engine_prepared_vs_kernel` = kernel_s / engine_prepared_s; the three are timed in turn, round by round
+  (report.interleaved_medians), so that a slow minute of the machine slows all three;
   engine_first_s: the first pass (the fused kernel: numba compiles it, or loads it from its
   cache);
 - pipeline_s: the whole evaluation (HF, projections, ETA, candidates with sizing); book_s: building the position
@@ -48,7 +50,7 @@ from ..risk.scenarios import default_specs, scenario_prices
 from ..risk.synthetic import sample, sample_volatility
 from ..risk.valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
 from ..risk.wadray import RAY
-from .report import BenchRun, Stopwatch, median_seconds, quiet
+from .report import BenchRun, Stopwatch, interleaved_medians, median_seconds, quiet
 
 SCENARIO_ORDER = ("baseline", "adverse", "extreme")
 # Share of users placed within 1e-6 of HF = 1, where only the exact path can decide: a stress far denser than a
@@ -220,14 +222,19 @@ def run_bench(
 
     with Stopwatch() as first:
         engine_pass(prepared)  # warm-up (the fused kernel: compiled, or loaded from numba's cache)
-    engine_prepared_s = median_seconds(functools.partial(engine_pass, prepared), repeats)
-    engine_s = median_seconds(functools.partial(engine_pass, None), repeats)  # what evaluate() does per block
-    del prepared  # ~115 MB at 1M users: not alive under the preparing kernel, which sets the peak memory
-
-    say("bare kernel: the product on prepared matrices")
-    kernel = BareKernel(book, market, priced)
+    say("bare kernel: the product on prepared matrices, timed in turn with the engine")
+    kernel = BareKernel(book, market, priced)  # the book's own matrices, and two outputs (48 MB at 1M x 3)
     kernel.run()  # warm-up
-    kernel_s = median_seconds(kernel.run, repeats)
+    timed = interleaved_medians(
+        {
+            "engine": functools.partial(engine_pass, None),  # what evaluate() does per block
+            "engine_prepared": functools.partial(engine_pass, prepared),
+            "kernel": kernel.run,
+        },
+        repeats,
+    )
+    engine_s, engine_prepared_s, kernel_s = timed["engine"], timed["engine_prepared"], timed["kernel"]
+    del prepared  # ~115 MB at 1M users: not alive under the preparing kernel, which sets the peak memory
     check_rows = np.sort(np.random.default_rng(seed).permutation(users)[: min(users, KERNEL_CHECK_ROWS)])
     kernel_rel = kernel_check(book, market, priced, kernel.run(), check_rows)
     del kernel
@@ -276,6 +283,9 @@ def run_bench(
             "engine_vs_kernel": round(kernel_s / engine_s, 3),
             "speedup_vs_loop": round(loop_s / engine_s, 1),
             "engine_vs_kernel_prepared": round(kernel_prepared_s / engine_s, 3),
+            # like for like: the engine's outputs prepared outside the timing too, as the bare kernel's are (the
+            # watcher's process reuses freed buffers: watch/process_memory.py)
+            "engine_prepared_vs_kernel": round(kernel_s / engine_prepared_s, 3),
             "user_scenarios_per_s": round(engine_hz),
             "kernel_user_scenarios_per_s": round(users * len(priced) / kernel_s),
             "exact_redecided": result.exact_redecided,

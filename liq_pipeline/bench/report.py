@@ -73,6 +73,21 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function over `repeats` rounds, each round calling every function once in turn
+    (after a garbage collection each): a slow minute of this shared machine slows every function of a round, so
+    their ratios hold where timing each `repeats` times in a row did not (the engine and the bare kernel timed one
+    after the other: `engine_vs_kernel` 0.33-0.45 over four runs of the same code, 2026-12-07)."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            gc.collect()
+            with Stopwatch() as took:
+                function()
+            times[name].append(took.seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def median(values: Iterable[float], digits: int = 3) -> float | None:
     """The median, rounded; None when there are no values."""
     values = list(values)

@@ -43,6 +43,7 @@ def test_engine_bench_small(clean_env):
         "loop_s",
         "engine_vs_kernel",
         "engine_vs_kernel_prepared",
+        "engine_prepared_vs_kernel",
         "user_scenarios_per_s",
         "kernel_user_scenarios_per_s",
         "speedup_vs_loop",
@@ -68,6 +69,7 @@ def test_engine_bench_small(clean_env):
         "loop_s",
         "engine_vs_kernel",
         "engine_vs_kernel_prepared",
+        "engine_prepared_vs_kernel",
         "speedup_vs_loop",
     ):
         assert result[key] > 0, key
@@ -78,6 +80,8 @@ def test_engine_bench_small(clean_env):
     # engine_vs_kernel is the engine's share of the bare kernel's speed (no timing asserted: figures, not tests)
     ratio = result["kernel_s"] / result["engine_s"]  # of rounded figures
     assert result["engine_vs_kernel"] == pytest.approx(ratio, rel=0.02, abs=0.002)
+    prepared = result["kernel_s"] / result["engine_prepared_s"]
+    assert result["engine_prepared_vs_kernel"] == pytest.approx(prepared, rel=0.02, abs=0.002)
     assert 0 <= result["kernel_check_rel_max"] < 1e-12  # the kernel computes the engine's float HFs
 
 

@@ -10,6 +10,7 @@ import pytest
 from liq_pipeline.bench.report import (
     BenchRun,
     Stopwatch,
+    interleaved_medians,
     median,
     median_seconds,
     percentile,
@@ -43,6 +44,13 @@ def test_stopwatch_runs_inside_its_block_and_freezes_after():
     time.sleep(0.01)
     assert took.seconds == frozen >= inside
     assert took.ms(1) == round(1e3 * frozen, 1)
+
+
+def test_interleaved_medians_call_each_function_once_a_round_in_turn():
+    calls = []
+    timed = interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 3
+    assert set(timed) == {"a", "b"} and all(seconds >= 0.0 for seconds in timed.values())
 
 
 def test_median_seconds_calls_the_function_each_repeat():
