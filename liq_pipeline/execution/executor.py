@@ -285,7 +285,6 @@ class FastPathExecutor:
         self.deferred = 0  # users left for the next block by EXECUTION_MAX_PER_BLOCK
         self._freed: list[Claim] = []  # claims of the flights follow() ended, given back together
         self._ahead: Ahead | None = None  # on_block's, while it acts
-        self._nonce_read: int | None = None  # the pending nonce read with the verification (under the nonce lock)
         self.late_pending = 0  # pending updates acted on only after their block was sealed (left to the sealed path)
 
     # --- one block ---------------------------------------------------------------------------------------------
@@ -449,15 +448,17 @@ class FastPathExecutor:
                     )
                     out.append(self._final(skipped))
                 return False
-            self._nonce_read = None
             try:
                 began = time.perf_counter()
-                sendable = self._verify_all(staged, state, base_fee, eth_price, out)
+                # the pending nonce comes back with the simulation (one round trip, under the nonce lock)
+                sendable, nonce = self._verify_all(staged, state, base_fee, eth_price, out)
                 # a simulation already ran each transaction after the ones before it that succeed; one by one
                 # against the latest state, the later ones were planned for pools the failed ones would have moved
                 # (dry-run: nothing lands, nothing to correct)
                 if self.config.live and self._simulate_supported is False and len(sendable) < len(staged):
-                    sendable = self._replan_after_failures(staged, sendable, state, start, base_fee, eth_price, out)
+                    sendable, nonce = self._replan_after_failures(
+                        staged, sendable, state, start, base_fee, eth_price, out
+                    )
                 self._stage_add("verify", began)
             except NodeUnavailable as error:  # nothing was sent: the claims go back
                 self._node_failed("verifying", error)
@@ -467,7 +468,7 @@ class FastPathExecutor:
             if not sendable:
                 return False
             began = time.perf_counter()
-            attempts = self._send_all(sendable, state)
+            attempts = self._send_all(sendable, state, nonce)
             self._stage_add("send", began)
         out += attempts
         return any(a.tx_hash is not None for a in attempts)
@@ -501,7 +502,7 @@ class FastPathExecutor:
         base_fee: int,
         eth_price: int,
         out: list,
-    ) -> list:
+    ) -> tuple[list, int | None]:
         """Some transactions failed verification (one by one, against the latest state) and will not be sent: the
         later ones were planned against pools and inventory that counted the failed ones' swaps and repayments.
         Re-plan every later one on a pool or inventory a failed one touched (against the model without the failed
@@ -534,8 +535,8 @@ class FastPathExecutor:
             model.apply(plan)
         self.inventory = model.inventory
         kept = {id(k) for k in keep}
-        if not redo:
-            return [item for item in sendable if id(item[0]) in kept]
+        if not redo:  # the nonce: read at the send (no simulation here, none read with the verification)
+            return [item for item in sendable if id(item[0]) in kept], None
         # the final order verified again as a whole: a simulation runs each transaction after the ones before it
         order = {id(stage.claim): k for k, stage in enumerate(staged)}
         final = sorted(keep + redo, key=lambda stage: order[id(stage.claim)])
@@ -583,9 +584,10 @@ class FastPathExecutor:
 
     def _verify_all(
         self, staged: list[_Staged], state: MarketState, base_fee: int, eth_price: int, out: list
-    ) -> list[tuple[_Staged, ExecutionAttempt, LadderCosts]]:
+    ) -> tuple[list[tuple[_Staged, ExecutionAttempt, LadderCosts]], int | None]:
         """Pending verification of every staged transaction, then the gas ladder's fees. Dry-run attempts and
-        skipped ones go to `out`; what may be sent is returned, in order.
+        skipped ones go to `out`; what may be sent is returned, in order, with the sender's pending nonce when the
+        verification read it (live, eth_simulateV1: the same round trip), else None.
 
         `eth_simulateV1` (geth 1.14.9+, op-geth, reth, anvil): the whole batch in ONE call, in nonce order, in a block
         at the landing time on top of the latest state, as it will run (our priority fees put it ahead of the
@@ -594,7 +596,7 @@ class FastPathExecutor:
         off by up to 6 % for transactions behind others of ours, and a 20 % priority fee made that a 1.2 % profit
         gap). Nodes without it: a batch of `eth_createAccessList`, each against the latest state alone (one
         execution each; eth_estimateGas searches with ~15). The limit is the gas used x GAS_LIMIT_BPS."""
-        results = self._simulate(staged, state) if self._simulate_supported is not False else None
+        results, nonce = self._simulate(staged, state) if self._simulate_supported is not False else (None, None)
         if results is None:
             results = self._access_lists(staged)
         sendable = []
@@ -660,11 +662,12 @@ class FastPathExecutor:
                 out.append(self._final(attempt.with_outcome("dry_run", sent_at=time.time(), block_sent=state.block)))
                 continue
             sendable.append((stage, attempt, costs))
-        return sendable
+        return sendable, nonce
 
-    def _simulate(self, staged: list[_Staged], state: MarketState) -> list[tuple] | None:
+    def _simulate(self, staged: list[_Staged], state: MarketState) -> tuple[list[tuple] | None, int | None]:
         """(gas used, None, Liquidated event) or (None, why, None) per transaction, simulated in order in one block
-        at the landing time; None when the node has no eth_simulateV1 (remembered: not asked again)."""
+        at the landing time, and the sender's pending nonce read in the same batch (live only; None if not read);
+        no results when the node has no eth_simulateV1 (remembered: not asked again)."""
         # behind what this block already sent (the fast lane's transactions are pending: not in the latest state)
         # and, acting before the block is sealed, behind the price updates that are to land first (on the node's
         # pending state, which holds what this block already sent too)
@@ -679,10 +682,11 @@ class FastPathExecutor:
         requests = [("eth_simulateV1", [{"blockStateCalls": [block], "validation": False}, ahead.block_tag])]
         if self.config.live:  # the nonce the send will use, in the same round trip (the nonce lock is held)
             requests.append(("eth_getTransactionCount", [self.venue.operator, "pending"]))
+        nonce = None
         try:
             answers = self.rpc.batch(requests, raise_on_error=False)
             if len(answers) > 1 and isinstance(answers[1], str):
-                self._nonce_read = int(answers[1], 16)
+                nonce = int(answers[1], 16)
             if isinstance(answers[0], RpcError):
                 raise answers[0]
             result = answers[0]
@@ -690,8 +694,8 @@ class FastPathExecutor:
             if error.code in (-32601, -32600) or "not found" in str(error).lower() or "not supported" in str(error):
                 log.info("the node has no eth_simulateV1 (%s): verifying with eth_createAccessList", error)
                 self._simulate_supported = False
-                return None
-            return [(None, f"eth_simulateV1: {error}", None)] * len(staged)
+                return None, None
+            return [(None, f"eth_simulateV1: {error}", None)] * len(staged), nonce
         self._simulate_supported = True
         out = []
         for call in result[0]["calls"][len(ahead.calls) + len(earlier) :]:
@@ -702,7 +706,7 @@ class FastPathExecutor:
                 continue
             found = liquidated_events(call.get("logs", []), self.venue.liquidator)
             out.append((int(call["gasUsed"], 16), None, found[0] if found else None))
-        return out
+        return out, nonce
 
     def _access_lists(self, staged: list[_Staged]) -> list[tuple]:
         # acting before the block: the node's pending state, where it holds the update (a node without
@@ -718,11 +722,10 @@ class FastPathExecutor:
                 out.append((int(listed["gasUsed"], 16), None, None))
         return out
 
-    def _send_all(self, sendable: list, state: MarketState) -> list[ExecutionAttempt]:
-        """Sign every transaction with consecutive nonces and send them in one batch (the caller holds the nonce
-        lock)."""
+    def _send_all(self, sendable: list, state: MarketState, first: int | None = None) -> list[ExecutionAttempt]:
+        """Sign every transaction with consecutive nonces from `first` (the pending nonce read with the
+        verification; read here when it was not) and send them in one batch (the caller holds the nonce lock)."""
         out = []
-        first = self._nonce_read
         if first is None:  # the pending count: transactions of this key sent by others take their nonces first
             try:
                 first = int(self.rpc.call("eth_getTransactionCount", self.venue.operator, "pending"), 16)
