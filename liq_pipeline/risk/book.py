@@ -154,7 +154,7 @@ class PositionBook:
         self.emode: np.ndarray = arrays["emode"]
         self.lt_table: np.ndarray = arrays["lt_table"]  # e-mode category x reserve: effective threshold (bps)
         self.legs: Legs = arrays["legs"]  # the sparse leg layout of the same rows (risk/fused.py reads it)
-        self._fused_lt_table: np.ndarray | None = None  # lt_table with the legs' pad column (fused._thresholds)
+        self._fused_lt_table: np.ndarray | None = None  # lt_table with the legs' pad column (fused.padded_thresholds)
         self._backing: dict[str, np.ndarray] = {}  # arrays with spare rows for appended users (see _append)
         # user -> row, built with the book (~30 ms at 100k users): built lazily, it landed on a block's path
         self._users: list[str] = positions["user"].to_list()  # row -> user (a row keeps its user for good)

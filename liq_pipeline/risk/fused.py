@@ -425,7 +425,7 @@ def slack_terms(book: PositionBook, market: MarketState) -> tuple[np.ndarray, np
     return np.append(unit_value + 1.0, 0.0), np.append(DEBT_PRICE_BOUND * unit_value + 1.0, 0.0)
 
 
-def _thresholds(book: PositionBook) -> np.ndarray:
+def padded_thresholds(book: PositionBook) -> np.ndarray:
     """book.lt_table with a zero column for the legs' empty slots (Legs.pad), made once per book."""
     table = book._fused_lt_table
     if table is None or table.shape[1] != book.lt_table.shape[1] + 1:
@@ -507,7 +507,7 @@ def fused_float(
         book.lt_min,
         book.lt_uniform,
         book.lt_spread,
-        _thresholds(book),
+        padded_thresholds(book),
         cw,
         dw,
         sw,
@@ -598,6 +598,7 @@ __all__ = [
     "fused_float",
     "fused_health",
     "numba_available",
+    "padded_thresholds",
     "scenario_weights",
     "slack_terms",
     "warm",

@@ -21,6 +21,8 @@ import numpy as np
 
 from .book import PositionBook, take_rows
 from .carry import band_minimum
+from .fused import fused_available
+from .fused_projection import fused_growth_and_sigma
 from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
 from .params import EngineParams
@@ -131,7 +133,9 @@ def project_rows(
     rows' band minimum (carry.band_minimum: negative for a candidate). `sums`: every row's (S, D) in the scenario,
     `hf`: every row's HF right after the shock, per scenario."""
     weighted, debt = sums
-    g, sigma = growth_and_sigma(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
+    # over the legs, compiled, where the engine runs the fused pass (~10x the numpy version: fused_projection.py)
+    grow = fused_growth_and_sigma if fused_available(params.fused_threads) else growth_and_sigma
+    g, sigma = grow(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
     shocked_hf = hf[spec.name][rows]
     eta[spec.name][rows] = eta_seconds(shocked_hf, g, sigma, spec.sigmas, params.threshold)
     projected[spec.name][rows] = projected_hf(shocked_hf, g, sigma, spec.sigmas, params.horizon_sec)
