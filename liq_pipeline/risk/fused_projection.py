@@ -3,12 +3,13 @@
 projection.growth_and_sigma computes, for the rows a scenario projects, g (the drift of ln HF per second: the
 LT-weighted collateral's growth less the debt's) and sigma (sum over the moving reserves of sigma_r x |w_r - v_r|,
 the reserve's share of the weighted collateral less its share of the debt) with numpy on the book's dense users x
-reserves matrices: gathers of those rows, products and temporaries, ~130 ns a row. Here the same sums run over
-each row's sparse legs (book.legs, as the fused HF pass reads them), ~10x less: on a price move at 100k borrowers
-(~21,000 rows projected per scenario) the projection took 12.3 of the evaluation's 17.7 ms (2026-12-07,
-docs/performance.md). The terms are the numpy version's products in the same order; only the order of the sums
-differs (legs instead of BLAS's), so g and sigma agree to rounding (a test holds them within 1e-12 relative on
-random books of every version). ETA, projected HF and band minimum stay projection.py's numpy functions.
+reserves matrices: gathers of those rows, products and temporaries, 70-110 ns a row (21,000 of 100,000 rows:
+1.5-2.3 ms). Here the same sums run over each row's sparse legs (book.legs, as the fused HF pass reads them), ~27
+ns a row (0.57-0.59 ms). On a price move at 100k borrowers (~21,000 rows projected per scenario) the projection
+took 12.3 of the evaluation's 17.7 ms before (2026-12-07, docs/performance.md). The terms are the numpy
+version's products in the same order; only the order of the sums differs (legs instead of BLAS's), so g and sigma
+agree to rounding (a test holds them within 1e-12 relative on random books of every version). ETA, projected HF
+and band minimum stay projection.py's numpy functions.
 
 Compiled by numba at first use (cached beside this file), as risk/fused.py's pass; without numba, or with the
 fused pass off (EngineParams.fused_threads 0), projection.py uses the numpy version.

@@ -133,7 +133,7 @@ def project_rows(
     rows' band minimum (carry.band_minimum: negative for a candidate). `sums`: every row's (S, D) in the scenario,
     `hf`: every row's HF right after the shock, per scenario."""
     weighted, debt = sums
-    # over the legs, compiled, where the engine runs the fused pass (~10x the numpy version: fused_projection.py)
+    # over the legs, compiled, where the engine runs the fused pass (3-4x the numpy version: fused_projection.py)
     grow = fused_growth_and_sigma if fused_available(params.fused_threads) else growth_and_sigma
     g, sigma = grow(market, prices, book, drift, volatility, weighted[rows], debt[rows], rows)
     shocked_hf = hf[spec.name][rows]
