@@ -427,6 +427,14 @@ def slack_terms(book: PositionBook, market: MarketState) -> tuple[np.ndarray, np
     return np.append(unit_value + 1.0, 0.0), np.append(DEBT_PRICE_BOUND * unit_value + 1.0, 0.0)
 
 
+def leg_arguments(book: PositionBook) -> tuple:
+    """The book's legs as the compiled loops take them: c_idx, c_val, d_idx, d_val, d_stable (an empty array
+    without stable debt), has_stable, emode."""
+    legs = book.legs
+    stable = legs.d_stable if book.has_stable else _NO_STABLE
+    return legs.c_idx, legs.c_val, legs.d_idx, legs.d_val, stable, book.has_stable, book.emode
+
+
 def padded_thresholds(book: PositionBook) -> np.ndarray:
     """book.lt_table with a zero column for the legs' empty slots (Legs.pad), made once per book."""
     table = book._fused_lt_table
@@ -494,17 +502,10 @@ def fused_float(
         return FusedPass(hf, band, weighted, collateral, debt, banded[:0].copy(), slack if want_slack else None)
     cw, dw, sw = scenario_weights(book, market, scenarios)
     c_slack, d_slack = slack_terms(book, market)
-    legs = book.legs
     arguments = (
         _NO_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         rows is None,
-        legs.c_idx,
-        legs.c_val,
-        legs.d_idx,
-        legs.d_val,
-        legs.d_stable if book.has_stable else _NO_STABLE,
-        book.has_stable,
-        book.emode,
+        *leg_arguments(book),
         book.exact_only,
         book.lt_min,
         book.lt_uniform,
@@ -599,6 +600,7 @@ __all__ = [
     "fused_available",
     "fused_float",
     "fused_health",
+    "leg_arguments",
     "numba_available",
     "padded_thresholds",
     "scenario_weights",

@@ -22,10 +22,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from .book import PositionBook
-from .fused import padded_thresholds
-from .indices import debt_growth_per_second, income_growth_per_second
+from .fused import leg_arguments, padded_thresholds
 from .market import MarketState
-from .valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
+from .valuation import ScenarioPrices, growth_terms
 
 _kernel = None  # the compiled _rows, built at first use
 
@@ -104,9 +103,6 @@ def _padded(values: np.ndarray) -> np.ndarray:
     return np.append(np.asarray(values, dtype=np.float64), 0.0)
 
 
-_NO_STABLE = np.zeros((0, 0))
-
-
 def fused_growth_and_sigma(
     market: MarketState,
     prices: ScenarioPrices,
@@ -118,37 +114,22 @@ def fused_growth_and_sigma(
     rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """projection.growth_and_sigma (the same arguments and meaning) over the book's sparse legs, compiled."""
-    ids = book.reserve_ids
     rows = np.arange(book.height, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     g, sigma = np.empty(rows.size), np.empty(rows.size)
     if rows.size == 0:
         return g, sigma
-    coll_w = collateral_weights(market, prices, ids)
-    debt_w = debt_weights(market, prices, ids)
-    stable_w = stable_weights(market, prices, ids)
-    coll_growth = np.array([drift.get(r, 0.0) + income_growth_per_second(market.by_id[r].liquidity_rate) for r in ids])
-    debt_growth = np.array(
-        [drift.get(r, 0.0) + debt_growth_per_second(market.by_id[r].variable_borrow_rate) for r in ids]
-    )
-    vol = np.array([float(volatility.get(r) or 0.0) for r in ids])
-    legs = book.legs
+    t = growth_terms(market, prices, book.reserve_ids, drift, volatility)
     _compiled()(
         rows,
-        legs.c_idx,
-        legs.c_val,
-        legs.d_idx,
-        legs.d_val,
-        legs.d_stable if book.has_stable else _NO_STABLE,
-        book.has_stable,
-        book.emode,
+        *leg_arguments(book),
         padded_thresholds(book),
-        _padded(coll_w),
-        _padded(coll_w * coll_growth),
-        _padded(debt_w),
-        _padded(debt_w * debt_growth),
-        _padded(stable_w),
-        _padded(stable_w * debt_growth),
-        _padded(vol),
+        _padded(t.collateral),
+        _padded(t.collateral * t.collateral_growth),
+        _padded(t.debt),
+        _padded(t.debt * t.debt_growth),
+        _padded(t.stable),
+        _padded(t.stable * t.debt_growth),
+        _padded(t.volatility),
         np.ascontiguousarray(weighted, dtype=np.float64),
         np.ascontiguousarray(debt, dtype=np.float64),
         g,

@@ -27,7 +27,7 @@ from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
 from .params import EngineParams
 from .scenarios import ScenarioSpec
-from .valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
+from .valuation import ScenarioPrices, growth_terms
 
 
 def growth_and_sigma(
@@ -44,17 +44,11 @@ def growth_and_sigma(
     scenario. `weighted` and `debt` are those rows' LT-weighted collateral and debt sums in the scenario
     (health.evaluate_health computes them): the value weights are each leg's share of them.
     """
-    ids = book.reserve_ids
     book_weighted, book_debt = take_rows(book.weighted, rows), take_rows(book.debt, rows)
     book_stable = take_rows(book.stable, rows) if book.has_stable else None
-    coll_w = collateral_weights(market, prices, ids)
-    debt_w = debt_weights(market, prices, ids)
-    stable_w = stable_weights(market, prices, ids)
-    coll_growth = np.array([drift.get(r, 0.0) + income_growth_per_second(market.by_id[r].liquidity_rate) for r in ids])
-    debt_growth = np.array(
-        [drift.get(r, 0.0) + debt_growth_per_second(market.by_id[r].variable_borrow_rate) for r in ids]
-    )
-    vol = np.array([float(volatility.get(r) or 0.0) for r in ids])
+    terms = growth_terms(market, prices, book.reserve_ids, drift, volatility)
+    coll_w, debt_w, stable_w, vol = terms.collateral, terms.debt, terms.stable, terms.volatility
+    coll_growth, debt_growth = terms.collateral_growth, terms.debt_growth
     valid = (weighted > 0) & (debt > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse_weighted, inverse_debt = 1.0 / weighted, 1.0 / debt

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .book import PositionBook
+from .indices import debt_growth_per_second, income_growth_per_second
 from .market import MarketState
 from .wadray import RAY
 
@@ -47,6 +48,35 @@ def debt_weights(market: MarketState, prices: ScenarioPrices, ids: Sequence[int]
 def stable_weights(market: MarketState, prices: ScenarioPrices, ids: Sequence[int]) -> np.ndarray:
     """Base-currency value of one stable debt unit (its balance already includes interest)."""
     return np.array([prices.debt[r] / market.by_id[r].unit for r in ids])
+
+
+@dataclass(frozen=True)
+class GrowthTerms:
+    """Per reserve, in `ids` order: what the projection's g and sigma weigh each leg by (projection.py)."""
+
+    collateral: np.ndarray  # collateral_weights
+    debt: np.ndarray  # debt_weights
+    stable: np.ndarray  # stable_weights
+    collateral_growth: np.ndarray  # per second: the price's drift + supply growth
+    debt_growth: np.ndarray  # per second: the price's drift + variable debt growth
+    volatility: np.ndarray  # sigma_r per square-root second (0.0: the price does not move)
+
+
+def growth_terms(
+    market: MarketState,
+    prices: ScenarioPrices,
+    ids: Sequence[int],
+    drift: Mapping[int, float],
+    volatility: Mapping[int, float],
+) -> GrowthTerms:
+    return GrowthTerms(
+        collateral_weights(market, prices, ids),
+        debt_weights(market, prices, ids),
+        stable_weights(market, prices, ids),
+        np.array([drift.get(r, 0.0) + income_growth_per_second(market.by_id[r].liquidity_rate) for r in ids]),
+        np.array([drift.get(r, 0.0) + debt_growth_per_second(market.by_id[r].variable_borrow_rate) for r in ids]),
+        np.array([float(volatility.get(r) or 0.0) for r in ids]),
+    )
 
 
 def debt_values(book: PositionBook, market: MarketState, prices: ScenarioPrices, rows=slice(None)) -> np.ndarray:
