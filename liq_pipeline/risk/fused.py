@@ -51,6 +51,7 @@ from .book import PositionBook
 from .health import (
     AVG_LT_AMBIGUITY,
     DEBT_PRICE_BOUND,
+    DUST_DEBT_HF,
     FLOAT_REL_TOL,
     SLACK_ROUNDING,
     HealthPass,
@@ -115,7 +116,7 @@ prange = range  # numba.prange once _compiled(True) ran (numba is imported at fi
 def _driver(
     chunks, rows, every_row, c_idx, c_val, d_idx, d_val, d_stable, has_stable, emode, exact_only, lt_min_of,
     lt_uniform_of, lt_spread_of, lt_table, cw, dw, sw, c_slack, d_slack, floors_average, float_rel_tol,
-    avg_lt_ambiguity, slack_rounding, hf, band, weighted, collateral, debt, slack_out, banded_out,
+    avg_lt_ambiguity, slack_rounding, safe_dust_hf, hf, band, weighted, collateral, debt, slack_out, banded_out,
 ):  # fmt: skip
     """_rows over `chunks` contiguous chunks of rows in parallel (numba's prange); each chunk lists its banded
     rows at its own offset of `banded_out`, then the lists are moved together (ascending, as one pass lists
@@ -128,8 +129,8 @@ def _driver(
         counts[chunk] = _rows_kernel(
             start, min(n, start + size), rows, every_row, c_idx, c_val, d_idx, d_val, d_stable, has_stable,
             emode, exact_only, lt_min_of, lt_uniform_of, lt_spread_of, lt_table, cw, dw, sw, c_slack, d_slack,
-            floors_average, float_rel_tol, avg_lt_ambiguity, slack_rounding, hf, band, weighted, collateral, debt,
-            slack_out, banded_out,
+            floors_average, float_rel_tol, avg_lt_ambiguity, slack_rounding, safe_dust_hf, hf, band, weighted,
+            collateral, debt, slack_out, banded_out,
         )  # fmt: skip
     found = counts[0]
     for chunk in range(1, chunks):
@@ -204,6 +205,7 @@ def _rows(
     float_rel_tol,
     avg_lt_ambiguity,
     slack_rounding,
+    safe_dust_hf,  # health.DUST_DEBT_HF
     hf,  # out: n x scenarios
     band,  # out: n x scenarios bool
     weighted,  # out: n x scenarios
@@ -374,7 +376,14 @@ def _rows(
                 slack_d = block_slack_d[i]
                 owes = D > 0.0
                 has_collateral = C > 0.0
-                near_zero = owes & ((2.0 * slack_d >= D) | (has_collateral & (2.0 * slack_c >= C)))
+                # health._decide's dust: a dust debt under solid collateral whose HF floor is over safe_dust_hf
+                # is decided (not liquidatable) without the exact path
+                dust_debt = owes & (2.0 * slack_d >= D)
+                dust_collateral = has_collateral & (2.0 * slack_c >= C)
+                r = k if every_row else rows[k]
+                floor_hf = (C - slack_c) * lt_min_of[r] / 10_000.0 / (D + slack_d)
+                safe = dust_debt & (not dust_collateral) & (floor_hf > safe_dust_hf)  # NaN: not safe
+                near_zero = owes & (dust_debt | dust_collateral) & (not safe)
                 if not (owes and has_collateral) or near_zero:
                     band[k, s] = near_zero or only_exact
                     row_banded = row_banded | near_zero
@@ -520,6 +529,7 @@ def fused_float(
         FLOAT_REL_TOL,
         AVG_LT_AMBIGUITY,
         SLACK_ROUNDING,
+        DUST_DEBT_HF,
         hf,
         band,
         weighted,

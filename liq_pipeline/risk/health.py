@@ -36,6 +36,9 @@ AVG_LT_AMBIGUITY = 1e-6  # a float average threshold this close to a whole bps c
 DEBT_PRICE_BOUND = 2.0  # scenario debt prices stay below 2x the oracle price (shocks < 100 %)
 GATHER_FIRST = 8  # rows under 1/8 of the book: gather the inputs first (4.9k of 100k rows: 3.1 -> 1.7 ms)
 SLACK_ROUNDING = 1.0 + 1e-5  # headroom over the float32 rounding of the slack sums
+# A debt within its rounding slack of zero, under solid collateral: not liquidatable without the exact path when
+# even the largest exact debt leaves the HF above this (see _decide: a margin far over the integer roundings)
+DUST_DEBT_HF = 2.0
 CHUNK_ROWS = 32_768  # rows per slice of the elementwise pass (temporaries under 1 MB: in cache)
 
 
@@ -179,8 +182,18 @@ def _decide(
         np.copyto(hf, np.inf, where=~owes)
         near_one = owes & has_collateral & ~(np.abs(hf - 1.0) > tolerance)  # NaN tolerance: banded
         # Totals within their rounding slack of zero may be zero on chain (a dust debt floors to 0 base units: HF
-        # is then infinite): only the exact path can tell.
-        near_zero = owes & ((2.0 * slack_d >= debt) | (has_collateral & (2.0 * slack_c >= collateral)))
+        # is then infinite): the float HF says nothing, only the exact path can tell its value. Its decision is
+        # known without it for a dust debt under solid collateral: every counted leg's threshold is at least the
+        # lowest held one and the exact totals are within the slacks, so the exact HF is at least (C - slack_c) x
+        # lowest threshold / 10^4 / (D + slack_d), less half a base unit of percentMul's rounding over a debt of
+        # at least one (V3.0-3.4). Above DUST_DEBT_HF (2) it is over 1: not liquidatable, not banded. (Dust debts
+        # left by repays and liquidations: 2 % of the 100k devnet's users were re-decided exactly twice a block,
+        # ~50 ms of a 60 ms block, 2026-12-07.) An LT-0 leg held (V3.6+) makes the lowest threshold 0: banded.
+        dust_debt = owes & (2.0 * slack_d >= debt)
+        dust_collateral = has_collateral & (2.0 * slack_c >= collateral)
+        floor_hf = (collateral - slack_c) * lt_min / 10_000.0 / (debt + slack_d)
+        safe = dust_debt & ~dust_collateral & (floor_hf > DUST_DEBT_HF)  # NaN (no held leg): not safe
+        near_zero = owes & (dust_debt | dust_collateral) & ~safe
     return hf, near_one | near_zero
 
 
