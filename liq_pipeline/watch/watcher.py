@@ -38,6 +38,7 @@ from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
 from ..evaluation.tracker import Polled, Tracker
 from ..risk.evaluation import Evaluation
 from ..risk.fused import warm
+from ..risk.fused_projection import warm_projection
 from ..risk.params import EngineParams
 from .candidates import CandidateWriter
 from .heads import HeadObserver, HeadPoller
@@ -554,10 +555,12 @@ class Watcher:
 
     def warm_up(self) -> None:
         """What the first blocks would otherwise pay on their path, paid now: the engine's compiled pass loaded
-        (risk/fused.py `warm`: 0.6 s in the middle of a block otherwise)."""
+        (risk/fused.py `warm`: 0.6 s in the middle of a block otherwise) and the projection's loop."""
         try:
             state = self.tracker.market_state()
-            warm(self.tracker.book(state), state, self.params.fused_threads)
+            book = self.tracker.book(state)
+            warm(book, state, self.params.fused_threads)
+            warm_projection(book, state, self.params.fused_threads)
         except Exception as error:  # an optimisation only: the node away, its state of that block gone (a node
             # keeping few old states answers BlockOutOfRange for the block before its head): the first block pays
             log.debug("warm-up skipped (%s: %s): the first block pays it", type(error).__name__, error)

@@ -52,3 +52,23 @@ def test_no_rows_gives_empty_arrays():
     none = np.zeros(0, dtype=np.int64)
     g, sigma = fused_growth_and_sigma(m, scenarios[0], book, {}, {}, np.zeros(0), np.zeros(0), none)
     assert g.shape == sigma.shape == (0,)
+
+
+def test_warm_projection_loads_the_loop_for_the_books_types(monkeypatch):
+    """`Watcher.warm_up` warms the projection's loop too: the first projection of a block then finds it ready."""
+    from liq_pipeline.risk import fused_projection
+
+    m, people, scenarios = _population(3, "3.6")
+    book = build_book(positions_frame(people, m.reserve_ids), m)
+    monkeypatch.setattr(fused_projection, "_kernel", None)  # as in a fresh process
+    fused_projection.warm_projection(book, m, threads=1)
+    kernel = fused_projection._kernel
+    assert kernel is not None and kernel.signatures
+    before = len(kernel.signatures)
+    _hf, _band, weighted, _collateral, debt = float_health(book, m, scenarios)
+    rows = np.arange(book.height, dtype=np.int64)
+    fused_growth_and_sigma(m, scenarios[1], book, {}, {}, weighted[:, 1], debt[:, 1], rows)
+    assert len(kernel.signatures) == before  # the real call found the warmed specialization
+    fused_projection.warm_projection(book, m, threads=0)  # the numpy pass: nothing to warm
+    empty = build_book(positions_frame([], m.reserve_ids), m)
+    fused_projection.warm_projection(empty, m, threads=1)  # no rows: fine
