@@ -182,7 +182,9 @@ def test_redis_down_neither_blocks_nor_raises_and_records_arrive_later(own_serve
         slowest = max(slowest, time.perf_counter() - started)
         if i % 50 == 0:
             time.sleep(0.3)  # let the writer fail a few times
-    assert slowest < 0.005, f"record() took {slowest * 1000:.1f} ms with Redis down"
+    # a record waiting on Redis would take the client's 0.2 s connect timeout: a quarter of it proves it did not,
+    # with room for a busy machine (5 ms was exceeded once under two test processes: 5.3 ms)
+    assert slowest < 0.2 / 4, f"record() took {slowest * 1000:.1f} ms with Redis down"
     assert not recorder.flush(0.3) and recorder.failures >= 2
     said = [r for r in caplog.records if "Redis unreachable for execution records" in r.getMessage()]
     assert len(said) == 1  # once per outage
