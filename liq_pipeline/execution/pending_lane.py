@@ -74,35 +74,48 @@ class LaneStats:
     evaluate_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
     # the first update seen -> the lane holds the lock (the watcher's block loop holds it while it handles a block)
     waited_ms: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
-    stages: deque[dict[str, float]] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
-    sent: deque[int] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))  # transactions sent, per act
+    # per act that sent: the executor's stages (ms) and how many transactions it sent
+    sends: deque[tuple[dict[str, float], int]] = dataclasses.field(default_factory=lambda: deque(maxlen=KEPT))
 
     def summary(self) -> dict:
-        decided = sorted(self.evaluate_ms)
-        waited = sorted(self.waited_ms)
-        names = sorted({name for stage in self.stages for name in stage})
-        per_stage = {n: sorted(stage.get(n, 0.0) for stage in self.stages) for n in names}
-        sizes = sorted(self.sent)
+        stages = [stage for stage, _count in self.sends]
+        names = sorted({name for stage in stages for name in stage})
+        per_stage = {n: sorted(stage.get(n, 0.0) for stage in stages) for n in names}
         # a wave's cost per transaction: the verification simulates every one of them, the send adds every one
-        per_tx = {
-            n: sorted(stage.get(n, 0.0) / k for stage, k in zip(self.stages, self.sent, strict=True))
-            for n in ("verify", "send")
-            if n in names
-        }
+        costly = [n for n in ("verify", "send") if n in names]
+        per_tx = {n: sorted(stage.get(n, 0.0) / count for stage, count in self.sends) for n in costly}
+        decided, waited = sorted(self.evaluate_ms), sorted(self.waited_ms)
+        sizes = sorted(count for _stage, count in self.sends)
         return {
-            "stages_p50_ms": {n: round(v[len(v) // 2], 2) for n, v in per_stage.items()},
-            "stages_max_ms": {n: round(v[-1], 2) for n, v in per_stage.items()},
-            "stages_per_sent_p50_ms": {n: round(v[len(v) // 2], 2) for n, v in per_tx.items()},
-            "sent_per_act_p50": sizes[len(sizes) // 2] if sizes else None,
-            "sent_per_act_max": sizes[-1] if sizes else None,
+            "stages_p50_ms": {n: _p50(v) for n, v in per_stage.items()},
+            "stages_max_ms": {n: _top(v) for n, v in per_stage.items()},
+            "stages_per_sent_p50_ms": {n: _p50(v) for n, v in per_tx.items()},
+            "sent_per_act_p50": _p50(sizes, None),
+            "sent_per_act_max": _top(sizes, None),
             "updates": self.updates,
             "acts": self.acts,
             "users_below": self.users_below,
-            "seen_to_decided_p50_ms": round(decided[len(decided) // 2], 2) if decided else None,
-            "seen_to_decided_max_ms": round(decided[-1], 2) if decided else None,
-            "seen_to_lock_p50_ms": round(waited[len(waited) // 2], 2) if waited else None,
-            "seen_to_lock_max_ms": round(waited[-1], 2) if waited else None,
+            "seen_to_decided_p50_ms": _p50(decided),
+            "seen_to_decided_max_ms": _top(decided),
+            "seen_to_lock_p50_ms": _p50(waited),
+            "seen_to_lock_max_ms": _top(waited),
         }
+
+
+def _p50(ordered: list, digits: int | None = 2):
+    """The middle of sorted values (rounded to `digits`; None: as they are), None when there are none."""
+    return _at(ordered, len(ordered) // 2, digits)
+
+
+def _top(ordered: list, digits: int | None = 2):
+    """The largest of sorted values, as _p50."""
+    return _at(ordered, -1, digits)
+
+
+def _at(ordered: list, index: int, digits: int | None):
+    if not ordered:
+        return None
+    return ordered[index] if digits is None else round(ordered[index], digits)
 
 
 class PendingLane:
@@ -241,8 +254,7 @@ class PendingLane:
         attempts = self.executor.on_block(pending, book.exact_positions(rows), seen_at, follow=False, ahead=ahead)
         sent = sum(1 for a in attempts if a.tx_hash)
         if sent:
-            self.stats.stages.append(dict(self.executor.stages_ms))
-            self.stats.sent.append(sent)
+            self.stats.sends.append((dict(self.executor.stages_ms), sent))
         if self.on_attempt is not None:
             for attempt in attempts:
                 self.on_attempt(attempt)

@@ -365,6 +365,7 @@ def _rows(
             k = base + i
             only_exact = block_exact[i]
             row_banded = only_exact
+            lt_min = lt_min_of[k if every_row else rows[k]]  # the dust rule's lowest held threshold
             for s in range(scenarios):
                 if block_fast[s, i]:
                     continue
@@ -380,8 +381,7 @@ def _rows(
                 # is decided (not liquidatable) without the exact path
                 dust_debt = owes & (2.0 * slack_d >= D)
                 dust_collateral = has_collateral & (2.0 * slack_c >= C)
-                r = k if every_row else rows[k]
-                floor_hf = (C - slack_c) * lt_min_of[r] / 10_000.0 / (D + slack_d)
+                floor_hf = (C - slack_c) * lt_min / 10_000.0 / (D + slack_d)
                 safe = dust_debt & (not dust_collateral) & (floor_hf > safe_dust_hf)  # NaN: not safe
                 near_zero = owes & (dust_debt | dust_collateral) & (not safe)
                 if not (owes and has_collateral) or near_zero:

@@ -140,8 +140,7 @@ def test_lane_stats_report_the_wait_the_wave_and_its_cost_per_transaction():
     stats = LaneStats()
     for waited, stages, sent in ((3.0, {"verify": 8.0, "send": 2.0}, 2), (5.0, {"verify": 30.0, "send": 9.0}, 10)):
         stats.waited_ms.append(waited)
-        stats.stages.append(stages)
-        stats.sent.append(sent)
+        stats.sends.append((stages, sent))
     summary = stats.summary()
     assert summary["seen_to_lock_p50_ms"] == 5.0 and summary["seen_to_lock_max_ms"] == 5.0
     assert summary["sent_per_act_p50"] == 10 and summary["sent_per_act_max"] == 10
