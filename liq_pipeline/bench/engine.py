@@ -5,8 +5,10 @@ Every figure is a ratio against a reference timed in the same process, because t
   re-decided exactly near 1 (the kernel's job, done exactly), by the engine's per-block pass: the fused kernel
   (risk/fused.py; `engine_pass` "fused", on `engine_threads` threads: the setting LIQ_FUSED_KERNEL, 1 by
   default) unless LIQ_FUSED_KERNEL=0 (health.evaluate_health, "numpy"), allocating its outputs in every call as
-  evaluate() does per block; engine_prepared_s: the same pass into outputs prepared outside the timing (a
-  FusedScratch), as the bare kernel's are (the engine does not keep them across blocks: docs/performance.md),
+  evaluate() does per block, in the watcher's process memory settings (watch/process_memory.keep_freed_buffers:
+  freed buffers are reused from the heap, not mapped and faulted in afresh; `freed_buffers_kept` says whether
+  the platform's allocator took them); engine_prepared_s: the same pass into outputs prepared outside the timing
+  (a FusedScratch), as the bare kernel's are (the engine does not keep them across blocks: docs/performance.md),
   and `engine_prepared_vs_kernel` = kernel_s / engine_prepared_s; the three are timed in turn, round by round
   (report.interleaved_medians), so that a slow minute of the machine slows all three;
   engine_first_s: the first pass (the fused kernel: numba compiles it, or loads it from its
@@ -50,6 +52,7 @@ from ..risk.scenarios import default_specs, scenario_prices
 from ..risk.synthetic import sample, sample_volatility
 from ..risk.valuation import ScenarioPrices, collateral_weights, debt_weights, stable_weights
 from ..risk.wadray import RAY
+from ..watch.process_memory import keep_freed_buffers
 from .report import BenchRun, Stopwatch, interleaved_medians, median_seconds, quiet
 
 SCENARIO_ORDER = ("baseline", "adverse", "extreme")
@@ -186,6 +189,9 @@ def run_bench(
     if not 1 <= scenarios <= len(SCENARIO_ORDER):
         raise ValueError(f"--scenarios must be 1 to {len(SCENARIO_ORDER)}")
     use_one_blas_thread()
+    # the engine's pass as the watcher runs it: without this, its ~100 MB of outputs per call (1M x 3) were mapped
+    # and faulted in afresh each time, 10-14 ms of a ~45 ms pass (docs/performance.md)
+    freed_buffers_kept = keep_freed_buffers()
     run = BenchRun(
         "engine",
         {
@@ -272,6 +278,7 @@ def run_bench(
             "engine_pass": "fused" if fused else "numpy",
             "engine_threads": fused_threads if fused else 1,
             "engine_prepared_s": round(engine_prepared_s, 6),
+            "freed_buffers_kept": freed_buffers_kept,
             "engine_first_s": round(first.seconds, 4),
             "pipeline_s": round(pipeline_s, 6),
             "book_s": round(booking.seconds, 4),
@@ -283,8 +290,7 @@ def run_bench(
             "engine_vs_kernel": round(kernel_s / engine_s, 3),
             "speedup_vs_loop": round(loop_s / engine_s, 1),
             "engine_vs_kernel_prepared": round(kernel_prepared_s / engine_s, 3),
-            # like for like: the engine's outputs prepared outside the timing too, as the bare kernel's are (the
-            # watcher's process reuses freed buffers: watch/process_memory.py)
+            # like for like: the engine's outputs prepared outside the timing too, as the bare kernel's are
             "engine_prepared_vs_kernel": round(kernel_s / engine_prepared_s, 3),
             "user_scenarios_per_s": round(engine_hz),
             "kernel_user_scenarios_per_s": round(users * len(priced) / kernel_s),

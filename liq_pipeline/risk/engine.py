@@ -268,11 +268,12 @@ def _scenario_pass(block: _Block, live: _LiveRows, current: _Current, products: 
 def _fused_shocked(block: _Block, fused: FusedPass, positions: np.ndarray, hot: np.ndarray) -> HealthPass:
     """The distinct scenarios' columns of the fused pass at the live `positions` (book rows `hot`), their banded
     pairs re-decided exactly."""
-    # whole rows gathered with np.take, then the distinct columns (2-D fancy indexing was ~3x slower)
-    hf, band, weighted, collateral, debt = (
-        np.take(a, positions, axis=0)[:, 1:]
-        for a in (fused.hf, fused.band, fused.weighted, fused.collateral, fused.debt)
+    # whole rows gathered with np.take, then the distinct columns (2-D fancy indexing was ~3x slower); the fused
+    # pass keeps no shocked collateral sum (FusedPass.collateral), nothing reads it
+    hf, band, weighted, debt = (
+        np.take(a, positions, axis=0)[:, 1:] for a in (fused.hf, fused.band, fused.weighted, fused.debt)
     )
+    collateral = np.empty((positions.size, 0))
     at = np.searchsorted(positions, fused.banded)  # the banded live positions among `positions`
     inside = at < positions.size
     inside[inside] = positions[at[inside]] == fused.banded[inside]

@@ -8,7 +8,8 @@ the exact integer path (the error band). No users x reserves temporary is made: 
 the book and 24 MB temporaries is one pass here (docs/performance.md has the measurements). The rows go in
 blocks of BLOCK (128): phase 1 sums each row's legs (scalar: each leg's weights are a lookup by reserve),
 phase 2 takes the block's float HFs and the fast band test scenario by scenario in SIMD lanes, phase 3 settles
-the few pairs the fast test left with _decide's formulas; each output is a rows x scenarios array.
+the few pairs the fast test left with _decide's formulas; each output is a rows x scenarios array, but for the
+unweighted collateral sum: only the first scenario's column is written (see FusedPass).
 
 The band is health._decide's: the same formulas, plus a fast test that settles the users far from HF 1 without
 the tolerance's divisions and is proven (in the loop) to answer as the formulas would; a test holds the fused band
@@ -209,7 +210,7 @@ def _rows(
     hf,  # out: n x scenarios
     band,  # out: n x scenarios bool
     weighted,  # out: n x scenarios
-    collateral,  # out: n x scenarios
+    collateral,  # out: n x 1, the first scenario's (see FusedPass)
     debt,  # out: n x scenarios
     slack_out,  # out: n x 2 (collateral, debt slack), or 0 rows when not wanted
     banded_out,  # out: n int64, the positions of the rows with a banded scenario, from banded_out[start] on
@@ -267,11 +268,11 @@ def _rows(
             block_d[0, i] = debt[k, 0] = d0
             if lanes > 1:
                 block_w[1, i] = weighted[k, 1] = w1
-                block_c[1, i] = collateral[k, 1] = c1
+                block_c[1, i] = c1
                 block_d[1, i] = debt[k, 1] = d1
             if lanes > 2:
                 block_w[2, i] = weighted[k, 2] = w2
-                block_c[2, i] = collateral[k, 2] = c2
+                block_c[2, i] = c2
                 block_d[2, i] = debt[k, 2] = d2
             # more than three scenarios: the next three at a time (the stores written out twice: through an inlined
             # helper the pass took ~10 ms longer, interleaved runs in one process)
@@ -282,15 +283,15 @@ def _rows(
                 )  # fmt: skip
                 lanes = min(3, scenarios - group)
                 block_w[group, i] = weighted[k, group] = w0
-                block_c[group, i] = collateral[k, group] = c0
+                block_c[group, i] = c0
                 block_d[group, i] = debt[k, group] = d0
                 if lanes > 1:
                     block_w[group + 1, i] = weighted[k, group + 1] = w1
-                    block_c[group + 1, i] = collateral[k, group + 1] = c1
+                    block_c[group + 1, i] = c1
                     block_d[group + 1, i] = debt[k, group + 1] = d1
                 if lanes > 2:
                     block_w[group + 2, i] = weighted[k, group + 2] = w2
-                    block_c[group + 2, i] = collateral[k, group + 2] = c2
+                    block_c[group + 2, i] = c2
                     block_d[group + 2, i] = debt[k, group + 2] = d2
             slack_c *= slack_rounding
             slack_d *= slack_rounding
@@ -353,11 +354,24 @@ def _rows(
                 block_fast[s, i] = fast
             for i in range(size):
                 block_settled[i] = block_settled[i] & block_fast[s, i]
-        for i in range(size):  # the HFs, and the fast pairs' band (phase 3 decides the others)
-            k = base + i
-            for s in range(scenarios):
-                hf[k, s] = block_h[s, i]
-                band[k, s] = block_exact[i]
+        # The HFs, and the fast pairs' band (phase 3 decides the others); three scenarios (the engine's passes)
+        # written out: the loop over them took ~2 ms more at 1M users (interleaved runs in one process, 2026-12-07)
+        if scenarios == 3:
+            for i in range(size):
+                k = base + i
+                hf[k, 0] = block_h[0, i]
+                hf[k, 1] = block_h[1, i]
+                hf[k, 2] = block_h[2, i]
+                exact = block_exact[i]
+                band[k, 0] = exact
+                band[k, 1] = exact
+                band[k, 2] = exact
+        else:
+            for i in range(size):
+                k = base + i
+                for s in range(scenarios):
+                    hf[k, s] = block_h[s, i]
+                    band[k, s] = block_exact[i]
         # Phase 3, the few rows with a pair the fast test did not settle (or an exact-only user): _decide's band
         for i in range(size):
             if block_settled[i] and not block_exact[i]:
@@ -365,7 +379,6 @@ def _rows(
             k = base + i
             only_exact = block_exact[i]
             row_banded = only_exact
-            lt_min = lt_min_of[k if every_row else rows[k]]  # the dust rule's lowest held threshold
             for s in range(scenarios):
                 if block_fast[s, i]:
                     continue
@@ -378,11 +391,15 @@ def _rows(
                 owes = D > 0.0
                 has_collateral = C > 0.0
                 # health._decide's dust: a dust debt under solid collateral whose HF floor is over safe_dust_hf
-                # is decided (not liquidatable) without the exact path
+                # is decided (not liquidatable) without the exact path. The lowest held threshold is read only
+                # then: read for every row here (~3 % of the rows at 1M users, a cache miss each), the pass took
+                # ~3 ms more (p50 33.9 against 30.8 ms, interleaved runs in one process, 2026-12-07)
                 dust_debt = owes & (2.0 * slack_d >= D)
                 dust_collateral = has_collateral & (2.0 * slack_c >= C)
-                floor_hf = (C - slack_c) * lt_min / 10_000.0 / (D + slack_d)
-                safe = dust_debt & (not dust_collateral) & (floor_hf > safe_dust_hf)  # NaN: not safe
+                safe = False
+                if dust_debt and not dust_collateral:
+                    lt_min = lt_min_of[k if every_row else rows[k]]
+                    safe = (C - slack_c) * lt_min / 10_000.0 / (D + slack_d) > safe_dust_hf  # NaN: not safe
                 near_zero = owes & (dust_debt | dust_collateral) & (not safe)
                 if not (owes and has_collateral) or near_zero:
                     band[k, s] = near_zero or only_exact
@@ -485,7 +502,7 @@ def fused_float(
     threads: int = 1,
     scratch: FusedScratch | None = None,
 ) -> FusedPass:
-    """health.float_health's (hf, band, S, C, D) for the book's `rows` (default: every user) in one compiled
+    """health.float_health's (hf, band, S, C[:, :1], D) for the book's `rows` (default: every user) in one compiled
     pass, the positions of the rows with a banded scenario, and each row's rounding slack when `want_slack`.
     `threads` > 1: the rows in chunks on numba's threads (at most numba's NUMBA_NUM_THREADS, the cores by
     default); `scratch`: the outputs are its buffers (see FusedScratch), else allocated here. Each output is its
@@ -500,7 +517,7 @@ def fused_float(
     hf = take("hf", (n, count))
     band = take("band", (n, count), np.bool_)
     weighted = take("weighted", (n, count))
-    collateral = take("collateral", (n, count))
+    collateral = take("collateral", (n, 1))
     debt = take("debt", (n, count))
     slack = take("slack", (n if want_slack else 0, 2))
     banded = take("banded", (n,), np.int64)  # only the first `found` entries are written
@@ -574,6 +591,9 @@ class FusedPass:
     hf: np.ndarray  # rows x scenarios
     band: np.ndarray
     weighted: np.ndarray
+    # rows x 1: the first scenario's unweighted collateral sum (the current prices': the engine reads no other, for
+    # the rounding noise; the other columns' stores were 16 of the pass's 99 bytes written per user, and its p50 at
+    # 1M users x 3 was 35.8 -> 33.8 ms without them, interleaved runs in one process, 2026-12-07)
     collateral: np.ndarray
     debt: np.ndarray
     banded: np.ndarray  # positions (into these rows) with at least one banded scenario, ascending
@@ -593,7 +613,8 @@ def fused_health(
     scratch: FusedScratch | None = None,
 ) -> HealthPass:
     """health.evaluate_health on the fused pass: every (row, scenario) HF, decided exactly (the banded ones on the
-    integer path, risk/exact_batch.py). `threads`, `scratch`: fused_float's."""
+    integer path, risk/exact_batch.py); its `collateral` is the first scenario's column only (FusedPass).
+    `threads`, `scratch`: fused_float's."""
     from .exact_batch import redecide_banded
 
     result = fused_float(book, market, scenarios, rows, threads=threads, scratch=scratch)
