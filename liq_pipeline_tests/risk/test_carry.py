@@ -191,3 +191,37 @@ def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
         np.testing.assert_array_equal(hf1, hf2)
         for name in eta1:
             np.testing.assert_array_equal(eta1[name], eta2[name])
+
+
+def test_taking_over_the_previous_arrays_as_users_arrive_gives_the_same_evaluations():
+    """Newcomers appended to the book between quiet blocks: with reuse_previous the carried arrays grow in place
+    (the spare rows engine._carried allocates), and every value equals the evaluations that copy them."""
+    market_sample = sample(2_000, seed=11, near_one_share=0.05)
+    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
+    trends = {r: AssetTrend(0.0, v) for r, v in market_sample.volatility.items()}
+    first, newcomers = market_sample.positions.head(1_800), market_sample.positions.tail(200)
+    results, grown_in_place = {}, 0
+    for reuse in (False, True):
+        market = _fast_interest(market_sample.market)
+        book = build_book(first, market)
+        previous, seen = None, []
+        for step in range(12):
+            if step >= 2:  # a few newcomers a block, as on Base
+                book.update(newcomers.slice(20 * (step - 2), 20), market)
+            current = evaluate(
+                book, market, params, trends, screen=previous and previous.screen, previous=previous,
+                reuse_previous=reuse,
+            )  # fmt: skip
+            if reuse and previous is not None and current.carried:
+                now, then = current.eta["adverse"], previous.eta["adverse"]
+                grown_in_place += bool(now.size > then.size and np.shares_memory(now, then))
+            seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
+            previous = current
+            market = _later(market, 60, random.Random(step), 0.0)
+        results[reuse] = seen
+    assert book.height == 2_000 and grown_in_place >= 5
+    for (c1, hf1, eta1), (c2, hf2, eta2) in zip(results[False], results[True], strict=True):
+        assert c1 == c2
+        np.testing.assert_array_equal(hf1, hf2)
+        for name in eta1:
+            np.testing.assert_array_equal(eta1[name], eta2[name])
