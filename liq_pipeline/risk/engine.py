@@ -37,6 +37,7 @@ from .health import GATHER_FIRST, HealthPass, evaluate_health, rounding_slack, s
 from .market import MarketState
 from .params import AssetTrend, EngineParams
 from .projection import project_rows, reach_bound
+from .row_arrays import grown, with_spare_rows
 from .scenarios import scenario_prices
 from .screen import Screen, make_screen
 from .valuation import ScenarioPrices, same_prices
@@ -358,49 +359,19 @@ def _carried(
     values: np.ndarray | None, n: int, fill: float, reset: np.ndarray | None = None, reuse: bool = False
 ) -> np.ndarray:
     """The previous block's row-aligned `values` grown to `n` rows with `fill` (all `fill` when None), with the
-    `reset` rows set to `fill` (they are evaluated again): a copy, or with `reuse` the array itself when no row
-    was added (16 arrays of 100k rows copied every block cost ~1.5 ms), or when the rows added fit in the spare
-    rows its buffer was allocated with (_grown_in_place)."""
-    if reuse and values is not None and values.size == n:
-        out = values
-    elif reuse and values is not None and (grown := _grown_in_place(values, n, fill)) is not None:
-        out = grown
+    `reset` rows set to `fill` (they are evaluated again): a copy, or with `reuse` the array itself, grown in place
+    (row_arrays.py) when rows were added (16 arrays of 100k rows copied every block cost ~1.5 ms)."""
+    if reuse and values is not None:
+        out = grown(values, n, fill)
+    elif reuse:
+        out = with_spare_rows(n, fill)  # the next blocks' new users fit in its spare rows
     else:
-        # with `reuse`, spare rows past `n` (not part of the array): the next blocks' new users fit in them
-        capacity = n + n // SPARE_ROWS_SHARE if reuse else n
-        out = np.full(capacity, fill)[:n]
+        out = np.full(n, fill)
         if values is not None:
             kept = min(n, values.size)
             out[:kept] = values[:kept]
     if values is not None and reset is not None:
         out[reset] = fill
-    return out
-
-
-# Spare rows kept past a carried array with `reuse` (1/16: ~6 % more memory for those arrays). A block that adds a
-# few users (on Base most blocks bring a newcomer or two) then extends the arrays in place instead of copying them:
-# the generated 1M-user watcher (`liq bench-watch --synthetic`, ~15 new users a block) spent ~15 ms a block copying
-# ~20 arrays of 1M rows (profiled, 2026-12-07).
-SPARE_ROWS_SHARE = 16
-
-
-def _grown_in_place(values: np.ndarray, n: int, fill: float) -> np.ndarray | None:
-    """`values` extended to `n` rows within its own buffer (the spare rows _carried allocated), the new rows set to
-    `fill`; None when it is not the start of such a buffer or the buffer is too short."""
-    base = values.base
-    if (
-        not isinstance(base, np.ndarray)
-        or base.ndim != 1
-        or base.dtype != values.dtype
-        or base.size < n
-        or values.ndim != 1
-        or values.size > n
-        or values.ctypes.data != base.ctypes.data
-        or values.strides != base.strides
-    ):
-        return None
-    out = base[:n]
-    out[values.size :] = fill
     return out
 
 

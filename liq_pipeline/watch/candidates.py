@@ -29,6 +29,7 @@ from ..cache.codec import score_strings
 from ..cache.keys import candidate_member
 from ..cache.resilience import UNAVAILABLE
 from ..risk.evaluation import Evaluation
+from ..risk.row_arrays import grown
 
 ETA_RESOLUTION_SEC = 1.0
 ETA_RELATIVE = 0.1
@@ -59,11 +60,12 @@ class CandidateWriter:
         self._written_block = evaluation.block
 
     def _grown(self, height: int) -> None:
-        """Users new to the book were appended: they have written nothing yet."""
+        """Users new to the book were appended: they have written nothing yet (in place where the arrays have
+        spare rows: risk/row_arrays.py)."""
         for name, live in self.live_eta.items():
             if live.size < height:
-                self.live_eta[name] = np.concatenate([live, np.full(height - live.size, np.nan)])
-                self.live_now[name] = np.concatenate([self.live_now[name], np.zeros(height - live.size, bool)])
+                self.live_eta[name] = grown(live, height, np.nan)
+                self.live_now[name] = grown(self.live_now[name], height, False)
 
     def write(self, evaluation: Evaluation) -> str:
         block = evaluation.block
