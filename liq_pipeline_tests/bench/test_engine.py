@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import polars as pl
 import pytest
@@ -76,8 +78,8 @@ def test_engine_bench_small(clean_env):
         assert result[key] > 0, key
     assert result["pipeline_s"] >= result["engine_s"]  # the pipeline computes the HFs and more
     assert result["engine_pass"] == ("fused" if numba_available() else "numpy") and result["engine_first_s"] > 0
-    # the engine timed in the watcher's process memory settings (glibc here: they take)
-    assert result["freed_buffers_kept"] is True
+    # the engine timed in the watcher's process memory settings (they take with glibc's allocator)
+    assert result["freed_buffers_kept"] is (platform.libc_ver()[0] == "glibc")
     assert 0 <= result["rel_err_p50"] <= result["rel_err_p99"] <= result["rel_err_max"]
     assert result["user_scenarios_per_s"] > 0 and result["kernel_user_scenarios_per_s"] > 0
     # engine_vs_kernel is the engine's share of the bare kernel's speed (no timing asserted: figures, not tests)
