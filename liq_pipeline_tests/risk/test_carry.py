@@ -159,69 +159,52 @@ def test_band_minimum_is_negative_exactly_when_the_eta_is_within_the_horizon():
         np.testing.assert_array_equal((f <= 0)[clear], (eta <= 180.0)[clear])
 
 
-def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
-    market_sample = sample(2_000, seed=9, near_one_share=0.05)
+def _twelve_blocks(seed: int, newcomers: int = 0) -> tuple[dict[bool, list], int]:
+    """Twelve blocks evaluated twice, copying the carried arrays and taking them over (reuse_previous); with
+    `newcomers`, that many users appended to the book at each block from the third on (200 in all). Returns, per
+    mode, each block's (carried, hf_current, eta), and how many blocks grew a taken-over array in place."""
+    market_sample = sample(2_000, seed=seed, near_one_share=0.05)
     params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
     trends = {r: AssetTrend(0.0, v) for r, v in market_sample.volatility.items()}
-    results = {}
-    for reuse in (False, True):
-        market = _fast_interest(market_sample.market)
-        book = build_book(market_sample.positions, market)
-        previous, seen = None, []
-        for step in range(12):
-            current = evaluate(
-                book,
-                market,
-                params,
-                trends,
-                screen=previous and previous.screen,
-                previous=previous,
-                reuse_previous=reuse,
-            )
-            seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
-            if reuse and previous is not None and current.carried:
-                with pytest.raises(RuntimeError, match="stale: the next block's evaluation took over"):
-                    _ = previous.users
-            previous = current
-            market = _later(market, 60, random.Random(step), 0.0)
-        results[reuse] = seen
-    assert sum(carried for carried, _, _ in results[True]) >= 8
-    for (c1, hf1, eta1), (c2, hf2, eta2) in zip(results[False], results[True], strict=True):
-        assert c1 == c2
-        np.testing.assert_array_equal(hf1, hf2)
-        for name in eta1:
-            np.testing.assert_array_equal(eta1[name], eta2[name])
-
-
-def test_taking_over_the_previous_arrays_as_users_arrive_gives_the_same_evaluations():
-    """Newcomers appended to the book between quiet blocks: with reuse_previous the carried arrays grow in place
-    (the spare rows engine._carried allocates), and every value equals the evaluations that copy them."""
-    market_sample = sample(2_000, seed=11, near_one_share=0.05)
-    params = EngineParams(default_specs(["baseline", "adverse", "extreme"]))
-    trends = {r: AssetTrend(0.0, v) for r, v in market_sample.volatility.items()}
-    first, newcomers = market_sample.positions.head(1_800), market_sample.positions.tail(200)
+    arriving = 10 * newcomers
+    first, later = market_sample.positions.head(2_000 - arriving), market_sample.positions.tail(arriving)
     results, grown_in_place = {}, 0
     for reuse in (False, True):
         market = _fast_interest(market_sample.market)
         book = build_book(first, market)
         previous, seen = None, []
         for step in range(12):
-            if step >= 2:  # a few newcomers a block, as on Base
-                book.update(newcomers.slice(20 * (step - 2), 20), market)
+            if newcomers and step >= 2:
+                book.update(later.slice(newcomers * (step - 2), newcomers), market)
             current = evaluate(
                 book, market, params, trends, screen=previous and previous.screen, previous=previous,
                 reuse_previous=reuse,
             )  # fmt: skip
+            seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
             if reuse and previous is not None and current.carried:
                 now, then = current.eta["adverse"], previous.eta["adverse"]
                 grown_in_place += bool(now.size > then.size and np.shares_memory(now, then))
-            seen.append((current.carried, current.hf_current.copy(), {k: v.copy() for k, v in current.eta.items()}))
+                with pytest.raises(RuntimeError, match="stale: the next block's evaluation took over"):
+                    _ = previous.users
             previous = current
             market = _later(market, 60, random.Random(step), 0.0)
+        assert book.height == 2_000
         results[reuse] = seen
-    assert book.height == 2_000 and grown_in_place >= 5
     for (c1, hf1, eta1), (c2, hf2, eta2) in zip(results[False], results[True], strict=True):
         assert c1 == c2
         np.testing.assert_array_equal(hf1, hf2)
         for name in eta1:
             np.testing.assert_array_equal(eta1[name], eta2[name])
+    return results, grown_in_place
+
+
+def test_taking_over_the_previous_arrays_gives_the_same_evaluations():
+    results, _grown = _twelve_blocks(seed=9)
+    assert sum(carried for carried, _, _ in results[True]) >= 8
+
+
+def test_taking_over_the_previous_arrays_as_users_arrive_gives_the_same_evaluations():
+    """Newcomers appended to the book between quiet blocks: with reuse_previous the carried arrays grow in place
+    (the spare rows of risk/row_arrays.py), and every value equals the evaluations that copy them."""
+    _results, grown_in_place = _twelve_blocks(seed=11, newcomers=20)
+    assert grown_in_place >= 5
