@@ -37,6 +37,8 @@ class _Counts:
         self.lock = threading.Lock()
         self.requests = 0  # HTTP POSTs: round trips
         self.batches = 0  # of which JSON-RPC batches
+        self.in_flight = 0  # requests being relayed now
+        self.most_in_flight = 0  # at one time: a client's posts sent at once overlap here
 
 
 class RttRelay:
@@ -65,13 +67,20 @@ class RttRelay:
             def do_POST(self) -> None:
                 arrived = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with relay.counts.lock:
-                    relay.counts.requests += 1
-                    relay.counts.batches += body[:1] == b"["
-                half = relay.rtt_ms / 2000.0
-                _sleep_until(arrived + half)  # the way to the node
-                status, answer = self._forward(body)
-                _sleep_until(time.monotonic() + half)  # the way back
+                counts = relay.counts
+                with counts.lock:
+                    counts.requests += 1
+                    counts.batches += body[:1] == b"["
+                    counts.in_flight += 1
+                    counts.most_in_flight = max(counts.most_in_flight, counts.in_flight)
+                try:
+                    half = relay.rtt_ms / 2000.0
+                    _sleep_until(arrived + half)  # the way to the node
+                    status, answer = self._forward(body)
+                    _sleep_until(time.monotonic() + half)  # the way back
+                finally:
+                    with counts.lock:
+                        counts.in_flight -= 1
                 self._answer(status, answer)
 
             def _forward(self, body: bytes) -> tuple[int, bytes]:
@@ -108,7 +117,13 @@ class RttRelay:
 
     def stats(self) -> dict:
         with self.counts.lock:
-            return {"requests": self.counts.requests, "batches": self.counts.batches, "rtt_ms": self.rtt_ms}
+            counts = self.counts
+            return {
+                "requests": counts.requests,
+                "batches": counts.batches,
+                "most_in_flight": counts.most_in_flight,
+                "rtt_ms": self.rtt_ms,
+            }
 
     def close(self) -> None:
         self.server.shutdown()

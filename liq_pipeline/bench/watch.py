@@ -159,14 +159,14 @@ def _measure(
     say(f"{blocks} simulated blocks")
     dex = executing.dex if executing is not None else None  # arbitraged to the oracle each block when we sell on it
 
-    relay_steps: list[tuple[int, int]] = []  # per step with blocks: (the relay's requests, the records' round trips)
+    relay_steps: list[tuple[int, int]] = []  # per step with blocks: (the relay's requests, the records' requests)
 
     def mined(_index: int, sim) -> None:  # the simulator's block is mined now: its available time, then the watcher
         before, held = (far.relay.requests() if far is not None else 0), len(watcher.stats.records)  # ~1 ms: first
         watcher.note_available(sim.blocks[1], time.time())
         step(watcher)
         if far is not None and len(watcher.stats.records) > held:
-            counted = sum(r.round_trips for r in watcher.stats.records[held:])
+            counted = sum(r.requests for r in watcher.stats.records[held:])
             relay_steps.append((far.relay.requests() - before, counted))
 
     traffic = simulate(chain.devnet, market, config, watched, on_block=mined, dex=dex)

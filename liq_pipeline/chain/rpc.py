@@ -1,4 +1,5 @@
-"""JSON-RPC over HTTP: single calls and chunked batches, retried with backoff on transient faults.
+"""JSON-RPC over HTTP: single calls and chunked batches, retried with backoff on transient faults. A read-only
+batch too large for one post goes out as several posts at once (one round trip, not one per post).
 
 Batches work on every node (position reads go through Multicall3 where it exists: chain/multicall.py). A node's
 answer that is an error for one entry of a batch is returned as an `RpcError` in that entry's place, so callers
@@ -12,8 +13,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +30,33 @@ Request = tuple[str, Sequence[Any]]
 # Node limits: anvil refuses bodies over 2 MB by default; hosted nodes cap batch entries (often 100-1000).
 MAX_BATCH_ENTRIES = 500
 MAX_BATCH_BYTES = 1_500_000
+# A batch over those limits goes out as several posts, at once when it only reads (READ_METHODS): sent one after
+# the other, the 6,122 eth_calls of a 1,031-user liquidation wave (13 aggregate3 calls, ~2 MB) were a third
+# sequential round trip (issue #16). Four: a node sees at most four of one client's posts at a time.
+MAX_PARALLEL_POSTS = 4
+# Methods that change nothing on the node: their posts may arrive in any order. Anything else (eth_sendTransaction
+# with nonces a node assigns in arrival order, anvil_* state changes) keeps its posts in order, one after another.
+READ_METHODS = frozenset(
+    {
+        "eth_blockNumber",
+        "eth_call",
+        "eth_chainId",
+        "eth_estimateGas",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_getBalance",
+        "eth_getBlockByHash",
+        "eth_getBlockByNumber",
+        "eth_getCode",
+        "eth_getLogs",
+        "eth_getStorageAt",
+        "eth_getTransactionByHash",
+        "eth_getTransactionCount",
+        "eth_getTransactionReceipt",
+        "eth_maxPriorityFeePerGas",
+        "net_version",
+    }
+)
 # JSON-RPC error codes that mean "try again later" rather than "your request is wrong".
 TRANSIENT_CODES = {-32005, -32603, 429}
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -109,6 +140,7 @@ class RpcClient:
         backoff: float = 0.25,
         max_batch: int = MAX_BATCH_ENTRIES,
         sleep: Callable[[float], None] = time.sleep,
+        max_parallel_posts: int = MAX_PARALLEL_POSTS,
     ):
         self.url = url
         self.label = redact_url(url)
@@ -117,15 +149,24 @@ class RpcClient:
         self.backoff = backoff
         self.max_batch = max_batch
         self._sleep = sleep
-        # HTTP requests sent, retries included: each is one round trip to the node (a batch is one). The watcher
-        # reads it around each block: its loop is one thread, so the difference is the block's sequential round
-        # trips (liq bench-watch reports them; issue #16: at 5-50 ms to the node they set the latency)
+        self.max_parallel_posts = max(1, max_parallel_posts)
+        # HTTP requests sent, retries included (what a relay in front of the node counts)
+        self.requests = 0
+        # Sequential round trips: one per post, but posts sent at once count once (their longest retry chain).
+        # The watcher reads it around each block: the difference is the block's sequential round trips (liq
+        # bench-watch reports them; issue #16: at 5-50 ms to the node they set the latency)
         self.round_trips = 0
         self._ids = itertools.count(1)
-        self._session = requests.Session()
+        self._count_lock = threading.Lock()
+        self._local = threading.local()  # attempts of the post in progress on this thread
+        self._pool: ThreadPoolExecutor | None = None
+        self._session = requests.Session()  # its connection pool hands each thread a connection of its own
         self._session.headers["Content-Type"] = "application/json"
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._session.close()
 
     def __enter__(self) -> RpcClient:
@@ -139,7 +180,9 @@ class RpcClient:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             problem = ""
-            self.round_trips += 1
+            self._local.attempts = getattr(self._local, "attempts", 0) + 1
+            with self._count_lock:
+                self.requests += 1
             try:
                 response = self._session.post(self.url, data=body, timeout=self.timeout)
                 if response.status_code == 200:
@@ -189,12 +232,11 @@ class RpcClient:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             retry: list[int] = []
-            for chunk in self._chunks(items, pending):
-                for index, outcome in self._send(items, chunk):
-                    transient = isinstance(outcome, RpcError) and outcome.code in TRANSIENT_CODES
-                    if transient and retry_entries and attempt < self.retries:
-                        retry.append(index)
-                    results[index] = outcome
+            for index, outcome in self._send_all(items, list(self._chunks(items, pending))):
+                transient = isinstance(outcome, RpcError) and outcome.code in TRANSIENT_CODES
+                if transient and retry_entries and attempt < self.retries:
+                    retry.append(index)
+                results[index] = outcome
             if not retry:
                 break
             self._sleep(delay)
@@ -207,18 +249,54 @@ class RpcClient:
         return results
 
     def _chunks(self, items: list[Request], indices: list[int]) -> Iterable[list[int]]:
+        """Chunks under the entry and byte limits; a batch that needs several is cut into as few as the limits
+        allow, of about equal size (in entries and in bytes), so that posts sent at once finish together (sent as
+        1.5 MB + 0.4 MB, a pair takes as long as its larger part)."""
+        sizes = [len(json.dumps(items[index][1])) + len(items[index][0]) + 64 for index in indices]
+        total_bytes, total_entries = sum(sizes) or 1, len(indices) or 1
+        parts = max(math.ceil(len(indices) / self.max_batch), math.ceil(sum(sizes) / MAX_BATCH_BYTES), 1)
         chunk: list[int] = []
-        size = 0
-        for index in indices:
-            method, params = items[index]
-            entry = len(json.dumps(params)) + len(method) + 64
-            if chunk and (len(chunk) >= self.max_batch or size + entry > MAX_BATCH_BYTES):
+        size = done_bytes = closed = 0
+        for done_entries, (index, entry) in enumerate(zip(indices, sizes, strict=True), start=1):
+            if chunk and (len(chunk) >= self.max_batch or size + entry > MAX_BATCH_BYTES):  # a limit: close first
                 yield chunk
-                chunk, size = [], 0
+                chunk, size, closed = [], 0, closed + 1
             chunk.append(index)
             size += entry
+            done_bytes += entry
+            share = max(done_entries / total_entries, done_bytes / total_bytes)  # of the batch, by either measure
+            if share * parts >= closed + 1 - 1e-9:  # this chunk's equal share reached: close after it
+                yield chunk
+                chunk, size, closed = [], 0, closed + 1
         if chunk:
             yield chunk
+
+    def _send_all(self, items: list[Request], chunks: list[list[int]]) -> list[tuple[int, Any]]:
+        """Every chunk's outcomes: posts sent at once when the batch only reads, else one after the other."""
+        reads_only = all(items[index][0] in READ_METHODS for chunk in chunks for index in chunk)
+        width = self.max_parallel_posts if reads_only else 1
+        out: list[tuple[int, Any]] = []
+        for start in range(0, len(chunks), width):
+            wave = chunks[start : start + width]
+            if len(wave) > 1 and self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_parallel_posts - 1, thread_name_prefix="rpc-post")
+            futures = [self._pool.submit(self._counted_send, items, chunk) for chunk in wave[1:]] if self._pool else []
+            sent = [self._counted_send(items, wave[0])]  # on this thread: one post fewer to hand over
+            sent += [future.result() for future in futures]
+            self.round_trips += max(attempts for _outcome, attempts in sent)  # at once: the longest chain counts
+            for outcome, _attempts in sent:
+                if isinstance(outcome, BaseException):  # raised once every post of the wave is back
+                    raise outcome
+                out += outcome
+        return out
+
+    def _counted_send(self, items: list[Request], chunk: list[int]) -> tuple[Any, int]:
+        """The chunk's outcomes (or the error that ended its post) and the attempts its post took."""
+        self._local.attempts = 0
+        try:
+            return self._send(items, chunk), self._local.attempts
+        except Exception as error:
+            return error, self._local.attempts
 
     def _send(self, items: list[Request], chunk: list[int]) -> list[tuple[int, Any]]:
         ids = {next(self._ids): index for index in chunk}

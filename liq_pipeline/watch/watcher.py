@@ -71,8 +71,10 @@ class BlockRecord:
     writes: dict[str, int] = field(default_factory=dict)  # candidate members detailed, rescored, removed
     available_at: float = 0.0  # first time the block was seen by anyone (head observer or loop); 0: = seen_at
     # sequential JSON-RPC round trips from the poll that found the block to its candidates written (the loop is one
-    # thread: its client's requests in that window, retries included; the executor's too when it shares it)
+    # thread: its client's requests in that window, retries included, posts sent at once counted once; the
+    # executor's too when it shares the client), and the HTTP requests themselves (what a relay counts)
     round_trips: int = 0
+    requests: int = 0
     price_updates: int = 0
     liquidation_calls: int = 0
 
@@ -253,10 +255,11 @@ class Watcher:
         return len(orphaned)
 
     # --- one block ---------------------------------------------------------------------------------------------------
-    def _round_trips(self) -> int:
-        """Requests sent so far by the loop's node clients (the watcher's and the tracker's, once if shared)."""
+    def _round_trips(self) -> tuple[int, int]:
+        """Sequential round trips and HTTP requests so far by the loop's node clients (the watcher's and the
+        tracker's, once if shared)."""
         clients = {id(c): c for c in (self.rpc, getattr(self.tracker, "rpc", None))}.values()
-        return sum(getattr(c, "round_trips", 0) for c in clients)
+        return sum(getattr(c, "round_trips", 0) for c in clients), sum(getattr(c, "requests", 0) for c in clients)
 
     def process(
         self,
@@ -264,12 +267,12 @@ class Watcher:
         seen_at: float | None = None,
         reorg_depth: int = 0,
         polled: Polled | None = None,
-        round_trips_from: int | None = None,
+        round_trips_from: tuple[int, int] | None = None,
     ) -> BlockRecord:
         """Advance to `number` (which must follow the tracker's block), evaluate, write, record. `reorg_depth`: the
         block completes the replay of a reorg that deep (its write is whole, the positions snapshotted). `polled`:
-        the poll that found the block, already holding its logs and market; `round_trips_from`: the loop's request
-        count before that poll (the block's round trips count it)."""
+        the poll that found the block, already holding its logs and market; `round_trips_from`: the loop's round
+        trips and requests before that poll (the block's counts include it)."""
         seen = self.clock() if seen_at is None else seen_at
         trips = self._round_trips() if round_trips_from is None else round_trips_from
         previous = self.tracker.block
@@ -334,7 +337,8 @@ class Watcher:
             executed = time.perf_counter()
             record.phases_ms["execute"] = (executed - evaluated) * 1e3
             evaluated = executed
-        record.round_trips = self._round_trips() - trips  # the write goes to Redis, not to the node
+        now = self._round_trips()  # the write goes to Redis, not to the node
+        record.round_trips, record.requests = now[0] - trips[0], now[1] - trips[1]
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
         return record
@@ -485,7 +489,7 @@ class Watcher:
         due = self._last_block_at + self.observer.block_time()
         return self.clock() >= due - self.speculate_before
 
-    def _follow(self, head: int, polled: Polled | None, trips: int) -> int:
+    def _follow(self, head: int, polled: Polled | None, trips: tuple[int, int]) -> int:
         """Process the blocks after the tracker's up to `head` (the first from `polled`'s answers where it read it)."""
         gap = head - self.tracker.block
         if gap > CATCH_UP_EVALUATE_ALL:

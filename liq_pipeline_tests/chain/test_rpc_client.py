@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,11 +16,14 @@ class FlakyNode:
     """Fails the first `fail_http` POSTs with HTTP 503 and answers the first `fail_entries` batch entries with a
     transient -32005 error; then echoes each request's method as its result."""
 
-    def __init__(self, fail_http: int = 0, fail_entries: int = 0, garbage: bool = False):
+    def __init__(self, fail_http: int = 0, fail_entries: int = 0, garbage: bool = False, hold_s: float = 0.0):
         self.fail_http = fail_http
         self.fail_entries = fail_entries
         self.garbage = garbage
+        self.hold_s = hold_s  # each POST held this long before its answer: posts sent at once overlap
         self.posts = 0
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
         node = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,7 +32,13 @@ class FlakyNode:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                node.posts += 1
+                with node.lock:
+                    node.posts += 1
+                    node.in_flight += 1
+                    node.most_in_flight = max(node.most_in_flight, node.in_flight)
+                time.sleep(node.hold_s)
+                with node.lock:
+                    node.in_flight -= 1
                 if node.fail_http > 0:
                     node.fail_http -= 1
                     self.send_response(503)
@@ -86,6 +96,47 @@ def test_batches_keep_request_order_across_chunks(node_factory):
         methods = [f"m{i}" for i in range(50)]
         assert rpc.batch([(m, []) for m in methods]) == methods
     assert node.posts == 8  # ceil(50 / 7)
+
+
+def test_a_read_batch_over_the_limits_goes_out_as_posts_sent_at_once_one_round_trip(node_factory):
+    """Issue #16: a liquidation wave's ~2 MB read went out as two posts one after the other, a third round trip.
+    Posts of a batch that only reads are in flight together (the node sees them overlap); the client counts one
+    round trip and every request."""
+    node = node_factory(hold_s=0.3)  # long enough that posts sent at once cannot miss each other
+    methods = ["eth_call", "eth_getLogs", "eth_getBlockByNumber"] * 4
+    with _client(node.url, max_batch=3) as rpc:
+        assert rpc.batch([(m, []) for m in methods]) == methods  # in request order
+        assert (rpc.round_trips, rpc.requests) == (1, 4)
+        assert node.most_in_flight == 4
+        rpc.batch([("eth_call", [])] * 15)  # five posts: four at once, then one
+        assert (rpc.round_trips, rpc.requests, node.posts) == (3, 9, 9)
+
+
+def test_a_batch_that_changes_state_keeps_its_posts_in_order(node_factory):
+    """eth_sendTransaction's nonces are given in arrival order: its posts go one after the other."""
+    node = node_factory(hold_s=0.05)
+    methods = ["eth_call", "eth_sendTransaction"] * 3
+    with _client(node.url, max_batch=2) as rpc:
+        assert rpc.batch([(m, []) for m in methods]) == methods
+        assert (rpc.round_trips, rpc.requests, node.most_in_flight) == (3, 3, 1)
+
+
+def test_a_post_sent_at_once_that_fails_fails_the_batch_after_the_others_are_back(node_factory):
+    node = node_factory(fail_http=100, hold_s=0.05)
+    with _client(node.url, max_batch=1, retries=1) as rpc, pytest.raises(NodeUnavailable, match="HTTP 503"):
+        rpc.batch([("eth_call", [])] * 3)
+    assert (rpc.requests, rpc.round_trips) == (6, 2)  # three posts at once, each tried twice
+    assert node.in_flight == 0
+
+
+def test_chunks_are_about_equal_and_within_the_limits():
+    rpc = RpcClient("http://127.0.0.1:9", max_batch=7)
+    sizes = [len(chunk) for chunk in rpc._chunks([(f"m{i}", []) for i in range(50)], list(range(50)))]
+    assert sum(sizes) == 50 and len(sizes) == 8 and max(sizes) - min(sizes) <= 1
+    # thirteen ~150 KB aggregates (a wave's read): two posts of ~1 MB, not 1.5 MB + 0.45 MB
+    big = [("eth_call", [{"to": "0x" + "11" * 20, "data": "0x" + "ab" * 75_000}, "0x10"])] * 13
+    chunks = list(RpcClient("http://127.0.0.1:9")._chunks(big, list(range(13))))
+    assert [len(chunk) for chunk in chunks] in ([7, 6], [6, 7])
 
 
 def test_transient_http_errors_are_retried(node_factory):

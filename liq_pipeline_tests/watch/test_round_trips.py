@@ -32,11 +32,12 @@ def relayed(chain):
 
 
 def _one_block(relay, watcher):
-    """Step over one new block; its record, whose round trips must be the relay's count for the step."""
+    """Step over one new block; its record, whose requests must be the relay's count for the step (and its round
+    trips too: these blocks' reads fit one post each)."""
     before = relay.stats()["requests"]
     assert watcher.step() == 1
     record = watcher.stats.records[-1]
-    assert relay.stats()["requests"] - before == record.round_trips
+    assert relay.stats()["requests"] - before == record.requests == record.round_trips
     return record
 
 
