@@ -278,9 +278,8 @@ class RpcClient:
         out: list[tuple[int, Any]] = []
         for start in range(0, len(chunks), width):
             wave = chunks[start : start + width]
-            if len(wave) > 1 and self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_parallel_posts - 1, thread_name_prefix="rpc-post")
-            futures = [self._pool.submit(self._counted_send, items, chunk) for chunk in wave[1:]] if self._pool else []
+            pool = self._post_pool() if len(wave) > 1 else None
+            futures = [pool.submit(self._counted_send, items, chunk) for chunk in wave[1:]] if pool else []
             sent = [self._counted_send(items, wave[0])]  # on this thread: one post fewer to hand over
             sent += [future.result() for future in futures]
             self.round_trips += max(attempts for _outcome, attempts in sent)  # at once: the longest chain counts
@@ -289,6 +288,13 @@ class RpcClient:
                     raise outcome
                 out += outcome
         return out
+
+    def _post_pool(self) -> ThreadPoolExecutor:
+        """The threads that send a wave's other posts, made on first use (most clients never split a read)."""
+        with self._count_lock:  # two threads sharing the client: one pool
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_parallel_posts - 1, thread_name_prefix="rpc-post")
+            return self._pool
 
     def _counted_send(self, items: list[Request], chunk: list[int]) -> tuple[Any, int]:
         """The chunk's outcomes (or the error that ended its post) and the attempts its post took."""
