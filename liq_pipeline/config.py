@@ -89,6 +89,7 @@ _INT_RULES: dict[str, tuple[int, int | None, str]] = {
     "predictive_max_users_per_tick": (0, None, "a whole number >= 0 (0 means no cap)"),
     "predictive_price_window": (3, 100_000, "a whole number of observations from 3 to 100000"),
     "predictive_ema_span": (1, 100_000, "a whole number of observations from 1 to 100000"),
+    "rpc_max_parallel_posts": (1, 32, "a whole number of requests at once from 1 to 32"),
     "redis_max_pipeline": (1, 100_000, "a whole number of entries per round trip from 1 to 100000"),
     "redis_hot_path_timeout_ms": (5, 60_000, "a whole number of milliseconds from 5 to 60000"),
     "watch_head_stall_blocks": (1, 10_000, "a whole number of block times from 1 to 10000"),
@@ -161,6 +162,9 @@ class Settings(BaseSettings):
     # the npm sources allow) or 3.0.
     devnet_protocol_version: str = "3.6"
     multicall_address: str | None = MULTICALL3  # empty: plain JSON-RPC batches (chain/multicall.py)
+    # A read too large for one request (a liquidation wave's positions, a bootstrap's) goes out as this many HTTP
+    # requests at once at most (chain/rpc.py); 1: one after the other (a provider that rate-limits bursts)
+    rpc_max_parallel_posts: int = 4
 
     # --- predictive engine -------------------------------------------------------------------------------------
     predictive_enabled: Annotated[bool, NoDecode] = False

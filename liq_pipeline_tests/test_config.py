@@ -94,6 +94,7 @@ def test_unknown_boolean_spellings_are_refused(text):
         ("PREDICTIVE_MAX_USERS_PER_TICK", "-1", ">= 0"),
         ("PREDICTIVE_HORIZON_SEC", "0", "seconds"),
         ("REDIS_MAX_PIPELINE", "0", "entries per round trip"),
+        ("RPC_MAX_PARALLEL_POSTS", "0", "requests at once from 1 to 32"),
         ("BORROWERS_INDEX_MODE", "disk", "memory or redis"),
         ("LOG_LEVEL", "LOUD", "DEBUG"),
         ("CHAIN_ID", "base", "8453"),

@@ -128,7 +128,10 @@ class BackfillChain(ChainResource):
     def client(self):
         plain = super().client()
         plain.close()
-        return AggregatingRpcClient(plain.url, self.settings().multicall_address)
+        settings = self.settings()
+        return AggregatingRpcClient(
+            plain.url, settings.multicall_address, max_parallel_posts=settings.rpc_max_parallel_posts
+        )
 
     def market(self, rpc, block: int):
         settings = self.settings()

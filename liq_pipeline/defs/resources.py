@@ -25,7 +25,7 @@ class ChainResource(dg.ConfigurableResource):
         settings = self.settings()
         if settings.rpc_url is None:
             raise dg.Failure("RPC_URL is not set: the platform needs a node (make dev sets the devnet's)")
-        return RpcClient(settings.rpc_url.get_secret_value())
+        return RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts)
 
     def head(self) -> int:
         with self.client() as rpc:

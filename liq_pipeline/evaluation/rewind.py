@@ -45,7 +45,7 @@ def rewind(settings: Settings, block: int) -> Rewound:
     the old chain's state behind: the sensor then keeps its cursor and tries again."""
     if settings.rpc_url is None or settings.aave_addresses_provider is None:
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set")
-    with RpcClient(settings.rpc_url.get_secret_value()) as rpc:
+    with RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts) as rpc:
         head = rpc.quantity("eth_blockNumber")
         market = discover_market(
             rpc,

@@ -112,6 +112,14 @@ def test_a_read_batch_over_the_limits_goes_out_as_posts_sent_at_once_one_round_t
         assert (rpc.round_trips, rpc.requests, node.posts) == (3, 9, 9)
 
 
+def test_one_post_at_a_time_when_asked(node_factory):
+    """RPC_MAX_PARALLEL_POSTS=1, for a provider that refuses bursts: the posts one after the other."""
+    node = node_factory(hold_s=0.05)
+    with _client(node.url, max_batch=3, max_parallel_posts=1) as rpc:
+        assert rpc.batch([("eth_call", [])] * 9) == ["eth_call"] * 9
+        assert (rpc.round_trips, rpc.requests, node.most_in_flight) == (3, 3, 1)
+
+
 def test_a_batch_that_changes_state_keeps_its_posts_in_order(node_factory):
     """eth_sendTransaction's nonces are given in arrival order: its posts go one after the other."""
     node = node_factory(hold_s=0.05)
