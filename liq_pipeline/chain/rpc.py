@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -160,6 +161,7 @@ class RpcClient:
         self._count_lock = threading.Lock()
         self._local = threading.local()  # attempts of the post in progress on this thread
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._session = requests.Session()  # its connection pool hands each thread a connection of its own
         self._session.headers["Content-Type"] = "application/json"
 
@@ -292,8 +294,10 @@ class RpcClient:
     def _post_pool(self) -> ThreadPoolExecutor:
         """The threads that send a wave's other posts, made on first use (most clients never split a read)."""
         with self._count_lock:  # two threads sharing the client: one pool
-            if self._pool is None:
+            # a forked child inherits the pool without its threads: work handed to it would never run
+            if self._pool is None or self._pool_pid != os.getpid():
                 self._pool = ThreadPoolExecutor(self.max_parallel_posts - 1, thread_name_prefix="rpc-post")
+                self._pool_pid = os.getpid()
             return self._pool
 
     def _counted_send(self, items: list[Request], chunk: list[int]) -> tuple[Any, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,6 +112,25 @@ def test_a_read_batch_over_the_limits_goes_out_as_posts_sent_at_once_one_round_t
         assert node.most_in_flight == 4
         rpc.batch([("eth_call", [])] * 15)  # five posts: four at once, then one
         assert (rpc.round_trips, rpc.requests, node.posts) == (3, 9, 9)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_a_forked_child_sends_its_posts_at_once_too(node_factory):
+    """A client whose pool was made before a fork: the child's copy has no threads, so it makes its own (before,
+    work handed to the inherited pool would never have run: the child hung)."""
+    node = node_factory()
+    with _client(node.url, max_batch=2) as rpc:
+        assert rpc.batch([("eth_call", [])] * 4) == ["eth_call"] * 4  # the pool made here
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if its batch came back whole
+            code = 1
+            try:
+                signal.alarm(20)
+                code = 0 if rpc.batch([("eth_call", [])] * 4) == ["eth_call"] * 4 else 1
+            finally:
+                os._exit(code)
+        _pid, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_one_post_at_a_time_when_asked(node_factory):
