@@ -33,11 +33,13 @@ import math
 import resource
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from ..cache import open_market_cache
@@ -47,6 +49,7 @@ from ..devnet.simulate import DEFAULT_MOVES, EXTRA_MOVES, SimConfig
 from ..devnet.spec import spec_by_symbol
 from ..evaluation.params import engine_params
 from ..evaluation.tracker import BlockDelta, Tracker
+from ..metrics import BlockMetrics
 from ..risk.blas import use_one_blas_thread
 from ..risk.market import MarketState, coll_col, debt_col
 from ..risk.synthetic import sample
@@ -270,7 +273,8 @@ def _measure(
     tracker = SyntheticTracker(None, market, market.rules, positions, market.block, price_window=60, ema_span=20)
     tracker._state = market
     tracker._observe_prices(market)
-    watcher = Watcher(None, tracker, engine_params(settings), cache)
+    metrics = TimedMetrics()  # the watcher's Prometheus metrics, as `liq watch` feeds them: what they cost a block
+    watcher = Watcher(None, tracker, engine_params(settings), cache, metrics=metrics)
     generator = BlockGenerator(market, positions, seed, touched, vol_scale, shocks)
     say("warm-up block: the book, the first evaluation, the first (full) write")
     with Stopwatch() as warming:
@@ -287,6 +291,9 @@ def _measure(
         shock_blocks += block.shock
         watcher.process(block.number)
     rss_end = _rss_bytes()
+    metrics.observe_ms = metrics.observe_ms[1:]  # without the warm-up
+    with Stopwatch() as scraping:  # what Prometheus asks every scrape interval (15 s), on the exporter's thread
+        generate_latest(metrics.registry)
     redis = cache.cache  # what the bots would read: the last block's candidates
     written = {
         "redis_candidates": int(redis.client.zcard(redis.keys.candidates_zset)),
@@ -321,7 +328,27 @@ def _measure(
         "_rss_end": rss_end,
         "warmup_s": round(warming.seconds, 2),
         "generate_block_ms_p50": median(generate_ms, 2),
+        # BlockMetrics.observe per block (after the candidates are written: not in the latency), against the
+        # block's own latency in the same run; and one scrape of the registry
+        "metrics_observe_ms_p50": median(metrics.observe_ms, 3),
+        "metrics_observe_vs_block_p50": round(median(metrics.observe_ms, 6) / median(latencies, 6), 4)
+        if records
+        else None,
+        "metrics_scrape_ms": scraping.ms(2),
     }
+
+
+class TimedMetrics(BlockMetrics):
+    """BlockMetrics whose per-block `observe` is timed (the HF distribution of every tracked user is its cost)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observe_ms: list[float] = []
+
+    def observe(self, *args, **kwargs) -> None:
+        began = time.perf_counter()
+        super().observe(*args, **kwargs)
+        self.observe_ms.append((time.perf_counter() - began) * 1e3)
 
 
 def _p99_by_kind(records) -> dict[str, float]:

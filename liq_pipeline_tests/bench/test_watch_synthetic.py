@@ -50,6 +50,10 @@ def test_synthetic_watch_bench_small(clean_env):
     assert result["redis_candidates_block"] == result["last_block"]
     assert result["redis_candidates"] == sum(result["candidates_last_block"].values()) > 0
     assert result["redis_used_memory_mb"] > 0
+    # the watcher's metrics, fed every block: their cost against the block's (a figure, not a bound)
+    assert result["metrics_observe_ms_p50"] > 0 and result["metrics_scrape_ms"] > 0
+    ratio = result["metrics_observe_ms_p50"] / result["p50_ms"]  # both rounded in the JSON
+    assert result["metrics_observe_vs_block_p50"] == pytest.approx(ratio, rel=0.05)
     hot = result["hot_state_bytes"]
     assert set(hot) == {"book_arrays", "exact_frame", "user_index", "evaluation_arrays", "writer_arrays"}
     assert all(value > 0 for value in hot.values())

@@ -4,7 +4,6 @@ and what it costs per block at 100k users."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import polars as pl
@@ -148,31 +147,15 @@ def test_exposed_names_cover_every_series() -> None:
         assert name in names
 
 
-def test_observe_cost_at_100k_users() -> None:
-    """The watcher's budget is ~20 ms per block at 100k users: the metrics must take a small slice of it."""
+def test_observe_at_100k_users_counts_every_user() -> None:
+    """The HF distribution of 100k users (its cost per block is a benchmark figure: `liq bench-watch --synthetic`'s
+    metrics_observe_ms_p50 and metrics_observe_vs_block_p50, not a timed test)."""
     rng = np.random.default_rng(7)
     hf = pl.Series(np.concatenate([rng.lognormal(0.3, 0.4, 99_000), np.full(1_000, np.inf)]))
     metrics = BlockMetrics()
     per_scenario = {"baseline": 12, "adverse": 40, "extreme": 150}
-
-    def run(n: int, values) -> float:
-        started = time.perf_counter()
-        for block in range(n):
-            metrics.observe(block, 0.02, 100_000, 0.015, per_scenario, {"baseline": 1}, values, 1)
-        return (time.perf_counter() - started) / n
-
-    run(5, hf)  # warm up
-    with_hf = min(run(50, hf) for _ in range(3))
-    without_hf = min(run(200, None) for _ in range(3))
-    started = time.perf_counter()
-    for _ in range(20):
-        generate_latest(metrics.registry)
-    scrape = (time.perf_counter() - started) / 20
-    print(
-        f"\nobserve() with 100k HF values: {with_hf * 1e3:.3f} ms; without: {without_hf * 1e6:.1f} us; "
-        f"one scrape: {scrape * 1e3:.2f} ms"
-    )
-    # generous bounds (shared CI machines): typical is ~0.4 ms and ~6 us
-    assert with_hf < 0.004
-    assert without_hf < 0.0005
+    for block in range(3):
+        metrics.observe(block, 0.02, 100_000, 0.015, per_scenario, {"baseline": 1}, hf, 1)
+    metrics.observe(3, 0.02, 100_000, 0.015, per_scenario, {"baseline": 1}, None, 1)  # None keeps the distribution
+    generate_latest(metrics.registry)
     assert metrics.hf_distribution.counts[-1] == 100_000
