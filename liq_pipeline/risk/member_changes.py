@@ -75,6 +75,14 @@ def member_changes(
     return full[: counts[0]].copy(), rescored[: counts[1]].copy(), gone[: counts[2]].copy()
 
 
+def warm_member_changes() -> None:
+    """Load (or compile) the pass now for the writer's argument types (C-contiguous bool and float64 rows): the
+    writer calls it after its first, full write, so that no later block pays the load (~0.1 s from numba's cache,
+    ~1 s compiling on a fresh machine) in the middle of its write."""
+    one, no = np.ones(1), np.zeros(1, bool)
+    member_changes(no, one, one, no, no, no, 1.0, 0.1)
+
+
 def reference_changes(
     member: np.ndarray,
     eta: np.ndarray,
@@ -93,4 +101,4 @@ def reference_changes(
     return np.flatnonzero(full), np.flatnonzero(member & moved & ~full), np.flatnonzero(was & ~member)
 
 
-__all__ = ["member_changes", "reference_changes"]
+__all__ = ["member_changes", "reference_changes", "warm_member_changes"]

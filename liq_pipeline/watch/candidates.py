@@ -29,7 +29,7 @@ from ..cache.codec import score_strings
 from ..cache.keys import candidate_member
 from ..cache.resilience import UNAVAILABLE
 from ..risk.evaluation import Evaluation
-from ..risk.member_changes import member_changes
+from ..risk.member_changes import member_changes, warm_member_changes
 from ..risk.row_arrays import grown
 
 ETA_RESOLUTION_SEC = 1.0
@@ -45,6 +45,7 @@ class CandidateWriter:
         self.live_now: dict[str, np.ndarray] = {}  # per scenario, per book row: liquidatable_now as written
         self._written_block: int | None = None  # the block whose changes were last written in full
         self.last_counts: dict[str, int] = {}  # members with details written, scores moved, removed (last write)
+        self._warm = False  # risk/member_changes.py's pass loaded
 
     def reset(self) -> None:
         """Next write rewrites the whole set (after a reorg, or Redis coming back)."""
@@ -75,6 +76,9 @@ class CandidateWriter:
             self.last_counts = {"detailed": evaluation.candidates.height, "rescored": 0, "removed": 0}
             if self.cache.reachable:
                 self._remember(evaluation)
+                if not self._warm:  # the next blocks compare: their compiled pass loaded now, off their path
+                    warm_member_changes()
+                    self._warm = True
             else:
                 self.reset()
             return str(outcome)
