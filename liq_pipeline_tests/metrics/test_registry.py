@@ -1,5 +1,5 @@
-"""The watcher's metrics: what observe() records, the HF distribution (vectorized, checked against a plain count),
-and what it costs per block at 100k users."""
+"""The watcher's metrics: what observe() records and the HF distribution (vectorized, checked against a plain
+count). What they cost per block is a benchmark figure (`liq bench-watch --synthetic`: metrics_observe_ms_p50)."""
 
 from __future__ import annotations
 
