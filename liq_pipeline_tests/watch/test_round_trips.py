@@ -10,6 +10,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from liq_pipeline.bench.rtt_relay import RttRelay
+from liq_pipeline.chain import multicall
+from liq_pipeline.chain import rpc as rpc_module
 from liq_pipeline.chain.ground_truth import user_account_data
 from liq_pipeline.chain.positions import read_positions
 from liq_pipeline.devnet import actions
@@ -89,6 +91,29 @@ def test_a_liquidation_is_two_round_trips_and_exact(chain, relayed):
     record = _one_block(relay, watcher)
     assert record.kind == "liquidation_wave" and record.liquidation_calls == 1
     assert record.touched >= 1 and record.round_trips == 2
+    _exact(watcher)
+
+
+def test_a_read_too_large_for_one_request_is_still_two_round_trips(chain, relayed, monkeypatch):
+    """Issue #16: a 1,031-user wave's positions read (~2 MB) went out as two posts one after the other, a third
+    round trip. Here every read is made to need several posts (aggregates of two calls, requests of at most 1 KB):
+    they go out at once, the liquidation block stays at two round trips, and its positions are exact."""
+    relay, watcher = relayed
+    monkeypatch.setattr(multicall, "CALLS_PER_AGGREGATE", 2)
+    monkeypatch.setattr(rpc_module, "MAX_BATCH_BYTES", 1_000)
+    watcher.rpc.max_parallel_posts = 32  # the poll's ~20 entries too: every post of a read in one wave
+    prices = actions.oracle_prices(chain.rpc, chain.market)
+    actions.set_prices(chain.rpc, chain.market, {s: p * 75 // 100 for s, p in prices.items() if s in ("WETH", "WBTC")})
+    watcher.step()
+    data = actions.account_data(chain.rpc, chain.market.pool, chain.users)
+    victim = next(u for u, d in zip(chain.users, data, strict=True) if d.total_debt_base and d.health_factor < 10**18)
+    actions.liquidate(chain.rpc, chain.market, victim)
+    before = relay.stats()["requests"]
+    assert watcher.step() == 1
+    record = watcher.stats.records[-1]
+    assert record.kind == "liquidation_wave" and record.touched >= 1
+    assert record.round_trips == 2 and record.requests >= 4  # the poll's posts, then the positions' posts
+    assert relay.stats()["requests"] - before == record.requests and relay.stats()["most_in_flight"] >= 2
     _exact(watcher)
 
 
