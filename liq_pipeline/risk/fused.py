@@ -76,6 +76,17 @@ def fused_available(threads: int) -> bool:
     return threads >= 1 and numba_available()
 
 
+# numba's flags for every compiled loop of the engine (the module docstring says why each)
+KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
+
+
+def compile_kernel(function):
+    """`function` compiled by numba with KERNEL_FLAGS (imported here, at first use: ~0.5-0.9 s)."""
+    import numba
+
+    return numba.njit(**KERNEL_FLAGS)(function)
+
+
 def _compiled(parallel: bool):
     """The numba pass, compiled (or loaded from numba's cache) at first use: `_rows` over every row on the calling
     thread, or `_driver` over chunks of rows on numba's threads."""
@@ -83,7 +94,7 @@ def _compiled(parallel: bool):
     if kernel is None:
         import numba
 
-        flags = dict(cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
+        flags = KERNEL_FLAGS
         serial = _kernels.get(False)
         if serial is None:
             if not hasattr(_leg_sums, "py_func"):  # what _rows calls, inlined into it (numba's IR, before LLVM)

@@ -17,25 +17,21 @@ fused pass off (EngineParams.fused_threads 0), projection.py uses the numpy vers
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
 
 from .book import PositionBook
-from .fused import fused_available, leg_arguments, padded_thresholds
+from .fused import compile_kernel, fused_available, leg_arguments, padded_thresholds
 from .market import MarketState
 from .valuation import ScenarioPrices, growth_terms
 
-_kernel = None  # the compiled _rows, built at first use
 
-
+@functools.cache
 def _compiled():
-    global _kernel
-    if _kernel is None:
-        import numba
-
-        _kernel = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)(_rows)
-    return _kernel
+    """_rows compiled at first use."""
+    return compile_kernel(_rows)
 
 
 def _rows(

@@ -15,20 +15,17 @@ Compiled by numba at first use and cached beside this file, as risk/fused.py's p
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .fused import numba_available
-
-_kernel = None  # the compiled _changes, built at first use
+from .fused import compile_kernel, numba_available
 
 
+@functools.cache
 def _compiled():
-    global _kernel
-    if _kernel is None:
-        import numba
-
-        _kernel = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", boundscheck=False)(_changes)
-    return _kernel
+    """_changes compiled at first use."""
+    return compile_kernel(_changes)
 
 
 def _changes(member, eta, live, live_now, now, due, resolution, relative, full, rescored, gone):  # pragma: no cover

@@ -54,15 +54,15 @@ def test_no_rows_gives_empty_arrays():
     assert g.shape == sigma.shape == (0,)
 
 
-def test_warm_projection_loads_the_loop_for_the_books_types(monkeypatch):
+def test_warm_projection_loads_the_loop_for_the_books_types():
     """`Watcher.warm_up` warms the projection's loop too: the first projection of a block then finds it ready."""
     from liq_pipeline.risk import fused_projection
 
     m, people, scenarios = _population(3, "3.6")
     book = build_book(positions_frame(people, m.reserve_ids), m)
-    monkeypatch.setattr(fused_projection, "_kernel", None)  # as in a fresh process
+    fused_projection._compiled.cache_clear()  # as in a fresh process
     fused_projection.warm_projection(book, m, threads=1)
-    kernel = fused_projection._kernel
+    kernel = fused_projection._compiled()
     assert kernel is not None and kernel.signatures
     before = len(kernel.signatures)
     _hf, _band, weighted, _collateral, debt = float_health(book, m, scenarios)
