@@ -41,6 +41,12 @@ class _Counts:
         self.most_in_flight = 0  # at one time: a client's posts sent at once overlap here
 
 
+class _Server(ThreadingHTTPServer):
+    # the listen backlog: socketserver's 5 refused connections when a client opened many at once (a read's posts
+    # sent at once, each on a connection of its own: chain/rpc.py), as no node's HTTP server does
+    request_queue_size = 128
+
+
 class RttRelay:
     """The relay on 127.0.0.1 in this process's threads; `url` is where clients send, `stats()` its counts."""
 
@@ -106,7 +112,7 @@ class RttRelay:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="rtt-relay", daemon=True)
         self._thread.start()

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,10 @@ class RpcClient:
         self._pool_pid = 0
         self._session = requests.Session()  # its connection pool hands each thread a connection of its own
         self._session.headers["Content-Type"] = "application/json"
+        # a connection kept per post sent at once (requests keeps 10: past that, each wave opened and closed more)
+        adapter = HTTPAdapter(pool_maxsize=max(10, self.max_parallel_posts))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def close(self) -> None:
         if self._pool is not None:
