@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .chain.multicall import MULTICALL3
+from .chain.rpc import RpcClient
 
 SCENARIO_NAMES = ("baseline", "adverse", "extreme")
 PROTOCOL_VERSIONS = ("3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
@@ -535,6 +536,13 @@ class Settings(BaseSettings):
         if info.field_name == "executor_keystore_password_file" and info.data.get("executor_keystore_password"):
             raise ValueError("expected empty when EXECUTOR_KEYSTORE_PASSWORD is set: one password, from one place")
         return Path(str(value).strip())
+
+    def node_client(self, **options: Any) -> RpcClient:
+        """A JSON-RPC client of RPC_URL with the settings' request limits (RPC_MAX_PARALLEL_POSTS); `options`: the
+        client's others (retries, timeout). The caller checks that RPC_URL is set."""
+        if self.rpc_url is None:
+            raise ValueError("RPC_URL is not set")
+        return RpcClient(self.rpc_url.get_secret_value(), max_parallel_posts=self.rpc_max_parallel_posts, **options)
 
 
 def _describe(value: Any) -> str:

@@ -269,3 +269,13 @@ def test_cli_config_never_shows_the_operator_key_or_password(cli_env):
     assert '"EXECUTOR_KEYSTORE_PASSWORD": "***"' in as_json.stdout
     assert "EXECUTOR_PRIVATE_KEY=***" in as_env.stdout.splitlines()
     assert "EXECUTOR_KEYSTORE=" in as_env.stdout.splitlines()  # unset: empty, not ***
+
+
+def test_the_node_client_carries_the_request_limits(clean_env, monkeypatch):
+    monkeypatch.setenv("RPC_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("RPC_MAX_PARALLEL_POSTS", "2")
+    with load_settings().node_client(retries=1) as rpc:
+        assert (rpc.url, rpc.max_parallel_posts, rpc.retries) == ("http://127.0.0.1:8545", 2, 1)
+    monkeypatch.delenv("RPC_URL")
+    with pytest.raises(ValueError, match="RPC_URL is not set"):
+        load_settings().node_client()

@@ -261,7 +261,7 @@ class RpcClient:
         1.5 MB + 0.4 MB, a pair takes as long as its larger part)."""
         sizes = [len(json.dumps(items[index][1])) + len(items[index][0]) + 64 for index in indices]
         total_bytes, total_entries = sum(sizes) or 1, len(indices) or 1
-        parts = max(math.ceil(len(indices) / self.max_batch), math.ceil(sum(sizes) / MAX_BATCH_BYTES), 1)
+        parts = max(math.ceil(total_entries / self.max_batch), math.ceil(total_bytes / MAX_BATCH_BYTES), 1)
         chunk: list[int] = []
         size = done_bytes = closed = 0
         for done_entries, (index, entry) in enumerate(zip(indices, sizes, strict=True), start=1):

@@ -153,8 +153,7 @@ def chain_id_problem(settings: Settings, chain_id: int, label: str) -> str | Non
 def connect(settings: Settings, retries: int = 4) -> RpcClient:
     """A client of the settings' node (see `node_settings`), once its chain id is checked against CHAIN_ID."""
     assert settings.rpc_url is not None, "node_settings() first"
-    url = settings.rpc_url.get_secret_value()
-    rpc = RpcClient(url, retries=retries, max_parallel_posts=settings.rpc_max_parallel_posts)
+    rpc = settings.node_client(retries=retries)
     try:
         answer = rpc.call("eth_chainId")
         try:

@@ -9,7 +9,6 @@ import dagster as dg
 
 from ..cache import open_market_cache
 from ..chain.discovery import discover_market
-from ..chain.rpc import RpcClient
 from ..config import Settings, current_settings
 from ..lake.open import open_lake
 from ..risk.versions import rules_for
@@ -25,7 +24,7 @@ class ChainResource(dg.ConfigurableResource):
         settings = self.settings()
         if settings.rpc_url is None:
             raise dg.Failure("RPC_URL is not set: the platform needs a node (make dev sets the devnet's)")
-        return RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts)
+        return settings.node_client()
 
     def head(self) -> int:
         with self.client() as rpc:

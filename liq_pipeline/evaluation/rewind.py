@@ -22,7 +22,6 @@ from ..cache import open_market_cache
 from ..cache.context import MarketCache
 from ..cache.market_state import price_window_blocks
 from ..chain.discovery import discover_market
-from ..chain.rpc import RpcClient
 from ..config import Settings
 from ..lake.datasets import liquidation_candidates, watcher_blocks
 from ..lake.open import open_lake
@@ -45,7 +44,7 @@ def rewind(settings: Settings, block: int) -> Rewound:
     the old chain's state behind: the sensor then keeps its cursor and tries again."""
     if settings.rpc_url is None or settings.aave_addresses_provider is None:
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set")
-    with RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts) as rpc:
+    with settings.node_client() as rpc:
         head = rpc.quantity("eth_blockNumber")
         market = discover_market(
             rpc,

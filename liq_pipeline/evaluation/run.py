@@ -102,7 +102,7 @@ def evaluate_block(settings: Settings, block: int, from_block: int, observed_at:
     clock = time.perf_counter()
     rules = rules_for(settings.aave_protocol_version)
     params = engine_params(settings)
-    with RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts) as rpc:
+    with settings.node_client() as rpc:
         market = discover_market(
             rpc, settings.aave_addresses_provider, block, rules, symbols=True, multicall=settings.multicall_address
         )

@@ -45,7 +45,6 @@ class CandidateWriter:
         self.live_now: dict[str, np.ndarray] = {}  # per scenario, per book row: liquidatable_now as written
         self._written_block: int | None = None  # the block whose changes were last written in full
         self.last_counts: dict[str, int] = {}  # members with details written, scores moved, removed (last write)
-        self._warm = False  # risk/member_changes.py's pass loaded
 
     def reset(self) -> None:
         """Next write rewrites the whole set (after a reorg, or Redis coming back)."""
@@ -76,9 +75,7 @@ class CandidateWriter:
             self.last_counts = {"detailed": evaluation.candidates.height, "rescored": 0, "removed": 0}
             if self.cache.reachable:
                 self._remember(evaluation)
-                if not self._warm:  # the next blocks compare: their compiled pass loaded now, off their path
-                    warm_member_changes()
-                    self._warm = True
+                warm_member_changes()  # the next blocks compare: the compiled pass loaded now, off their path
             else:
                 self.reset()
             return str(outcome)

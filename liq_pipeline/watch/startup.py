@@ -26,7 +26,7 @@ def watcher_from_settings(settings: Settings, use_cache: bool = True) -> Watcher
     if settings.rpc_url is None or settings.aave_addresses_provider is None:
         raise ValueError("RPC_URL and AAVE_ADDRESSES_PROVIDER must be set for `liq watch`")
     rules = rules_for(settings.aave_protocol_version)
-    rpc = RpcClient(settings.rpc_url.get_secret_value(), max_parallel_posts=settings.rpc_max_parallel_posts)
+    rpc = settings.node_client()
     head = rpc.quantity("eth_blockNumber")
     market = discover_market(rpc, settings.aave_addresses_provider, head, rules, multicall=settings.multicall_address)
     cache = hot_path_cache(settings, market.chain_id, market.pool) if use_cache else None

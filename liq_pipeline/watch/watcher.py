@@ -255,7 +255,7 @@ class Watcher:
         return len(orphaned)
 
     # --- one block ---------------------------------------------------------------------------------------------------
-    def _round_trips(self) -> tuple[int, int]:
+    def _node_counts(self) -> tuple[int, int]:
         """Sequential round trips and HTTP requests so far by the loop's node clients (the watcher's and the
         tracker's, once if shared)."""
         clients = {id(c): c for c in (self.rpc, getattr(self.tracker, "rpc", None))}.values()
@@ -274,7 +274,7 @@ class Watcher:
         the poll that found the block, already holding its logs and market; `round_trips_from`: the loop's round
         trips and requests before that poll (the block's counts include it)."""
         seen = self.clock() if seen_at is None else seen_at
-        trips = self._round_trips() if round_trips_from is None else round_trips_from
+        trips = self._node_counts() if round_trips_from is None else round_trips_from
         previous = self.tracker.block
         try:
             began = time.perf_counter()
@@ -337,7 +337,7 @@ class Watcher:
             executed = time.perf_counter()
             record.phases_ms["execute"] = (executed - evaluated) * 1e3
             evaluated = executed
-        now = self._round_trips()  # the write goes to Redis, not to the node
+        now = self._node_counts()  # the write goes to Redis, not to the node
         record.round_trips, record.requests = now[0] - trips[0], now[1] - trips[1]
         self._write(number, result, record)
         record.phases_ms["write"] = (time.perf_counter() - evaluated) * 1e3
@@ -447,7 +447,7 @@ class Watcher:
             return self._step()
 
     def _step(self) -> int:
-        trips = self._round_trips()
+        trips = self._node_counts()
         if not self._speculating():
             head = self.head()  # a block not due yet: one cheap call (a same-height reorg waits for the next poll)
             return self._follow(head, None, trips) if head > self.tracker.block else 0
