@@ -52,12 +52,16 @@ def _answers(url: str) -> bool:
         return False
 
 
+ATOMIC_SERVER = Path(__file__).with_name("moto_server_atomic.py")
+
+
 def start_moto(log: Path, timeout: float = 30.0) -> MotoS3:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            # moto's server with its conditional writes atomic, as S3's are (the script says why)
+            [sys.executable, str(ATOMIC_SERVER), "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
