@@ -46,6 +46,9 @@ WINDOW = 16  # the search ends with every integer within this of its best point
 OPTIMUM_WINDOW = 4
 OPTIMUM_REACH_SHIFT = 26
 CLIMB_STEPS = 16
+# collateral units a liquidation may seize over k x (k: seized per repaid at the largest amount): the price
+# conversion's floor, the bonus's and the protocol fee's half-up roundings, one unit each
+SEIZED_ROUNDING_UNITS = 3
 MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
 
 # (reserve id a, reserve id b) -> (pool reserve of a, pool reserve of b), raw token units; one entry per pool, either
@@ -216,6 +219,29 @@ class _Pair:
             reserve_in, reserve_out = self.reserves
             value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)
         return (value - repaid) * 101 // 100 + 2 - self.gas
+
+    def slippage_bound(self, at: LiquidationOutcome) -> int | None:
+        """A bound no amount's profit exceeds (debt-asset units), the swap's slippage counted (`upper_bound` values
+        all of it at the spot price), from the collateral-per-repaid rate k of `at`; None when nothing is sold on a
+        pair. Continuous, profit(x) = out(k x) - (1 + premium) x with out(y) = 997 y R_out / (1000 R_in + 997 y);
+        with u = 997 k x, B = 1000 R_in and c = (1 + premium) / (997 k) it is R_out u / (B + u) - c u, whose
+        maximum over u >= 0 is (sqrt(R_out) - sqrt(B c))^2 (0 when R_out <= B c). The integers add at most: a few
+        collateral units seized over k x (the Pool's roundings), each worth at most the spot price, a unit of
+        premium rounding; and 1 % as `upper_bound`'s. Measured on the 100k devnet's waves: three quarters of the
+        users below 1 had no profitable plan (the pairs our earlier transactions of the block had moved), and
+        their searches were 80 % of the executor's planning time."""
+        seized, repaid = at.collateral_seized, at.debt_repaid
+        if not self.swaps or self.reserves is None or seized <= 0 or repaid <= 0:
+            return None
+        reserve_in, reserve_out = self.reserves
+        if reserve_in <= 0 or reserve_out <= 0:
+            return None
+        # B c rounded down and sqrt(R_out) rounded up: the gap, and so the bound, can only be larger
+        bc = FEE_DENOMINATOR * reserve_in * (10_000 + self.premium_bps) * repaid // (10_000 * FEE_NUMERATOR * seized)
+        gap = isqrt(reserve_out) + 1 - isqrt(bc)
+        best = gap * gap if gap > 0 else 0
+        unit_value = -(-reserve_out // reserve_in)  # one collateral unit at the spot price, rounded up
+        return best * 101 // 100 + SEIZED_ROUNDING_UNITS * unit_value + 2 - self.gas
 
     def dust_boundary(self, at: LiquidationOutcome) -> int | None:
         """Where the 3.3+ dust rule starts refusing, from one outcome `at` of this pair (accepted or refused by the
@@ -423,7 +449,11 @@ def plan_liquidation(
                 )
                 at_max = pair.outcome(UINT256_MAX)
                 if at_max.ok or at_max.reason == MUST_NOT_LEAVE_DUST:
-                    pairs.append((Fraction(pair.upper_bound(at_max) * debt.price, debt.unit), pair))
+                    bound = pair.upper_bound(at_max)
+                    slippage = pair.slippage_bound(at_max)
+                    if slippage is not None:
+                        bound = min(bound, slippage)
+                    pairs.append((Fraction(bound * debt.price, debt.unit), pair))
     # The most promising pair first; a pair whose bound is below the best profit found cannot win and is not
     # searched (most users' pairs differ by far more than the bound's slack).
     pairs.sort(key=lambda item: item[0], reverse=True)

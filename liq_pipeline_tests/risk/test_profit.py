@@ -11,10 +11,12 @@ import random
 import pytest
 
 from liq_pipeline.risk.amm import get_amount_out
+from liq_pipeline.risk.exact import account_data
 from liq_pipeline.risk.liquidation import liquidation_outcome
 from liq_pipeline.risk.profit import (
     CostInputs,
     _largest_accepted,
+    _Pair,
     flash_premium,
     gas_in_debt,
     golden_max,
@@ -23,7 +25,8 @@ from liq_pipeline.risk.profit import (
     pool_reserves,
 )
 from liq_pipeline.risk.wadray import RAY, UINT256_MAX
-from liq_pipeline_tests.risk.factories import coll, debt, user
+from liq_pipeline_tests.risk.factories import coll, debt, reserve, user
+from liq_pipeline_tests.risk.factories import market as build_market
 from liq_pipeline_tests.risk.test_liquidation import _market, _with
 
 E18, E6 = 10**18, 10**6
@@ -285,3 +288,59 @@ def test_plan_at_reproduces_a_plan_from_its_pair_amount_and_mode_and_refuses_wha
     # inventory mode without inventory, and a pair the user does not hold
     assert plan_at(position, market, shallow, COSTS, WETH_ID, USDC_ID, 1_000 * E6, "inventory") is None
     assert plan_at(position, market, shallow, COSTS, DAI_ID, USDC_ID, 1_000 * E6, "flash") is None
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.3", "3.5", "3.7"])
+def test_the_slippage_bound_is_above_every_amounts_profit(version):
+    # The planner skips a pair whose slippage bound cannot reach the minimum profit or the best pair found: the
+    # bound must never be under what some amount earns. Random collateral / debt assets of 6, 8 and 18 decimals,
+    # indices above 1, bonuses and protocol fees, premiums, gas, pools from a few dollars deep to far deeper than
+    # the position and priced off the oracle; the reference is the best of a full golden-section search, a grid and
+    # the ends, each amount evaluated independently (`_profit`).
+    rng = random.Random(f"slippage-{version}")
+    checked = tight = 0
+    for k in range(80):
+        decimals = rng.sample((6, 8, 18), 2)
+        prices = [rng.choice((10**8, 2_000 * 10**8, 60_000 * 10**8)) for _ in decimals]
+        collateral_reserve = reserve(
+            0, "C", decimals[0], prices[0], 8000, bonus=rng.choice((10_200, 10_500, 11_000)), fee=rng.choice((0, 1000))
+        )
+        collateral_reserve = dataclasses.replace(collateral_reserve, liquidity_index=RAY + rng.randint(0, RAY // 5))
+        debt_reserve = dataclasses.replace(
+            reserve(1, "D", decimals[1], prices[1], 8000), variable_borrow_index=RAY + rng.randint(0, RAY // 5)
+        )
+        market = build_market([collateral_reserve, debt_reserve], version)
+        c_unit, d_unit = 10 ** decimals[0], 10 ** decimals[1]
+        collateral_usd = rng.choice((2_000, 50_000, 3_000_000))
+        held = collateral_usd * c_unit * 10**8 // prices[0]
+        owed = int(collateral_usd * rng.uniform(0.81, 1.2) * d_unit * 10**8 // prices[1])  # HF ~0.67-0.99
+        position = user(f"0xs{k}", {0: coll(held), 1: debt(owed)})
+        depth_usd = rng.choice((5, 1_000, 100_000, 10_000_000))
+        offset = rng.uniform(0.9, 1.1)
+        pools = {
+            (0, 1): (depth_usd * c_unit * 10**8 // prices[0], int(depth_usd * offset * d_unit * 10**8 // prices[1]))
+        }
+        costs = dataclasses.replace(COSTS, flash_premium_bps=rng.choice((0, 5, 9, 100)))
+        gas = gas_in_debt(costs.gas_wei, costs.eth_price, prices[1], d_unit)
+        at_max = liquidation_outcome(position, market, 0, 1, UINT256_MAX)
+        if not at_max.ok and at_max.reason != "MustNotLeaveDust":
+            continue
+        pair = _Pair(
+            position, market, 0, 1, pools[0, 1], costs.flash_premium_bps, gas, None, account_data(position, market)
+        )
+        bound = pair.slippage_bound(at_max)
+        assert bound is not None
+
+        def reference(x, position=position, market=market, pools=pools, costs=costs):
+            value = _profit(position, market, 0, 1, x, pools, costs)
+            return float("-inf") if value is None else value
+
+        high = at_max.max_liquidatable_debt
+        amounts = {golden_max(reference, 1, high), UINT256_MAX, high} | {max(1, high * i // 200) for i in range(201)}
+        best = max(reference(x) for x in amounts)
+        if best == float("-inf"):
+            continue
+        checked += 1
+        assert bound >= best, (k, bound, best)
+        tight += bound < pair.upper_bound(at_max)
+    assert checked >= 50 and tight >= 10, (checked, tight)
