@@ -19,6 +19,9 @@ Amounts tried per pair: `type(uint256).max` (as much as allowed), the close fact
 all the collateral (when the collateral binds), the largest amount the 3.3+ dust rule accepts, and a golden-section
 search over the integers below that (the swap's slippage makes profit concave in the amount; the integer floors
 add a few units of noise, so the search ends with every integer of a small window around its best point).
+A pair is searched only when a bound on what any of its amounts earns (the largest liquidation at the pair's spot
+price, and the swap's continuous maximum with its slippage) can reach the minimum profit and beat the best pair
+found so far; the bounds never undercut an amount's exact profit, so skipping a pair never changes the plan.
 """
 
 from __future__ import annotations
@@ -227,9 +230,9 @@ class _Pair:
         with u = 997 k x, B = 1000 R_in and c = (1 + premium) / (997 k) it is R_out u / (B + u) - c u, whose
         maximum over u >= 0 is (sqrt(R_out) - sqrt(B c))^2 (0 when R_out <= B c). The integers add at most: a few
         collateral units seized over k x (the Pool's roundings), each worth at most the spot price, a unit of
-        premium rounding; and 1 % as `upper_bound`'s. Measured on the 100k devnet's waves: three quarters of the
-        users below 1 had no profitable plan (the pairs our earlier transactions of the block had moved), and
-        their searches were 80 % of the executor's planning time."""
+        premium rounding; and 1 % as `upper_bound`'s. Why: on the 100k devnet three quarters of the users the
+        executor planned had no profitable plan (mostly pairs its earlier transactions of the block had moved),
+        and searching their pairs was 82 % of the planning of its largest wave (121 of 148 ms)."""
         seized, repaid = at.collateral_seized, at.debt_repaid
         if not self.swaps or self.reserves is None or seized <= 0 or repaid <= 0:
             return None
