@@ -49,9 +49,10 @@ WINDOW = 16  # the search ends with every integer within this of its best point
 OPTIMUM_WINDOW = 4
 OPTIMUM_REACH_SHIFT = 26
 CLIMB_STEPS = 16
-# collateral units a liquidation may seize over k x (k: seized per repaid at the largest amount): the price
-# conversion's floor, the bonus's and the protocol fee's half-up roundings, one unit each
-SEIZED_ROUNDING_UNITS = 3
+# collateral units a liquidation of x may seize over k x, k being seized / repaid at the largest amount: each of
+# the two amounts is off its exact rational by up to ~3 units (the price conversion's floor, the bonus's and the
+# protocol fee's roundings), and x's error and the largest amount's error (through k) add up
+SEIZED_ROUNDING_UNITS = 6
 MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
 
 # (reserve id a, reserve id b) -> (pool reserve of a, pool reserve of b), raw token units; one entry per pool, either
