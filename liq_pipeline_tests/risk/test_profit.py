@@ -291,14 +291,14 @@ def test_plan_at_reproduces_a_plan_from_its_pair_amount_and_mode_and_refuses_wha
 
 
 @pytest.mark.parametrize("version", ["3.0", "3.3", "3.5", "3.7"])
-def test_the_slippage_bound_is_above_every_amounts_profit(version):
+def test_the_slippage_bound_is_above_every_amounts_profit(version, monkeypatch):
     # The planner skips a pair whose slippage bound cannot reach the minimum profit or the best pair found: the
     # bound must never be under what some amount earns. Random collateral / debt assets of 6, 8 and 18 decimals,
     # indices above 1, bonuses and protocol fees, premiums, gas, pools from a few dollars deep to far deeper than
     # the position and priced off the oracle; the reference is the best of a full golden-section search, a grid and
     # the ends, each amount evaluated independently (`_profit`).
     rng = random.Random(f"slippage-{version}")
-    checked = tight = 0
+    checked = tight = same_plans = 0
     for k in range(80):
         decimals = rng.sample((6, 8, 18), 2)
         prices = [rng.choice((10**8, 2_000 * 10**8, 60_000 * 10**8)) for _ in decimals]
@@ -343,4 +343,14 @@ def test_the_slippage_bound_is_above_every_amounts_profit(version):
         checked += 1
         assert bound >= best, (k, bound, best)
         tight += bound < pair.upper_bound(at_max)
-    assert checked >= 50 and tight >= 10, (checked, tight)
+        # and the plan is the one planned without it, at minimum profits around what the pair earns
+        for floor_usd in (1, 50, 5_000):
+            with monkeypatch.context() as without:
+                without.setattr(_Pair, "slippage_bound", lambda self, at: None)
+                unpruned = plan_liquidation(position, market, pools, costs, min_profit_base=floor_usd * 10**8)
+            plan = plan_liquidation(position, market, pools, costs, min_profit_base=floor_usd * 10**8)
+            assert (plan and (plan.debt_to_cover, plan.profit)) == (
+                unpruned and (unpruned.debt_to_cover, unpruned.profit)
+            )
+            same_plans += 1
+    assert checked >= 50 and tight >= 10 and same_plans >= 150, (checked, tight, same_plans)
