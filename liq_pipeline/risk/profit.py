@@ -49,9 +49,10 @@ WINDOW = 16  # the search ends with every integer within this of its best point
 OPTIMUM_WINDOW = 4
 OPTIMUM_REACH_SHIFT = 26
 CLIMB_STEPS = 16
-# collateral units a liquidation of x may seize over k x, k being seized / repaid at the largest amount: each of
-# the two amounts is off its exact rational by up to ~3 units (the price conversion's floor, the bonus's and the
-# protocol fee's roundings), and x's error and the largest amount's error (through k) add up
+# collateral units a liquidation of x may seize over k x (k: seized / repaid at the largest amount), besides the
+# bonus's multiple of the price conversion's floor: the bonus's and the protocol fee's roundings at x and at the
+# largest amount (through k), ~3 each. A review's fuzzing (~32,000 cases, every version) found the greatest excess
+# 0.76 of a unit's value with 6 and no bonus term; a 655 % bonus needed the bonus term
 SEIZED_ROUNDING_UNITS = 6
 MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
 
@@ -211,9 +212,9 @@ class _Pair:
     def upper_bound(self, at_max: LiquidationOutcome) -> int:
         """A bound no amount's profit exceeds (debt-asset units), from the outcome of the largest amount: the
         collateral per unit repaid is the same at every amount (the bonus at the oracle prices, up to rounding), and
-        a swap never pays more than the pair's spot price (its output is concave), so profit <= the largest
-        liquidation valued at spot (or at the oracle, kept) minus what it repays and the gas. 1 % + 2 units of
-        slack cover the integer roundings."""
+        a swap never pays more than the pair's spot price (its output is concave), so profit is at most linear in
+        the amount: the largest liquidation valued at spot (or at the oracle, kept) minus what it repays when that
+        gains, else ~0 (a small amount), plus the integers' roundings (`_rounding_slack`), minus the gas."""
         seized, repaid = at_max.collateral_seized, at_max.debt_repaid
         if self.collateral_id == self.debt_id:
             value = seized
@@ -222,16 +223,35 @@ class _Pair:
         else:
             reserve_in, reserve_out = self.reserves
             value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)
-        return (value - repaid) * 101 // 100 + 2 - self.gas
+        # a loss at the largest amount bounds nothing below it: small amounts lose less (review, 2026-12-08: a
+        # 3-unit collateral pair bounded at -103 earned +19 at 418)
+        return max(0, value - repaid) * 101 // 100 + self._rounding_slack(at_max) - self.gas
+
+    def _rounding_slack(self, at: LiquidationOutcome) -> int:
+        """Debt units the integer roundings may add to an amount's profit over the bounds' rational model: the
+        collateral a liquidation of x seizes over k x, in collateral units (the price conversion's floor is lost
+        before the bonus multiplies it: up to the bonus's multiple, then the bonus's and the protocol fee's
+        roundings, at x and at the largest amount through k), each worth at most one unit's value; and a unit of
+        the premium's rounding and one of the output's."""
+        units = -(-at.liquidation_bonus // 10_000) + SEIZED_ROUNDING_UNITS
+        if self.collateral_id == self.debt_id:
+            unit_value = 1
+        elif not self.swaps:  # kept, valued at the oracle
+            coll, debt = self.market.by_id[self.collateral_id], self.market.by_id[self.debt_id]
+            unit_value = -(-(coll.price * debt.unit) // (debt.price * coll.unit))
+        elif self.reserves is None or self.reserves[0] <= 0:
+            unit_value = 0
+        else:  # at most the swap's first marginal price
+            unit_value = -(-self.reserves[1] // self.reserves[0])
+        return units * unit_value + 2
 
     def slippage_bound(self, at: LiquidationOutcome) -> int | None:
         """A bound no amount's profit exceeds (debt-asset units), the swap's slippage counted (`upper_bound` values
         all of it at the spot price), from the collateral-per-repaid rate k of `at`; None when nothing is sold on a
         pair. Continuous, profit(x) = out(k x) - (1 + premium) x with out(y) = 997 y R_out / (1000 R_in + 997 y);
         with u = 997 k x, B = 1000 R_in and c = (1 + premium) / (997 k) it is R_out u / (B + u) - c u, whose
-        maximum over u >= 0 is (sqrt(R_out) - sqrt(B c))^2 (0 when R_out <= B c). The integers add at most: a few
-        collateral units seized over k x (the Pool's roundings), each worth at most the spot price, a unit of
-        premium rounding; and 1 % as `upper_bound`'s. Why: on the 100k devnet three quarters of the users the
+        maximum over u >= 0 is (sqrt(R_out) - sqrt(B c))^2 (0 when R_out <= B c). The integers add at most
+        `_rounding_slack`, and 1 % as `upper_bound`'s. Why: on the 100k devnet three quarters of the users the
         executor planned had no profitable plan (mostly pairs its earlier transactions of the block had moved),
         and searching their pairs was 82 % of the planning of its largest wave (121 of 148 ms)."""
         seized, repaid = at.collateral_seized, at.debt_repaid
@@ -244,8 +264,7 @@ class _Pair:
         bc = FEE_DENOMINATOR * reserve_in * (10_000 + self.premium_bps) * repaid // (10_000 * FEE_NUMERATOR * seized)
         gap = isqrt(reserve_out) + 1 - isqrt(bc)
         best = gap * gap if gap > 0 else 0
-        unit_value = -(-reserve_out // reserve_in)  # one collateral unit at the spot price, rounded up
-        return best * 101 // 100 + SEIZED_ROUNDING_UNITS * unit_value + 2 - self.gas
+        return best * 101 // 100 + self._rounding_slack(at) - self.gas
 
     def dust_boundary(self, at: LiquidationOutcome) -> int | None:
         """Where the 3.3+ dust rule starts refusing, from one outcome `at` of this pair (accepted or refused by the

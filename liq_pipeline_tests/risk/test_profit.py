@@ -354,3 +354,44 @@ def test_the_slippage_bound_is_above_every_amounts_profit(version, monkeypatch):
             )
             same_plans += 1
     assert checked >= 50 and tight >= 10 and same_plans >= 150, (checked, tight, same_plans)
+
+
+@pytest.mark.parametrize(
+    "version, collateral, debt_reserve, held, owed, pool, premium, amount",
+    [
+        # a 555 % bonus: the price conversion's floor, lost before the bonus multiplies it, is worth 7.5 collateral
+        # units at that bonus (a review's counterexample to a fixed rounding allowance)
+        (
+            "3.7",
+            reserve(0, "C", 6, 10**17, 1000, bonus=65535, fee=0),
+            reserve(1, "D", 6, 10**11, 8000),
+            658,
+            100_999_999,
+            (65304, 10303088783),
+            0,
+            98_000_000,
+        ),
+        # a 3-unit collateral that loses at the largest amount and gains at a smaller one: a bound taken at the
+        # largest amount alone was negative (-103) where 418 earns 19
+        (
+            "3.1",
+            reserve(0, "C", 6, 156852990451, 8000, bonus=12674, fee=8876),
+            reserve(1, "D", 6, 751133079, 8000),
+            3,
+            543,
+            (972, 214628),
+            37,
+            418,
+        ),
+    ],
+)
+def test_the_bounds_hold_where_rounding_is_coarse(version, collateral, debt_reserve, held, owed, pool, premium, amount):
+    market = build_market([collateral, debt_reserve], version)
+    position = user("0xcoarse", {0: coll(held), 1: debt(owed)})
+    costs = CostInputs(flash_premium_bps=premium, gas_units=0, gas_price_wei=0, l1_fee_wei=0, eth_price=2_000 * 10**8)
+    earned = _profit(position, market, 0, 1, amount, {(0, 1): pool}, costs)
+    assert earned is not None and earned > 0
+    at_max = liquidation_outcome(position, market, 0, 1, UINT256_MAX)
+    pair = _Pair(position, market, 0, 1, pool, premium, 0, None, account_data(position, market))
+    assert pair.upper_bound(at_max) >= earned
+    assert pair.slippage_bound(at_max) >= earned
