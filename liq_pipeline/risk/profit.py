@@ -52,7 +52,7 @@ CLIMB_STEPS = 16
 # collateral units a liquidation of x may seize over k x (k: seized / repaid at the largest amount), besides the
 # bonus's multiple of the price conversion's floor: the bonus's and the protocol fee's roundings at x and at the
 # largest amount (through k), ~3 each. A review's fuzzing (~32,000 cases, every version) found the greatest excess
-# 0.76 of a unit's value with 6 and no bonus term; a 655 % bonus needed the bonus term
+# 0.76 of a unit's value with 6 and no bonus term; a 555 % bonus (65,535 bps) needed the bonus term
 SEIZED_ROUNDING_UNITS = 6
 MAX_SEARCH_STEPS = 200  # enough for any uint128 range (0.618^200 * 2^128 < 1)
 
@@ -226,6 +226,12 @@ class _Pair:
         # a loss at the largest amount bounds nothing below it: small amounts lose less (review, 2026-12-08: a
         # 3-unit collateral pair bounded at -103 earned +19 at 418)
         return max(0, value - repaid) * 101 // 100 + self._rounding_slack(at_max) - self.gas
+
+    def profit_bound(self, at_max: LiquidationOutcome) -> int:
+        """The tighter of the two bounds on what any amount of this pair earns (debt-asset units)."""
+        slippage = self.slippage_bound(at_max)
+        spot = self.upper_bound(at_max)
+        return spot if slippage is None else min(spot, slippage)
 
     def _rounding_slack(self, at: LiquidationOutcome) -> int:
         """Debt units the integer roundings may add to an amount's profit over the bounds' rational model: the
@@ -472,11 +478,7 @@ def plan_liquidation(
                 )
                 at_max = pair.outcome(UINT256_MAX)
                 if at_max.ok or at_max.reason == MUST_NOT_LEAVE_DUST:
-                    bound = pair.upper_bound(at_max)
-                    slippage = pair.slippage_bound(at_max)
-                    if slippage is not None:
-                        bound = min(bound, slippage)
-                    pairs.append((Fraction(bound * debt.price, debt.unit), pair))
+                    pairs.append((Fraction(pair.profit_bound(at_max) * debt.price, debt.unit), pair))
     # The most promising pair first; a pair whose bound is below the best profit found cannot win and is not
     # searched (most users' pairs differ by far more than the bound's slack).
     pairs.sort(key=lambda item: item[0], reverse=True)
