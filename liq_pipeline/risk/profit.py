@@ -220,6 +220,8 @@ class _Pair:
             value = seized
         elif not self.swaps:
             value = self.bought(seized) or 0
+        elif self.reserves is None or min(self.reserves) <= 0:  # an unfunded pair buys nothing (`bought`)
+            value = 0
         else:
             reserve_in, reserve_out = self.reserves
             value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)
