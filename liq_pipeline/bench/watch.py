@@ -296,6 +296,10 @@ def execution_summary(executing: Executing, records) -> dict:
     for a in first:
         firsts[a.block_seen] = min(firsts.get(a.block_seen, float("inf")), (a.sent_at - a.seen_at) * 1000)
     leading = sorted(firsts.values())
+    # the node's share of each send's latency (FastPathExecutor.node_wait_ms): with the same requests a send cannot
+    # be faster than its wait, so the p99 of the waits is a floor under the p99 of the latencies; the difference
+    # is this process's own work (the watcher's evaluation, planning, claims, signing)
+    waits = [executor.node_wait_ms[a.attempt_key] for a in first if a.attempt_key in executor.node_wait_ms]
     return {
         "sent": len(latencies),
         # a wave's last transaction waits for the ones planned before it: the p99 is the largest waves' tail
@@ -305,6 +309,8 @@ def execution_summary(executing: Executing, records) -> dict:
         "send_latency_max_ms": round(latencies[-1], 2) if latencies else None,
         "first_send_latency_p50_ms": round(percentile(leading, 0.50), 2) if leading else None,
         "first_send_latency_p99_ms": round(percentile(leading, 0.99), 2) if leading else None,
+        "send_node_wait_p50_ms": round(percentile(waits, 0.50), 2) if waits else None,
+        "send_node_wait_p99_ms": round(percentile(waits, 0.99), 2) if waits else None,
         "outcomes": dict(outcomes),
         "skipped_reasons": dict(Counter((a.reason or "")[:60] for a in attempts if a.outcome == "skipped")),
         "profit_realized_usd": round(sum(a.realized_profit_usd or 0.0 for a in attempts), 2),

@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -59,6 +60,9 @@ READ_METHODS = frozenset(
         "net_version",
     }
 )
+# The (began, answered) wall-clock spans of a client's last posts: the executor reads them within its block, where
+# it makes ~10 posts (the watcher's read and the polls before it a few more); 256 outlive a block of any size.
+ANSWER_SPANS_KEPT = 256
 # JSON-RPC error codes that mean "try again later" rather than "your request is wrong".
 TRANSIENT_CODES = {-32005, -32603, 429}
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -119,6 +123,24 @@ class RpcError(RuntimeError):
 METHOD_NOT_FOUND = -32601  # JSON-RPC: the node has no such method
 
 
+def answered_s(clients: Iterable[Any], since: float, until: float) -> float:
+    """Seconds of [since, until] (wall clock) during which at least one of `clients` waited for an answer it got:
+    the node's share of a latency (its work and the way there and back), posts sent at once counted once. Clients
+    without spans (not an RpcClient) count nothing."""
+    spans = sorted(
+        (max(began, since), min(answered, until))
+        for client in clients
+        for began, answered in list(getattr(client, "answer_spans", ()))
+        if answered > since and began < until
+    )
+    total, reached = 0.0, since
+    for began, answered in spans:
+        if answered > reached:
+            total += answered - max(began, reached)
+            reached = answered
+    return total
+
+
 def answers_method(rpc: RpcClient, method: str, *params: Any) -> bool:
     """Whether the node has `method`: asked with `params` (harmless ones: an empty transaction, an empty
     simulation), any answer but "method not found" says it does."""
@@ -158,6 +180,8 @@ class RpcClient:
         # The watcher reads it around each block: the difference is the block's sequential round trips (liq
         # bench-watch reports them; issue #16: at 5-50 ms to the node they set the latency)
         self.round_trips = 0
+        # when this client waited for the node (`answered_s`): how much of a latency is the node's own time
+        self.answer_spans: deque[tuple[float, float]] = deque(maxlen=ANSWER_SPANS_KEPT)
         self._ids = itertools.count(1)
         self._count_lock = threading.Lock()
         self._local = threading.local()  # attempts of the post in progress on this thread
@@ -191,8 +215,10 @@ class RpcClient:
             with self._count_lock:
                 self.requests += 1
             try:
+                began = time.time()
                 response = self._session.post(self.url, data=body, timeout=self.timeout)
                 if response.status_code == 200:
+                    self.answer_spans.append((began, time.time()))
                     return response.json()
                 problem = f"HTTP {response.status_code}"
                 if response.status_code not in TRANSIENT_HTTP:  # a gateway may echo the key: scrubbed, then cut

@@ -38,7 +38,7 @@ from ..cache.keys import MarketKeys
 from ..chain.abi import event_topic, events
 from ..chain.liquidator_abi import Liquidated, liquidated_events
 from ..chain.pool_errors import POOL_ERRORS, selector
-from ..chain.rpc import NodeUnavailable, RpcClient, RpcError
+from ..chain.rpc import NodeUnavailable, RpcClient, RpcError, answered_s
 from ..risk.exact import account_data
 from ..risk.market import MarketState, UserPosition
 from ..risk.profit import CostInputs, LiquidationPlan, PoolReserves, plan_at, plan_liquidation
@@ -67,6 +67,12 @@ PLANS_PER_SEND = 4  # plans per block at most, per transaction the block may sen
 # pairs and the inventory): chunks growing 4x from 4 simulated `liq arena`'s crash waves twice over (p99 764 ms
 # instead of 529), one batch made the largest wait for the smallest (the 100k devnet: p50 131 ms, 88 in chunks)
 FIRST_CHUNK = 4
+# ... when more users than this are ready: below it, the first chunk's verification and send on the way of the rest
+# cost the act's last transaction more than they gained its first (`liq arena --trigger pending --vol-scale 1` at
+# 10k, 2026-12-08: a 13-user act sent its first 4 at 16 ms and its last at 41 ms, of which ~11 ms were the first
+# chunk's round trips, its claims again and its 4 transactions simulated again)
+CHUNKED_ABOVE = 16
+NODE_WAIT_KEPT = 65_536  # sends whose node wait is kept (`node_wait_ms`: a bench's figure)
 SIMULATION_GAS = 5_000_000  # each simulated call's gas: above any liquidation's (measured: 475k-682k)
 # reverts a simulated transaction of ours can meet, by selector: the Liquidator's own and the Pool's custom errors
 REVERTS = {**POOL_ERRORS, selector("ProfitTooLow(int256,int256)"): "ProfitTooLow"}  # the Pool's, the Liquidator's
@@ -283,6 +289,10 @@ class FastPathExecutor:
         self._sent: list[_Staged] = []
         self.precomputed_hits = 0
         self.deferred = 0  # users left for the next block by EXECUTION_MAX_PER_BLOCK
+        # attempt key -> ms of its block seen -> sent during which our clients waited for the node (follow's
+        # receipts, our read, the verification, the send; and the block's read where the watcher shares our
+        # client, as in the benches): the node's share of the latency, the rest being this process's own work
+        self.node_wait_ms: dict[str, float] = {}
         self._freed: list[Claim] = []  # claims of the flights follow() ended, given back together
         self._ahead: Ahead | None = None  # on_block's, while it acts
         self.late_pending = 0  # pending updates acted on only after their block was sealed (left to the sealed path)
@@ -302,7 +312,8 @@ class FastPathExecutor:
         user).
 
         Whatever the number of users: one batch reads the block (header, pools, inventory); the plans, largest
-        debts first, go out in two chunks (the FIRST_CHUNK largest, then the rest), each claimed in one Redis round
+        debts first, go out in two chunks (the FIRST_CHUNK largest, then the rest; one when at most CHUNKED_ABOVE
+        users are ready), each claimed in one Redis round
         trip, verified in one call behind what the block already sent, and sent in one batch (under the nonce lock,
         nonces in plan order).
 
@@ -368,7 +379,7 @@ class FastPathExecutor:
         plans: list[tuple[LiquidationPlan, UserPosition]] = []
         model = start.copy()
         chunk_start = model.copy()
-        chunk = FIRST_CHUNK
+        chunk = FIRST_CHUNK if len(ready) > CHUNKED_ABOVE else len(ready)
         planned = 0
         for position in ready:
             # the rest next block (still below 1): at most max_per_block sent, and at most PLANS_PER_SEND x that
@@ -747,8 +758,15 @@ class FastPathExecutor:
             lost = f"sent, the node's answer lost ({type(error).__name__}): followed by its hash"
             answers = [None] * len(signed)
         sent_at = time.time()
+        waited = {
+            seen: answered_s((self.rpc, self._sender), seen, sent_at) * 1e3
+            for seen in {a.seen_at for _s, a, _c in sendable}
+        }
         gaps, refused = [], []
         for (stage, attempt, costs), tx, answer in zip(sendable, signed, answers, strict=True):
+            self.node_wait_ms[attempt.attempt_key] = waited[attempt.seen_at]
+            if len(self.node_wait_ms) > NODE_WAIT_KEPT:  # a long-running executor keeps the recent ones
+                del self.node_wait_ms[next(iter(self.node_wait_ms))]
             if isinstance(answer, RpcError):
                 self.guard.release_unsent(stage.claim)
                 out.append(self._final(attempt.with_outcome("skipped", reason=f"send refused: {answer}"[:300])))

@@ -58,6 +58,7 @@ def test_arena_before_the_block(clean_env, competitor):
     if competitor == "same-block":
         assert result["sent_by_trigger"].get("pending", 0) >= 1, result
         assert 0 < result["pending_to_sent_p50_ms"] <= result["pending_to_sent_p99_ms"]
+        assert 0 < result["pending_to_sent_node_wait_p99_ms"] <= result["pending_to_sent_p99_ms"]
         assert result["won_price_triggered"] >= 1 and result["win_rate_price_triggered"] > 0
         lane = result["pending_lane"]
         assert lane["sent_per_act_p50"] >= 1 and lane["stages_per_sent_p50_ms"]["verify"] > 0, lane

@@ -44,6 +44,9 @@ def test_watch_bench_small(clean_env):
     # 30x volatility over 5 blocks makes some borrowers liquidatable (seed 1): sent, included, timed by stage
     assert execution["sent"] >= 1, execution
     assert 0 < execution["send_latency_p50_ms"] <= execution["send_latency_p99_ms"]
+    # the node's share of the latency (the block's read, the verification, the send at least): below the latency
+    assert 0 < execution["send_node_wait_p50_ms"] <= execution["send_latency_p50_ms"]
+    assert execution["send_node_wait_p99_ms"] <= execution["send_latency_p99_ms"]
     assert {"read", "evaluate", "plan", "verify", "send"} <= set(execution["stages_ms_in_sending_blocks"])
     assert execution["outcomes"].get("included", 0) >= 1
     # the predictive engine's watchlist caught crossings before the whole book was evaluated

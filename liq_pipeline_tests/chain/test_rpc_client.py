@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from liq_pipeline.chain.rpc import NodeUnavailable, RpcClient, RpcError, redact_url
+from liq_pipeline.chain.rpc import NodeUnavailable, RpcClient, RpcError, answered_s, redact_url
 
 
 class FlakyNode:
@@ -112,6 +112,43 @@ def test_a_read_batch_over_the_limits_goes_out_as_posts_sent_at_once_one_round_t
         assert node.most_in_flight == 4
         rpc.batch([("eth_call", [])] * 15)  # five posts: four at once, then one
         assert (rpc.round_trips, rpc.requests, node.posts) == (3, 9, 9)
+
+
+def test_the_time_waited_for_the_node_counts_posts_sent_at_once_once(node_factory):
+    """The executor's node wait (`answered_s`): the posts a client made between two instants, clipped to them,
+    overlapping posts counted once, over several clients; the client's own time between posts is not counted."""
+    node = node_factory(hold_s=0.2)
+    with _client(node.url, max_batch=3) as rpc, _client(node.url) as other:
+        began = time.time()
+        rpc.batch([("eth_call", [])] * 12)  # four posts at once: one wait of >= 0.2 s
+        time.sleep(0.3)  # the client's own work: not the node's
+        other.call("eth_blockNumber")
+        ended = time.time()
+        assert len(rpc.answer_spans) == 4 and len(other.answer_spans) == 1
+        waited = answered_s([rpc, other], began, ended)
+        assert 0.4 <= waited <= ended - began - 0.3
+        assert answered_s([rpc], began, ended) < 0.2 * 4  # the four posts overlapped
+        assert answered_s([other], ended, ended + 1) == 0.0
+        assert answered_s([object()], began, ended) == 0.0  # a client without spans (a test double) adds nothing
+
+
+class _Spans:
+    def __init__(self, *spans):
+        self.answer_spans = list(spans)
+
+
+@pytest.mark.parametrize(
+    ("spans", "since", "until", "expected"),
+    [
+        ([(0, 2), (1, 3)], 0, 10, 3),  # overlapping: the union
+        ([(0, 2), (5, 6)], 0, 10, 3),  # apart: the sum
+        ([(0, 2), (5, 6)], 1, 5.5, 1.5),  # clipped at both ends
+        ([(0, 10), (2, 3)], 0, 10, 10),  # one inside another
+        ([(0, 1)], 1, 2, 0),  # touching the window is not inside it
+    ],
+)
+def test_answered_s_is_the_union_of_the_spans_in_the_window(spans, since, until, expected):
+    assert answered_s([_Spans(*spans[:1]), _Spans(*spans[1:])], since, until) == pytest.approx(expected)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")

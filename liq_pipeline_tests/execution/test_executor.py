@@ -113,6 +113,9 @@ def test_live_liquidations_land_exactly_as_planned(arena, verification, channel)
     sent = [a for a in attempts if a.outcome == "sent"]
     assert sent and all(a.tx_hash for a in sent), [(a.outcome, a.reason) for a in attempts]
     assert all(a.sent_at - a.seen_at < 5 for a in sent)
+    # the node's share of each send's latency: its answers to the read, the verification and the send
+    waits = [executor.node_wait_ms[a.attempt_key] for a in sent]
+    assert all(0 < wait <= (a.sent_at - a.seen_at) * 1e3 for wait, a in zip(waits, sent, strict=True)), waits
     assert executor._simulate_supported is (verification == "eth_simulateV1")  # the path this case is about
     chain = Chain(net.rpc)
     chain.mine(chain.latest_timestamp() + BLOCK_TIME)

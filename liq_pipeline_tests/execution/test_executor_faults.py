@@ -365,6 +365,7 @@ def test_a_wave_goes_out_in_growing_chunks_each_simulated_behind_the_last_and_al
     fund_inventory(net.rpc, net.market, venue.liquidator, 1_000_000)
     venue = dataclasses.replace(venue, inventory=True)
     monkeypatch.setattr(executor_module, "FIRST_CHUNK", 1)  # three users: chunks of 1 and 2
+    monkeypatch.setattr(executor_module, "CHUNKED_ABOVE", 2)  # (a few users go out in one batch: the next test)
     executor = _executor(net, venue, RpcClient(net.node.url), redis_url)
     state, positions = _view(net, below)
     sent = _sent(executor.on_block(state, positions, time.time()))
@@ -377,6 +378,26 @@ def test_a_wave_goes_out_in_growing_chunks_each_simulated_behind_the_last_and_al
     _mine(net)
     for attempt in sent:  # the second chunk was verified behind the first, pending then: all three land
         assert net.rpc.call("eth_getTransactionReceipt", attempt.tx_hash)["status"] == "0x1"
+
+
+def test_a_few_users_go_out_in_one_batch(armed, monkeypatch):
+    # at most CHUNKED_ABOVE users ready: no first chunk on the way of the rest (one claim, one verification, one send)
+    import liq_pipeline.execution.executor as executor_module
+
+    net, venue, below, redis_url = armed
+    monkeypatch.setattr(executor_module, "FIRST_CHUNK", 1)
+    executor = _executor(net, venue, RpcClient(net.node.url), redis_url)
+    state, positions = _view(net, below)
+    assert 1 < len(positions) <= executor_module.CHUNKED_ABOVE
+    calls = []
+    verify = executor._verify_all
+    executor._verify_all = lambda staged, *rest: calls.append(len(staged)) or verify(staged, *rest)
+    sent = _sent(executor.on_block(state, positions, time.time()))
+    assert len(sent) == len(positions) and calls == [len(positions)]
+    assert len({a.sent_at for a in sent}) == 1
+    assert [a.nonce for a in sent] == list(range(sent[0].nonce, sent[0].nonce + len(sent)))
+    _mine(net)
+    assert all(net.rpc.call("eth_getTransactionReceipt", a.tx_hash)["status"] == "0x1" for a in sent)
 
 
 class _Recording(RpcClient):
