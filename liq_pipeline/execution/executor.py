@@ -67,8 +67,8 @@ PLANS_PER_SEND = 4  # plans per block at most, per transaction the block may sen
 # pairs and the inventory): chunks growing 4x from 4 simulated `liq arena`'s crash waves twice over (p99 764 ms
 # instead of 529), one batch made the largest wait for the smallest (the 100k devnet: p50 131 ms, 88 in chunks)
 FIRST_CHUNK = 4
-# ... when more users than this are ready: below it, the first chunk's verification and send on the way of the rest
-# cost the act's last transaction more than they gained its first (`liq arena --trigger pending --vol-scale 1` at
+# a first chunk only when more users than this are ready: for fewer, its verification and send on the way of the
+# rest cost the act's last transaction more than they gained its first (`liq arena --trigger pending --vol-scale 1` at
 # 10k, 2026-12-08: a 13-user act sent its first 4 at 16 ms and its last at 41 ms, of which ~11 ms were the first
 # chunk's round trips, its claims again and its 4 transactions simulated again)
 CHUNKED_ABOVE = 16
@@ -312,10 +312,9 @@ class FastPathExecutor:
         user).
 
         Whatever the number of users: one batch reads the block (header, pools, inventory); the plans, largest
-        debts first, go out in two chunks (the FIRST_CHUNK largest, then the rest; one when at most CHUNKED_ABOVE
-        users are ready), each claimed in one Redis round
-        trip, verified in one call behind what the block already sent, and sent in one batch (under the nonce lock,
-        nonces in plan order).
+        debts first, go out in two chunks (the FIRST_CHUNK largest, then the rest; in one when at most
+        CHUNKED_ABOVE users are ready), each claimed in one Redis round trip, verified in one call behind what the
+        block already sent, and sent in one batch (under the nonce lock, nonces in plan order).
 
         `ahead`: acting before the next block is sealed, on `state`'s prices after the pending updates `ahead`
         describes (the pre-confirmation lane; attempts are recorded with trigger "pending", `seen_at` is when the
