@@ -395,18 +395,12 @@ def _by_trigger(executor: FastPathExecutor, logs: list[dict], ours: str, caused:
             lost_caused += who == "other"
     total = sum(taken.values())
     public = total - taken["svr"]
-    pending = [(a.sent_at - a.seen_at) * 1000 for a in executor.attempts if a.trigger == "pending" and a.sent_at]
-    pending += [
-        (f.attempt.sent_at - f.attempt.seen_at) * 1000
-        for f in executor.in_flight.values()
-        if f.attempt.trigger == "pending" and f.attempt.sent_at
-    ]
-    pending.sort()
-    pending_keys = {a.attempt_key for a in executor.attempts if a.trigger == "pending" and a.sent_at}
-    pending_keys |= {f.attempt.attempt_key for f in executor.in_flight.values() if f.attempt.trigger == "pending"}
+    everything = [*executor.attempts, *(f.attempt for f in executor.in_flight.values())]
+    sent = [a for a in everything if a.trigger == "pending" and a.sent_at]
+    pending = sorted((a.sent_at - a.seen_at) * 1000 for a in sent)
     # each send's latency is at least its node wait (FastPathExecutor.node_wait_ms): with the same requests, the
     # p99 of the waits is a floor under the p99 of the latencies
-    waits = [executor.node_wait_ms[key] for key in pending_keys if key in executor.node_wait_ms]
+    waits = [executor.node_wait_ms[k] for k in {a.attempt_key for a in sent} if k in executor.node_wait_ms]
     return {
         "price_triggered": won_caused + lost_caused,
         "won_price_triggered": won_caused,

@@ -119,13 +119,16 @@ class LiquidationPlan:
 
 
 def pool_reserves(pools: PoolReserves, collateral_id: int, debt_id: int) -> tuple[int, int] | None:
-    """(pool reserve of the collateral, pool reserve of the debt asset), or None when there is no pool."""
+    """(pool reserve of the collateral, pool reserve of the debt asset), or None when there is no pool or it is
+    unfunded (a reserve of 0 on either side: nothing can be swapped on it, so it is no venue)."""
     if (collateral_id, debt_id) in pools:
-        return pools[collateral_id, debt_id]
-    if (debt_id, collateral_id) in pools:
+        reserves = pools[collateral_id, debt_id]
+    elif (debt_id, collateral_id) in pools:
         debt_side, collateral_side = pools[debt_id, collateral_id]
-        return collateral_side, debt_side
-    return None
+        reserves = collateral_side, debt_side
+    else:
+        return None
+    return reserves if min(reserves) > 0 else None
 
 
 def flash_premium(amount: int, premium_bps: int, rules: ProtocolRules) -> int:
@@ -220,8 +223,6 @@ class _Pair:
             value = seized
         elif not self.swaps:
             value = self.bought(seized) or 0
-        elif self.reserves is None or min(self.reserves) <= 0:  # an unfunded pair buys nothing (`bought`)
-            value = 0
         else:
             reserve_in, reserve_out = self.reserves
             value = seized * reserve_out * FEE_NUMERATOR // (reserve_in * FEE_DENOMINATOR)

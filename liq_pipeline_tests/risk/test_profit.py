@@ -124,8 +124,8 @@ def test_no_pool_no_plan():
 
 @pytest.mark.parametrize("empty", [(0, 10**7 * E6), (5_000 * E18, 0), (0, 0)])
 def test_an_unfunded_pool_is_skipped_and_the_other_pairs_still_plan(empty):
-    # a venue pair created but not funded (a zero reserve on either side) buys nothing: its bound is not a division
-    # by zero, and the user's other collateral is still planned
+    # a venue pair created but not funded (a zero reserve on either side) is no venue (`pool_reserves`): planning
+    # does not fail on it (it divided by the empty side), and the user's other collateral is still planned
     position = user("0xunfunded", {WETH_ID: coll(E18), DAI_ID: coll(200 * E18), USDC_ID: debt(1_900 * E6)})
     market = _market("3.0")
     assert plan_liquidation(position, market, {(WETH_ID, USDC_ID): empty}, COSTS) is None
